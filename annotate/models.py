@@ -1,0 +1,383 @@
+"""One data model for human and model raters.
+
+A Rater is either a human user or a model judge; Ratings and Preferences point at a Rater, so
+every report can put any two raters side by side and a judge is "a rater like a human".
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+# HelpSteer2's attribute definitions (Wang et al., 2024), the default rating protocol.
+HELPSTEER2_ATTRIBUTES: list[dict] = [
+    {
+        "name": "helpfulness",
+        "description": "Overall helpfulness of the response to the prompt.",
+        "anchors": {"0": "not helpful", "2": "partly helpful", "4": "perfectly helpful"},
+    },
+    {
+        "name": "correctness",
+        "description": "Inclusion of all pertinent facts without errors.",
+        "anchors": {"0": "mostly wrong", "2": "some errors or omissions", "4": "fully correct"},
+    },
+    {
+        "name": "coherence",
+        "description": "Consistency and clarity of expression.",
+        "anchors": {"0": "incoherent", "2": "some unclear parts", "4": "perfectly clear"},
+    },
+    {
+        "name": "complexity",
+        "description": "Intellectual depth required to write the response "
+        "(basic competency versus deep domain expertise).",
+        "anchors": {"0": "anyone could write it", "2": "some expertise", "4": "deep expertise"},
+    },
+    {
+        "name": "verbosity",
+        "description": "Amount of detail included, relative to what the prompt asks for.",
+        "anchors": {"0": "terse", "2": "about right", "4": "very verbose"},
+    },
+]
+
+# The seven points of HelpSteer2-Preference's strength scale; A and B are the pair's stored order.
+STRENGTH_LABELS: dict[int, str] = {
+    -3: "A is much better",
+    -2: "A is better",
+    -1: "A is slightly better",
+    0: "About the same",
+    1: "B is slightly better",
+    2: "B is better",
+    3: "B is much better",
+}
+
+
+class Project(models.Model):
+    class Protocols(models.TextChoices):
+        RATING = "rating", "Rating only"
+        RANKING = "ranking", "Ranking only"
+        BOTH = "both", "Rating and ranking"
+
+    class RankingScale(models.TextChoices):
+        STRENGTH = "strength", "Strength -3..3"
+        TERNARY = "ternary", "A / tie / B"
+
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    protocols = models.CharField(max_length=10, choices=Protocols.choices, default=Protocols.BOTH)
+    ranking_scale = models.CharField(
+        max_length=10, choices=RankingScale.choices, default=RankingScale.STRENGTH
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=3, help_text="Human annotations wanted per task."
+    )
+    justification_required_above = models.PositiveSmallIntegerField(
+        default=2, help_text="A justification is required when |strength| exceeds this."
+    )
+    gold_rate = models.FloatField(default=0.0, help_text="Share of served tasks that are gold.")
+    attention_rate = models.FloatField(default=0.0, help_text="Share of served attention checks.")
+    claim_seconds = models.PositiveIntegerField(
+        default=900, help_text="How long a task handed out stays held for its annotator."
+    )
+    same_rater_both_protocols = models.BooleanField(
+        default=False,
+        help_text="The annotator who rates an item's responses also ranks its pair.",
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(attention_rate__gte=0) & Q(attention_rate__lte=1),
+                name="project_attention_rate_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def uses_rating(self) -> bool:
+        return self.protocols in (self.Protocols.RATING, self.Protocols.BOTH)
+
+    @property
+    def uses_ranking(self) -> bool:
+        return self.protocols in (self.Protocols.RANKING, self.Protocols.BOTH)
+
+    @property
+    def strength_bounds(self) -> tuple[int, int]:
+        return (-1, 1) if self.ranking_scale == self.RankingScale.TERNARY else (-3, 3)
+
+
+class Attribute(models.Model):
+    """A rating attribute of a project, on an integer scale [min_value, max_value]."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attributes")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    min_value = models.SmallIntegerField(default=0)
+    max_value = models.SmallIntegerField(default=4)
+    anchors = models.JSONField(default=dict, blank=True, help_text='{"0": "label", ...}')
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="attribute_unique_name"),
+            models.CheckConstraint(
+                condition=Q(max_value__gt=F("min_value")), name="attribute_scale_nonempty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.min_value}-{self.max_value})"
+
+
+class Item(models.Model):
+    class Role(models.TextChoices):
+        TASK = "task", "Task"
+        GOLD = "gold", "Gold (known answer)"
+        ATTENTION = "attention", "Attention check"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=200)
+    prompt = models.TextField()
+    context = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.TASK)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id")
+        ]
+        indexes = [models.Index(fields=["project", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id}"
+
+
+class Response(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    external_id = models.CharField(max_length=200)
+    text = models.TextField()
+    model = models.CharField(max_length=200, blank=True, help_text="The model that wrote it.")
+    # Known answer for gold/attention items: {attribute name: value}.
+    gold_ratings = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "external_id"], name="response_unique_external_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}:{self.external_id}"
+
+
+class Pair(models.Model):
+    """Two responses to one item; A and B are the stored order (what strengths refer to)."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="pairs")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="pairs_as_a")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="pairs_as_b")
+    # Known answer for gold/attention items, in stored order.
+    gold_strength = models.SmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["response_a", "response_b"], name="pair_unique_responses"),
+            models.CheckConstraint(
+                condition=~Q(response_a=F("response_b")), name="pair_two_distinct_responses"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_strength__isnull=True)
+                | (Q(gold_strength__gte=-3) & Q(gold_strength__lte=3)),
+                name="pair_gold_strength_in_scale",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} ({self.response_a_id} vs {self.response_b_id})"
+
+
+class Rater(models.Model):
+    """A human user or a model judge: the one author of every annotation."""
+
+    class Kind(models.TextChoices):
+        HUMAN = "human", "Human"
+        JUDGE = "judge", "Judge"
+
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="rater"
+    )
+    # For a judge: the response model it *is*, so its own responses can be found (self-preference).
+    model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="rater_unique_kind_name"),
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) | Q(kind="human"), name="rater_user_only_for_humans"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+class ShownOrder(models.TextChoices):
+    AB = "ab", "A shown first"
+    BA = "ba", "B shown first"
+
+
+class Rating(models.Model):
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="ratings")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="ratings")
+    attribute = models.ForeignKey(Attribute, on_delete=models.CASCADE, related_name="ratings")
+    value = models.SmallIntegerField()
+    # A judge's probability for each valid score, {"0": p0, ...}, and its expected score.
+    probabilities = models.JSONField(null=True, blank=True)
+    expected_value = models.FloatField(null=True, blank=True)
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater", "response", "attribute"], name="rating_one_per_rater_response_attribute"
+            ),
+            # The attribute's own scale is checked in services (a check constraint cannot join);
+            # this is the outer bound no declared scale may leave.
+            models.CheckConstraint(
+                condition=Q(value__gte=-100) & Q(value__lte=100), name="rating_value_bounded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} rates {self.response_id} {self.attribute_id}={self.value}"
+
+
+class Preference(models.Model):
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="preferences")
+    # Copied from the rater so the database can hold humans and judges to different uniqueness.
+    rater_kind = models.CharField(max_length=5, choices=Rater.Kind.choices)
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="preferences")
+    # Sign convention of HelpSteer2-Preference: negative = A (stored order) better.
+    strength = models.SmallIntegerField()
+    shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, default=ShownOrder.AB)
+    justification = models.TextField(blank=True)
+    # A judge's verdict probabilities in stored order, {"A": p, "tie": p, "B": p}.
+    probabilities = models.JSONField(null=True, blank=True)
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater", "pair"],
+                condition=Q(rater_kind="human"),
+                name="preference_one_per_human_and_pair",
+            ),
+            # A judge judges both shown orders: one preference per order.
+            models.UniqueConstraint(
+                fields=["rater", "pair", "shown_order"], name="preference_one_per_rater_pair_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(strength__gte=-3) & Q(strength__lte=3), name="preference_strength_in_scale"
+            ),
+            models.CheckConstraint(
+                condition=Q(shown_order__in=["ab", "ba"]), name="preference_shown_order_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["pair", "rater"])]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} on pair {self.pair_id}: {self.strength} ({self.shown_order})"
+
+
+class Assignment(models.Model):
+    """A task handed to a human annotator: one response to rate or one pair to rank.
+
+    The queue claims tasks by inserting Assignments under row locks; the unique constraints
+    are the last word against two claims of the same task by one annotator.
+    """
+
+    class Protocol(models.TextChoices):
+        RATING = "rating", "Rating"
+        RANKING = "ranking", "Ranking"
+
+    class Status(models.TextChoices):
+        CLAIMED = "claimed", "Claimed"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
+    protocol = models.CharField(max_length=7, choices=Protocol.choices)
+    response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments"
+    )
+    pair = models.ForeignKey(
+        Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.CLAIMED)
+    shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, default=ShownOrder.AB)
+    # One key per task view: a replayed or doubled submit of the same view stores one annotation.
+    view_key = models.UUIDField(unique=True)
+    skip_reason = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater", "response"],
+                condition=Q(response__isnull=False),
+                name="assignment_once_per_rater_response",
+            ),
+            models.UniqueConstraint(
+                fields=["rater", "pair"],
+                condition=Q(pair__isnull=False),
+                name="assignment_once_per_rater_pair",
+            ),
+            models.CheckConstraint(
+                condition=(Q(protocol="rating") & Q(response__isnull=False) & Q(pair__isnull=True))
+                | (Q(protocol="ranking") & Q(pair__isnull=False) & Q(response__isnull=True)),
+                name="assignment_one_task",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "rater", "status"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.protocol} task for {self.rater_id} ({self.status})"
