@@ -1,0 +1,195 @@
+"""Writes. Every function here is keyword-only and typed; views, the API, importers and judges
+all call these, so a human annotation and a judge annotation go through the same checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from .errors import ValidationError
+from .models import (
+    HELPSTEER2_ATTRIBUTES,
+    Attribute,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+    ShownOrder,
+)
+
+
+def project_create(
+    *,
+    name: str,
+    guidelines: str = "",
+    protocols: str = Project.Protocols.BOTH,
+    ranking_scale: str = Project.RankingScale.STRENGTH,
+    overlap: int = 3,
+    attributes: Sequence[dict] | None = None,
+    **options: object,
+) -> Project:
+    """Create a project with its rating attributes (HelpSteer2's five 0-4 by default)."""
+    if not name.strip():
+        raise ValidationError("A project needs a name.", field="name")
+    if overlap < 1:
+        raise ValidationError("Overlap must be at least 1.", field="overlap")
+    with transaction.atomic():
+        project = Project.objects.create(
+            name=name, guidelines=guidelines, protocols=protocols, ranking_scale=ranking_scale,
+            overlap=overlap, **options,
+        )
+        specs = HELPSTEER2_ATTRIBUTES if attributes is None else attributes
+        for position, spec in enumerate(specs):
+            attribute_create(project=project, position=position, **spec)
+    return project
+
+
+def attribute_create(
+    *,
+    project: Project,
+    name: str,
+    description: str = "",
+    min_value: int = 0,
+    max_value: int = 4,
+    anchors: dict | None = None,
+    position: int | None = None,
+) -> Attribute:
+    if max_value <= min_value:
+        raise ValidationError(f"Attribute {name!r}: max_value must exceed min_value.", field="max_value")
+    if position is None:
+        position = project.attributes.count()
+    return Attribute.objects.create(
+        project=project, name=name, description=description, min_value=min_value,
+        max_value=max_value, anchors=anchors or {}, position=position,
+    )
+
+
+def rater_for_user(*, user: AbstractBaseUser) -> Rater:
+    """The human rater of a user, created on first use."""
+    rater = Rater.objects.filter(user=user).first()
+    if rater is not None:
+        return rater
+    rater, _ = Rater.objects.get_or_create(
+        kind=Rater.Kind.HUMAN, name=user.get_username(), defaults={"user": user}
+    )
+    if rater.user_id is None:
+        rater.user = user
+        rater.save(update_fields=["user"])
+    return rater
+
+
+def judge_rater_get_or_create(*, name: str, model: str = "") -> Rater:
+    rater, created = Rater.objects.get_or_create(
+        kind=Rater.Kind.JUDGE, name=name, defaults={"model": model}
+    )
+    if not created and model and rater.model != model:
+        rater.model = model
+        rater.save(update_fields=["model"])
+    return rater
+
+
+def validate_rating_value(*, attribute: Attribute, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"{attribute.name}: rating must be an integer, got {value!r}.", field=attribute.name
+        )
+    if not attribute.min_value <= value <= attribute.max_value:
+        raise ValidationError(
+            f"{attribute.name}: rating {value} is outside the scale "
+            f"{attribute.min_value}-{attribute.max_value}.",
+            field=attribute.name,
+        )
+    return value
+
+
+def validate_strength(*, project: Project, strength: object) -> int:
+    if isinstance(strength, bool) or not isinstance(strength, int):
+        raise ValidationError(f"strength must be an integer, got {strength!r}.", field="strength")
+    lo, hi = project.strength_bounds
+    if not lo <= strength <= hi:
+        raise ValidationError(
+            f"strength {strength} is outside the project's scale {lo}..{hi}.", field="strength"
+        )
+    return strength
+
+
+def ratings_submit(
+    *,
+    rater: Rater,
+    response: Response,
+    values: dict[str, int],
+    time_on_task_ms: int | None = None,
+    probabilities: dict[str, dict] | None = None,
+    expected_values: dict[str, float] | None = None,
+) -> list[Rating]:
+    """Store a rater's ratings of one response, one per attribute.
+
+    Idempotent: resubmitting replaces the values (the unique constraint keeps one row per
+    rater, response and attribute)."""
+    attributes = {a.name: a for a in Attribute.objects.filter(project_id=response.item.project_id)}
+    unknown = sorted(set(values) - set(attributes))
+    if unknown:
+        raise ValidationError(f"Unknown attribute(s) for this project: {', '.join(unknown)}.", field=unknown[0])
+    stored: list[Rating] = []
+    with transaction.atomic():
+        for name, value in values.items():
+            attribute = attributes[name]
+            validate_rating_value(attribute=attribute, value=value)
+            rating, _ = Rating.objects.update_or_create(
+                rater=rater, response=response, attribute=attribute,
+                defaults={
+                    "value": value,
+                    "time_on_task_ms": time_on_task_ms,
+                    "probabilities": (probabilities or {}).get(name),
+                    "expected_value": (expected_values or {}).get(name),
+                },
+            )
+            stored.append(rating)
+    return stored
+
+
+def preference_submit(
+    *,
+    rater: Rater,
+    pair: Pair,
+    strength: int,
+    shown_order: str = ShownOrder.AB,
+    justification: str = "",
+    time_on_task_ms: int | None = None,
+    probabilities: dict | None = None,
+) -> tuple[Preference, bool]:
+    """Store one preference; returns (preference, created).
+
+    A human has one preference per pair, a judge one per pair and shown order. A replay of the
+    same submission returns the stored row instead of failing."""
+    project = pair.item.project
+    validate_strength(project=project, strength=strength)
+    if shown_order not in ShownOrder.values:
+        raise ValidationError(f"shown_order must be 'ab' or 'ba', got {shown_order!r}.", field="shown_order")
+    lookup = {"rater": rater, "pair": pair}
+    if rater.kind == Rater.Kind.JUDGE:
+        lookup["shown_order"] = shown_order
+    existing = Preference.objects.filter(**lookup).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            preference = Preference.objects.create(
+                rater=rater, rater_kind=rater.kind, pair=pair, strength=strength,
+                shown_order=shown_order, justification=justification,
+                time_on_task_ms=time_on_task_ms, probabilities=probabilities,
+            )
+    except IntegrityError:
+        # A concurrent submit of the same annotation won the race: keep its row.
+        return Preference.objects.get(**lookup), False
+    return preference, True
+
+
+def pairs_for_responses(*, responses: Iterable[Response]) -> list[tuple[Response, Response]]:
+    """Every two responses of an item, in stored order (the default when a file names no pairs)."""
+    items = list(responses)
+    return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :]]

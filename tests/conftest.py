@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotate.roles import user_set_role
+from annotate.services import project_create
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _user(username: str, role: str | None, **extra):
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username, **extra)
+    if role:
+        user_set_role(user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("admin", "admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def researcher(db):
+    return _user("researcher", "researcher")
+
+
+@pytest.fixture
+def annotator(db):
+    return _user("annotator", "annotator")
+
+
+@pytest.fixture
+def other_annotator(db):
+    return _user("annotator2", "annotator")
+
+
+@pytest.fixture
+def outsider(db):
+    return _user("outsider", None)
+
+
+@pytest.fixture
+def project(db, researcher, annotator, other_annotator):
+    project = project_create(name="Test project", guidelines="Be *careful*.")
+    project.members.add(researcher, annotator, other_annotator)
+    return project
