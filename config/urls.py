@@ -12,6 +12,14 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Each app owns its API routes under /api/.
     path("api/", include("annotate.api_urls")),
+    path("api/", include("annotate.api_queue_urls")),
+    path("api/", include("judges.api_urls")),
+    path("api/", include("reports.api_urls")),
+    path("api/", include("exports.api_urls")),
+    path("judges/", include("judges.urls")),
+    path("reports/", include("reports.urls")),
+    path("exports/", include("exports.urls")),
     path("", include("annotate.urls")),
 ]
