@@ -1,0 +1,486 @@
+"""Parsers, one per import format. Each reads its files (in the order the format lists them)
+into a ParsedImport and raises ImportFileError naming file, line and field on bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ImportFileError
+from .spec import ItemSpec, ParsedImport, PreferenceSpec, ProjectDefaults, RatingSpec, ResponseSpec, Where
+
+csv.field_size_limit(1 << 28)
+
+
+def _digest(*parts: str) -> str:
+    """A stable external id for formats that identify things by their text."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:20]
+
+
+def _require(row: dict, key: str, where: Where, kind: type | tuple[type, ...] = str) -> Any:
+    if key not in row or row[key] is None:
+        raise ImportFileError("missing required field", path=where.path, line=where.line, field=key)
+    value = row[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int to isinstance; a JSON true is not a valid id or label.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ImportFileError(
+            f"expected {names}, got {type(value).__name__} {value!r:.60}",
+            path=where.path, line=where.line, field=key,
+        )
+    return value
+
+
+def _text(row: dict, key: str, where: Where) -> str:
+    value = _require(row, key, where, (str, int, float, bool))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=number) from exc
+            if not isinstance(row, dict):
+                raise ImportFileError("each line must be a JSON object", path=str(path), line=number)
+            yield number, row
+
+
+def _read_json_list(path: Path) -> list[dict]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc
+    if not isinstance(data, list):
+        raise ImportFileError("expected a JSON list of objects", path=str(path), line=1)
+    return data
+
+
+def _parse_rater(text: object, where: Where, field: str) -> tuple[str, str]:
+    if not isinstance(text, str) or ":" not in text:
+        raise ImportFileError(
+            f"a rater is written 'human:NAME' or 'judge:NAME', got {text!r}", path=where.path, line=where.line, field=field
+        )
+    kind, name = text.split(":", 1)
+    if kind not in ("human", "judge") or not name:
+        raise ImportFileError(
+            f"a rater is written 'human:NAME' or 'judge:NAME', got {text!r}", path=where.path, line=where.line, field=field
+        )
+    return kind, name
+
+
+# --- jsonl --------------------------------------------------------------------------------
+
+
+def parse_jsonl(paths: list[Path]) -> ParsedImport:
+    parsed = ParsedImport()
+    for path in paths:
+        for number, row in _read_jsonl(path):
+            where = Where(str(path), number)
+            if "raters" in row and "id" not in row:
+                _jsonl_raters(parsed, row["raters"], where)
+                continue
+            _jsonl_item(parsed, row, where)
+    return parsed
+
+
+def _jsonl_raters(parsed: ParsedImport, raters: object, where: Where) -> None:
+    if not isinstance(raters, list):
+        raise ImportFileError("'raters' must be a list", path=where.path, line=where.line, field="raters")
+    for i, rater in enumerate(raters):
+        if not isinstance(rater, dict):
+            raise ImportFileError("each rater must be an object", path=where.path, line=where.line, field=f"raters[{i}]")
+        name = _require(rater, "name", where)
+        kind = rater.get("kind", "human")
+        if kind not in ("human", "judge"):
+            raise ImportFileError(f"kind must be 'human' or 'judge', got {kind!r}", path=where.path, line=where.line, field=f"raters[{i}].kind")
+        model = rater.get("model") or ""
+        if model and kind != "judge":
+            raise ImportFileError("only a judge has a response model of its own", path=where.path, line=where.line, field=f"raters[{i}].model")
+        parsed.declare_rater(kind, name, model)
+
+
+def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
+    item_id = str(_require(row, "id", where, (str, int)))
+    if item_id in parsed.items:
+        first = parsed.items[item_id].where
+        raise ImportFileError(f"item id {item_id!r} appears twice (first at line {first.line})", path=where.path, line=where.line, field="id")
+    role = row.get("role", "task")
+    if role not in ("task", "gold", "attention"):
+        raise ImportFileError(f"role must be task, gold or attention, got {role!r}", path=where.path, line=where.line, field="role")
+    item = ItemSpec(
+        external_id=item_id, prompt=_require(row, "prompt", where), where=where,
+        context=row.get("context") or "", metadata=row.get("metadata") or {}, role=role,
+    )
+    responses = _require(row, "responses", where, list)
+    if len(responses) < 1:
+        raise ImportFileError("an item needs at least one response", path=where.path, line=where.line, field="responses")
+    for i, response in enumerate(responses):
+        if not isinstance(response, dict):
+            raise ImportFileError("each response must be an object", path=where.path, line=where.line, field=f"responses[{i}]")
+        rid = str(_require(response, "id", where, (str, int)))
+        if rid in item.responses:
+            raise ImportFileError(f"response id {rid!r} appears twice in this item", path=where.path, line=where.line, field=f"responses[{i}].id")
+        text = response.get("text")
+        if not isinstance(text, str):
+            raise ImportFileError("missing or non-string text", path=where.path, line=where.line, field=f"responses[{i}].text")
+        model = response.get("model") or ""
+        if not isinstance(model, str):
+            raise ImportFileError("model must be a string", path=where.path, line=where.line, field=f"responses[{i}].model")
+        item.responses[rid] = ResponseSpec(rid, text, model)
+    if "pairs" in row:
+        pairs = _require(row, "pairs", where, list)
+        item.pairs = []
+        for i, pair in enumerate(pairs):
+            item.pairs.append(_jsonl_pair_ref(item, pair, where, f"pairs[{i}]"))
+    parsed.items[item_id] = item
+    for i, rating in enumerate(row.get("ratings") or []):
+        f = f"ratings[{i}]"
+        if not isinstance(rating, dict):
+            raise ImportFileError("each rating must be an object", path=where.path, line=where.line, field=f)
+        rater = _parse_rater(rating.get("rater"), where, f + ".rater")
+        parsed.declare_rater(*rater)
+        rid = str(_require(rating, "response", where, (str, int)))
+        if rid not in item.responses:
+            raise ImportFileError(f"rating names unknown response {rid!r}", path=where.path, line=where.line, field=f + ".response")
+        attribute = _require(rating, "attribute", where)
+        parsed.ratings.append(RatingSpec(rater, item_id, rid, attribute, rating.get("value"), where))
+    for i, pref in enumerate(row.get("preferences") or []):
+        f = f"preferences[{i}]"
+        if not isinstance(pref, dict):
+            raise ImportFileError("each preference must be an object", path=where.path, line=where.line, field=f)
+        rater = _parse_rater(pref.get("rater"), where, f + ".rater")
+        parsed.declare_rater(*rater)
+        a, b = _jsonl_pair_ref(item, pref.get("pair"), where, f + ".pair")
+        strength = pref.get("strength")
+        stored = _stored_pairs(item)
+        if (a, b) not in stored and (b, a) in stored:
+            # Written against the mirrored order: flip the sign so strength refers to stored A/B.
+            a, b = b, a
+            strength = -strength if isinstance(strength, int) and not isinstance(strength, bool) else strength
+        elif (a, b) not in stored:
+            raise ImportFileError(f"preference names pair {[a, b]} which this item does not have", path=where.path, line=where.line, field=f + ".pair")
+        shown = pref.get("shown_order", "ab")
+        if shown not in ("ab", "ba"):
+            raise ImportFileError(f"shown_order must be 'ab' or 'ba', got {shown!r}", path=where.path, line=where.line, field=f + ".shown_order")
+        parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), strength, where, shown, pref.get("justification") or ""))
+
+
+def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise ImportFileError("a pair is a list of two response ids", path=where.path, line=where.line, field=field)
+    a, b = str(pair[0]), str(pair[1])
+    for rid in (a, b):
+        if rid not in item.responses:
+            raise ImportFileError(f"unknown response id {rid!r}", path=where.path, line=where.line, field=field)
+    if a == b:
+        raise ImportFileError("a pair needs two different responses", path=where.path, line=where.line, field=field)
+    return a, b
+
+
+def _stored_pairs(item: ItemSpec) -> set[tuple[str, str]]:
+    if item.pairs is not None:
+        return set(item.pairs)
+    ids = list(item.responses)
+    return {(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]}
+
+
+# --- csv ----------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("item_id", "prompt", "response_id", "text")
+
+
+def parse_csv(paths: list[Path]) -> ParsedImport:
+    """One response a row: item_id, prompt, context?, response_id, model?, text."""
+    parsed = ParsedImport()
+    for path in paths:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ImportFileError(f"missing column(s) {', '.join(missing)}; the header must name {', '.join(CSV_COLUMNS)} (context, model optional)", path=str(path), line=1, field=missing[0])
+            for row in reader:
+                where = Where(str(path), reader.line_num)
+                for column in CSV_COLUMNS:
+                    if not (row.get(column) or "").strip() and column != "text":
+                        raise ImportFileError("empty value", path=where.path, line=where.line, field=column)
+                item_id = row["item_id"]
+                item = parsed.items.get(item_id)
+                if item is None:
+                    item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "")
+                elif item.prompt != row["prompt"]:
+                    raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
+                rid = row["response_id"]
+                if rid in item.responses:
+                    raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
+                item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
+    return parsed
+
+
+# --- PandaLM ------------------------------------------------------------------------------
+
+# PandaLM labels: 0 tie, 1 response1 better, 2 response2 better -> strength on A/tie/B.
+PANDALM_STRENGTH = {0: 0, 1: -1, 2: 1}
+PANDALM_GPT_STRENGTH = {"1": -1, "2": 1, "Tie": 0, "garbage": 0}  # publishers count garbage as tie
+
+
+def parse_pandalm(paths: list[Path]) -> ParsedImport:
+    if not 1 <= len(paths) <= 3:
+        raise ImportFileError("pandalm takes testset-v1.json, then optionally the gpt-3.5-turbo and pandalm-7b verdict files", path=str(paths[0]) if paths else "-")
+    parsed = ParsedImport(defaults=ProjectDefaults(protocols="ranking", ranking_scale="ternary", attributes=[]))
+    rows = _read_json_list(paths[0])
+    path = str(paths[0])
+    annotators = [parsed.declare_rater("human", f"annotator{k}") for k in (1, 2, 3)]
+    for index, row in enumerate(rows):
+        where = Where(path, index + 1)  # the row's position in the list
+        if not isinstance(row, dict):
+            raise ImportFileError("expected an object", path=path, line=where.line)
+        idx = str(_require(row, "idx", where, int))
+        cmp_key = _require(row, "cmp_key", where)
+        models = cmp_key.split("_")
+        if len(models) != 2:
+            raise ImportFileError(f"cmp_key must be '<model1>_<model2>', got {cmp_key!r}", path=path, line=where.line, field="cmp_key")
+        if idx in parsed.items:
+            raise ImportFileError(f"idx {idx} appears twice", path=path, line=where.line, field="idx")
+        item = ItemSpec(idx, _require(row, "instruction", where), where, context=row.get("input") or "",
+                        metadata={"motivation_app": row.get("motivation_app", "")})
+        # A few responses were stored as JSON scalars (true, 3): they are text to the rater.
+        item.responses["1"] = ResponseSpec("1", _text(row, "response1", where), models[0])
+        item.responses["2"] = ResponseSpec("2", _text(row, "response2", where), models[1])
+        item.pairs = [("1", "2")]
+        parsed.items[idx] = item
+        for k, rater in enumerate(annotators, start=1):
+            label = _require(row, f"annotator{k}", where, int)
+            if label not in PANDALM_STRENGTH:
+                raise ImportFileError(f"label must be 0, 1 or 2, got {label!r}", path=path, line=where.line, field=f"annotator{k}")
+            parsed.preferences.append(PreferenceSpec(rater, idx, ("1", "2"), PANDALM_STRENGTH[label], where))
+    for verdicts, (name, key, mapping) in zip(
+        paths[1:],
+        [("gpt-3.5-turbo", "gpt_result", PANDALM_GPT_STRENGTH), ("pandalm-7b", "pandalm_result", PANDALM_STRENGTH)],
+        strict=False,
+    ):
+        _pandalm_verdicts(parsed, verdicts, name, key, mapping)
+    return parsed
+
+
+def _pandalm_verdicts(parsed: ParsedImport, path: Path, name: str, key: str, mapping: dict) -> None:
+    rater = parsed.declare_rater("judge", name)
+    for index, row in enumerate(_read_json_list(path)):
+        where = Where(str(path), index + 1)
+        idx = str(_require(row, "idx", where, int))
+        if idx not in parsed.items:
+            raise ImportFileError(f"idx {idx} is not in the test set", path=str(path), line=where.line, field="idx")
+        if key not in row:
+            raise ImportFileError(f"missing required field (is this the {name} file?)", path=str(path), line=where.line, field=key)
+        verdict = row[key]
+        if verdict not in mapping:
+            raise ImportFileError(f"unknown verdict {verdict!r}; expected one of {sorted(map(str, mapping))}", path=str(path), line=where.line, field=key)
+        reason = row.get("gpt_reason") or row.get("pandalm_reason") or ""
+        parsed.preferences.append(PreferenceSpec(rater, idx, ("1", "2"), mapping[verdict], where, "ab", str(reason)))
+
+
+# --- Auto-J -------------------------------------------------------------------------------
+
+AUTOJ_LABEL_STRENGTH = {0: -1, 1: 1, 2: 0}
+# A verdict in the swapped file names positions of the swapped order: its 0 is original response 2.
+AUTOJ_SWAPPED_STRENGTH = {0: 1, 1: -1, 2: 0}
+
+
+def parse_autoj(paths: list[Path]) -> ParsedImport:
+    if len(paths) not in (1, 3):
+        raise ImportFileError("autoj takes autoj_pairwise.jsonl, optionally followed by the original-order and swapped-order verdict files", path=str(paths[0]) if paths else "-")
+    parsed = ParsedImport(defaults=ProjectDefaults(protocols="ranking", ranking_scale="ternary", attributes=[]))
+    human = parsed.declare_rater("human", "autoj-human")
+    order: list[str] = []
+    for number, row in _read_jsonl(paths[0]):
+        where = Where(str(paths[0]), number)
+        item_id = str(number)
+        item = ItemSpec(item_id, _require(row, "prompt", where), where, metadata={"scenario": row.get("scenario", "")})
+        item.responses["1"] = ResponseSpec("1", _require(row, "response 1", where))
+        item.responses["2"] = ResponseSpec("2", _require(row, "response 2", where))
+        item.pairs = [("1", "2")]
+        parsed.items[item_id] = item
+        order.append(item_id)
+        label = _require(row, "label", where, int)
+        if label not in AUTOJ_LABEL_STRENGTH:
+            raise ImportFileError(f"label must be 0, 1 or 2, got {label!r}", path=where.path, line=number, field="label")
+        parsed.preferences.append(PreferenceSpec(human, item_id, ("1", "2"), AUTOJ_LABEL_STRENGTH[label], where))
+    if len(paths) == 3:
+        judge = parsed.declare_rater("judge", "autoj-13b")
+        for path, shown, mapping in ((paths[1], "ab", AUTOJ_LABEL_STRENGTH), (paths[2], "ba", AUTOJ_SWAPPED_STRENGTH)):
+            rows = list(_read_jsonl(path))
+            if len(rows) != len(order):
+                raise ImportFileError(f"has {len(rows)} verdicts but the pairwise file has {len(order)} rows", path=str(path))
+            for (number, row), item_id in zip(rows, order, strict=True):
+                where = Where(str(path), number)
+                verdict = _require(row, "output", where, int)
+                if verdict not in mapping:
+                    raise ImportFileError(f"output must be 0, 1 or 2, got {verdict!r}", path=str(path), line=number, field="output")
+                parsed.preferences.append(PreferenceSpec(judge, item_id, ("1", "2"), mapping[verdict], where, shown))
+    return parsed
+
+
+# --- Peering Through Preferences (sparse_feedback) ----------------------------------------
+
+SPARSE_RANKING_STRENGTH = {"(a)": -1, "(b)": 1, "equal": 0}
+
+
+def parse_sparse_feedback(paths: list[Path]) -> ParsedImport:
+    """Ratings CSV (instruction, input, output, rating 1-7) then rankings CSV
+    (instruction, input, output1, output2, ranking). Responses are identified by
+    (instruction, input, text); duplicate rows keep their first occurrence."""
+    if len(paths) != 2:
+        raise ImportFileError("sparse-feedback takes the ratings CSV and then the rankings CSV", path=str(paths[0]) if paths else "-")
+    parsed = ParsedImport(defaults=ProjectDefaults(
+        protocols="both", ranking_scale="ternary",
+        attributes=[{"name": "overall", "description": "Overall quality of the response (Peering Through Preferences).", "min_value": 1, "max_value": 7, "anchors": {"1": "very poor", "4": "acceptable", "7": "excellent"}}],
+    ))
+    judge = parsed.declare_rater("judge", "gpt-3.5-turbo")
+    ratings: dict[tuple[str, str, str], tuple[int, Where]] = {}
+    ratings_path, rankings_path = paths
+
+    def item_for(instruction: str, inp: str, where: Where) -> ItemSpec:
+        item_id = _digest(instruction, inp)
+        if item_id not in parsed.items:
+            parsed.items[item_id] = ItemSpec(item_id, instruction, where, context=inp, pairs=[])
+        return parsed.items[item_id]
+
+    def response_for(item: ItemSpec, text: str) -> str:
+        rid = _digest(text)
+        item.responses.setdefault(rid, ResponseSpec(rid, text))
+        return rid
+
+    for number, row in _read_csv_rows(ratings_path, 4):
+        where = Where(str(ratings_path), number)
+        instruction, inp, output, rating = row
+        try:
+            value = int(rating)
+        except ValueError:
+            raise ImportFileError(f"rating must be an integer 1-7, got {rating!r}", path=where.path, line=number, field="rating") from None
+        ratings.setdefault((instruction, inp, output), (value, where))
+    seen_pairs: set[tuple[str, str, str, str]] = set()
+    for number, row in _read_csv_rows(rankings_path, 5):
+        where = Where(str(rankings_path), number)
+        instruction, inp, out1, out2, ranking = row
+        if ranking not in SPARSE_RANKING_STRENGTH:
+            raise ImportFileError(f"ranking must be (a), (b) or equal, got {ranking!r}", path=where.path, line=number, field="ranking")
+        if (instruction, inp, out1, out2) in seen_pairs:
+            continue
+        seen_pairs.add((instruction, inp, out1, out2))
+        item = item_for(instruction, inp, where)
+        a = response_for(item, out1)
+        if out1 == out2:
+            # An output compared with itself: two responses with the same text (the published
+            # figure keeps these pairs), each carrying the output's rating.
+            b = a + "~twin"
+            item.responses.setdefault(b, ResponseSpec(b, out2))
+        else:
+            b = response_for(item, out2)
+        assert item.pairs is not None
+        if (a, b) in item.pairs or (b, a) in item.pairs:
+            continue
+        item.pairs.append((a, b))
+        parsed.preferences.append(PreferenceSpec(judge, item.external_id, (a, b), SPARSE_RANKING_STRENGTH[ranking], where))
+    for (instruction, inp, output), (value, where) in ratings.items():
+        item = item_for(instruction, inp, where)
+        rid = response_for(item, output)
+        for target in (rid, rid + "~twin"):
+            if target in item.responses:
+                parsed.ratings.append(RatingSpec(judge, item.external_id, target, "overall", value, where))
+    return parsed
+
+
+def _read_csv_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != width:
+                raise ImportFileError(f"expected {width} columns, got {len(row)}", path=str(path), line=reader.line_num)
+            yield reader.line_num, row
+
+
+# --- HelpSteer2 and HelpSteer2-Preference -------------------------------------------------
+
+HELPSTEER2_ATTRIBUTE_NAMES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+
+
+def parse_helpsteer2(paths: list[Path]) -> ParsedImport:
+    """The published HelpSteer2 layout: one response a line with its five aggregated ratings.
+    Each line's ratings are stored as one human rater, 'helpsteer2'."""
+    parsed = ParsedImport(defaults=ProjectDefaults(protocols="rating"))
+    rater = parsed.declare_rater("human", "helpsteer2")
+    for path in paths:
+        for number, row in _read_jsonl(path):
+            where = Where(str(path), number)
+            prompt = _require(row, "prompt", where)
+            text = _require(row, "response", where)
+            item_id = _digest(prompt)
+            item = parsed.items.setdefault(item_id, ItemSpec(item_id, prompt, where))
+            rid = _digest(text)
+            if rid in item.responses:
+                raise ImportFileError("this prompt and response appear twice", path=where.path, line=number, field="response")
+            item.responses[rid] = ResponseSpec(rid, text, str(row.get("model") or ""))
+            attributes = [k for k in row if k not in ("prompt", "response", "model", "split") and not k.endswith("_n")]
+            for name in attributes:
+                parsed.ratings.append(RatingSpec(rater, item_id, rid, name, row[name], where))
+    return parsed
+
+
+def parse_helpsteer2_preference(paths: list[Path]) -> ParsedImport:
+    """The published HelpSteer2-Preference layout; preference_strength keeps its sign
+    (-3 = response_1 much better), response_1 is stored as A."""
+    parsed = ParsedImport(defaults=ProjectDefaults(protocols="ranking"))
+    rater = parsed.declare_rater("human", "helpsteer2")
+    for path in paths:
+        for number, row in _read_jsonl(path):
+            where = Where(str(path), number)
+            prompt = _require(row, "prompt", where)
+            r1 = _require(row, "response_1", where)
+            r2 = _require(row, "response_2", where)
+            item_id = _digest(prompt)
+            item = parsed.items.setdefault(item_id, ItemSpec(item_id, prompt, where, pairs=[]))
+            if "split" in row:
+                item.metadata["split"] = row["split"]
+            a, b = _digest(r1), _digest(r2)
+            if a == b:
+                b = a + "~twin"
+            item.responses.setdefault(a, ResponseSpec(a, r1))
+            item.responses.setdefault(b, ResponseSpec(b, r2))
+            assert item.pairs is not None
+            if (a, b) in item.pairs:
+                raise ImportFileError("this prompt and pair of responses appear twice", path=where.path, line=number, field="response_2")
+            item.pairs.append((a, b))
+            statement = row.get("preference_statement") or ""
+            elaboration = row.get("preference_elaboration") or ""
+            justification = "\n\n".join(part for part in (statement, elaboration) if part)
+            parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), row.get("preference_strength"), where, "ab", justification))
+    return parsed
+
+
+PARSERS: dict[str, Callable[[list[Path]], ParsedImport]] = {
+    "jsonl": parse_jsonl,
+    "csv": parse_csv,
+    "pandalm": parse_pandalm,
+    "autoj": parse_autoj,
+    "sparse-feedback": parse_sparse_feedback,
+    "helpsteer2": parse_helpsteer2,
+    "helpsteer2-preference": parse_helpsteer2_preference,
+}

@@ -1,0 +1,167 @@
+"""Imports of the real datasets in ../shared/data, with the counts their README states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from annotate.errors import ImportFileError
+from annotate.importers import import_files
+from annotate.models import Item, Pair, Preference, Project, Rater, Rating, Response
+
+pytestmark = pytest.mark.django_db
+
+
+def _prefs(project: Project, kind: str) -> int:
+    return Preference.objects.filter(pair__item__project=project, rater_kind=kind).count()
+
+
+def test_pandalm_import_counts(shared_data: Path):
+    d = shared_data / "pandalm"
+    result = import_files(
+        project_name="pandalm", fmt="pandalm",
+        paths=[d / "testset-v1.json", d / "gpt-3.5-turbo-testset-v1.json", d / "pandalm-7b-testset-v1.json"],
+    )
+    project = result.project
+    assert project.ranking_scale == "ternary"
+    assert Pair.objects.filter(item__project=project).count() == 999
+    assert _prefs(project, "human") == 2997
+    assert _prefs(project, "judge") == 1998
+    models = set(Response.objects.filter(item__project=project).values_list("model", flat=True))
+    assert models == {"llama-7b", "bloom-7b", "cerebras-gpt-6.7B", "opt-7b", "pythia-6.9b"}
+    first = Pair.objects.get(item__project=project, item__external_id="0")
+    assert (first.response_a.model, first.response_b.model) == ("bloom-7b", "llama-7b")
+    assert result.counts["preferences"] == 4995
+
+
+def test_autoj_import_counts_both_orders(shared_data: Path):
+    d = shared_data / "autoj"
+    result = import_files(
+        project_name="autoj", fmt="autoj",
+        paths=[d / "autoj_pairwise.jsonl", d / "autoj13b_verdicts_original_order.jsonl", d / "autoj13b_verdicts_swapped_order.jsonl"],
+    )
+    project = result.project
+    assert Pair.objects.filter(item__project=project).count() == 1392
+    assert _prefs(project, "judge") == 2784
+    assert _prefs(project, "human") == 1392
+    judge = Rater.objects.get(kind="judge", name="autoj-13b")
+    assert Preference.objects.filter(rater=judge, shown_order="ba").count() == 1392
+
+
+def test_autoj_without_verdict_files(shared_data: Path):
+    result = import_files(project_name="autoj-h", fmt="autoj", paths=[shared_data / "autoj" / "autoj_pairwise.jsonl"])
+    assert _prefs(result.project, "judge") == 0
+    assert result.counts["pairs"] == 1392
+
+
+def test_sparse_feedback_deduplicated(shared_data: Path):
+    d = shared_data / "sparse_feedback"
+    result = import_files(
+        project_name="sparse", fmt="sparse-feedback",
+        paths=[d / "feedback_ratings_sample_generation.csv", d / "feedback_rankings_sample_generation.csv"],
+    )
+    project = result.project
+    assert [a.name for a in project.attributes.all()] == ["overall"]
+    assert Item.objects.filter(project=project).count() == 20
+    assert Pair.objects.filter(item__project=project).count() == 118
+    texts = Response.objects.filter(item__project=project).values_list("item_id", "text").distinct()
+    assert len(set(texts)) == 98
+    rated = Rating.objects.filter(response__item__project=project).values_list("response__item_id", "response__text").distinct()
+    assert len(set(rated)) == 97
+    both = [
+        p for p in Pair.objects.filter(item__project=project)
+        if p.response_a.ratings.exists() and p.response_b.ratings.exists()
+    ]
+    assert len(both) == 117
+
+
+def test_reimport_creates_no_duplicates(shared_data: Path):
+    paths = [shared_data / "pandalm" / "testset-v1.json"]
+    import_files(project_name="p", fmt="pandalm", paths=paths)
+    again = import_files(project_name="p", fmt="pandalm", paths=paths)
+    assert again.counts == {"items": 0, "responses": 0, "pairs": 0, "ratings": 0, "preferences": 0}
+    assert Preference.objects.count() == 2997
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_import_with_declared_raters_and_default_pairs(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "a.jsonl", [
+        {"raters": [{"name": "gpt", "kind": "judge", "model": "m2"}, {"name": "ann", "kind": "human"}]},
+        {"id": "q1", "prompt": "Hi?", "responses": [
+            {"id": "a", "model": "m1", "text": "Hello"}, {"id": "b", "model": "m2", "text": "Hey"}, {"id": "c", "model": "m3", "text": "Yo"}],
+         "ratings": [{"rater": "human:ann", "response": "a", "attribute": "helpfulness", "value": 3}],
+         "preferences": [{"rater": "judge:gpt", "pair": ["b", "a"], "strength": 2, "shown_order": "ba"}]},
+    ])
+    result = import_files(project_name="j", fmt="jsonl", paths=[path])
+    assert result.counts["pairs"] == 3
+    pref = Preference.objects.get()
+    # Written against the mirrored pair: stored with the sign flipped to the stored A/B order.
+    assert (pref.pair.response_a.external_id, pref.pair.response_b.external_id, pref.strength) == ("a", "b", -2)
+    assert Rater.objects.get(kind="judge", name="gpt").model == "m2"
+
+
+def test_bad_value_names_file_line_field_and_writes_nothing(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [
+        {"id": "q1", "prompt": "Hi?", "responses": [{"id": "a", "text": "Hello"}, {"id": "b", "text": "Hey"}]},
+        {"id": "q2", "prompt": "Yo?", "responses": [{"id": "a", "text": "x"}],
+         "ratings": [{"rater": "human:ann", "response": "a", "attribute": "helpfulness", "value": 9}]},
+    ])
+    with pytest.raises(ImportFileError) as err:
+        import_files(project_name="bad", fmt="jsonl", paths=[path])
+    assert err.value.line == 2 and err.value.field == "helpfulness"
+    assert "bad.jsonl:2" in str(err.value) and "0-4" in str(err.value)
+    assert not Project.objects.filter(name="bad").exists()
+    assert Item.objects.count() == 0
+
+
+def test_unknown_attribute_is_reported(tmp_path: Path, project: Project):
+    path = _write_jsonl(tmp_path / "x.jsonl", [
+        {"id": "q1", "prompt": "Hi?", "responses": [{"id": "a", "text": "Hello"}],
+         "ratings": [{"rater": "human:ann", "response": "a", "attribute": "overall", "value": 3}]},
+    ])
+    with pytest.raises(ImportFileError, match="'overall' is not one of project"):
+        import_files(project_name=project.name, fmt="jsonl", paths=[path])
+
+
+def test_strength_outside_ternary_scale_rejected(shared_data: Path, tmp_path: Path):
+    import_files(project_name="p", fmt="pandalm", paths=[shared_data / "pandalm" / "testset-v1.json"])
+    path = _write_jsonl(tmp_path / "s.jsonl", [
+        {"id": "new", "prompt": "Hi?", "responses": [{"id": "a", "text": "1"}, {"id": "b", "text": "2"}],
+         "preferences": [{"rater": "human:z", "pair": ["a", "b"], "strength": 3}]},
+    ])
+    with pytest.raises(ImportFileError, match=r"outside project 'p'.s scale -1..1"):
+        import_files(project_name="p", fmt="jsonl", paths=[path])
+
+
+def test_invalid_json_line(tmp_path: Path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"id": "q1", "prompt": "x", "responses": []}\n{not json}\n')
+    with pytest.raises(ImportFileError) as err:
+        import_files(project_name="b", fmt="jsonl", paths=[path])
+    assert err.value.line in (1, 2)
+
+
+def test_csv_import_and_missing_column(tmp_path: Path):
+    good = tmp_path / "r.csv"
+    good.write_text("item_id,prompt,context,response_id,model,text\nq1,Hi?,,a,m1,Hello\nq1,Hi?,,b,m2,Hey\n")
+    result = import_files(project_name="c", fmt="csv", paths=[good])
+    assert result.counts == {"items": 1, "responses": 2, "pairs": 1, "ratings": 0, "preferences": 0}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item_id,prompt,text\nq1,Hi?,Hello\n")
+    with pytest.raises(ImportFileError, match="response_id"):
+        import_files(project_name="c", fmt="csv", paths=[bad])
+
+
+def test_import_command_reports_error(tmp_path: Path):
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"id": "q1"}\n')
+    with pytest.raises(CommandError, match=r"e.jsonl:1 \(field 'prompt'\)"):
+        call_command("import_pairs", "cmd", "--format", "jsonl", str(path))
