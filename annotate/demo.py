@@ -1,0 +1,102 @@
+"""Build the demo project: users for each role, prompts and responses of our own, a gold item,
+and a few seeded annotations so the dashboards and reports have something to show."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from .demo_data import DEMO_GOLD, DEMO_ITEMS
+from .importers import import_files
+from .models import Item, Pair, Project, Rater
+from .roles import ensure_role_groups, user_set_role
+from .services import preference_submit, ratings_submit
+
+DEMO_PROJECT = "Demo: everyday assistant answers"
+DEMO_PASSWORD = "concordance"
+DEMO_USERS: list[tuple[str, str]] = [
+    ("admin", "admin"),
+    ("researcher", "researcher"),
+    ("alice", "annotator"),
+    ("bob", "annotator"),
+    ("carol", "annotator"),
+]
+GUIDELINES = """\
+## How to judge
+
+* Read the prompt (and context) first, then the response(s).
+* **Rating**: score each attribute 0-4 using the anchors under each row.
+* **Ranking**: pick how much better one response is; explain why when the difference is large.
+* You are not told which model wrote a response, and the left/right order is random.
+"""
+
+
+@dataclass
+class DemoResult:
+    project: Project
+    created: bool
+
+
+def demo_users_create() -> None:
+    ensure_role_groups()
+    User = get_user_model()
+    for username, role in DEMO_USERS:
+        user, created = User.objects.get_or_create(username=username)
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.is_staff = role == "admin"
+            user.is_superuser = role == "admin"
+            user.save()
+        user_set_role(user=user, role=role)  # type: ignore[arg-type]
+
+
+def demo_project_create() -> DemoResult:
+    existing = Project.objects.filter(name=DEMO_PROJECT).first()
+    if existing is not None:
+        return DemoResult(existing, False)
+    demo_users_create()
+    with tempfile.TemporaryDirectory() as tmp, transaction.atomic():
+        path = Path(tmp) / "demo.jsonl"
+        rows = [{k: v for k, v in item.items() if k not in ("gold_strength", "gold_ratings")} for item in DEMO_ITEMS + DEMO_GOLD]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        project = import_files(project_name=DEMO_PROJECT, fmt="jsonl", paths=[path]).project
+        project.guidelines = GUIDELINES
+        project.gold_rate = 0.1
+        project.save(update_fields=["guidelines", "gold_rate"])
+        project.members.add(*get_user_model().objects.filter(username__in=[u for u, _ in DEMO_USERS]))
+        for gold in DEMO_GOLD:
+            item = Item.objects.get(project=project, external_id=gold["id"])
+            Pair.objects.filter(item=item).update(gold_strength=gold["gold_strength"])
+            for response in item.responses.all():
+                response.gold_ratings = gold["gold_ratings"].get(response.external_id)
+                response.save(update_fields=["gold_ratings"])
+        _seed_annotations(project)
+    return DemoResult(project, True)
+
+
+def _seed_annotations(project: Project) -> None:
+    """Three seeded raters annotate half the tasks, so reports are not empty on first start.
+    They are named seed-* so nobody mistakes them for people."""
+    rng = random.Random(7)
+    # The demo's "a" responses are the better ones except where the data says otherwise.
+    better_b = {"capital-australia", "prime-check"}
+    items = list(Item.objects.filter(project=project, role="task").order_by("id"))[:6]
+    for k in (1, 2, 3):
+        rater, _ = Rater.objects.get_or_create(kind="human", name=f"seed-{k}")
+        for item in items:
+            sign = 1 if item.external_id in better_b else -1
+            for pair in item.pairs.all():
+                strength = max(-3, min(3, sign * rng.choice([1, 2, 2, 3]) + rng.choice([0, 0, 0, 1, -1])))
+                preference_submit(rater=rater, pair=pair, strength=strength,
+                                  shown_order=rng.choice(["ab", "ba"]), justification="seeded example")
+            for response in item.responses.all():
+                good = (response.external_id == "b") == (item.external_id in better_b)
+                base = 3 if good else 1
+                values = {a.name: max(0, min(4, base + rng.choice([-1, 0, 0, 1]))) for a in project.attributes.all()}
+                ratings_submit(rater=rater, response=response, values=values)
