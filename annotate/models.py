@@ -351,6 +351,9 @@ class Assignment(models.Model):
     # One key per task view: a replayed or doubled submit of the same view stores one annotation.
     view_key = models.UUIDField(unique=True)
     skip_reason = models.TextField(blank=True)
+    # The values of an undone submission, so the re-shown task opens with them filled in.
+    draft = models.JSONField(null=True, blank=True)
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     claimed_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -377,6 +380,8 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["project", "rater", "status"]),
             models.Index(fields=["status", "expires_at"]),
+            # Undo and the dashboard read a rater's newest completed assignments.
+            models.Index(fields=["rater", "project", "completed_at"]),
         ]
 
     def __str__(self) -> str:

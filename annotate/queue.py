@@ -1,0 +1,488 @@
+"""The annotator task queue: claim, submit, skip, undo.
+
+A task is one response to rate or one pair to rank. Claiming is a race between annotators, won
+on PostgreSQL by `SELECT ... FOR UPDATE SKIP LOCKED` on the task row (so two annotators never
+wait on each other for the same task) plus a recount of its live assignments *after* the lock is
+held: the count in the locking statement was read from a snapshot taken before the lock, which a
+claim committed in between would not be in. The unique constraints on Assignment are the last
+word against one annotator holding a task twice.
+
+The page views and the REST API both call these functions; annotations themselves are stored by
+`annotate.services.ratings_submit` / `preference_submit`, the same path judges and importers use.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from .errors import ConcordanceError, ValidationError
+from .models import (
+    Assignment,
+    Attribute,
+    Item,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+    ShownOrder,
+)
+from .services import preference_submit, ratings_submit, validate_strength
+
+RATING = Assignment.Protocol.RATING
+RANKING = Assignment.Protocol.RANKING
+CLAIMED = Assignment.Status.CLAIMED
+DONE = Assignment.Status.DONE
+SKIPPED = Assignment.Status.SKIPPED
+EXPIRED = Assignment.Status.EXPIRED
+
+# How many locked-then-found-full candidates one claim tries before moving to the next pool;
+# only a task filled between the snapshot and the lock is ever rejected, so a few suffice.
+CLAIM_ATTEMPTS = 8
+
+SKIP_REASONS: dict[str, str] = {
+    "unsure": "I can't judge this",
+    "broken": "Broken or empty content",
+    "offensive": "Offensive or harmful content",
+    "other": "Other",
+}
+
+
+class QueueError(ConcordanceError):
+    """A queue request that cannot be honoured; the message is shown to the annotator."""
+
+
+class AssignmentNotFound(QueueError):
+    pass
+
+
+class AssignmentStale(QueueError):
+    """The task view is no longer this annotator's to submit (expired and taken, skipped, undone)."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    assignment: Assignment
+    duplicate: bool
+
+    @property
+    def message(self) -> str:
+        if self.duplicate:
+            return "This task was already saved; it was stored once."
+        return "Saved."
+
+
+@dataclass(frozen=True)
+class Progress:
+    rater_done: int
+    rater_target: int
+    project_done: int
+    project_target: int
+
+    @staticmethod
+    def percent(done: int, target: int) -> int:
+        return 100 if target <= 0 else min(100, round(100 * done / target))
+
+    @property
+    def rater_percent(self) -> int:
+        return self.percent(self.rater_done, self.rater_target)
+
+    @property
+    def project_percent(self) -> int:
+        return self.percent(self.project_done, self.project_target)
+
+
+def live_assignments_q(*, now: datetime) -> Q:
+    """Assignments that hold a slot of a task's overlap: done, or claimed and not yet expired.
+
+    Skipped and expired ones give their slot back to the pool."""
+    return Q(status=DONE) | Q(status=CLAIMED, expires_at__gt=now)
+
+
+def _task_filter(protocol: str, task_id: int) -> dict[str, int]:
+    return {"response_id": task_id} if protocol == RATING else {"pair_id": task_id}
+
+
+def _live_count(*, protocol: str, task_id: int, now: datetime, exclude_pk: int | None = None) -> int:
+    qs = Assignment.objects.filter(**_task_filter(protocol, task_id)).filter(live_assignments_q(now=now))
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return qs.count()
+
+
+def _is_capped(*, protocol: str, task_id: int) -> bool:
+    """Gold and attention tasks go to every annotator; only regular tasks stop at the overlap."""
+    model = Response if protocol == RATING else Pair
+    role = model.objects.filter(pk=task_id).values_list("item__role", flat=True).first()
+    return role == Item.Role.TASK
+
+
+def _lock_task(*, protocol: str, task_id: int) -> None:
+    model = Response if protocol == RATING else Pair
+    # A blocking lock: the caller already holds this task and only needs the recount to be exact.
+    list(model.objects.select_for_update().filter(pk=task_id).values_list("pk", flat=True))
+
+
+def _task_id(assignment: Assignment) -> int:
+    return assignment.response_id if assignment.protocol == RATING else assignment.pair_id  # type: ignore[return-value]
+
+
+def _candidates(
+    *, project: Project, rater: Rater, protocol: str, role: str, now: datetime, items: QuerySet | None
+) -> QuerySet:
+    if protocol == RATING:
+        qs: QuerySet = Response.objects.filter(item__project=project, item__role=role)
+        mine = Assignment.objects.filter(rater=rater, response=OuterRef("pk"))
+        live = Assignment.objects.filter(response=OuterRef("pk")).filter(live_assignments_q(now=now))
+    else:
+        qs = Pair.objects.filter(item__project=project, item__role=role)
+        mine = Assignment.objects.filter(rater=rater, pair=OuterRef("pk"))
+        live = Assignment.objects.filter(pair=OuterRef("pk")).filter(live_assignments_q(now=now))
+    if items is not None:
+        qs = qs.filter(item__in=items)
+    qs = qs.filter(~Exists(mine))
+    if role == Item.Role.TASK:
+        # Cheap pre-filter: a task whose overlap-th live assignment exists is full. The exact
+        # check is the recount under the lock.
+        qs = qs.filter(~Exists(live.order_by().values("pk")[project.overlap - 1 : project.overlap]))
+    # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
+    return qs.order_by("pk")
+
+
+def _claim_from(
+    *,
+    project: Project,
+    rater: Rater,
+    protocol: str,
+    role: str,
+    now: datetime,
+    rng: random.Random,
+    items: QuerySet | None = None,
+) -> Assignment | None:
+    tried: list[int] = []
+    for _ in range(CLAIM_ATTEMPTS):
+        with transaction.atomic():
+            qs = _candidates(project=project, rater=rater, protocol=protocol, role=role, now=now, items=items)
+            if tried:
+                qs = qs.exclude(pk__in=tried)
+            # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
+            task_id = qs.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
+            if task_id is None:
+                return None
+            if role == Item.Role.TASK and _live_count(protocol=protocol, task_id=task_id, now=now) >= project.overlap:
+                tried.append(task_id)
+                continue
+            shown_order = rng.choice([ShownOrder.AB, ShownOrder.BA]) if protocol == RANKING else ShownOrder.AB
+            try:
+                with transaction.atomic():
+                    return Assignment.objects.create(
+                        project=project, rater=rater, protocol=protocol,
+                        shown_order=shown_order, view_key=uuid.uuid4(),
+                        expires_at=now + timedelta(seconds=project.claim_seconds),
+                        **_task_filter(protocol, task_id),
+                    )
+            except IntegrityError:
+                # The same annotator claimed it in another tab a moment ago.
+                tried.append(task_id)
+    return None
+
+
+def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assignment | None:
+    """The annotator's open task, if any: a reload or a second tab shows the same task.
+
+    An expired claim is renewed when the task still has room, else given up for good (the
+    annotator has seen it, so it is never served to them again)."""
+    open_claims = Assignment.objects.filter(project=project, rater=rater, status=CLAIMED).order_by("-claimed_at", "-pk")
+    for assignment in open_claims:
+        if assignment.expires_at > now:
+            return assignment
+        with transaction.atomic():
+            task_id = _task_id(assignment)
+            _lock_task(protocol=assignment.protocol, task_id=task_id)
+            room = not _is_capped(protocol=assignment.protocol, task_id=task_id) or (
+                _live_count(protocol=assignment.protocol, task_id=task_id, now=now, exclude_pk=assignment.pk)
+                < project.overlap
+            )
+            if room:
+                assignment.expires_at = now + timedelta(seconds=project.claim_seconds)
+                assignment.save(update_fields=["expires_at"])
+                return assignment
+            assignment.status = EXPIRED
+            assignment.save(update_fields=["status"])
+    return None
+
+
+def _protocols(project: Project, rng: random.Random) -> list[str]:
+    protocols = [p for p, used in ((RATING, project.uses_rating), (RANKING, project.uses_ranking)) if used]
+    rng.shuffle(protocols)
+    return protocols
+
+
+def _roles(project: Project, rng: random.Random) -> list[str]:
+    """Gold and attention tasks at the project's rates; regular tasks otherwise and as fallback.
+
+    Checks only ever come mixed in: when the regular pool is empty the annotator is done."""
+    draw = rng.random()
+    if draw < project.gold_rate:
+        return [Item.Role.GOLD, Item.Role.TASK]
+    if draw < project.gold_rate + project.attention_rate:
+        return [Item.Role.ATTENTION, Item.Role.TASK]
+    return [Item.Role.TASK]
+
+
+def assignment_claim_next(
+    *, project: Project, rater: Rater, now: datetime | None = None, rng: random.Random | None = None
+) -> Assignment | None:
+    """The annotator's next task in the project, claimed for `project.claim_seconds`; None when done."""
+    now = now or timezone.now()
+    rng = rng or random.Random()
+    resumed = _resume_open_claim(project=project, rater=rater, now=now)
+    if resumed is not None:
+        return resumed
+    protocols = _protocols(project, rng)
+    roles = _roles(project, rng)
+    if project.same_rater_both_protocols and project.uses_rating and project.uses_ranking:
+        # Finish the items this annotator has started under the other protocol first, so each
+        # item gets ratings and a ranking from the same person (within-rater consistency).
+        mine = Assignment.objects.filter(rater=rater, project=project, status__in=[DONE, CLAIMED])
+        touched = Item.objects.filter(project=project).filter(
+            Exists(mine.filter(response__item=OuterRef("pk"))) | Exists(mine.filter(pair__item=OuterRef("pk")))
+        ).values("pk")
+        for protocol in protocols:
+            for role in (Item.Role.TASK, Item.Role.GOLD, Item.Role.ATTENTION):
+                claimed = _claim_from(
+                    project=project, rater=rater, protocol=protocol, role=role, now=now, rng=rng, items=touched
+                )
+                if claimed is not None:
+                    return claimed
+    for role in roles:
+        for protocol in protocols:
+            claimed = _claim_from(project=project, rater=rater, protocol=protocol, role=role, now=now, rng=rng)
+            if claimed is not None:
+                return claimed
+    return None
+
+
+def _lock_assignment(*, rater: Rater, view_key: uuid.UUID | str) -> Assignment:
+    try:
+        key = uuid.UUID(str(view_key))
+    except ValueError as exc:
+        raise AssignmentNotFound("This task link is not valid.") from exc
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("project", "response__item", "pair__item")
+        .filter(view_key=key, rater=rater)
+        .first()
+    )
+    if assignment is None:
+        raise AssignmentNotFound("This task view is no longer current (it may have been undone). Here is your current task.")
+    return assignment
+
+
+def _ensure_held(*, assignment: Assignment, now: datetime) -> None:
+    if assignment.status == SKIPPED:
+        raise AssignmentStale("You skipped this task, so it was not saved.")
+    if assignment.status == EXPIRED or assignment.expires_at <= now:
+        # Late but not lost: accept it if the task still has room, counted under its lock.
+        task_id = _task_id(assignment)
+        _lock_task(protocol=assignment.protocol, task_id=task_id)
+        if _is_capped(protocol=assignment.protocol, task_id=task_id) and (
+            _live_count(protocol=assignment.protocol, task_id=task_id, now=now, exclude_pk=assignment.pk)
+            >= assignment.project.overlap
+        ):
+            assignment.status = EXPIRED
+            assignment.save(update_fields=["status"])
+            raise AssignmentStale(
+                "This task timed out and went to other annotators, so it was not saved. Here is a new one."
+            )
+
+
+def _time_ms(*, assignment: Assignment, time_on_task_ms: int | None, now: datetime) -> int:
+    """The client's measure of visible time when it sent one; else time since the claim."""
+    if time_on_task_ms is not None and 0 <= time_on_task_ms < 24 * 3600 * 1000:
+        return int(time_on_task_ms)
+    return max(0, int((now - assignment.claimed_at).total_seconds() * 1000))
+
+
+def _finish(*, assignment: Assignment, time_ms: int, now: datetime) -> None:
+    assignment.status = DONE
+    assignment.completed_at = now
+    assignment.time_on_task_ms = time_ms
+    assignment.draft = None
+    assignment.save(update_fields=["status", "completed_at", "time_on_task_ms", "draft"])
+
+
+def assignment_submit_rating(
+    *,
+    rater: Rater,
+    view_key: uuid.UUID | str,
+    values: dict[str, int],
+    time_on_task_ms: int | None = None,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Store the ratings of a rating task. A replay of the same view stores nothing new."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The row lock serialises a double submit: the second waits, then sees DONE.
+        assignment = _lock_assignment(rater=rater, view_key=view_key)
+        if assignment.status == DONE:
+            return SubmitResult(assignment=assignment, duplicate=True)
+        if assignment.protocol != RATING:
+            raise ValidationError("This task asks for a ranking, not ratings.", field="protocol")
+        _ensure_held(assignment=assignment, now=now)
+        response = assignment.response
+        assert response is not None
+        missing = [
+            a.name for a in Attribute.objects.filter(project_id=assignment.project_id) if a.name not in values
+        ]
+        if missing:
+            raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])
+        time_ms = _time_ms(assignment=assignment, time_on_task_ms=time_on_task_ms, now=now)
+        ratings_submit(rater=rater, response=response, values=values, time_on_task_ms=time_ms)
+        _finish(assignment=assignment, time_ms=time_ms, now=now)
+    return SubmitResult(assignment=assignment, duplicate=False)
+
+
+def stored_strength(*, shown_strength: int, shown_order: str) -> int:
+    """Strength in the pair's stored order from the one the annotator gave about what they saw.
+
+    Negative means the first shown response is better; when B was shown first, the sign flips."""
+    return shown_strength if shown_order == ShownOrder.AB else -shown_strength
+
+
+def assignment_submit_preference(
+    *,
+    rater: Rater,
+    view_key: uuid.UUID | str,
+    shown_strength: int,
+    justification: str = "",
+    time_on_task_ms: int | None = None,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Store the preference of a ranking task; `shown_strength` < 0 means the left/first shown is better."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = _lock_assignment(rater=rater, view_key=view_key)
+        if assignment.status == DONE:
+            return SubmitResult(assignment=assignment, duplicate=True)
+        if assignment.protocol != RANKING:
+            raise ValidationError("This task asks for ratings, not a ranking.", field="protocol")
+        _ensure_held(assignment=assignment, now=now)
+        project = assignment.project
+        validate_strength(project=project, strength=shown_strength)
+        justification = justification.strip()
+        if abs(shown_strength) > project.justification_required_above and not justification:
+            raise ValidationError("Please say briefly why one response is clearly better.", field="justification")
+        pair = assignment.pair
+        assert pair is not None
+        time_ms = _time_ms(assignment=assignment, time_on_task_ms=time_on_task_ms, now=now)
+        _, created = preference_submit(
+            rater=rater, pair=pair,
+            strength=stored_strength(shown_strength=shown_strength, shown_order=assignment.shown_order),
+            shown_order=assignment.shown_order, justification=justification, time_on_task_ms=time_ms,
+        )
+        _finish(assignment=assignment, time_ms=time_ms, now=now)
+    return SubmitResult(assignment=assignment, duplicate=not created)
+
+
+def assignment_skip(
+    *, rater: Rater, view_key: uuid.UUID | str, reason: str, now: datetime | None = None
+) -> Assignment:
+    """Give a task back with a reason; it is never served to this annotator again."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Please give a reason for skipping.", field="reason")
+    with transaction.atomic():
+        assignment = _lock_assignment(rater=rater, view_key=view_key)
+        if assignment.status == SKIPPED:
+            return assignment
+        if assignment.status == DONE:
+            raise AssignmentStale("This task was already saved; press U to undo it instead.")
+        assignment.status = SKIPPED
+        assignment.skip_reason = reason[:2000]
+        assignment.completed_at = now or timezone.now()
+        assignment.save(update_fields=["status", "skip_reason", "completed_at"])
+    return assignment
+
+
+def assignment_undo(
+    *, project: Project, rater: Rater, view_key: uuid.UUID | str | None = None, now: datetime | None = None
+) -> Assignment:
+    """Take back the annotator's newest submission in the project and hand its task back to them.
+
+    Only the newest: undoing an older one would let an annotator revise answers after seeing
+    later tasks, which the order of the data should not hide. The stored values come back as a
+    draft, and the task gets a new view key so a replay of the old submit cannot re-store it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        newest = (
+            Assignment.objects.select_for_update(of=("self",))
+            .filter(project=project, rater=rater, status=DONE)
+            .order_by("-completed_at", "-pk")
+            .first()
+        )
+        if newest is None:
+            raise QueueError("There is nothing to undo.")
+        if view_key is not None and str(newest.view_key) != str(view_key):
+            raise QueueError("Only your newest submission can be undone.")
+        draft: dict
+        if newest.protocol == RATING:
+            ratings = Rating.objects.filter(rater=rater, response_id=newest.response_id).select_related("attribute")
+            draft = {r.attribute.name: r.value for r in ratings}
+            ratings.delete()
+        else:
+            preference = Preference.objects.filter(rater=rater, pair_id=newest.pair_id).first()
+            draft = {}
+            if preference is not None:
+                shown = stored_strength(shown_strength=preference.strength, shown_order=preference.shown_order)
+                draft = {"shown_strength": shown, "justification": preference.justification}
+                preference.delete()
+        newest.status = CLAIMED
+        newest.draft = draft
+        newest.view_key = uuid.uuid4()
+        newest.completed_at = None
+        newest.claimed_at = now
+        newest.expires_at = now + timedelta(seconds=project.claim_seconds)
+        newest.save(update_fields=["status", "draft", "view_key", "completed_at", "claimed_at", "expires_at"])
+    return newest
+
+
+def newest_done(*, project: Project, rater: Rater) -> Assignment | None:
+    return (
+        Assignment.objects.filter(project=project, rater=rater, status=DONE).order_by("-completed_at", "-pk").first()
+    )
+
+
+def task_slots(*, project: Project) -> int:
+    """Human annotations the project wants in all: regular tasks times the overlap."""
+    total = 0
+    if project.uses_rating:
+        total += Response.objects.filter(item__project=project, item__role=Item.Role.TASK).count()
+    if project.uses_ranking:
+        total += Pair.objects.filter(item__project=project, item__role=Item.Role.TASK).count()
+    return total * project.overlap
+
+
+def progress_for(*, project: Project, rater: Rater) -> Progress:
+    """Done / target for the annotator (a fair share of the project's slots) and the project."""
+    slots = task_slots(project=project)
+    tasks = slots // max(project.overlap, 1)
+    annotators = max(1, project.members.filter(groups__name="annotator").count())
+    regular_done = Assignment.objects.filter(project=project, status=DONE).filter(
+        Q(response__item__role=Item.Role.TASK) | Q(pair__item__role=Item.Role.TASK)
+    )
+    return Progress(
+        rater_done=regular_done.filter(rater=rater).count(),
+        rater_target=min(tasks, math.ceil(slots / annotators)),
+        project_done=regular_done.count(),
+        project_target=slots,
+    )
