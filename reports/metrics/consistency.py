@@ -1,0 +1,61 @@
+"""Ratings vs rankings: does the preference implied by a rater's scores match its ranking?
+
+"Peering Through Preferences" (Bansal et al., 2023) finds rating- and ranking-derived
+preferences disagree on about 60% of pairs; METRICS.md defines consistency as the share of pairs
+having both where the implied preference equals the ranking verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .bootstrap import Estimate, Resampler, per_unit_sums
+
+
+def implied_verdicts(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """pairs: pair, response_a, response_b (+ any columns); scores: response, score (one rater
+    or one group's mean). Adds `implied`: A if score_a > score_b, B if lower, tie if equal."""
+    s = scores.set_index("response")["score"]
+    sa = pairs["response_a"].map(s)
+    sb = pairs["response_b"].map(s)
+    keep = sa.notna() & sb.notna()
+    out = pairs.loc[keep].copy()
+    out["implied"] = np.sign(sb[keep].to_numpy() - sa[keep].to_numpy()).astype(np.int64) + 1
+    return out
+
+
+@dataclass
+class Consistency:
+    n: int
+    estimate: Estimate
+    confusion: np.ndarray  # implied (rows) x ranked (columns), A / tie / B
+    by_strength: list[dict]  # {"strength": |s|, "n", "consistency"}
+
+
+def _trace_share(flat: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return flat[..., [0, 4, 8]].sum(axis=-1) / flat.sum(axis=-1)
+
+
+def consistency(joined: pd.DataFrame, boot: Resampler) -> Consistency:
+    """joined: item, implied, verdict, strength (one row per rater and pair having both)."""
+    implied = joined["implied"].to_numpy()
+    ranked = joined["verdict"].to_numpy()
+    cells = implied * 3 + ranked
+    per_unit = per_unit_sums(joined["item"].to_numpy(), cells, 1.0, n_units=boot.n_units, width=9)
+    est = boot.estimate(per_unit, _trace_share, n=len(joined))
+    agree = implied == ranked
+    mag = np.abs(joined["strength"].to_numpy())
+    by_strength = [
+        {"strength": int(s), "n": int((mag == s).sum()), "consistency": float(agree[mag == s].mean())}
+        for s in np.unique(mag)
+    ]
+    return Consistency(
+        n=len(joined),
+        estimate=est,
+        confusion=np.bincount(cells, minlength=9).reshape(3, 3),
+        by_strength=by_strength,
+    )

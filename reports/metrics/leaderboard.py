@@ -1,0 +1,125 @@
+"""Leaderboards from rankings (Bradley-Terry on the Elo scale) and from ratings (mean score).
+
+Bradley & Terry (1952); fitted by Hunter's (2004) MM algorithm, batched over bootstrap rounds.
+Chatbot Arena (Chiang et al., 2024) reports the same model on the Elo scale with a bootstrap
+over comparisons; METRICS.md takes the median of the rounds as the point and the 2.5 / 97.5
+percentiles as the interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .bootstrap import Estimate, Resampler, per_unit_sums, percentile_ci
+from .verdicts import TIE, A, B
+
+ELO_SCALE = 400.0
+ELO_MEAN = 1000.0
+
+
+def bradley_terry_elo(wins: np.ndarray, *, max_iter: int = 10_000, tol: float = 1e-10) -> np.ndarray:
+    """MLE strengths on the Elo scale, batched: wins (..., m, m), wins[i, j] = wins of i over j
+    (a tie counted as half a win each). P(i beats j) = 1 / (1 + 10^((e_j - e_i) / 400)); the mean
+    rating is 1000. A model that never wins (or never loses) has no finite MLE; its strength is
+    clipped so the result stays finite and ordered."""
+    wins = np.asarray(wins, dtype=float)
+    games = wins + np.swapaxes(wins, -1, -2)
+    total_wins = wins.sum(axis=-1)
+    p = np.ones(wins.shape[:-1])
+    for _ in range(max_iter):
+        with np.errstate(all="ignore"):
+            denom = (games / (p[..., :, None] + p[..., None, :])).sum(axis=-1)
+            new = np.where(denom > 0, total_wins / np.where(denom > 0, denom, 1), p)
+        new = np.clip(new, 1e-12, None)
+        new /= np.exp(np.log(new).mean(axis=-1, keepdims=True))
+        new = np.clip(new, 1e-12, 1e12)
+        done = np.max(np.abs(np.log(new) - np.log(p))) < tol
+        p = new
+        if done:
+            break
+    elo = ELO_SCALE * np.log10(p)
+    return elo - elo.mean(axis=-1, keepdims=True) + ELO_MEAN
+
+
+@dataclass
+class BradleyTerry:
+    models: list[str]
+    n: int
+    elo: np.ndarray
+    ci: np.ndarray | None  # (2, m)
+
+
+def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Rows model_a, model_b, verdict of pairs between two different named models."""
+    v = verdicts[["model_a", "model_b", "verdict"]]
+    keep = (v["model_a"] != v["model_b"]) & (v["model_a"] != "") & (v["model_b"] != "")
+    return v[keep.to_numpy()]
+
+
+def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerry:
+    """comps: model_a, model_b, verdict. Resamples comparisons: drawing n comparisons with
+    replacement is a multinomial draw over the distinct (a, b, verdict) cells."""
+    models = sorted(set(comps["model_a"]).union(comps["model_b"]))
+    m = len(models)
+    if m < 2 or comps.empty:
+        return BradleyTerry(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)
+    index = {name: i for i, name in enumerate(models)}
+    ia = comps["model_a"].map(index).to_numpy()
+    ib = comps["model_b"].map(index).to_numpy()
+    cells = (ia * m + ib) * 3 + comps["verdict"].to_numpy()
+    counts = np.bincount(cells, minlength=m * m * 3).astype(float)
+    if rounds > 0:
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(len(comps), counts / counts.sum(), size=rounds).astype(float)
+    else:
+        draws = counts[None, :]
+    c = draws.reshape(-1, m, m, 3)
+    wins = c[..., A] + 0.5 * c[..., TIE]
+    wins = wins + np.swapaxes(c[..., B] + 0.5 * c[..., TIE], -1, -2)
+    elo = bradley_terry_elo(wins)
+    if rounds > 0:
+        return BradleyTerry(models=models, n=len(comps), elo=np.median(elo, axis=0), ci=percentile_ci(elo))
+    return BradleyTerry(models=models, n=len(comps), elo=elo[0], ci=None)
+
+
+@dataclass
+class RatingBoard:
+    models: list[str]
+    n: list[int]  # responses per model
+    estimate: Estimate | None
+
+
+def _means(s: np.ndarray) -> np.ndarray:
+    m = s.shape[-1] // 2
+    with np.errstate(all="ignore"):
+        return s[..., :m] / s[..., m:]
+
+
+def rating_board(scores: pd.DataFrame, boot: Resampler) -> RatingBoard:
+    """scores: item, response, model, score (one score per response, e.g. a group's mean)."""
+    s = scores[scores["model"] != ""]
+    models = sorted(s["model"].unique())
+    if not models:
+        return RatingBoard(models=[], n=[], estimate=None)
+    codes = pd.Categorical(s["model"], categories=models).codes.astype(np.int64)
+    m = len(models)
+    item = s["item"].to_numpy()
+    units = np.concatenate([item, item])
+    cols = np.concatenate([codes, codes + m])
+    vals = np.concatenate([s["score"].to_numpy(dtype=float), np.ones(len(s))])
+    per_unit = per_unit_sums(units, cols, vals, n_units=boot.n_units, width=2 * m)
+    est = boot.estimate(per_unit, _means, n=len(s))
+    return RatingBoard(models=models, n=np.bincount(codes, minlength=m).tolist(), estimate=est)
+
+
+def kendall_tau_between(a: dict[str, float], b: dict[str, float]) -> float | None:
+    """Kendall's tau-b between two scorings over the models both have."""
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None
+    tau = sps.kendalltau([a[k] for k in common], [b[k] for k in common], variant="b").statistic
+    return None if np.isnan(tau) else float(tau)
