@@ -1,0 +1,671 @@
+"""REST API for projects, items, responses, pairs, raters, ratings, preferences and import.
+
+Every view asks `viewer_for` who is calling: that is the one permission check (role, then the
+projects the role can see). Annotators read their own projects, rater and annotations; they never
+receive a response's `model` (which would un-blind them) and submit annotations through the task
+queue, not here. Researchers and admins see everything in their projects.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from . import importers
+from . import serializers as s
+from .errors import ImportFileError
+from .errors import ValidationError as ServiceValidationError
+from .filters import (
+    Filter,
+    choice,
+    created_filters,
+    filter_queryset,
+    lookup,
+    openapi_parameters,
+    parse_id,
+    parse_int,
+    parse_text,
+)
+from .models import (
+    Item,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+    ShownOrder,
+)
+from .roles import Role, user_role
+from .selectors import project_get_for_user, projects_for_user
+from .services import (
+    pairs_for_responses,
+    preference_submit,
+    project_create,
+    rater_for_user,
+    ratings_submit,
+)
+
+# --- Who is calling ---------------------------------------------------------------------------
+
+_RANK: dict[Role, int] = {"annotator": 0, "researcher": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user: AbstractBaseUser
+    role: Role
+
+    @property
+    def is_researcher(self) -> bool:
+        return _RANK[self.role] >= _RANK["researcher"]
+
+    def projects(self) -> QuerySet[Project]:
+        return projects_for_user(self.user)
+
+
+def viewer_for(request: Request, *, minimum: Role = "annotator") -> Viewer:
+    """The caller and their role; 401 without credentials, 403 without a role or below minimum."""
+    cached = getattr(request, "_concordance_viewer", None)
+    if cached is None:
+        if not request.user or not request.user.is_authenticated:
+            raise NotAuthenticated
+        role = user_role(request.user)
+        if role is None:
+            raise PermissionDenied("You have no role in Concordance yet; ask an admin for one.")
+        cached = Viewer(user=request.user, role=role)
+        request._concordance_viewer = cached  # type: ignore[attr-defined]
+    if _RANK[cached.role] < _RANK[minimum]:
+        raise PermissionDenied(
+            "Researchers and admins only."
+            if request.method in SAFE_METHODS
+            else "Researchers and admins only; annotators submit through the task queue."
+        )
+    return cached
+
+
+class RolePermission(BasePermission):
+    """Reads need `view.read_role`, writes `view.write_role` (researcher unless a view says so)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        minimum = getattr(view, "read_role", "annotator") if request.method in SAFE_METHODS else getattr(
+            view, "write_role", "researcher"
+        )
+        viewer_for(request, minimum=minimum)
+        return True
+
+
+class Pages(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class BaseApi(GenericAPIView):
+    permission_classes = [RolePermission]
+    pagination_class = Pages
+    filter_backends: list = []  # filtering is ours: see annotate.filters
+    filters: Sequence[Filter] = ()
+    read_role: Role = "annotator"
+    write_role: Role = "researcher"
+
+    @property
+    def viewer(self) -> Viewer:
+        return viewer_for(self.request)
+
+    def is_schema_request(self) -> bool:
+        return getattr(self, "swagger_fake_view", False)
+
+    def list_response(self, queryset: QuerySet, serializer_class: type) -> ApiResponse:
+        queryset = filter_queryset(
+            queryset, self.request.query_params, self.filters, researcher=self.viewer.is_researcher
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def service_error(exc: ServiceValidationError) -> ApiResponse:
+    return ApiResponse({"detail": str(exc), "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def field_error(field: str, message: str) -> ApiResponse:
+    return ApiResponse({"detail": message, "field": field}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _schema_responses(ok: Any, code: int = 200) -> dict:
+    return {
+        code: ok,
+        400: OpenApiResponse(s.ServiceErrorSerializer, description="Invalid input; `field` names it."),
+        401: OpenApiResponse(description="No credentials."),
+        403: OpenApiResponse(description="No role, or a researcher-only endpoint."),
+    }
+
+
+# --- Scopes: what each role may see -----------------------------------------------------------
+
+
+def raters_for(viewer: Viewer) -> QuerySet[Rater]:
+    """Admins: all raters. Annotators: their own. Researchers: judges, plus humans who are members
+    of or annotated in their projects (Exists keeps this one row per rater on large tables)."""
+    if viewer.role == "admin":
+        return Rater.objects.all()
+    if not viewer.is_researcher:
+        return Rater.objects.filter(user=viewer.user)
+    projects = viewer.projects()
+    return Rater.objects.filter(
+        Q(kind=Rater.Kind.JUDGE)
+        | Q(user__isnull=False, user__in=Project.members.through.objects.filter(project__in=projects).values("user"))
+        | Q(Exists(Rating.objects.filter(rater=OuterRef("pk"), response__item__project__in=projects)))
+        | Q(Exists(Preference.objects.filter(rater=OuterRef("pk"), pair__item__project__in=projects)))
+    )
+
+
+def _rater_in_project(project_id: object) -> Q:
+    return (
+        Q(user__in=Project.members.through.objects.filter(project_id=project_id).values("user"))
+        | Q(Exists(Rating.objects.filter(rater=OuterRef("pk"), response__item__project_id=project_id)))
+        | Q(Exists(Preference.objects.filter(rater=OuterRef("pk"), pair__item__project_id=project_id)))
+    )
+
+
+def _rater_for_write(viewer: Viewer, rater_id: int | None) -> Rater | None:
+    if rater_id is None:
+        return rater_for_user(user=viewer.user)
+    return raters_for(viewer).filter(pk=rater_id).first()
+
+
+# --- Writes the services module does not have yet ---------------------------------------------
+# TODO(lead): move item_create and project_update into annotate.services.
+
+
+def item_create(
+    *,
+    project: Project,
+    external_id: str,
+    prompt: str,
+    context: str = "",
+    metadata: dict | None = None,
+    role: str = Item.Role.TASK,
+    responses: Sequence[dict] = (),
+    pairs: Sequence[Sequence[str]] | None = None,
+) -> Item:
+    """An item with its responses and pairs in one transaction (every two responses by default)."""
+    with transaction.atomic():
+        item = Item.objects.create(
+            project=project, external_id=external_id, prompt=prompt, context=context,
+            metadata=metadata or {}, role=role,
+        )
+        stored = {spec["external_id"]: Response.objects.create(item=item, **spec) for spec in responses}
+        chosen = (
+            pairs_for_responses(responses=stored.values())
+            if pairs is None
+            else [(stored[a], stored[b]) for a, b in pairs]
+        )
+        Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
+    return item
+
+
+def project_update(*, project: Project, **fields: object) -> Project:
+    for name, value in fields.items():
+        setattr(project, name, value)
+    if fields:
+        project.save(update_fields=list(fields))
+    return project
+
+
+# --- Projects ---------------------------------------------------------------------------------
+
+PROJECT_FILTERS: list[Filter] = [
+    Filter("name", parse_text, lookup("name__icontains"), "Name contains (case-insensitive)."),
+    Filter("protocols", choice(Project.Protocols.values), lookup("protocols"), "Protocols the project uses."),
+    *created_filters(),
+]
+
+
+class ProjectListApi(BaseApi):
+    filters = PROJECT_FILTERS
+
+    @extend_schema(
+        operation_id="projects_list",
+        parameters=openapi_parameters(PROJECT_FILTERS),
+        responses=_schema_responses(s.ProjectSerializer(many=True)),
+    )
+    def get(self, request: Request) -> ApiResponse:
+        return self.list_response(self.viewer.projects().prefetch_related("attributes"), s.ProjectSerializer)
+
+    @extend_schema(
+        operation_id="projects_create",
+        request=s.ProjectCreateSerializer,
+        responses=_schema_responses(s.ProjectSerializer, 201),
+    )
+    def post(self, request: Request) -> ApiResponse:
+        data = s.ProjectCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if Project.objects.filter(name=data.validated_data["name"]).exists():
+            return field_error("name", "A project with this name exists already.")
+        try:
+            project = project_create(**data.validated_data)
+        except ServiceValidationError as exc:
+            return service_error(exc)
+        except IntegrityError:
+            return field_error("name", "A project with this name exists already.")
+        # A researcher sees only projects they belong to; the creator must see what they made.
+        project.members.add(request.user)
+        return ApiResponse(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(BaseApi):
+    @extend_schema(operation_id="projects_retrieve", responses=_schema_responses(s.ProjectSerializer))
+    def get(self, request: Request, pk: int) -> ApiResponse:
+        return ApiResponse(s.ProjectSerializer(project_get_for_user(request.user, pk)).data)
+
+    @extend_schema(
+        operation_id="projects_update",
+        request=s.ProjectUpdateSerializer,
+        responses=_schema_responses(s.ProjectSerializer),
+    )
+    def put(self, request: Request, pk: int) -> ApiResponse:
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(
+        operation_id="projects_partial_update",
+        request=s.ProjectUpdateSerializer,
+        responses=_schema_responses(s.ProjectSerializer),
+    )
+    def patch(self, request: Request, pk: int) -> ApiResponse:
+        return self._update(request, pk, partial=True)
+
+    def _update(self, request: Request, pk: int, *, partial: bool) -> ApiResponse:
+        project = project_get_for_user(request.user, pk)
+        data = s.ProjectUpdateSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        name = data.validated_data.get("name")
+        if name and Project.objects.filter(name=name).exclude(pk=project.pk).exists():
+            return field_error("name", "A project with this name exists already.")
+        project_update(project=project, **data.validated_data)
+        return ApiResponse(s.ProjectSerializer(project).data)
+
+
+class ProjectImportApi(BaseApi):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="projects_import",
+        request={"multipart/form-data": s.ProjectImportSerializer},
+        responses={
+            **_schema_responses(s.ImportResultSerializer, 201),
+            200: OpenApiResponse(s.ImportResultSerializer, description="Imported into an existing project."),
+            400: OpenApiResponse(s.ImportErrorSerializer, description="A bad file: names file, line, field."),
+        },
+    )
+    def post(self, request: Request) -> ApiResponse:
+        data = s.ProjectImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        name: str = data.validated_data["project"]
+        # Importing into an existing project writes to it: only its members (or admins) may.
+        if Project.objects.filter(name=name).exists() and not self.viewer.projects().filter(name=name).exists():
+            raise PermissionDenied("You are not a member of that project.")
+        with tempfile.TemporaryDirectory(prefix="concordance-import-") as tmp:
+            paths: list[Path] = []
+            names: dict[str, str] = {}
+            for index, upload in enumerate(data.validated_data["files"]):
+                # One folder per upload keeps the client's file name (errors quote it) without clashes.
+                folder = Path(tmp) / str(index)
+                folder.mkdir()
+                path = folder / Path(upload.name or f"file{index}").name
+                with path.open("wb") as out:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                paths.append(path)
+                names[str(path)] = path.name
+            try:
+                result = importers.import_files(
+                    project_name=name, fmt=data.validated_data["format"], paths=paths, user=request.user
+                )
+            except ImportFileError as exc:
+                return ApiResponse(
+                    {
+                        "detail": exc.detail,
+                        "file": names.get(str(exc.path), Path(str(exc.path)).name),
+                        "line": exc.line,
+                        "field": exc.field,
+                    },
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            except ServiceValidationError as exc:
+                return service_error(exc)
+        # The importer adds the caller to the project's members, so a researcher sees what they imported.
+        return ApiResponse(
+            {
+                "project": {"id": result.project.pk, "name": result.project.name},
+                "created_project": result.created_project,
+                "created": result.counts,
+                "in_files": result.totals,
+            },
+            status=status.HTTP_201_CREATED if result.created_project else status.HTTP_200_OK,
+        )
+
+
+# --- Items, responses, pairs (researchers and admins) -----------------------------------------
+
+ITEM_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("project_id"), "Project id."),
+    Filter("external_id", parse_text, lookup("external_id"), "External id, exact."),
+    Filter("role", choice(Item.Role.values), lookup("role"), "Task, gold or attention item."),
+    Filter("model", parse_text, lookup("responses__model"), "Has a response by this model.", True),
+    *created_filters(),
+]
+
+
+class ItemListApi(BaseApi):
+    read_role = "researcher"
+    filters = ITEM_FILTERS
+
+    @extend_schema(
+        operation_id="items_list",
+        parameters=openapi_parameters(ITEM_FILTERS),
+        responses=_schema_responses(s.ItemSerializer(many=True)),
+    )
+    def get(self, request: Request) -> ApiResponse:
+        items = Item.objects.filter(project__in=self.viewer.projects()).prefetch_related("responses")
+        if request.query_params.get("model"):
+            items = items.distinct()  # a join through responses repeats an item per matching response
+        return self.list_response(items, s.ItemSerializer)
+
+    @extend_schema(
+        operation_id="items_create",
+        request=s.ItemCreateSerializer,
+        responses=_schema_responses(s.ItemSerializer, 201),
+    )
+    def post(self, request: Request) -> ApiResponse:
+        data = s.ItemCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        project = self.viewer.projects().filter(pk=fields.pop("project")).first()
+        if project is None:
+            return field_error("project", "No such project among yours.")
+        if Item.objects.filter(project=project, external_id=fields["external_id"]).exists():
+            return field_error("external_id", "This project has an item with this external id already.")
+        try:
+            item = item_create(project=project, **fields)
+        except IntegrityError:
+            return field_error("external_id", "This project has an item with this external id already.")
+        return ApiResponse(s.ItemSerializer(item).data, status=status.HTTP_201_CREATED)
+
+
+class DetailApi(BaseApi):
+    """One object, looked up inside the caller's scope: outside it is a 404, not a 403, so ids
+    of other projects' rows are not confirmed to exist."""
+
+    read_role = "researcher"
+
+    def visible(self, queryset: QuerySet, pk: int) -> Any:
+        return get_object_or_404(queryset, pk=pk)
+
+
+class ItemDetailApi(DetailApi):
+    @extend_schema(operation_id="items_retrieve", responses=_schema_responses(s.ItemSerializer))
+    def get(self, request: Request, pk: int) -> ApiResponse:
+        items = Item.objects.filter(project__in=self.viewer.projects()).prefetch_related("responses")
+        return ApiResponse(s.ItemSerializer(self.visible(items, pk)).data)
+
+
+RESPONSE_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("item__project_id"), "Project id."),
+    Filter("item", parse_id, lookup("item_id"), "Item id."),
+    Filter("external_id", parse_text, lookup("external_id"), "External id, exact."),
+    Filter("model", parse_text, lookup("model"), "The model that wrote the response.", True),
+    *created_filters(),
+]
+
+
+class ResponseListApi(BaseApi):
+    read_role = "researcher"
+    filters = RESPONSE_FILTERS
+
+    @extend_schema(
+        operation_id="responses_list",
+        parameters=openapi_parameters(RESPONSE_FILTERS),
+        responses=_schema_responses(s.ResponseSerializer(many=True)),
+    )
+    def get(self, request: Request) -> ApiResponse:
+        return self.list_response(
+            Response.objects.filter(item__project__in=self.viewer.projects()), s.ResponseSerializer
+        )
+
+
+class ResponseDetailApi(DetailApi):
+    @extend_schema(operation_id="responses_retrieve", responses=_schema_responses(s.ResponseSerializer))
+    def get(self, request: Request, pk: int) -> ApiResponse:
+        response = self.visible(Response.objects.filter(item__project__in=self.viewer.projects()), pk)
+        return ApiResponse(s.ResponseSerializer(response).data)
+
+
+PAIR_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("item__project_id"), "Project id."),
+    Filter("item", parse_id, lookup("item_id"), "Item id."),
+    Filter("response", parse_id, lambda v: Q(response_a_id=v) | Q(response_b_id=v), "Either response's id."),
+    Filter(
+        "model",
+        parse_text,
+        lambda v: Q(response_a__model=v) | Q(response_b__model=v),
+        "Either response was written by this model.",
+        True,
+    ),
+    *created_filters(),
+]
+
+
+class PairListApi(BaseApi):
+    read_role = "researcher"
+    filters = PAIR_FILTERS
+
+    @extend_schema(
+        operation_id="pairs_list",
+        parameters=openapi_parameters(PAIR_FILTERS),
+        responses=_schema_responses(s.PairSerializer(many=True)),
+    )
+    def get(self, request: Request) -> ApiResponse:
+        pairs = Pair.objects.filter(item__project__in=self.viewer.projects()).select_related(
+            "response_a", "response_b"
+        )
+        return self.list_response(pairs, s.PairSerializer)
+
+
+class PairDetailApi(DetailApi):
+    @extend_schema(operation_id="pairs_retrieve", responses=_schema_responses(s.PairSerializer))
+    def get(self, request: Request, pk: int) -> ApiResponse:
+        pair = self.visible(
+            Pair.objects.filter(item__project__in=self.viewer.projects()).select_related("response_a", "response_b"),
+            pk,
+        )
+        return ApiResponse(s.PairSerializer(pair).data)
+
+
+# --- Raters -----------------------------------------------------------------------------------
+
+RATER_FILTERS: list[Filter] = [
+    Filter("kind", choice(Rater.Kind.values), lookup("kind"), "Human or judge."),
+    Filter("name", parse_text, lookup("name__icontains"), "Name contains (case-insensitive)."),
+    Filter("project", parse_id, _rater_in_project, "Member of, or annotated in, this project.", True),
+    Filter("model", parse_text, lookup("model"), "The response model a judge is.", True),
+    *created_filters(),
+]
+
+
+class RaterListApi(BaseApi):
+    filters = RATER_FILTERS
+
+    @extend_schema(
+        operation_id="raters_list",
+        parameters=openapi_parameters(RATER_FILTERS),
+        responses=_schema_responses(s.RaterSerializer(many=True)),
+        description="Annotators see only their own rater, without `model`.",
+    )
+    def get(self, request: Request) -> ApiResponse:
+        serializer = s.RaterSerializer if self.viewer.is_researcher else s.AnnotatorRaterSerializer
+        return self.list_response(raters_for(self.viewer).select_related("user"), serializer)
+
+
+class RaterDetailApi(DetailApi):
+    read_role = "annotator"
+
+    @extend_schema(
+        operation_id="raters_retrieve",
+        responses=_schema_responses(s.RaterSerializer),
+        description="Annotators may read only their own rater, without `model`.",
+    )
+    def get(self, request: Request, pk: int) -> ApiResponse:
+        rater = self.visible(raters_for(self.viewer).select_related("user"), pk)
+        serializer = s.RaterSerializer if self.viewer.is_researcher else s.AnnotatorRaterSerializer
+        return ApiResponse(serializer(rater).data)
+
+
+# --- Ratings and preferences ------------------------------------------------------------------
+
+RATING_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("response__item__project_id"), "Project id."),
+    Filter("item", parse_id, lookup("response__item_id"), "Item id."),
+    Filter("response", parse_id, lookup("response_id"), "Response id."),
+    Filter("rater", parse_id, lookup("rater_id"), "Rater id."),
+    Filter("kind", choice(Rater.Kind.values), lookup("rater__kind"), "Human or judge raters."),
+    Filter("attribute", parse_text, lookup("attribute__name"), "Attribute name."),
+    Filter("value", parse_int, lookup("value"), "Rated value."),
+    Filter("model", parse_text, lookup("response__model"), "The rated response's model.", True),
+    *created_filters(),
+]
+
+
+def ratings_for(viewer: Viewer) -> QuerySet[Rating]:
+    ratings = Rating.objects.filter(response__item__project__in=viewer.projects())
+    if not viewer.is_researcher:
+        ratings = ratings.filter(rater__user=viewer.user)
+    return ratings.select_related("rater", "attribute", "response")
+
+
+class RatingListApi(BaseApi):
+    filters = RATING_FILTERS
+
+    @extend_schema(
+        operation_id="ratings_list",
+        parameters=openapi_parameters(RATING_FILTERS),
+        responses=_schema_responses(s.RatingSerializer(many=True)),
+        description="Annotators see only their own ratings.",
+    )
+    def get(self, request: Request) -> ApiResponse:
+        return self.list_response(ratings_for(self.viewer), s.RatingSerializer)
+
+    @extend_schema(
+        operation_id="ratings_create",
+        request=s.RatingCreateSerializer,
+        responses=_schema_responses(s.RatingSerializer(many=True), 201),
+        description="One rating per attribute in `values`; resubmitting replaces the values.",
+    )
+    def post(self, request: Request) -> ApiResponse:
+        data = s.RatingCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        response = (
+            Response.objects.select_related("item")
+            .filter(pk=fields.pop("response"), item__project__in=self.viewer.projects())
+            .first()
+        )
+        if response is None:
+            return field_error("response", "No such response in your projects.")
+        rater = _rater_for_write(self.viewer, fields.pop("rater", None))
+        if rater is None:
+            return field_error("rater", "No such rater.")
+        try:
+            ratings = ratings_submit(rater=rater, response=response, **fields)
+        except ServiceValidationError as exc:
+            return service_error(exc)
+        return ApiResponse(s.RatingSerializer(ratings, many=True).data, status=status.HTTP_201_CREATED)
+
+
+PREFERENCE_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("pair__item__project_id"), "Project id."),
+    Filter("item", parse_id, lookup("pair__item_id"), "Item id."),
+    Filter("pair", parse_id, lookup("pair_id"), "Pair id."),
+    Filter("rater", parse_id, lookup("rater_id"), "Rater id."),
+    Filter("kind", choice(Rater.Kind.values), lookup("rater_kind"), "Human or judge raters."),
+    Filter("shown_order", choice(ShownOrder.values), lookup("shown_order"), "Order shown to the rater."),
+    Filter("strength", parse_int, lookup("strength"), "Strength (negative: A better)."),
+    Filter(
+        "model",
+        parse_text,
+        lambda v: Q(pair__response_a__model=v) | Q(pair__response_b__model=v),
+        "Either response of the pair was written by this model.",
+        True,
+    ),
+    *created_filters(),
+]
+
+
+def preferences_for(viewer: Viewer) -> QuerySet[Preference]:
+    preferences = Preference.objects.filter(pair__item__project__in=viewer.projects())
+    if not viewer.is_researcher:
+        preferences = preferences.filter(rater__user=viewer.user)
+    return preferences.select_related("rater", "pair")
+
+
+class PreferenceListApi(BaseApi):
+    filters = PREFERENCE_FILTERS
+
+    @extend_schema(
+        operation_id="preferences_list",
+        parameters=openapi_parameters(PREFERENCE_FILTERS),
+        responses=_schema_responses(s.PreferenceSerializer(many=True)),
+        description="Annotators see only their own preferences.",
+    )
+    def get(self, request: Request) -> ApiResponse:
+        return self.list_response(preferences_for(self.viewer), s.PreferenceSerializer)
+
+    @extend_schema(
+        operation_id="preferences_create",
+        request=s.PreferenceCreateSerializer,
+        responses={
+            **_schema_responses(s.PreferenceSerializer, 201),
+            200: OpenApiResponse(s.PreferenceSerializer, description="Already stored: the existing preference."),
+        },
+        description="Idempotent: a human has one preference per pair, a judge one per pair and shown "
+        "order; a repeat returns the stored preference with 200.",
+    )
+    def post(self, request: Request) -> ApiResponse:
+        data = s.PreferenceCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        pair = (
+            Pair.objects.select_related("item__project")
+            .filter(pk=fields.pop("pair"), item__project__in=self.viewer.projects())
+            .first()
+        )
+        if pair is None:
+            return field_error("pair", "No such pair in your projects.")
+        rater = _rater_for_write(self.viewer, fields.pop("rater", None))
+        if rater is None:
+            return field_error("rater", "No such rater.")
+        try:
+            preference, created = preference_submit(rater=rater, pair=pair, **fields)
+        except ServiceValidationError as exc:
+            return service_error(exc)
+        return ApiResponse(
+            s.PreferenceSerializer(preference).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
