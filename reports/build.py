@@ -1,0 +1,653 @@
+"""Assemble the whole report from the long-format annotation table.
+
+`report_from_table` is pure (a DataFrame in, a JSON-ready dict out) so the benchmark and the
+tests can feed it synthetic tables; `build_report` loads the table through the one selector.
+Every figure registers its per-item sums with one Resampler, so the bootstrap of the whole
+report is a single pass (reports/metrics/bootstrap.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+
+from annotate.models import Project
+
+from .metrics.agreement import (
+    cohen_kappa_from_confusion,
+    coincidences_per_unit,
+    fleiss_from_sums,
+    fleiss_unit_stats,
+    krippendorff_from_coincidences,
+    percent_from_confusion,
+)
+from .metrics.bootstrap import Estimate, Resampler, per_unit_sums
+from .metrics.classification import SCORES, score_against_gold
+from .metrics.consistency import consistency, implied_verdicts
+from .metrics.judges import (
+    calibration,
+    first_shown_win_rate,
+    length_bias,
+    position_both_orders,
+    rating_self_preference,
+    self_preference,
+)
+from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, rating_board
+from .metrics.verdicts import VERDICT_LABELS, apply_wildbench_rule, combine_orders, gold_verdicts
+from .selectors import RANKING, RATING, ReportFilters, annotations_table
+
+TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard")
+DEFAULT_ATTRIBUTES = ("helpfulness", "overall")
+
+
+@dataclass
+class ReportOptions:
+    attribute: str | None = None
+    rater_group: str | None = None  # rows shown; gold always comes from every human rater
+    rounds: int = 1000
+    seed: int = 0
+    wildbench_k: int | None = None
+    gold_panel: list[str] | None = None  # rater labels whose majority is gold, instead of all humans
+    details: bool = False  # add a "details" key (charts: confusions, reliability bins, cross-rater)
+    attribute_order: list[str] = field(default_factory=list)
+
+
+def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
+    filters = filters or ReportFilters()
+    opts = ReportOptions(
+        attribute=filters.attribute,
+        rater_group=filters.rater_group,
+        rounds=options.pop("rounds", settings.CONCORDANCE["BOOTSTRAP_ROUNDS"]),
+        attribute_order=list(project.attributes.values_list("name", flat=True)),
+        **options,
+    )
+    unfiltered_attr = ReportFilters(
+        since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
+    )
+    table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
+    return report_from_table(table, opts)
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _ci(est: Estimate | None, k: int | None = None) -> list[float | None] | None:
+    if est is None or est.ci is None:
+        return None
+    ci = est.ci if k is None else est.ci[:, k]
+    lo, hi = _num(ci[0]), _num(ci[1])
+    return None if lo is None or hi is None else [lo, hi]
+
+
+def _val(est: Estimate | None, k: int | None = None) -> float | None:
+    if est is None:
+        return None
+    return _num(est.value if k is None else est.value[k])
+
+
+def _in_group(rater: str, kind: str, group: str | None) -> bool:
+    if not group:
+        return True
+    if group == "humans":
+        return kind == "human"
+    if group == "judges":
+        return kind == "judge"
+    return rater == group
+
+
+def choose_attribute(available: list[str], requested: str | None, order: list[str]) -> str | None:
+    if requested:
+        return requested if requested in available else None
+    for name in DEFAULT_ATTRIBUTES:
+        if name in available:
+            return name
+    ordered = [a for a in order if a in available] + sorted(set(available) - set(order))
+    return ordered[0] if ordered else None
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
+    items, _ = pd.factorize(table["item"])
+    table = table.assign(item=items)
+    n_units = int(items.max()) + 1 if len(items) else 0
+    boot = Resampler(n_units=n_units, rounds=opts.rounds, seed=opts.seed)
+
+    prefs = _preferences(table, opts)
+    ratings = _ratings(table)
+    raters = _raters(table)
+    attribute = choose_attribute(
+        list(ratings["attribute"].unique()) if len(ratings) else [], opts.attribute, opts.attribute_order
+    )
+    verdicts = combine_orders(prefs) if len(prefs) else _empty_verdicts()
+    if opts.gold_panel:
+        gold_source = verdicts[verdicts["rater"].isin(opts.gold_panel)]
+    else:
+        gold_source = verdicts[verdicts["kind"] == "human"]
+    gold = gold_verdicts(gold_source)
+    shown = [r for r in raters if _in_group(r, raters[r]["kind"], opts.rater_group)]
+
+    pending: dict[str, Any] = {}
+    pending["agreement"] = _agreement(verdicts, ratings, shown, raters, boot)
+    pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot)
+    pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
+    pending["position"] = _position(prefs, gold, shown, raters, boot)
+    pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot)
+    pending["length"] = _length(verdicts, gold, shown, boot)
+    pending["calibration"] = _calibration(prefs, gold, shown, raters, boot)
+    pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
+    boot.run()
+
+    report = {key: pending[key]() for key in TOP_LEVEL}
+    if opts.details:
+        report["details"] = {
+            "attribute": attribute,
+            "bootstrap_rounds": opts.rounds,
+            "n_items": n_units,
+            "n_gold_pairs": len(gold),
+            "gold_counts": dict(zip(VERDICT_LABELS, np.bincount(gold["gold"].to_numpy(dtype=np.int64),
+                                                                minlength=3).tolist(), strict=True)),
+            **pending["agreement"].details(),
+            **pending["judge_vs_gold"].details(),
+            **pending["consistency"].details(),
+            **pending["self_preference"].details(),
+            "calibration": pending["calibration"](),
+        }
+    return report
+
+
+class _Section:
+    """A report section: figures registered before the bootstrap, rendered to JSON after it."""
+
+    def __init__(self, render, details=None):
+        self._render = render
+        self._details = details or (lambda: {})
+
+    def __call__(self):
+        return self._render()
+
+    def details(self) -> dict:
+        return self._details()
+
+
+def _preferences(table: pd.DataFrame, opts: ReportOptions) -> pd.DataFrame:
+    p = table[table["protocol"] == RANKING]
+    cols = ["id", "created_at", "rater", "kind", "item", "pair", "response_a", "response_b",
+            "model_a", "model_b", "len_a", "len_b", "strength", "shown_order", "p_a", "p_tie", "p_b"]  # fmt: skip
+    p = p[cols].copy()
+    for col in ("pair", "response_a", "response_b", "len_a", "len_b", "strength"):
+        p[col] = p[col].to_numpy(dtype=np.int64)
+    for col in ("rater", "kind", "model_a", "model_b", "shown_order"):
+        p[col] = p[col].astype(str)
+    # Earliest annotation first: the order that breaks ties in the gold majority.
+    p = p.sort_values(["created_at", "id"], kind="stable")
+    p["order"] = np.arange(len(p))
+    if opts.wildbench_k is not None:
+        p = apply_wildbench_rule(p, opts.wildbench_k)
+    return p
+
+
+def _ratings(table: pd.DataFrame) -> pd.DataFrame:
+    r = table[table["protocol"] == RATING][["rater", "kind", "item", "response", "model", "attribute", "value"]]
+    r = r.copy()
+    for col in ("response", "value"):
+        r[col] = r[col].to_numpy(dtype=np.int64)
+    for col in ("rater", "kind", "model", "attribute"):
+        r[col] = r[col].astype(str)
+    return r
+
+
+def _raters(table: pd.DataFrame) -> dict[str, dict]:
+    r = table[["rater", "kind", "rater_model"]].drop_duplicates("rater")
+    out = {
+        str(row.rater): {"kind": str(row.kind), "model": str(row.rater_model)}
+        for row in r.itertuples(index=False)
+    }
+    return dict(sorted(out.items(), key=lambda kv: (kv[1]["kind"] != "human", kv[0])))
+
+
+def _empty_verdicts() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in [("rater", str), ("pair", np.int64), ("kind", str), ("item", np.int64),
+                                            ("model_a", str), ("model_b", str), ("len_a", np.int64),
+                                            ("len_b", np.int64), ("order", np.int64), ("verdict", np.int64),
+                                            ("strength", np.int64)]}  # fmt: skip
+    )
+
+
+# --- agreement -------------------------------------------------------------------------------
+
+
+def _kappas(flat: np.ndarray) -> np.ndarray:
+    conf = flat.reshape(*flat.shape[:-1], 3, 3)
+    return np.stack(
+        [
+            percent_from_confusion(conf),
+            cohen_kappa_from_confusion(conf),
+            cohen_kappa_from_confusion(conf, "quadratic"),
+            cohen_kappa_from_confusion(conf, "linear"),
+        ],
+        axis=-1,
+    )
+
+
+def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+    v = verdicts[verdicts["rater"].isin(shown)]
+    pair_codes, pairs = pd.factorize(v["pair"])
+    rater_codes = pd.Categorical(v["rater"], categories=shown).codes
+    wide = np.full((len(pairs), len(shown)), -1, dtype=np.int64)
+    wide[pair_codes, rater_codes] = v["verdict"].to_numpy()
+    pair_item = np.zeros(len(pairs), dtype=np.int64)
+    pair_item[pair_codes] = v["item"].to_numpy()
+
+    rows = []
+    for i, j in itertools.combinations(range(len(shown)), 2):
+        both = (wide[:, i] >= 0) & (wide[:, j] >= 0)
+        if not both.any():
+            continue
+        cells = wide[both, i] * 3 + wide[both, j]
+        per_unit = per_unit_sums(pair_item[both], cells, 1.0, n_units=boot.n_units, width=9)
+        est = boot.estimate(per_unit, _kappas, n=int(both.sum()))
+        rows.append((shown[i], shown[j], est, np.bincount(cells, minlength=9).reshape(3, 3)))
+
+    # Fleiss' kappa over the human pool, on pairs with at least two human verdicts.
+    humans = [k for k, r in enumerate(shown) if raters[r]["kind"] == "human"]
+    fleiss = None
+    if len(humans) >= 2:
+        hw = wide[:, humans]
+        counts = np.stack([(hw == c).sum(axis=1) for c in range(3)], axis=1)
+        keep = counts.sum(axis=1) >= 2
+        if keep.any():
+            stats = fleiss_unit_stats(counts[keep])
+            units = np.repeat(pair_item[keep], stats.shape[1])
+            cols = np.tile(np.arange(stats.shape[1]), int(keep.sum()))
+            per_unit = per_unit_sums(units, cols, stats.ravel(), n_units=boot.n_units, width=stats.shape[1])
+            fleiss = boot.estimate(per_unit, fleiss_from_sums, n=int(keep.sum()))
+
+    alphas = _krippendorff(ratings, verdicts, shown, raters, boot)
+
+    def render() -> dict:
+        return {
+            "pairs": [
+                {
+                    "rater_a": a,
+                    "rater_b": b,
+                    "n": est.n,
+                    "percent": _val(est, 0),
+                    "cohen_kappa": _val(est, 1),
+                    "cohen_kappa_quadratic": _val(est, 2),
+                    "ci": _ci(est, 1),
+                }
+                for a, b, est, _ in rows
+            ],
+            "fleiss_kappa": _val(fleiss),
+            "krippendorff_alpha": {name: _val(levels["ordinal" if name != "preference" else "nominal"])
+                                   for name, levels in alphas.items()},  # fmt: skip
+        }
+
+    def details() -> dict:
+        return {
+            "agreement_pairs": [
+                {
+                    "rater_a": a,
+                    "rater_b": b,
+                    "n": est.n,
+                    "percent_ci": _ci(est, 0),
+                    "cohen_kappa_linear": _val(est, 3),
+                    "cohen_kappa_quadratic_ci": _ci(est, 2),
+                    "confusion": conf.astype(int).tolist(),
+                }
+                for a, b, est, conf in rows
+            ],
+            "fleiss_kappa": {"value": _val(fleiss), "n": fleiss.n if fleiss else 0, "ci": _ci(fleiss)},
+            "krippendorff_alpha": {
+                name: {level: {"value": _val(e), "n": e.n if e else 0, "ci": _ci(e)} for level, e in levels.items()}
+                for name, levels in alphas.items()
+            },
+        }
+
+    return _Section(render, details)
+
+
+def _krippendorff(
+    ratings: pd.DataFrame, verdicts: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
+) -> dict[str, dict[str, Estimate | None]]:
+    """Alpha among the human raters shown: per attribute on ratings (units = responses), and on
+    preference verdicts (units = pairs). Nominal, ordinal and interval levels are all kept."""
+    humans = {r for r in shown if raters[r]["kind"] == "human"}
+    out: dict[str, dict[str, Estimate | None]] = {}
+    sources: list[tuple[str, pd.DataFrame]] = []
+    hr = ratings[ratings["rater"].isin(humans)]
+    for attribute, grp in hr.groupby("attribute", sort=False):
+        sources.append((str(attribute), grp.rename(columns={"response": "unit"})[["unit", "item", "value"]]))
+    hv = verdicts[verdicts["rater"].isin(humans)]
+    if len(hv):
+        sources.append(("preference", hv.rename(columns={"pair": "unit", "verdict": "value"})[["unit", "item", "value"]]))
+    for name, df in sources:
+        domain = np.unique(df["value"].to_numpy())
+        if len(domain) < 2:
+            out[name] = {"nominal": None, "ordinal": None, "interval": None}
+            continue
+        unit_codes, units = pd.factorize(df["unit"])
+        val_codes = np.searchsorted(domain, df["value"].to_numpy())
+        v = len(domain)
+        counts = np.bincount(unit_codes * v + val_codes, minlength=len(units) * v).reshape(-1, v)
+        unit_item = np.zeros(len(units), dtype=np.int64)
+        unit_item[unit_codes] = df["item"].to_numpy()
+        pairable = counts.sum(axis=1) >= 2
+        if not pairable.any():
+            out[name] = {"nominal": None, "ordinal": None, "interval": None}
+            continue
+        co = coincidences_per_unit(counts[pairable])
+        nz_u, nz_c = np.nonzero(co)
+        per_unit = per_unit_sums(unit_item[pairable][nz_u], nz_c, co[nz_u, nz_c], n_units=boot.n_units, width=v * v)
+        out[name] = {
+            level: boot.estimate(
+                per_unit,
+                lambda s, level=level, domain=domain, v=v: krippendorff_from_coincidences(
+                    s.reshape(*s.shape[:-1], v, v), domain, level
+                ),
+                n=int(pairable.sum()),
+            )
+            for level in ("nominal", "ordinal", "interval")
+        }
+    return out
+
+
+# --- judge vs gold ---------------------------------------------------------------------------
+
+
+def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+    judges = [r for r in shown if raters[r]["kind"] == "judge"]
+    results = {j: score_against_gold(verdicts[verdicts["rater"] == j], gold, boot) for j in judges}
+    results = {j: s for j, s in results.items() if s.n}
+
+    def render() -> list[dict]:
+        return [
+            {"judge": j, "n": s.n, **{k: _val(s.estimate, i) for i, k in enumerate(SCORES)}, "ci": _ci(s.estimate, 0)}
+            for j, s in results.items()
+        ]
+
+    def details() -> dict:
+        return {
+            "judge_vs_gold": [
+                {
+                    "judge": j,
+                    "cis": {k: _ci(s.estimate, i) for i, k in enumerate(SCORES)},
+                    "confusion": s.confusion.astype(int).tolist(),
+                }
+                for j, s in results.items()
+            ]
+        }
+
+    return _Section(render, details)
+
+
+# --- ratings vs rankings ---------------------------------------------------------------------
+
+
+def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
+    return prefs.drop_duplicates("pair")[["pair", "item", "response_a", "response_b"]]
+
+
+def _consistency(
+    verdicts: pd.DataFrame,
+    ratings: pd.DataFrame,
+    prefs: pd.DataFrame,
+    shown: list[str],
+    raters: dict,
+    attribute: str | None,
+    boot: Resampler,
+):
+    rows: list[tuple[str, Any]] = []
+    cross: list[tuple[str, str, Any]] = []
+    if attribute is not None and len(verdicts) and len(ratings):
+        r = ratings[ratings["attribute"] == attribute]
+        pairs = _pair_table(prefs)
+        # Each rater's ratings meet its own rankings, pair by pair.
+        scores = r.rename(columns={"value": "score"})[["rater", "response", "score"]]
+        v = verdicts[verdicts["rater"].isin(shown)][["rater", "pair", "verdict", "strength"]]
+        joined = v.merge(pairs, on="pair")
+        sa = scores.rename(columns={"response": "response_a", "score": "score_a"})
+        sb = scores.rename(columns={"response": "response_b", "score": "score_b"})
+        joined = joined.merge(sa, on=["rater", "response_a"]).merge(sb, on=["rater", "response_b"])
+        joined["implied"] = np.sign(joined["score_b"] - joined["score_a"]).astype(np.int64) + 1
+        for rater, grp in joined.groupby("rater", sort=False):
+            rows.append((str(rater), consistency(grp, boot)))
+        humans = joined[joined["rater"].map(lambda x: raters[x]["kind"] == "human")]
+        if len(humans) and humans["rater"].nunique() > 1:
+            rows.append(("humans", consistency(humans, boot)))
+        order = {name: k for k, name in enumerate(shown)}
+        rows.sort(key=lambda t: order.get(t[0], -1))
+        cross = _cross_consistency(verdicts, r, pairs, shown, raters, boot)
+
+    def render() -> list[dict]:
+        return [
+            {"rater": name, "n": c.n, "consistency": _val(c.estimate), "ci": _ci(c.estimate),
+             "confusion": c.confusion.astype(int).tolist()}
+            for name, c in rows
+        ]  # fmt: skip
+
+    def details() -> dict:
+        return {
+            "consistency_by_strength": {name: c.by_strength for name, c in rows},
+            "consistency_cross": [
+                {"ratings_by": x, "rankings_by": y, "n": c.n, "consistency": _val(c.estimate), "ci": _ci(c.estimate),
+                 "confusion": c.confusion.astype(int).tolist()}
+                for x, y, c in cross
+            ],  # fmt: skip
+        }
+
+    return _Section(render, details)
+
+
+def _cross_consistency(
+    verdicts: pd.DataFrame, r: pd.DataFrame, pairs: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
+) -> list[tuple[str, str, Any]]:
+    """Ratings by X vs rankings by Y, where X and Y are "humans" (mean human rating; gold
+    verdict) or one judge. Shows whether the protocol or the rater drives a disagreement."""
+    sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    hr = r[r["kind"] == "human"]
+    hv = verdicts[verdicts["kind"] == "human"]
+    if len(hr) and len(hv):
+        sources["humans"] = (
+            hr.groupby("response")["value"].mean().rename("score").reset_index(),
+            gold_verdicts(hv).rename(columns={"gold": "verdict"}).assign(strength=0),
+        )
+    for j in shown:
+        if raters[j]["kind"] != "judge":
+            continue
+        jr = r[r["rater"] == j].rename(columns={"value": "score"})[["response", "score"]]
+        jv = verdicts[verdicts["rater"] == j][["pair", "verdict", "strength"]]
+        if len(jr) or len(jv):
+            sources[j] = (jr, jv)
+    out = []
+    for x, y in itertools.permutations(sources, 2):
+        scores, _ = sources[x]
+        _, ranked = sources[y]
+        if scores.empty or ranked.empty:
+            continue
+        joined = implied_verdicts(pairs.merge(ranked[["pair", "verdict", "strength"]], on="pair"), scores)
+        if len(joined):
+            out.append((x, y, consistency(joined, boot)))
+    return out
+
+
+# --- judge bias audit ------------------------------------------------------------------------
+
+
+def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+    results = []
+    for rater, grp in prefs[prefs["rater"].isin(shown)].groupby("rater", sort=False):
+        kind = raters[str(rater)]["kind"]
+        both = kind == "judge" and grp["shown_order"].nunique() == 2
+        pos = position_both_orders(grp, gold, boot) if both else first_shown_win_rate(grp, boot)
+        results.append((str(rater), pos))
+    order = {name: k for k, name in enumerate(shown)}
+    results.sort(key=lambda t: order[t[0]])
+
+    def render() -> list[dict]:
+        out = []
+        for rater, pos in results:
+            if pos.estimate is not None:
+                out.append({"judge": rater, "n": pos.n, "consistency": _val(pos.estimate, 0),
+                            "first_position_rate": _val(pos.estimate, 1),
+                            "agreement_both_orders": _val(pos.estimate, 2)})  # fmt: skip
+            else:
+                # One order per pair: the first-shown win rate stands in (0.5 = no position bias).
+                out.append({"judge": rater, "n": pos.n, "consistency": None,
+                            "first_position_rate": _val(pos.first_shown_win_rate),
+                            "agreement_both_orders": None})  # fmt: skip
+        return out
+
+    return _Section(render)
+
+
+def _self_preference(
+    verdicts: pd.DataFrame, gold: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
+):
+    results = []
+    for j in shown:
+        if raters[j]["kind"] != "judge":
+            continue
+        model = raters[j]["model"]
+        sp = self_preference(verdicts[verdicts["rater"] == j], gold, model, boot) if model else None
+        rating_form = rating_self_preference(ratings, j, model) if model and len(ratings) else {}
+        results.append((j, model, sp, rating_form))
+
+    def render() -> list[dict]:
+        out = []
+        for j, model, sp, _ in results:
+            est = sp.estimate if sp else None
+            out.append(
+                {
+                    "judge": j,
+                    "model": model or None,
+                    "n": sp.n if sp else 0,
+                    "raw_win_rate": _val(est, 0),
+                    "gold_win_rate": _val(est, 1),
+                    "dbg": _val(est, 2),
+                    "dbg_ci": _ci(est, 2),
+                    "equal_opportunity_gap": _val(est, 3),
+                }
+            )
+        return out
+
+    def details() -> dict:
+        return {
+            "self_preference": [
+                {
+                    "judge": j,
+                    "note": None if model else "This judge has no response model of its own.",
+                    "n_gold": sp.n_gold if sp else 0,
+                    "raw_win_rate_ci": _ci(sp.estimate if sp else None, 0),
+                    "gold_win_rate_ci": _ci(sp.estimate if sp else None, 1),
+                    "equal_opportunity_gap_ci": _ci(sp.estimate if sp else None, 3),
+                    "rating_form": rating_form,
+                }
+                for j, model, sp, rating_form in results
+            ]
+        }
+
+    return _Section(render, details)
+
+
+def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: Resampler):
+    results = []
+    for rater in shown:
+        lb = length_bias(verdicts[verdicts["rater"] == rater], gold, boot)
+        if lb.n:
+            results.append((rater, lb))
+
+    def render() -> list[dict]:
+        return [
+            {"rater": r, "n": lb.n, "longer_wins_rate": _val(lb.estimate, 0),
+             "gold_longer_wins_rate": _val(lb.estimate, 1)}
+            for r, lb in results
+        ]  # fmt: skip
+
+    return _Section(render)
+
+
+def _calibration(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+    results = []
+    for j in shown:
+        if raters[j]["kind"] != "judge":
+            continue
+        grp = prefs[prefs["rater"] == j]
+        if grp["p_a"].notna().any():
+            cal = calibration(grp, gold, boot)
+            if cal.n:
+                results.append((j, cal))
+
+    def render() -> list[dict]:
+        return [{"judge": j, "n": c.n, "ece": _val(c.ece), "ci": _ci(c.ece), "bins": c.bins} for j, c in results]
+
+    return _Section(render)
+
+
+# --- leaderboards ----------------------------------------------------------------------------
+
+
+def _leaderboard(
+    verdicts: pd.DataFrame,
+    ratings: pd.DataFrame,
+    shown: list[str],
+    raters: dict,
+    attribute: str | None,
+    opts: ReportOptions,
+    boot: Resampler,
+):
+    groups: dict[str, list[str]] = {}
+    humans = [r for r in shown if raters[r]["kind"] == "human"]
+    if humans:
+        groups["humans"] = humans
+    for j in shown:
+        if raters[j]["kind"] == "judge":
+            groups[j] = [j]
+    r = ratings[ratings["attribute"] == attribute] if attribute else ratings.iloc[:0]
+    boards = {}
+    for k, (name, members) in enumerate(groups.items()):
+        comps = comparisons(verdicts[verdicts["rater"].isin(members)])
+        bt = bradley_terry(comps, rounds=opts.rounds, seed=opts.seed + 1 + k)
+        gr = r[r["rater"].isin(members)]
+        # A group's score for a response is its raters' mean; a model's score the mean over responses.
+        per_response = gr.groupby(["item", "response", "model"], observed=True)["value"].mean()
+        rb = rating_board(per_response.rename("score").reset_index(), boot)
+        if bt.n or rb.models:
+            boards[name] = (bt, rb)
+
+    def render() -> dict:
+        out = {}
+        for name, (bt, rb) in boards.items():
+            bt_rows = [
+                {"model": m, "elo": _num(bt.elo[i]), "ci": None if bt.ci is None else [_num(bt.ci[0, i]), _num(bt.ci[1, i])]}
+                for i, m in enumerate(bt.models)
+            ] if bt.n else []  # fmt: skip
+            bt_rows.sort(key=lambda row: -(row["elo"] or 0))
+            rating_rows = [
+                {"model": m, "mean": _val(rb.estimate, i), "ci": _ci(rb.estimate, i)} for i, m in enumerate(rb.models)
+            ]
+            rating_rows.sort(key=lambda row: -(row["mean"] if row["mean"] is not None else -math.inf))
+            tau = kendall_tau_between(
+                {row["model"]: row["elo"] for row in bt_rows if row["elo"] is not None},
+                {row["model"]: row["mean"] for row in rating_rows if row["mean"] is not None},
+            )
+            out[name] = {"bradley_terry": bt_rows, "ratings": rating_rows, "kendall_tau": tau}
+        return out
+
+    return _Section(render)
