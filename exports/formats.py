@@ -47,18 +47,19 @@ def helpsteer2_rows(
         main: dict = {"split": rec.item.split, "prompt": rec.item.prompt, "response": rec.text}
         lists: dict = {"split": rec.item.split, "prompt": rec.item.prompt, "response": rec.text}
         agreement = 1.0
-        count = 0
+        counts: dict[str, int] = {}
         for name in attributes:
             values = [v for v, _ in rec.ratings.get(name, ())]
             agg = aggregate_scores(values)
             main[name] = agg.value
             lists[name] = values
-            count = max(count, agg.count)
+            counts[f"{name}_n"] = agg.count
             agreement = min(agreement, score_agreement(values, agg.value))
         if agreement < filters.min_agreement:
             continue
-        # n < 3 rows are kept, with the count beside the means so a reader can drop them.
-        main["num_ratings"] = count
+        # n < 3 rows are kept, with each count beside the means (`<attribute>_n`) so a reader
+        # can drop them; the published columns come first, in the published order.
+        main.update(counts)
         lists["raters"] = sorted({r for pairs in rec.ratings.values() for _, r in pairs})
         yield main, lists
 
@@ -139,7 +140,7 @@ def dpo_rows(
 def helpsteer2_schema(attributes: list[str]) -> pa.Schema:
     fields = [pa.field("split", pa.string()), pa.field("prompt", pa.string()), pa.field("response", pa.string())]
     fields += [pa.field(name, pa.int64()) for name in attributes]
-    fields.append(pa.field("num_ratings", pa.int64()))
+    fields += [pa.field(f"{name}_n", pa.int64()) for name in attributes]
     return pa.schema(fields)
 
 

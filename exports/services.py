@@ -270,7 +270,7 @@ def dataset_card(
     ]
     lines += [f"- `{name}` (int64): aggregated score" for name in attributes]
     lines += [
-        "- `num_ratings` (int64): ratings behind the scores (fewer than 3: mean of those present)",
+        "- `<attribute>_n` (int64): ratings behind each score (fewer than 3: mean of those present)",
         "",
         "`preferences/<split>.parquet` (HelpSteer2-Preference layout, one row per pair):",
         "",

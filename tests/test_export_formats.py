@@ -43,13 +43,13 @@ def test_helpsteer2_scores_follow_three_closest_and_half_up(export_project, tmp_
     out = tmp_path / "hs2.jsonl"
     result = export_write(project=export_project, options=ExportOptions(format="helpsteer2"), out=out)
     ds = _load_json(out, tmp_path)
-    assert ds.column_names == ["split", "prompt", "response", *ATTRS, "num_ratings"]
+    assert ds.column_names == ["split", "prompt", "response", *ATTRS, *(f"{a}_n" for a in ATTRS)]
     rows = {row["response"]: row for row in ds}
     assert len(rows) == 2  # unrated responses are left out
     assert {a: rows["i1 answer one"][a] for a in ATTRS} == R1_EXPECTED
     assert {a: rows["i1 answer two"][a] for a in ATTRS} == R2_EXPECTED
-    assert rows["i1 answer one"]["num_ratings"] == 5
-    assert rows["i1 answer two"]["num_ratings"] == 2
+    assert rows["i1 answer one"]["helpfulness_n"] == 5
+    assert rows["i1 answer two"]["verbosity_n"] == 2
     lists = _load_json(result.files[1], tmp_path)
     one = next(r for r in lists if r["response"] == "i1 answer one")
     assert {a: one[a] for a in ATTRS} == R1_RATINGS

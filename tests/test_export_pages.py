@@ -1,0 +1,153 @@
+"""The export command, page (background job + htmx progress) and streamed API download."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from exports import jobs, views
+from tests.export_fixtures import EXPECTED_STRENGTH, build_export_project
+
+
+@pytest.fixture
+def export_project(db, researcher, annotator):
+    project = build_export_project()
+    project.members.add(researcher, annotator)
+    return project
+
+
+@pytest.fixture
+def inline_jobs(monkeypatch):
+    """Run export jobs in the request's thread: under the `db` fixture a second thread could not
+    see the test's uncommitted rows."""
+
+    def start(**kwargs):
+        job_id = jobs.export_job_start(**kwargs, run=False)
+        jobs.export_job_run(job_id=job_id, project=kwargs["project"], options=jobs.export_options_validate(options=kwargs["options"]))
+        return job_id
+
+    monkeypatch.setattr(views, "export_job_start", start)
+    # export_job_run closes the connection at the end of a real thread; not here.
+    monkeypatch.setattr(jobs.connection, "close", lambda: None)
+
+
+def _strengths(text: str) -> dict[str, int]:
+    rows = [json.loads(line) for line in text.splitlines() if line]
+    return {r["prompt"][7:-1]: r["preference_strength"] for r in rows}
+
+
+def test_command_writes_the_export(export_project, tmp_path):
+    out = tmp_path / "pref.jsonl"
+    stdout = io.StringIO()
+    call_command("export", export_project.name, "--format", "helpsteer2-preference", "--out", str(out), stdout=stdout)
+    assert _strengths(out.read_text()) == EXPECTED_STRENGTH
+    assert "4 rows" in stdout.getvalue()
+    call_command(
+        "export", str(export_project.pk), "--format", "dpo", "--dpo-source", "judge", "--judge", "j1",
+        "--exclude-gold", "--out", str(tmp_path / "dpo.jsonl"), stdout=io.StringIO(),
+    )
+    assert len((tmp_path / "dpo.jsonl").read_text().splitlines()) == 1  # i1 only: i3 is gold, i4 a tie
+
+
+def test_command_rejects_bad_input(export_project, tmp_path):
+    with pytest.raises(CommandError, match="No project"):
+        call_command("export", "nope", "--format", "dpo", "--out", str(tmp_path / "x"))
+    with pytest.raises(CommandError, match="sum to"):
+        call_command("export", export_project.name, "--format", "dpo", "--splits", "train=0.3",
+                     "--out", str(tmp_path / "x"))
+    with pytest.raises(CommandError, match="judge"):
+        call_command("export", export_project.name, "--format", "dpo", "--dpo-source", "agreement",
+                     "--out", str(tmp_path / "x"))
+
+
+def test_export_page_is_for_researchers_only(client, export_project, annotator, researcher, outsider):
+    url = reverse("exports:project", kwargs={"project_id": export_project.pk})
+    client.force_login(annotator)
+    assert client.get(url).status_code == 403
+    client.force_login(outsider)
+    assert client.get(url).status_code in (403, 404)
+    client.force_login(researcher)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b'id="export-job"' in page.content and b"j1" in page.content  # the judge is offered
+
+
+def test_export_page_job_polls_then_stops_with_286_and_serves_files(
+    client, export_project, researcher, inline_jobs, settings, tmp_path
+):
+    settings.VAR_DIR = tmp_path
+    client.force_login(researcher)
+    url = reverse("exports:project", kwargs={"project_id": export_project.pk})
+    form = {"format": "parquet", "raters": "humans", "dpo_source": "human", "min_agreement": "0",
+            "splits": "train=1", "seed": "0", "licence": "cc-by-4.0"}
+    answer = client.post(url, form, HTTP_HX_REQUEST="true")
+    assert answer.status_code == 286  # already done: htmx must not poll
+    assert b"<progress" in answer.content
+    job_id = next(p.name for p in (tmp_path / "exports").iterdir())
+    poll = client.get(reverse("exports:job", kwargs={"project_id": export_project.pk, "job_id": job_id}),
+                      HTTP_HX_REQUEST="true")
+    assert poll.status_code == 286
+    name = jobs.export_job_status(job_id=job_id)["files"][0]
+    download = client.get(reverse("exports:job_file", kwargs={"project_id": export_project.pk, "job_id": job_id, "name": name}))
+    assert download.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    assert "README.md" in archive.namelist() and "preferences/train.parquet" in archive.namelist()
+    # Without htmx the form redirects to the job page.
+    plain = client.post(url, {**form, "format": "dpo"})
+    assert plain.status_code == 302
+    assert client.get(plain["Location"]).status_code == 200
+
+
+def test_export_page_reports_running_job_with_progress(client, export_project, researcher, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    client.force_login(researcher)
+    job_id = jobs.export_job_start(project=export_project, options=jobs.ExportOptions("dpo"), user_id=researcher.pk, run=False)
+    status = jobs.export_job_status(job_id=job_id)
+    jobs._write_status(job_id, {**status, "state": "running", "done": 2, "total": 4})
+    poll = client.get(reverse("exports:job", kwargs={"project_id": export_project.pk, "job_id": job_id}),
+                      HTTP_HX_REQUEST="true")
+    assert poll.status_code == 200
+    assert b'hx-trigger="every 1s"' in poll.content and b'value="2"' in poll.content
+    assert client.get(reverse("exports:job", kwargs={"project_id": export_project.pk, "job_id": "0" * 32})).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_thread_finishes_the_export(researcher, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    project = build_export_project("Threaded")
+    job_id = jobs.export_job_start(project=project, options=jobs.ExportOptions("helpsteer2-preference"), user_id=None)
+    deadline = time.monotonic() + 30
+    while (status := jobs.export_job_status(job_id=job_id))["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status["state"] == "done", status.get("error")
+    assert status["done"] == status["total"] == 4
+    path = jobs.export_job_file(job_id=job_id, name=status["files"][0])
+    assert _strengths(path.read_text()) == EXPECTED_STRENGTH
+
+
+def test_api_streams_exports_to_researchers(export_project, researcher, annotator):
+    api = APIClient()
+    url = reverse("api-project-export", kwargs={"pk": export_project.pk})
+    api.force_authenticate(annotator)
+    assert api.get(url, {"format": "dpo"}).status_code == 403
+    api.force_authenticate(researcher)
+    answer = api.get(url, {"format": "helpsteer2-preference"})
+    assert answer.status_code == 200 and answer.streaming
+    assert _strengths(b"".join(answer.streaming_content).decode()) == EXPECTED_STRENGTH
+    assert "attachment" in answer["Content-Disposition"]
+    lists = api.get(url, {"format": "helpsteer2", "part": "disagreements"})
+    assert b"[4, 0, 3, 4, 2]" in b"".join(lists.streaming_content)
+    csv_answer = api.get(url, {"format": "annotations", "raters": "judges"})
+    assert len(b"".join(csv_answer.streaming_content).decode().splitlines()) == 1 + 5 + 6
+    parquet = api.get(url, {"format": "parquet"})
+    assert parquet.status_code == 200 and parquet["Content-Type"] == "application/zip"
+    assert api.get(url, {"format": "dpo", "dpo_source": "judge"}).status_code == 400
+    assert api.get(url, {"format": "nope"}).status_code == 400
