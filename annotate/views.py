@@ -1,11 +1,336 @@
+"""Annotator and researcher pages.
+
+Every task page works two ways: htmx posts swap the `#task` partial in place; without
+JavaScript the same forms post normally and get a redirect back to the task page (POST,
+redirect, GET), so a reload never resubmits.
+"""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import dashboard
+from .errors import ValidationError
+from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
+from .markdown import render_markdown
+from .models import Assignment, Pair, Project, Rater
+from .queue import (
+    SKIP_REASONS,
+    QueueError,
+    assignment_claim_next,
+    assignment_skip,
+    assignment_submit_preference,
+    assignment_submit_rating,
+    assignment_undo,
+    newest_done,
+    progress_for,
+)
+from .roles import is_researcher, user_role
+from .selectors import project_get_for_user, projects_for_user
+from .services import rater_for_user
+
+# Display labels for the strength the annotator gives about what they see: A is the left
+# (first shown) response, whatever the pair's stored order is.
+SHOWN_STRENGTH_LABELS: dict[int, str] = {
+    -3: "A is much better",
+    -2: "A is better",
+    -1: "A is slightly better",
+    0: "About the same",
+    1: "B is slightly better",
+    2: "B is better",
+    3: "B is much better",
+}
+TERNARY_LABELS: dict[int, str] = {-1: "A is better", 0: "About the same", 1: "B is better"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+    kind: str = "info"  # info | success | error
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _url_or_none(name: str, *args: object) -> str | None:
+    # Other apps' pages may not exist yet in a given checkout; the home page still renders.
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    projects = request.user.projects.all() if not request.user.is_staff else None
-    return render(request, "annotate/home.html", {"projects": projects})
+    researcher = is_researcher(request.user)
+    rows = []
+    for project in projects_for_user(request.user).order_by("name"):
+        rows.append(
+            {
+                "project": project,
+                "annotate_url": reverse("annotate_task", args=[project.pk]),
+                "dashboard_url": reverse("annotate_dashboard", args=[project.pk]) if researcher else None,
+                "reports_url": _url_or_none("reports:project", project.pk) if researcher else None,
+                "judges_url": _url_or_none("judges:runs", project.pk) if researcher else None,
+                "exports_url": _url_or_none("exports:project", project.pk) if researcher else None,
+            }
+        )
+    return render(request, "annotate/home.html", {"rows": rows, "role": user_role(request.user)})
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _strength_options(project: Project) -> list[dict]:
+    labels = TERNARY_LABELS if project.ranking_scale == Project.RankingScale.TERNARY else SHOWN_STRENGTH_LABELS
+    return [{"value": v, "label": label, "key": str(i + 1)} for i, (v, label) in enumerate(sorted(labels.items()))]
+
+
+def _task_context(
+    *,
+    project: Project,
+    rater: Rater,
+    assignment: Assignment | None,
+    errors: dict[str, str] | None = None,
+    posted: dict | None = None,
+    notice: Notice | None = None,
+) -> dict:
+    errors = errors or {}
+    draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
+    last = newest_done(project=project, rater=rater)
+    context: dict = {
+        "project": project,
+        "assignment": assignment,
+        "progress": progress_for(project=project, rater=rater),
+        "notice": notice,
+        "errors": errors,
+        "undo_key": last.view_key if last else None,
+        "skip_reasons": SKIP_REASONS.items(),
+    }
+    if assignment is None:
+        return context
+    if assignment.protocol == Assignment.Protocol.RATING:
+        response = assignment.response
+        assert response is not None
+        item = response.item
+        attributes = []
+        for attribute in project.attributes.all():
+            anchors = attribute.anchors or {}
+            selected = _as_int(draft.get(attribute.name))
+            attributes.append(
+                {
+                    "name": attribute.name,
+                    "description": attribute.description,
+                    "error": errors.get(attribute.name),
+                    "choices": [
+                        {"value": v, "anchor": anchors.get(str(v), ""), "checked": selected == v}
+                        for v in range(attribute.min_value, attribute.max_value + 1)
+                    ],
+                }
+            )
+        context.update({"response_html": render_markdown(response.text), "attributes": attributes})
+    else:
+        pair = assignment.pair
+        assert pair is not None
+        item = pair.item
+        # Left is what the annotator calls A; the stored order is never shown.
+        left, right = (
+            (pair.response_a, pair.response_b) if assignment.shown_order == "ab" else (pair.response_b, pair.response_a)
+        )
+        selected = _as_int(draft.get("shown_strength"))
+        options = _strength_options(project)
+        for option in options:
+            option["checked"] = selected == option["value"]
+        lo, hi = project.strength_bounds
+        context.update(
+            {
+                "left_html": render_markdown(left.text),
+                "right_html": render_markdown(right.text),
+                "strength_options": options,
+                "justification": draft.get("justification", ""),
+                "justification_error": errors.get("justification"),
+                "strength_error": errors.get("shown_strength") or errors.get("strength"),
+                "required_above": project.justification_required_above,
+                # A/B/T shortcuts: -2/2/0 where the scale has them, else its strongest ends.
+                "key_a": max(lo, -2), "key_b": min(hi, 2),
+            }
+        )
+    context.update(
+        {
+            "item": item,
+            "prompt_html": render_markdown(item.prompt),
+            "context_html": render_markdown(item.context) if item.context else "",
+            "general_error": errors.get("__all__"),
+        }
+    )
+    return context
+
+
+def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
+    if _is_htmx(request):
+        return render(request, "annotate/_task.html", context, status=status)
+    project = context["project"]
+    context["guidelines_html"] = render_markdown(project.guidelines) if project.guidelines else ""
+    return render(request, "annotate/task.html", context, status=status)
+
+
+def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
+    project = project_get_for_user(request.user, project_id)
+    return project, rater_for_user(user=request.user)
+
+
+def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
+    """After a post: the next task in place for htmx, a redirect for a plain form."""
+    if _is_htmx(request):
+        assignment = assignment_claim_next(project=project, rater=rater)
+        return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment, notice=notice))
+    if notice is not None:
+        {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
+    return redirect("annotate_task", project_id=project.pk, permanent=False)
+
+
+@login_required
+@require_GET
+def task(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, rater = _project_and_rater(request, project_id)
+    assignment = assignment_claim_next(project=project, rater=rater)
+    return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment))
+
+
+def _own_assignment(rater: Rater, view_key: object) -> Assignment | None:
+    return (
+        Assignment.objects.select_related("response__item", "pair__item", "pair__response_a", "pair__response_b")
+        .filter(rater=rater, view_key=view_key)
+        .first()
+    )
+
+
+@login_required
+@require_POST
+def submit(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, rater = _project_and_rater(request, project_id)
+    protocol = request.POST.get("protocol")
+    form = RankingForm(request.POST) if protocol == Assignment.Protocol.RANKING else TaskViewForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise first_error(form)
+        data = form.cleaned_data
+        if protocol == Assignment.Protocol.RANKING:
+            result = assignment_submit_preference(
+                rater=rater, view_key=data["view_key"], shown_strength=data["shown_strength"],
+                justification=data["justification"], time_on_task_ms=data["time_on_task_ms"],
+            )
+        else:
+            values = rating_values(request.POST, project.attributes.all())
+            result = assignment_submit_rating(
+                rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"]
+            )
+    except ValidationError as exc:
+        assignment = _own_assignment(rater, form.cleaned_data.get("view_key"))
+        if assignment is None or assignment.status == Assignment.Status.DONE:
+            return _next(request, project, rater, Notice(str(exc), "error"))
+        posted: dict = {a.name: request.POST[f"attr-{a.name}"] for a in project.attributes.all() if request.POST.get(f"attr-{a.name}")}
+        posted.update(
+            {"shown_strength": request.POST.get("shown_strength"), "justification": request.POST.get("justification", "")}
+        )
+        context = _task_context(
+            project=project, rater=rater, assignment=assignment,
+            errors={exc.field or "__all__": str(exc)}, posted=posted,
+        )
+        # 422 so htmx (configured in base.html) swaps the form back with its errors.
+        return _render_task(request, context, status=422)
+    except QueueError as exc:
+        return _next(request, project, rater, Notice(str(exc), "error"))
+    kind = "info" if result.duplicate else "success"
+    return _next(request, project, rater, Notice(result.message, kind))
+
+
+@login_required
+@require_POST
+def skip(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, rater = _project_and_rater(request, project_id)
+    form = SkipForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise first_error(form)
+        assignment_skip(rater=rater, view_key=form.cleaned_data["view_key"], reason=form.reason_text())
+    except (ValidationError, QueueError) as exc:
+        return _next(request, project, rater, Notice(str(exc), "error"))
+    return _next(request, project, rater, Notice("Skipped. Thanks for saying why.", "info"))
+
+
+@login_required
+@require_POST
+def undo(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, rater = _project_and_rater(request, project_id)
+    try:
+        assignment = assignment_undo(project=project, rater=rater, view_key=request.POST.get("view_key") or None)
+    except QueueError as exc:
+        return _next(request, project, rater, Notice(str(exc), "error"))
+    notice = Notice("Undone. Your previous answer is filled in; change it and submit again.", "info")
+    if _is_htmx(request):
+        return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment, notice=notice))
+    messages.info(request, notice.text)
+    return redirect("annotate_task", project_id=project.pk)
+
+
+def _researcher_project(request: HttpRequest, project_id: int) -> Project:
+    project = project_get_for_user(request.user, project_id)
+    if not is_researcher(request.user):
+        raise PermissionDenied
+    return project
+
+
+@login_required
+@require_GET
+def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _researcher_project(request, project_id)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    pairs, more = dashboard.pairs_page(project=project, page=page)
+    return render(
+        request,
+        "annotate/dashboard.html",
+        {
+            "project": project,
+            "protocols": dashboard.protocol_progress(project=project),
+            "annotators": dashboard.annotator_rows(project=project),
+            "days": dashboard.annotations_per_day(project=project),
+            "pairs": pairs, "page": page, "more": more,
+        },
+    )
+
+
+@login_required
+@require_GET
+def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
+    pair = get_object_or_404(Pair.objects.select_related("item__project", "response_a", "response_b"), pk=pair_id)
+    project = _researcher_project(request, pair.item.project_id)
+    return render(
+        request,
+        "annotate/pair.html",
+        {
+            "project": project, "pair": pair, "item": pair.item,
+            "prompt_html": render_markdown(pair.item.prompt),
+            "context_html": render_markdown(pair.item.context) if pair.item.context else "",
+            "a_html": render_markdown(pair.response_a.text),
+            "b_html": render_markdown(pair.response_b.text),
+            **dashboard.pair_annotations(pair=pair),
+        },
+    )

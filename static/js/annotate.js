@@ -1,0 +1,261 @@
+/* Concordance annotator keyboard and time on task.
+ *
+ * Everything here is an enhancement: the forms post without it. One delegated keydown
+ * handler on the document survives htmx swapping #task; state is re-read from the DOM after
+ * each swap.
+ */
+(function () {
+  "use strict";
+
+  let started = performance.now();
+  let hiddenTotal = 0;
+  let hiddenSince = document.hidden ? performance.now() : null;
+  let focusIndex = 0;
+  let viewKey = null;
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const taskForm = () => $("#task-form");
+  const rows = () => $$("#task-form .attribute");
+
+  // Time on task counts only while the page is visible: a task left in a background tab
+  // should not look like a slow, careful judgement.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      hiddenSince = performance.now();
+    } else if (hiddenSince !== null) {
+      hiddenTotal += performance.now() - hiddenSince;
+      hiddenSince = null;
+    }
+  });
+  function resetTimer() {
+    started = performance.now();
+    hiddenTotal = 0;
+    hiddenSince = document.hidden ? performance.now() : null;
+  }
+  function elapsedMs() {
+    const now = performance.now();
+    const hidden = hiddenTotal + (hiddenSince !== null ? now - hiddenSince : 0);
+    return Math.max(0, Math.round(now - started - hidden));
+  }
+
+  // Capture phase: runs before htmx reads the form on its own submit listener.
+  document.addEventListener("submit", (event) => {
+    const field = event.target.querySelector("input[name=time_on_task_ms]");
+    if (field) field.value = String(elapsedMs());
+  }, true);
+
+  function submitButton() {
+    const form = taskForm();
+    return form ? $("button[type=submit]", form) : null;
+  }
+
+  function setFocus(index) {
+    const all = rows();
+    if (!all.length) return;
+    focusIndex = Math.max(0, Math.min(index, all.length));
+    all.forEach((row, k) => row.classList.toggle("is-focused", k === focusIndex));
+    const button = submitButton();
+    if (button) button.classList.toggle("is-focused", focusIndex === all.length);
+    const target = focusIndex < all.length ? all[focusIndex] : button;
+    if (target) {
+      target.focus({ preventScroll: true });
+      target.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function firstUnanswered() {
+    const all = rows();
+    const index = all.findIndex((row) => !$("input:checked", row));
+    return index === -1 ? all.length : index;
+  }
+
+  function chooseRating(digit) {
+    const all = rows();
+    if (focusIndex >= all.length) return;
+    const input = $(`input[type=radio][value="${digit}"]`, all[focusIndex]);
+    if (!input) {
+      all[focusIndex].classList.add("shake");
+      setTimeout(() => all[focusIndex] && all[focusIndex].classList.remove("shake"), 300);
+      return;
+    }
+    input.checked = true;
+    setFocus(focusIndex + 1);
+  }
+
+  function syncJustification() {
+    const form = taskForm();
+    if (!form || !form.classList.contains("ranking")) return;
+    const checked = $("input[name=shown_strength]:checked", form);
+    const box = $("textarea[name=justification]", form);
+    const above = Number(form.dataset.requiredAbove);
+    const needed = checked !== null && Math.abs(Number(checked.value)) > above;
+    box.required = needed;
+    box.closest("label").classList.toggle("is-required", needed);
+    return needed;
+  }
+
+  function chooseStrength(input) {
+    if (!input) return;
+    input.checked = true;
+    const needed = syncJustification();
+    const box = $("textarea[name=justification]", taskForm());
+    if (needed && !box.value.trim()) {
+      box.focus();
+    } else {
+      const button = submitButton();
+      if (button) button.focus();
+    }
+  }
+
+  function submitTask() {
+    const form = taskForm();
+    if (!form) return;
+    if (form.classList.contains("rating")) {
+      const missing = firstUnanswered();
+      if (missing < rows().length) {
+        setFocus(missing);
+        rows()[missing].classList.add("shake");
+        setTimeout(() => rows()[missing] && rows()[missing].classList.remove("shake"), 300);
+        return;
+      }
+    }
+    form.requestSubmit();
+  }
+
+  function toggleHelp() {
+    const dialog = $("#help");
+    if (!dialog) return;
+    if (dialog.open) dialog.close();
+    else dialog.showModal();
+  }
+
+  function openSkip() {
+    const panel = $("#skip-panel");
+    if (!panel) return;
+    panel.open = true;
+    const first = $("input[name=reason]", panel);
+    if (first) {
+      first.focus();
+      panel.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function isTyping(el) {
+    if (!el) return false;
+    if (el.isContentEditable) return true;
+    const tag = el.tagName;
+    return tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && !["radio", "checkbox", "button", "submit"].includes(el.type));
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const el = document.activeElement;
+    const help = $("#help");
+    if (help && help.open) {
+      if (event.key === "?") { event.preventDefault(); help.close(); }
+      return; // Escape closes the dialog natively
+    }
+    if (isTyping(el)) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        if (el.form === taskForm()) submitTask(); else if (el.form) el.form.requestSubmit();
+      } else if (event.key === "Escape") {
+        el.blur();
+      }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key;
+    const skipPanel = $("#skip-panel");
+    const inSkip = skipPanel && skipPanel.contains(el);
+
+    if (key === "?") { event.preventDefault(); toggleHelp(); return; }
+    if (inSkip) {
+      if (key === "Escape") { skipPanel.open = false; setFocus(firstUnanswered()); }
+      else if (key === "Enter" && el.tagName !== "BUTTON") { event.preventDefault(); el.form.requestSubmit(); }
+      else if (/^[1-9]$/.test(key)) {
+        const reasons = $$("input[name=reason]", skipPanel);
+        const pick = reasons[Number(key) - 1];
+        if (pick) { event.preventDefault(); pick.checked = true; pick.focus(); }
+      }
+      return;
+    }
+    // Buttons and links keep their native Enter/Space, so a submit never fires twice.
+    if ((key === "Enter" || key === " ") && el && (el.tagName === "BUTTON" || el.tagName === "A" || el.tagName === "SUMMARY")) return;
+
+    const form = taskForm();
+    const lower = key.toLowerCase();
+    if (key === "Enter") { event.preventDefault(); submitTask(); return; }
+    if (lower === "s" && form) { event.preventDefault(); openSkip(); return; }
+    if (lower === "u") {
+      const undo = $(".undo-form");
+      if (undo) { event.preventDefault(); undo.requestSubmit(); }
+      return;
+    }
+    if (lower === "g") {
+      const guide = $("#guidelines");
+      if (guide) { event.preventDefault(); guide.open = !guide.open; }
+      return;
+    }
+    if (!form) return;
+    if (form.classList.contains("rating")) {
+      if (/^[0-9]$/.test(key)) { event.preventDefault(); chooseRating(key); }
+      else if (key === "ArrowDown" || lower === "j") { event.preventDefault(); setFocus(focusIndex + 1); }
+      else if (key === "ArrowUp" || lower === "k") { event.preventDefault(); setFocus(focusIndex - 1); }
+      return;
+    }
+    if (form.classList.contains("ranking")) {
+      const options = $$("input[name=shown_strength]", form);
+      if (/^[1-9]$/.test(key)) {
+        const input = options[Number(key) - 1];
+        if (input) { event.preventDefault(); chooseStrength(input); }
+      } else if (lower === "a" || lower === "b" || lower === "t") {
+        const value = lower === "a" ? form.dataset.keyA : lower === "b" ? form.dataset.keyB : "0";
+        event.preventDefault();
+        chooseStrength(options.find((o) => o.value === value));
+      }
+    }
+  });
+
+  // A click on a rating choice answers that attribute: move on as the keys do.
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (input.name === "shown_strength") { syncJustification(); return; }
+    const row = input.closest && input.closest("#task-form .attribute");
+    if (row) {
+      const index = rows().indexOf(row);
+      if (index >= 0) setFocus(index + 1);
+    }
+  });
+
+  function onTask() {
+    const task = $("#task");
+    if (!task) return;
+    const key = task.dataset.viewKey || null;
+    if (key !== viewKey) {
+      // A new task view (not the same form back with errors): the clock starts again.
+      viewKey = key;
+      resetTimer();
+    }
+    const form = taskForm();
+    if (!form) return;
+    if (form.classList.contains("rating")) {
+      const error = $(".attribute.has-error");
+      setFocus(error ? rows().indexOf(error) : firstUnanswered());
+    } else {
+      syncJustification();
+      const fieldset = $("fieldset.strength", form);
+      if (fieldset) fieldset.focus({ preventScroll: true });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    onTask();
+    const open = $("[data-help-open]");
+    if (open) open.addEventListener("click", toggleHelp);
+  });
+  document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target && (event.target.id === "task" || event.target.closest && event.target.closest("#task"))) onTask();
+    else if ($("#task")) onTask();
+  });
+})();
