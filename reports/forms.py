@@ -1,0 +1,50 @@
+"""The report filters: attribute, rater group, date range, gold items, WildBench length rule."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from django import forms
+from django.utils import timezone
+
+from annotate.models import Project, Rater
+
+from .selectors import ReportFilters
+
+
+class ReportFilterForm(forms.Form):
+    attribute = forms.ChoiceField(required=False)
+    rater_group = forms.ChoiceField(required=False, label="Raters")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
+    exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
+    wildbench_k = forms.IntegerField(
+        required=False, min_value=0, label="WildBench K",
+        help_text="Slight wins by a response longer by more than K characters count as ties.",
+    )  # fmt: skip
+
+    def __init__(self, data, *, project: Project) -> None:
+        super().__init__(data)
+        names = list(project.attributes.values_list("name", flat=True))
+        self.fields["attribute"].choices = [("", "default")] + [(n, n) for n in names]
+        raters = Rater.objects.filter(preferences__pair__item__project=project).distinct().order_by("kind", "name")
+        self.fields["rater_group"].choices = [("", "all"), ("humans", "all humans"), ("judges", "all judges")] + [
+            (r.label, r.label) for r in raters
+        ]
+
+    def filters(self) -> ReportFilters:
+        d = self.cleaned_data if self.is_valid() else {}
+        tz = timezone.get_current_timezone()
+        since = d.get("since")
+        until = d.get("until")
+        return ReportFilters(
+            attribute=d.get("attribute") or None,
+            rater_group=d.get("rater_group") or None,
+            since=datetime.combine(since, time.min, tz) if since else None,
+            # The date is inclusive: everything before the next midnight.
+            until=datetime.combine(until, time.max, tz) if until else None,
+            exclude_gold=bool(d.get("exclude_gold")),
+        )
+
+    def wildbench_rule_k(self) -> int | None:
+        return self.cleaned_data.get("wildbench_k") if self.is_valid() else None

@@ -1,0 +1,92 @@
+"""`python manage.py report PROJECT --format json|csv`: the report the API serves, on stdout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate.models import Project
+from reports.build import build_report
+from reports.selectors import ReportFilters
+
+
+def report_rows(report: dict) -> list[dict[str, Any]]:
+    """Flatten the report to long rows: section, subject, other, metric, value, n, ci_lo, ci_hi."""
+    rows: list[dict[str, Any]] = []
+
+    def add(section: str, subject: str, other: str, metric: str, value: Any, n: Any = None, ci=None) -> None:
+        lo, hi = ci if ci else (None, None)
+        rows.append({"section": section, "subject": subject, "other": other, "metric": metric,
+                     "value": value, "n": n, "ci_lo": lo, "ci_hi": hi})  # fmt: skip
+
+    ag = report["agreement"]
+    for p in ag["pairs"]:
+        add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa", p["cohen_kappa"], p["n"], p["ci"])
+        add("agreement", p["rater_a"], p["rater_b"], "percent", p["percent"], p["n"])
+        add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa_quadratic", p["cohen_kappa_quadratic"], p["n"])
+    add("agreement", "humans", "", "fleiss_kappa", ag["fleiss_kappa"])
+    for name, value in ag["krippendorff_alpha"].items():
+        add("agreement", name, "", "krippendorff_alpha", value)
+    for j in report["judge_vs_gold"]:
+        for metric in ("accuracy", "accuracy_no_ties", "macro_precision", "macro_recall", "macro_f1"):
+            add("judge_vs_gold", j["judge"], "gold", metric, j[metric], j["n"], j["ci"] if metric == "accuracy" else None)
+    for c in report["consistency"]:
+        add("consistency", c["rater"], "", "consistency", c["consistency"], c["n"], c["ci"])
+    for p in report["position"]:
+        for metric in ("consistency", "first_position_rate", "agreement_both_orders"):
+            add("position", p["judge"], "", metric, p[metric], p["n"])
+    for s in report["self_preference"]:
+        for metric in ("raw_win_rate", "gold_win_rate", "dbg", "equal_opportunity_gap"):
+            add("self_preference", s["judge"], s["model"] or "", metric, s[metric], s["n"],
+                s["dbg_ci"] if metric == "dbg" else None)  # fmt: skip
+    for row in report["length"]:
+        add("length", row["rater"], "", "longer_wins_rate", row["longer_wins_rate"], row["n"])
+        add("length", row["rater"], "gold", "gold_longer_wins_rate", row["gold_longer_wins_rate"], row["n"])
+    for group, board in report["leaderboard"].items():
+        for r in board["bradley_terry"]:
+            add("leaderboard", group, r["model"], "elo", r["elo"], None, r["ci"])
+        for r in board["ratings"]:
+            add("leaderboard", group, r["model"], "mean_rating", r["mean"], None, r["ci"])
+        add("leaderboard", group, "", "kendall_tau", board["kendall_tau"])
+    return rows
+
+
+class Command(BaseCommand):
+    help = "Print a project's report (agreement, judge vs gold, consistency, bias audit, leaderboards)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("project", help="project name or id")
+        parser.add_argument("--format", choices=["json", "csv"], default="json")
+        parser.add_argument("--attribute")
+        parser.add_argument("--rater-group", help='"humans", "judges" or one rater as kind:name')
+        parser.add_argument("--exclude-gold", action="store_true")
+        parser.add_argument("--wildbench-k", type=int)
+        parser.add_argument("--rounds", type=int, help="bootstrap rounds (default: settings)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--details", action="store_true", help="add the chart data (json only)")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        key = opts["project"]
+        project = Project.objects.filter(pk=int(key)).first() if key.isdigit() else None
+        project = project or Project.objects.filter(name=key).first()
+        if project is None:
+            raise CommandError(f"no project {key!r}")
+        filters = ReportFilters(
+            attribute=opts["attribute"], rater_group=opts["rater_group"], exclude_gold=opts["exclude_gold"]
+        )
+        options: dict[str, Any] = {"seed": opts["seed"], "wildbench_k": opts["wildbench_k"]}
+        if opts["rounds"] is not None:
+            options["rounds"] = opts["rounds"]
+        report = build_report(project, filters, details=opts["details"], **options)
+        if opts["format"] == "json":
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        rows = report_rows(report)
+        writer = csv.DictWriter(self.stdout if self.stdout else sys.stdout,
+                                fieldnames=["section", "subject", "other", "metric", "value", "n", "ci_lo", "ci_hi"])  # fmt: skip
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,142 @@
+"""Report pages, the JSON API and the management command, on a small project of known content."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from annotate.models import Item, Pair, Preference, Rater, Rating, Response
+from reports.build import TOP_LEVEL
+
+pytestmark = pytest.mark.django_db
+
+MODELS = ["alpha", "beta", "gamma"]
+
+
+@pytest.fixture(autouse=True)
+def few_rounds(settings):
+    settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": 30}
+
+
+@pytest.fixture
+def filled(project):
+    """12 items, each with a pair of responses by two of three models; three humans rank and
+    rate, judge "alpha-judge" (which is model alpha) ranks both orders with probabilities,
+    judge "plain" (no model of its own) ranks one order."""
+    humans = [Rater.objects.create(kind="human", name=f"h{k}") for k in range(3)]
+    own = Rater.objects.create(kind="judge", name="alpha-judge", model="alpha")
+    plain = Rater.objects.create(kind="judge", name="plain")
+    helpfulness = project.attributes.get(name="helpfulness")
+    for i in range(12):
+        item = Item.objects.create(project=project, external_id=f"i{i}", prompt=f"prompt {i}")
+        ma, mb = MODELS[i % 3], MODELS[(i + 1) % 3]
+        ra = Response.objects.create(item=item, external_id="a", text="x" * (10 + i), model=ma)
+        rb = Response.objects.create(item=item, external_id="b", text="y" * (30 - i), model=mb)
+        pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+        truth = -1 if i % 4 else 1
+        for k, h in enumerate(humans):
+            s = truth if (i + k) % 5 else 0
+            Preference.objects.create(rater=h, rater_kind="human", pair=pair, strength=s,
+                                      shown_order="ab" if k % 2 else "ba")  # fmt: skip
+            Rating.objects.create(rater=h, response=ra, attribute=helpfulness, value=3 if truth < 0 else 1)
+            Rating.objects.create(rater=h, response=rb, attribute=helpfulness, value=2 if s else 3)
+        for order in ("ab", "ba"):
+            # Always for its own model; otherwise for whatever it was shown first.
+            s = -2 if ma == "alpha" else 2 if mb == "alpha" else (-2 if order == "ab" else 2)
+            p_a = 0.8 if s < 0 else 0.3
+            Preference.objects.create(rater=own, rater_kind="judge", pair=pair, strength=s, shown_order=order,
+                                      probabilities={"A": p_a, "tie": 0.0, "B": 1 - p_a})  # fmt: skip
+        Preference.objects.create(rater=plain, rater_kind="judge", pair=pair, strength=truth, shown_order="ab")
+    return project
+
+
+def _login(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("page", ["consistency", "agreement", "bias", "leaderboards"])
+def test_researcher_sees_each_page_with_a_chart(client, researcher, filled, page):
+    response = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, page]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<svg" in body
+    assert "n = " in body or page == "leaderboards"
+
+
+def test_overview_url_and_htmx_partial(client, researcher, filled):
+    c = _login(client, researcher)
+    assert c.get(reverse("reports:project", args=[filled.pk])).status_code == 200
+    partial = c.get(reverse("reports:page", args=[filled.pk, "bias"]), {"rater_group": "judges"},
+                    headers={"HX-Request": "true"})  # fmt: skip
+    body = partial.content.decode()
+    assert body.startswith('<section id="report">') or 'id="report"' in body[:200]
+    assert "<html" not in body
+    assert "no response model of its own" in body
+
+
+def test_annotators_and_outsiders_get_no_report(client, annotator, outsider, filled):
+    url = reverse("reports:project", args=[filled.pk])
+    assert _login(client, annotator).get(url).status_code == 403
+    client.logout()
+    assert _login(client, outsider).get(url).status_code in (403, 404)
+
+
+def test_api_returns_the_issue_shape(researcher, annotator, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    data = api.get(reverse("api-project-report", args=[filled.pk]), {"rounds": 20}).json()
+    assert tuple(data) == TOP_LEVEL
+    assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha"}
+    assert set(data["agreement"]["pairs"][0]) == {
+        "rater_a", "rater_b", "n", "percent", "cohen_kappa", "cohen_kappa_quadratic", "ci"
+    }  # fmt: skip
+    assert set(data["judge_vs_gold"][0]) == {"judge", "n", "accuracy", "accuracy_no_ties", "macro_precision",
+                                             "macro_recall", "macro_f1", "ci"}  # fmt: skip
+    assert set(data["consistency"][0]) == {"rater", "n", "consistency", "ci", "confusion"}
+    assert set(data["position"][0]) == {"judge", "n", "consistency", "first_position_rate", "agreement_both_orders"}
+    sp = {row["judge"]: row for row in data["self_preference"]}
+    assert set(sp["judge:alpha-judge"]) == {"judge", "model", "n", "raw_win_rate", "gold_win_rate", "dbg", "dbg_ci",
+                                            "equal_opportunity_gap"}  # fmt: skip
+    # The judge that is model alpha always favours alpha's response: raw win rate 1 on own pairs.
+    assert sp["judge:alpha-judge"]["n"] == 8
+    assert sp["judge:alpha-judge"]["raw_win_rate"] == 1.0
+    assert sp["judge:alpha-judge"]["dbg"] > 0
+    assert sp["judge:plain"]["model"] is None and sp["judge:plain"]["dbg"] is None
+    assert set(data["length"][0]) == {"rater", "n", "longer_wins_rate", "gold_longer_wins_rate"}
+    board = data["leaderboard"]["humans"]
+    assert set(board) == {"bradley_terry", "ratings", "kendall_tau"}
+    assert set(board["bradley_terry"][0]) == {"model", "elo", "ci"}
+    assert set(board["ratings"][0]) == {"model", "mean", "ci"}
+    assert "judge:alpha-judge" in data["leaderboard"]
+
+    api.force_authenticate(annotator)
+    assert api.get(reverse("api-project-report", args=[filled.pk])).status_code == 403
+
+
+def test_api_filters_rater_group_and_attribute(researcher, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = reverse("api-project-report", args=[filled.pk])
+    judges_only = api.get(url, {"rounds": 0, "rater_group": "judges"}).json()
+    assert all(r["judge"].startswith("judge:") for r in judges_only["position"])
+    assert judges_only["judge_vs_gold"]  # gold still comes from the humans
+    assert api.get(url, {"rounds": 0, "exclude_gold": "true", "details": "true"}).json()["details"]["attribute"] == (
+        "helpfulness"
+    )
+
+
+def test_management_command_json_and_csv(filled):
+    out = io.StringIO()
+    call_command("report", filled.name, "--format", "json", "--rounds", "10", stdout=out)
+    assert tuple(json.loads(out.getvalue())) == TOP_LEVEL
+    out = io.StringIO()
+    call_command("report", str(filled.pk), "--format", "csv", "--rounds", "10", stdout=out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {r["section"] for r in rows} >= {"agreement", "judge_vs_gold", "position", "leaderboard"}
