@@ -17,6 +17,12 @@ from annotate.services import (
 LISTS = ["projects", "items", "responses", "pairs", "raters", "ratings", "preferences"]
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    # The shared fixtures create five users; PBKDF2 makes that seconds per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def client_for(user) -> APIClient:
     client = APIClient()
     if user is not None:

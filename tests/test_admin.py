@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from annotate.models import Assignment, Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from annotate.services import judge_rater_get_or_create, preference_submit, rater_for_user, ratings_submit
+
+MODELS = [Project, Attribute, Item, Response, Pair, Rater, Rating, Preference, Assignment]
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    # The shared fixtures create five users; PBKDF2 makes that seconds per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def test_every_annotate_model_is_registered_with_raw_id_foreign_keys():
+    for model in MODELS:
+        model_admin = admin.site._registry.get(model)
+        assert model_admin is not None, model
+        foreign_keys = {f.name for f in model._meta.fields if f.many_to_one and f.related_model is not Project}
+        # Large tables must not render a <select> of every row of a related table.
+        assert foreign_keys <= set(model_admin.raw_id_fields), model
+
+
+@pytest.fixture
+def annotated(project, annotator):
+    item = project.items.create(external_id="i1", prompt="Say hi")
+    a = item.responses.create(external_id="r1", text="Hi", model="m1")
+    b = item.responses.create(external_id="r2", text="Hello", model="m2")
+    pair = Pair.objects.create(item=item, response_a=a, response_b=b)
+    ratings_submit(rater=rater_for_user(user=annotator), response=a, values={"helpfulness": 2})
+    preference_submit(rater=judge_rater_get_or_create(name="j", model="m1"), pair=pair, strength=1)
+    return {Project: project, Item: item, Response: a, Pair: pair}
+
+
+def test_admin_changelists_and_change_pages_render(annotated, admin_user, client):
+    client.force_login(admin_user)
+    for model in MODELS:
+        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        response = client.get(reverse(f"{prefix}_changelist") + "?q=r1")
+        assert response.status_code == 200, model
+        obj = annotated.get(model) or model.objects.first()
+        if obj is not None:
+            assert client.get(reverse(f"{prefix}_change", args=[obj.pk])).status_code == 200, model
+    project_page = client.get(reverse("admin:annotate_project_change", args=[annotated[Project].pk]))
+    assert b"helpfulness" in project_page.content  # the attribute inline
+    item_page = client.get(reverse("admin:annotate_item_change", args=[annotated[Item].pk]))
+    assert b"Hello" in item_page.content  # the response inline
+
+
+def test_non_staff_cannot_open_admin(researcher, client):
+    client.force_login(researcher)
+    assert client.get("/admin/annotate/rating/").status_code == 302
