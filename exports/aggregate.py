@@ -7,7 +7,6 @@ rounded half up; with n < 3 the mean of those present, with the count beside it.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -26,8 +25,13 @@ def round_half_up(value: Fraction | int | float) -> int:
     response_2 exactly negates the exported strength. Fractions keep 2.5 exact: float means of
     three integers (e.g. 7/3) never land on a false half."""
     frac = Fraction(value)
-    magnitude = math.floor(abs(frac) + Fraction(1, 2))
-    return -magnitude if frac < 0 else magnitude
+    return round_ratio(frac.numerator, frac.denominator)
+
+
+def round_ratio(numerator: int, denominator: int) -> int:
+    """round_half_up(numerator / denominator) in integers: the exporter calls it per row."""
+    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return -magnitude if (numerator < 0) != (denominator < 0) else magnitude
 
 
 def most_similar_indices(values: Sequence[int], k: int = SIMILAR) -> tuple[int, ...]:
@@ -68,7 +72,7 @@ def aggregate_scores(values: Sequence[int]) -> ScoreAggregate:
     if not values:
         return ScoreAggregate(value=None, count=0, used=())
     used = tuple(values[i] for i in most_similar_indices(values))
-    return ScoreAggregate(value=round_half_up(mean(used)), count=len(values), used=used)
+    return ScoreAggregate(value=round_ratio(sum(used), len(used)), count=len(values), used=used)
 
 
 def score_agreement(values: Sequence[int], exported: int | None) -> float:
@@ -127,16 +131,16 @@ def aggregate_preferences(votes: Sequence[Vote]) -> PreferenceAggregate:
     if not votes:
         return PreferenceAggregate(None, 0, "", "", [], unprocessed, 1.0)
     picked = [votes[i] for i in most_similar_indices([v.strength for v in votes])]
-    exact_mean = mean([v.strength for v in picked])
-    strength = round_half_up(exact_mean)
-    # The statement comes from the annotator closest to the (unrounded) mean; min() keeps the
-    # earliest on ties.
-    closest = min(picked, key=lambda v: abs(v.strength - exact_mean))
-    statement, elaboration = split_justification(closest.justification)
-    similar = []
-    for v in picked:
-        s, e = split_justification(v.justification)
-        similar.append({"statement": s, "elaboration": e, "strength": v.strength})
+    total, k = sum(v.strength for v in picked), len(picked)
+    strength = round_ratio(total, k)
+    # The statement comes from the annotator closest to the (unrounded) mean, total / k;
+    # comparing |s*k - total| keeps it in integers, and min() keeps the earliest on ties.
+    closest = min(range(k), key=lambda i: abs(picked[i].strength * k - total))
+    texts = [split_justification(v.justification) for v in picked]
+    statement, elaboration = texts[closest]
+    similar = [
+        {"statement": s, "elaboration": e, "strength": v.strength} for v, (s, e) in zip(picked, texts, strict=True)
+    ]
     target = verdict(strength)
     agreement = sum(1 for v in votes if verdict(v.strength) == target) / len(votes)
     return PreferenceAggregate(
@@ -154,7 +158,7 @@ def combine_orders(strengths: Sequence[int]) -> int:
     verdicts = {verdict(s) for s in strengths}
     if len(verdicts) != 1:
         return 0
-    return round_half_up(mean(strengths))
+    return round_ratio(sum(strengths), len(strengths))
 
 
 def majority_verdict(votes: Sequence[Vote]) -> str | None:
