@@ -1,0 +1,155 @@
+"""The task queue over REST: what the annotator pages do, for API clients and the load bench.
+
+One APIView per action; each calls the same annotate.queue service the pages call. Tasks
+never carry model names, and a ranking task carries no response ids (ids would reveal the
+stored order the annotator is not meant to see).
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from .errors import ValidationError
+from .models import Assignment, Project
+from .queue import (
+    AssignmentNotFound,
+    QueueError,
+    assignment_claim_next,
+    assignment_skip,
+    assignment_submit_preference,
+    assignment_submit_rating,
+    assignment_undo,
+    progress_for,
+)
+from .selectors import project_get_for_user
+from .services import rater_for_user
+
+
+def _error(exc: Exception) -> ApiResponse:
+    if isinstance(exc, ValidationError):
+        return ApiResponse({"detail": str(exc), "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AssignmentNotFound):
+        return ApiResponse({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+    return ApiResponse({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+
+
+def task_payload(assignment: Assignment, project: Project) -> dict:
+    payload: dict = {
+        "view_key": str(assignment.view_key),
+        "protocol": assignment.protocol,
+        "expires_at": assignment.expires_at.isoformat(),
+        "draft": assignment.draft,
+    }
+    if assignment.protocol == Assignment.Protocol.RATING:
+        response = assignment.response
+        assert response is not None
+        item = response.item
+        payload["response"] = {"id": response.pk, "text": response.text}
+        payload["attributes"] = [
+            {"name": a.name, "description": a.description, "min_value": a.min_value, "max_value": a.max_value,
+             "anchors": a.anchors}
+            for a in project.attributes.all()
+        ]
+    else:
+        pair = assignment.pair
+        assert pair is not None
+        item = pair.item
+        first, second = (
+            (pair.response_a, pair.response_b) if assignment.shown_order == "ab" else (pair.response_b, pair.response_a)
+        )
+        lo, hi = project.strength_bounds
+        payload["responses"] = [{"label": "A", "text": first.text}, {"label": "B", "text": second.text}]
+        payload["shown_strength"] = {
+            "min": lo, "max": hi, "meaning": "negative: the first shown response (A) is better",
+            "justification_required_above": project.justification_required_above,
+        }
+    payload["item"] = {"id": item.pk, "prompt": item.prompt, "context": item.context}
+    return payload
+
+
+class QueueNextApi(APIView):
+    """Claim (or resume) the caller's next task in a project. POST: it holds a task."""
+
+    def post(self, request: Request, project_id: int) -> ApiResponse:
+        project = project_get_for_user(request.user, project_id)
+        rater = rater_for_user(user=request.user)
+        assignment = assignment_claim_next(project=project, rater=rater)
+        body: dict = {"task": task_payload(assignment, project) if assignment else None}
+        if request.query_params.get("progress") == "1":
+            p = progress_for(project=project, rater=rater)
+            body["progress"] = {"rater_done": p.rater_done, "rater_target": p.rater_target,
+                                "project_done": p.project_done, "project_target": p.project_target}
+        return ApiResponse(body)
+
+
+class QueueSubmitApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        view_key = serializers.UUIDField()
+        values = serializers.DictField(child=serializers.IntegerField(), required=False)
+        shown_strength = serializers.IntegerField(required=False)
+        justification = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+        time_on_task_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+
+    def post(self, request: Request) -> ApiResponse:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        rater = rater_for_user(user=request.user)
+        try:
+            if "shown_strength" in data:
+                result = assignment_submit_preference(
+                    rater=rater, view_key=data["view_key"], shown_strength=data["shown_strength"],
+                    justification=data["justification"], time_on_task_ms=data.get("time_on_task_ms"),
+                )
+            elif "values" in data:
+                result = assignment_submit_rating(
+                    rater=rater, view_key=data["view_key"], values=data["values"],
+                    time_on_task_ms=data.get("time_on_task_ms"),
+                )
+            else:
+                raise ValidationError("Send `values` for a rating task or `shown_strength` for a ranking task.")
+        except (ValidationError, QueueError) as exc:
+            return _error(exc)
+        return ApiResponse(
+            {"stored": not result.duplicate, "duplicate": result.duplicate, "message": result.message,
+             "view_key": str(result.assignment.view_key)},
+            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
+        )
+
+
+class QueueSkipApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        view_key = serializers.UUIDField()
+        reason = serializers.CharField(max_length=2000)
+
+    def post(self, request: Request) -> ApiResponse:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            assignment_skip(rater=rater_for_user(user=request.user), **serializer.validated_data)
+        except (ValidationError, QueueError) as exc:
+            return _error(exc)
+        return ApiResponse({"skipped": True})
+
+
+class QueueUndoApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        view_key = serializers.UUIDField(required=False, allow_null=True)
+
+    def post(self, request: Request, project_id: int) -> ApiResponse:
+        project = project_get_for_user(request.user, project_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            with transaction.atomic():
+                assignment = assignment_undo(
+                    project=project, rater=rater_for_user(user=request.user),
+                    view_key=serializer.validated_data.get("view_key"),
+                )
+        except QueueError as exc:
+            return _error(exc)
+        return ApiResponse({"task": task_payload(assignment, project)})
