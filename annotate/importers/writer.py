@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 
 from ..errors import ImportFileError
 from ..models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
@@ -139,97 +139,103 @@ def _chunks(values: list, size: int = BATCH) -> Iterable[list]:
         yield values[start : start + size]
 
 
-def _existing(queryset: models.QuerySet, key_fields: tuple[str, ...], keys: list) -> dict:
-    """Map key tuple -> id for rows that already exist (looked up in chunks)."""
-    found: dict = {}
-    first = key_fields[-1]
-    for chunk in _chunks(keys):
-        values = {k[-1] for k in chunk}
-        for row in queryset.filter(**{f"{first}__in": values}).values_list("id", *key_fields):
-            found[tuple(row[1:])] = row[0]
-    return found
+def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple]) -> None:
+    """Insert rows, skipping any that hit a unique constraint (that is what makes a re-import
+    a no-op). On PostgreSQL the rows travel by COPY into a staging table and one
+    INSERT ... SELECT ... ON CONFLICT DO NOTHING: the ORM's per-value SQL compilation was
+    most of the import time."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        attnames = [model._meta.get_field(name).attname for name in columns]
+        for chunk in _chunks(rows):
+            model.objects.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in chunk], ignore_conflicts=True)
+        return
+    from psycopg.types.json import Jsonb
+
+    meta = model._meta
+    table = meta.db_table
+    db_columns = [meta.get_field(name).column for name in columns]
+    json_at = [i for i, name in enumerate(columns) if isinstance(meta.get_field(name), models.JSONField)]
+    stamps = [f.column for f in meta.concrete_fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    quoted = ", ".join(f'"{c}"' for c in db_columns)
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        cursor.execute(f'CREATE TEMP TABLE "_stage_{table}" AS SELECT {quoted} FROM "{table}" WITH NO DATA')
+        with cursor.copy(f'COPY "_stage_{table}" ({quoted}) FROM STDIN') as copy:
+            for row in rows:
+                if json_at:
+                    row = tuple(Jsonb(v) if i in json_at else v for i, v in enumerate(row))
+                copy.write_row(row)
+        stamp_cols = "".join(f', "{c}"' for c in stamps)
+        stamp_vals = ", now()" * len(stamps)
+        cursor.execute(
+            f'INSERT INTO "{table}" ({quoted}{stamp_cols}) SELECT {quoted}{stamp_vals} FROM "_stage_{table}" '
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor.execute(f'DROP TABLE "_stage_{table}"')
 
 
 def _items(project: Project, parsed: ParsedImport) -> dict[str, int]:
-    keys = [(ext,) for ext in parsed.items]
-    existing = _existing(Item.objects.filter(project=project), ("external_id",), keys)
-    new = [
-        Item(project=project, external_id=s.external_id, prompt=s.prompt, context=s.context, metadata=s.metadata, role=s.role)
-        for ext, s in parsed.items.items() if (ext,) not in existing
-    ]
-    for chunk in _chunks(new):
-        Item.objects.bulk_create(chunk)
-    if new:
-        existing = _existing(Item.objects.filter(project=project), ("external_id",), keys)
-    return {ext[0]: pk for ext, pk in existing.items()}
+    rows = [(project.pk, s.external_id, s.prompt, s.context, s.metadata, s.role) for s in parsed.items.values()]
+    _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role"], rows)
+    wanted = set(parsed.items)
+    return {ext: pk for ext, pk in Item.objects.filter(project=project).values_list("external_id", "id").iterator(chunk_size=BATCH) if ext in wanted}
 
 
 def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str, str], int]:
-    wanted = [(item_ids[i.external_id], r) for i in parsed.items.values() for r in i.responses]
-    qs = Response.objects.filter(item_id__in=set(item_ids.values()))
-    existing = _existing_pairs(qs, "item_id", "external_id", wanted)
-    new = [
-        Response(item_id=item_ids[i.external_id], external_id=r.external_id, text=r.text, model=r.model)
+    rows = [
+        (item_ids[i.external_id], r.external_id, r.text, r.model)
         for i in parsed.items.values() for r in i.responses.values()
-        if (item_ids[i.external_id], r.external_id) not in existing
     ]
-    for chunk in _chunks(new):
-        Response.objects.bulk_create(chunk)
-    if new:
-        existing = _existing_pairs(qs, "item_id", "external_id", wanted)
+    _insert_rows(Response, ["item", "external_id", "text", "model"], rows)
     by_item_id = {pk: ext for ext, pk in item_ids.items()}
-    return {(by_item_id[item_pk], ext): pk for (item_pk, ext), pk in existing.items()}
-
-
-def _existing_pairs(qs: models.QuerySet, f1: str, f2: str, wanted: list[tuple]) -> dict[tuple, int]:
-    found: dict[tuple, int] = {}
-    wanted_set = set(wanted)
-    firsts = sorted({w[0] for w in wanted})
-    for chunk in _chunks(firsts):
-        for pk, a, b in qs.filter(**{f"{f1}__in": chunk}).values_list("id", f1, f2).iterator(chunk_size=BATCH):
-            if (a, b) in wanted_set:
-                found[(a, b)] = pk
+    found: dict[tuple[str, str], int] = {}
+    project_id = next(iter(Item.objects.filter(pk__in=list(item_ids.values())[:1]).values_list("project_id", flat=True)), None)
+    qs = Response.objects.filter(item__project_id=project_id).values_list("item_id", "external_id", "id")
+    for item_pk, ext, pk in qs.iterator(chunk_size=BATCH):
+        item_ext = by_item_id.get(item_pk)
+        if item_ext is not None:
+            found[(item_ext, ext)] = pk
     return found
 
 
 def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int]) -> dict[tuple[str, str, str], int]:
-    wanted: list[tuple[int, int]] = []
     meta: dict[tuple[int, int], tuple[str, str, str]] = {}
-    items_of: dict[tuple[int, int], int] = {}
+    rows: list[tuple[int, int, int]] = []
     for item in parsed.items.values():
         ids = list(item.responses)
         refs = item.pairs if item.pairs is not None else [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]]
         for a, b in refs:
             key = (response_ids[(item.external_id, a)], response_ids[(item.external_id, b)])
-            wanted.append(key)
             meta[key] = (item.external_id, a, b)
-            items_of[key] = item_ids[item.external_id]
-    qs = Pair.objects.all()
-    existing = _existing_pairs(qs, "response_a_id", "response_b_id", wanted)
-    new = [Pair(item_id=items_of[k], response_a_id=k[0], response_b_id=k[1]) for k in wanted if k not in existing]
-    for chunk in _chunks(new):
-        Pair.objects.bulk_create(chunk)
-    if new:
-        existing = _existing_pairs(qs, "response_a_id", "response_b_id", wanted)
-    return {meta[k]: pk for k, pk in existing.items()}
+            rows.append((item_ids[item.external_id], *key))
+    _insert_rows(Pair, ["item", "response_a", "response_b"], rows)
+    item_pks = set(item_ids.values())
+    found: dict[tuple[str, str, str], int] = {}
+    if not item_pks:
+        return found
+    project_id = Item.objects.filter(pk=next(iter(item_pks))).values_list("project_id", flat=True).get()
+    qs = Pair.objects.filter(item__project_id=project_id).values_list("response_a_id", "response_b_id", "id")
+    for a, b, pk in qs.iterator(chunk_size=BATCH):
+        ref = meta.get((a, b))
+        if ref is not None:
+            found[ref] = pk
+    return found
 
 
 def _ratings(parsed: ParsedImport, raters: dict[RaterKey, int], attributes: dict[str, Attribute], response_ids: dict) -> None:
     rows = [
-        Rating(rater_id=raters[r.rater], response_id=response_ids[(r.item, r.response)],
-               attribute_id=attributes[r.attribute].pk, value=r.value)
+        (raters[r.rater], response_ids[(r.item, r.response)], attributes[r.attribute].pk, r.value)
         for r in parsed.ratings
     ]
-    for chunk in _chunks(rows):
-        # The unique constraint (rater, response, attribute) makes a re-import a no-op.
-        Rating.objects.bulk_create(chunk, ignore_conflicts=True)
+    # The unique constraint (rater, response, attribute) makes a re-import a no-op.
+    _insert_rows(Rating, ["rater", "response", "attribute", "value"], rows)
 
 
 def _preferences(parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: dict) -> None:
     rows = [
-        Preference(rater_id=raters[p.rater], rater_kind=p.rater[0], pair_id=pair_ids[(p.item, *p.pair)],
-                   strength=p.strength, shown_order=p.shown_order, justification=p.justification)
+        (raters[p.rater], p.rater[0], pair_ids[(p.item, *p.pair)], p.strength, p.shown_order, p.justification)
         for p in parsed.preferences
     ]
-    for chunk in _chunks(rows):
-        Preference.objects.bulk_create(chunk, ignore_conflicts=True)
+    _insert_rows(Preference, ["rater", "rater_kind", "pair", "strength", "shown_order", "justification"], rows)
