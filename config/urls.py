@@ -5,6 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from annotate.import_views import import_page
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -18,6 +20,7 @@ urlpatterns = [
     path("api/", include("judges.api_urls")),
     path("api/", include("reports.api_urls")),
     path("api/", include("exports.api_urls")),
+    path("import/", import_page, name="import"),
     path("judges/", include("judges.urls")),
     path("reports/", include("reports.urls")),
     path("exports/", include("exports.urls")),

@@ -165,3 +165,27 @@ def test_import_command_reports_error(tmp_path: Path):
     path.write_text('{"id": "q1"}\n')
     with pytest.raises(CommandError, match=r"e.jsonl:1 \(field 'prompt'\)"):
         call_command("import_pairs", "cmd", "--format", "jsonl", str(path))
+
+
+def test_upload_page_imports_and_reports_errors(client, researcher, tmp_path: Path):
+    client.force_login(researcher)
+    assert client.get("/import/").status_code == 200
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "q1", "prompt": "x", "responses": [{"id": "a", "text": "t"}], "ratings": [{"rater": "human:a", "response": "a", "attribute": "helpfulness", "value": 7}]}\n')
+    with bad.open("rb") as fh:
+        page = client.post("/import/", {"project": "up", "format": "jsonl", "files": [fh]})
+    assert page.status_code == 200
+    assert "bad.jsonl:1" in page.content.decode() and "nothing was written" in page.content.decode()
+    assert not Project.objects.filter(name="up").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "q1", "prompt": "x", "responses": [{"id": "a", "text": "t"}, {"id": "b", "text": "u"}]}\n')
+    with good.open("rb") as fh:
+        page = client.post("/import/", {"project": "up", "format": "jsonl", "files": [fh]})
+    assert page.status_code == 302
+    assert Pair.objects.filter(item__project__name="up").count() == 1
+    assert Project.objects.get(name="up").members.filter(pk=researcher.pk).exists()
+
+
+def test_upload_page_is_for_researchers(client, annotator):
+    client.force_login(annotator)
+    assert client.get("/import/").status_code == 403
