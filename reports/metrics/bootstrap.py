@@ -90,15 +90,15 @@ class Resampler:
     def run(self) -> None:
         if not self._blocks:
             return
-        stats = sp.hstack(self._blocks, format="csr")
-        dense = stats.nnz > 0.2 * stats.shape[0] * stats.shape[1]
-        stats_t = stats.toarray() if dense else stats.T.tocsr()
+        # Sparse times dense, single-threaded in scipy: a dense BLAS product of these thin shapes
+        # is no faster, and multi-threaded BLAS slows down badly on a busy machine.
+        stats_t = sp.hstack(self._blocks, format="csr").T.tocsr()
         rng = np.random.default_rng(self.seed)
         out = np.empty((self.rounds, self._width))
         for start in range(0, self.rounds, CHUNK_ROUNDS):
             stop = min(start + CHUNK_ROUNDS, self.rounds)
             w = self.weights(stop - start, rng)
-            out[start:stop] = w @ stats_t if dense else (stats_t @ w.T).T
+            out[start:stop] = (stats_t @ w.T).T
         for est in self._estimates:
             assert est.columns is not None
             with np.errstate(all="ignore"):

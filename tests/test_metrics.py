@@ -1,0 +1,326 @@
+"""Hand-computed cases for every figure, and equality with the reference libraries."""
+
+from __future__ import annotations
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
+
+from reports.metrics.agreement import (
+    cohen_kappa,
+    fleiss_kappa,
+    kendall_tau_b,
+    krippendorff_alpha,
+    percent_agreement,
+    spearman_rho,
+)
+from reports.metrics.bootstrap import Resampler, per_unit_sums, ratio
+from reports.metrics.classification import score_against_gold
+from reports.metrics.consistency import consistency, implied_verdicts
+from reports.metrics.judges import (
+    calibration,
+    first_shown_win_rate,
+    length_bias,
+    position_both_orders,
+    rating_self_preference,
+    self_preference,
+)
+from reports.metrics.leaderboard import bradley_terry, bradley_terry_elo, kendall_tau_between
+from reports.metrics.verdicts import TIE, A, B, apply_wildbench_rule, combine_orders, gold_verdicts
+
+NO_BOOT = Resampler(n_units=100, rounds=0)
+
+
+def _boot(n: int = 100, rounds: int = 0) -> Resampler:
+    return Resampler(n_units=n, rounds=rounds, seed=0)
+
+
+# --- agreement -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+@pytest.mark.parametrize("seed", range(5))
+def test_cohen_kappa_equals_scikit_learn(weights, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 5, 200)
+    b = np.where(rng.random(200) < 0.6, a, rng.integers(0, 5, 200))
+    assert cohen_kappa(a, b, weights) == pytest.approx(cohen_kappa_score(a, b, weights=weights), abs=1e-12)
+
+
+def test_cohen_kappa_when_one_rater_never_uses_a_label():
+    a = np.array([0, 0, 1, 2, 2, 2])
+    b = np.array([0, 0, 2, 2, 2, 0])
+    for w in (None, "linear", "quadratic"):
+        assert cohen_kappa(a, b, w) == pytest.approx(cohen_kappa_score(a, b, weights=w), abs=1e-12)
+
+
+def test_percent_agreement_by_hand():
+    assert percent_agreement(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2])) == 0.75
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
+@pytest.mark.parametrize("seed", range(4))
+def test_krippendorff_alpha_equals_package_with_missing_values(level, seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 5, 60)
+    data = np.array([np.where(rng.random(60) < 0.7, truth, rng.integers(0, 5, 60)) for _ in range(4)], float)
+    data[rng.random(data.shape) < 0.3] = np.nan
+    expected = krippendorff.alpha(reliability_data=data, level_of_measurement=level)
+    assert abs(krippendorff_alpha(data, level) - expected) < 1e-9
+
+
+def test_krippendorff_alpha_package_example():
+    data = [[1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
+            [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan]]  # fmt: skip
+    assert round(krippendorff_alpha(data, "nominal"), 3) == 0.743
+    assert round(krippendorff_alpha(data, "ordinal"), 3) == 0.815
+
+
+def test_fleiss_kappa_by_hand():
+    # Two raters; units agree, agree, split: mean P_i = 2/3, p = (1/2, 1/2), P_e = 1/2 -> 1/3.
+    assert fleiss_kappa(np.array([[2, 0], [0, 2], [1, 1]])) == pytest.approx(1 / 3)
+    # Fleiss (1971) with perfect agreement is 1.
+    assert fleiss_kappa(np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3]])) == pytest.approx(1.0)
+
+
+def test_rank_correlations_on_ties():
+    a = np.array([1, 2, 2, 3, 4, 4, 5])
+    b = np.array([2, 1, 2, 3, 3, 5, 4])
+    # Spearman's rho is Pearson's r on mid-ranks.
+    ra, rb = np.array([1, 2.5, 2.5, 4, 5.5, 5.5, 7]), np.array([2.5, 1, 2.5, 4.5, 4.5, 7, 6])
+    assert spearman_rho(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    # tau-b by hand over the 21 pairs: concordant 15, discordant 2, tied in a only 2, in b only 2.
+    assert kendall_tau_b(a, b) == pytest.approx((15 - 2) / np.sqrt((15 + 2 + 2) * (15 + 2 + 2)))
+
+
+# --- verdicts and gold -----------------------------------------------------------------------
+
+
+def _prefs(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (rater, pair, strength, shown_order, order)."""
+    df = pd.DataFrame(rows, columns=["rater", "pair", "strength", "shown_order", "order"])
+    df["item"] = df["pair"]
+    df["kind"] = df["rater"].str.split(":").str[0]
+    return df
+
+
+def test_combined_verdict_is_the_agreed_one_else_tie():
+    df = _prefs([("judge:j", 1, -2, "ab", 0), ("judge:j", 1, -1, "ba", 1),
+                 ("judge:j", 2, -2, "ab", 2), ("judge:j", 2, 3, "ba", 3),
+                 ("human:h", 3, 2, "ba", 4)])  # fmt: skip
+    v = combine_orders(df).set_index("pair")
+    assert v.loc[1, "verdict"] == A and v.loc[1, "strength"] == -1
+    assert v.loc[2, "verdict"] == TIE and v.loc[2, "strength"] == 0
+    assert v.loc[3, "verdict"] == B
+
+
+def test_gold_majority_and_ties_to_the_earliest_annotation():
+    df = _prefs([
+        ("human:a", 1, -1, "ab", 0), ("human:b", 1, -1, "ab", 1), ("human:c", 1, 1, "ab", 2),  # majority A
+        ("human:a", 2, 1, "ab", 5), ("human:b", 2, 0, "ab", 3), ("human:c", 2, -1, "ab", 4),  # 1-1-1: earliest = tie
+        # 2-2 between A and B; the earliest annotation overall is a tie (not among the tied counts).
+        ("human:a", 3, 0, "ab", 6), ("human:b", 3, 1, "ab", 7), ("human:c", 3, -1, "ab", 8),
+        ("human:d", 3, 1, "ab", 9), ("human:e", 3, -1, "ab", 10),
+    ])  # fmt: skip
+    g = gold_verdicts(combine_orders(df)).set_index("pair")["gold"]
+    assert g.to_dict() == {1: A, 2: TIE, 3: B}
+
+
+def test_wildbench_rule_turns_slight_wins_of_much_longer_responses_into_ties():
+    df = pd.DataFrame({"strength": [-1, -1, 1, -2], "len_a": [900, 100, 100, 900], "len_b": [100, 900, 700, 100]})
+    assert apply_wildbench_rule(df, 500)["strength"].tolist() == [0, -1, 0, -2]
+
+
+# --- judge vs gold -------------------------------------------------------------------------
+
+
+def test_judge_vs_gold_by_hand_and_against_scikit_learn():
+    gold = pd.DataFrame({"pair": [1, 2, 3, 4, 5], "item": [0, 1, 2, 3, 4], "gold": [A, A, TIE, B, B]})
+    judge = pd.DataFrame({"pair": [1, 2, 3, 4, 6], "verdict": [A, B, TIE, B, A]})  # pair 6 has no gold
+    s = score_against_gold(judge, gold, NO_BOOT)
+    acc, acc_no_ties, p, r, f1 = s.estimate.value
+    assert s.n == 4
+    assert acc == 0.75
+    assert acc_no_ties == pytest.approx(2 / 3)
+    ep, er, ef, _ = precision_recall_fscore_support([A, A, TIE, B], [A, B, TIE, B], average="macro", zero_division=0)
+    assert (p, r, f1) == pytest.approx((ep, er, ef))
+
+
+# --- consistency ---------------------------------------------------------------------------
+
+
+def test_consistency_with_a_missing_rating_and_by_strength():
+    pairs = pd.DataFrame({"pair": [1, 2, 3, 4], "item": [0, 1, 2, 3], "response_a": [10, 20, 30, 40],
+                          "response_b": [11, 21, 31, 41], "verdict": [A, TIE, B, A], "strength": [-2, 0, 1, -1]})  # fmt: skip
+    scores = pd.DataFrame({"response": [10, 11, 20, 21, 30, 31, 40], "score": [5, 3, 4, 4, 6, 2, 1]})
+    joined = implied_verdicts(pairs, scores)  # pair 4: response 41 has no rating
+    c = consistency(joined, NO_BOOT)
+    assert c.n == 3
+    assert c.estimate.value == pytest.approx(2 / 3)  # pair 3: ratings say A, ranking says B
+    assert c.confusion[A, B] == 1 and c.confusion.trace() == 2
+    assert {row["strength"]: row["consistency"] for row in c.by_strength} == {0: 1.0, 1: 0.0, 2: 1.0}
+
+
+# --- position ------------------------------------------------------------------------------
+
+
+def test_position_consistency_first_position_and_both_orders_agreement():
+    rows = []
+    ab = [A, A, B, A]
+    ba = [A, B, A, TIE]
+    for pair, (x, y) in enumerate(zip(ab, ba, strict=True)):
+        rows += [("judge:j", pair, x - 1, "ab", 2 * pair), ("judge:j", pair, y - 1, "ba", 2 * pair + 1)]
+    gold = pd.DataFrame({"pair": [0, 1, 2], "item": [0, 1, 2], "gold": [A, A, B]})
+    pos = position_both_orders(_prefs(rows), gold, NO_BOOT)
+    consistency_rate, first_rate, both = pos.estimate.value
+    assert pos.n == 4
+    assert consistency_rate == 0.25
+    assert first_rate == pytest.approx(1 / 3)  # pair 1: A shown first, then B shown first: both "first"
+    # Both orders equal gold: pair 0 only, over the 3 pairs with gold.
+    assert both == pytest.approx(1 / 3)
+
+
+def test_human_first_shown_win_rate_ignores_ties():
+    df = _prefs([("human:h", 1, -1, "ab", 0), ("human:h", 2, 1, "ba", 1), ("human:h", 3, 1, "ab", 2),
+                 ("human:h", 4, 0, "ab", 3)])  # fmt: skip
+    pos = first_shown_win_rate(df, NO_BOOT)
+    assert pos.n == 3
+    assert pos.first_shown_win_rate.value == pytest.approx(2 / 3)
+
+
+# --- self-preference -----------------------------------------------------------------------
+
+
+def test_self_preference_raw_gold_dbg_and_equal_opportunity():
+    v = pd.DataFrame({
+        "pair": [1, 2, 3, 4, 5], "item": [0, 1, 2, 3, 4],
+        "model_a": ["me", "x", "me", "y", "x"], "model_b": ["x", "me", "y", "me", "y"],  # pair 5: not own
+        "verdict": [A, B, TIE, A, A],
+    })  # fmt: skip
+    gold = pd.DataFrame({"pair": [1, 2, 3, 4], "item": [0, 1, 2, 3], "gold": [A, A, B, A]})
+    sp = self_preference(v, gold, "me", NO_BOOT)
+    raw, gold_wr, dbg, eo = sp.estimate.value
+    assert sp.n == 4
+    assert raw == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+    assert gold_wr == pytest.approx((1 + 0 + 0 + 0) / 4)
+    assert dbg == pytest.approx(raw - gold_wr)
+    # Gold prefers own in pair 1 (judge agrees): 1/1. Gold prefers other in 2, 3, 4: judge agrees in 4 only.
+    assert eo == pytest.approx(1 - 1 / 3)
+
+
+def test_judge_with_no_own_model_pairs_has_no_self_preference():
+    v = pd.DataFrame({"pair": [1], "item": [0], "model_a": ["x"], "model_b": ["y"], "verdict": [A]})
+    gold = pd.DataFrame({"pair": [1], "item": [0], "gold": [A]})
+    sp = self_preference(v, gold, "me", NO_BOOT)
+    assert sp.n == 0 and sp.estimate is None
+
+
+def test_rating_form_of_self_preference():
+    ratings = pd.DataFrame({
+        "rater": ["human:h", "human:h", "judge:j", "judge:j"], "kind": ["human", "human", "judge", "judge"],
+        "response": [1, 2, 1, 2], "model": ["me", "x", "me", "x"], "attribute": ["helpfulness"] * 4,
+        "value": [2, 3, 4, 3],
+    })  # fmt: skip
+    assert rating_self_preference(ratings, "judge:j", "me") == {"helpfulness": 2.0}
+
+
+# --- calibration and length ----------------------------------------------------------------
+
+
+def test_calibration_bins_and_expected_calibration_error():
+    prefs = pd.DataFrame({
+        "pair": [1, 1, 2, 3, 4], "item": [0, 0, 1, 2, 3],
+        "p_a": [0.9, 0.7, 0.4, 0.5, 0.2], "p_tie": [0.0] * 5, "p_b": [0.1, 0.3, 0.6, 0.5, 0.8],
+    })  # fmt: skip
+    gold = pd.DataFrame({"pair": [1, 2, 3, 4], "item": [0, 1, 2, 3], "gold": [A, A, B, TIE]})
+    cal = calibration(prefs, gold, NO_BOOT)
+    # Pair 1: P(B) = 0.2, pick A, conf 0.8, right. Pair 2: 0.6 -> B, conf 0.6, wrong. Pair 3: 0.5 -> A,
+    # conf 0.5, wrong. Pair 4: tied gold, left out.
+    assert cal.n == 3
+    assert cal.ece.value == pytest.approx((abs(0.8 - 1) + abs(0.6 - 0) + abs(0.5 - 0)) / 3)
+    assert [b["n"] for b in cal.bins] == [1, 0, 1, 0, 0, 0, 1, 0, 0, 0]
+
+
+def test_longer_wins_rate_against_gold():
+    v = pd.DataFrame({"pair": [1, 2, 3, 4], "item": [0, 1, 2, 3], "len_a": [10, 50, 30, 5],
+                      "len_b": [20, 40, 30, 9], "verdict": [B, A, A, TIE]})  # fmt: skip
+    gold = pd.DataFrame({"pair": [1, 2, 4], "item": [0, 1, 3], "gold": [A, A, B]})
+    lb = length_bias(v, gold, NO_BOOT)
+    longer, gold_longer = lb.estimate.value
+    assert lb.n == 2 and longer == 1.0  # pair 3 has equal lengths, pair 4 a tie
+    assert gold_longer == pytest.approx(2 / 3)  # gold on pairs 1, 2, 4
+
+
+# --- leaderboards --------------------------------------------------------------------------
+
+
+def test_bradley_terry_equals_a_direct_maximum_likelihood_fit():
+    wins = np.array([[0, 7, 5], [3, 0, 6], [2.5, 4, 0]])
+
+    def nll(e: np.ndarray) -> float:
+        diff = (e[None, :] - e[:, None]) / 400
+        return float((wins * np.log1p(10**diff)).sum())
+
+    ref = optimize.minimize(nll, np.zeros(3), method="BFGS", options={"gtol": 1e-10}).x
+    ref = ref - ref.mean() + 1000
+    assert bradley_terry_elo(wins) == pytest.approx(ref, abs=1e-3)
+    assert bradley_terry_elo(wins).mean() == pytest.approx(1000)
+
+
+def test_bradley_terry_ties_are_half_wins_and_bootstrap_brackets_the_median():
+    comps = pd.DataFrame({"model_a": ["x"] * 60 + ["y"] * 40, "model_b": ["y"] * 60 + ["x"] * 40,
+                          "verdict": [A] * 40 + [TIE] * 20 + [B] * 10 + [A] * 30})  # fmt: skip
+    bt = bradley_terry(comps, rounds=200, seed=1)
+    exact = bradley_terry(comps, rounds=0, seed=1)
+    # x: 40 + 10 + 10 (ties) = 60 of 100 -> e_x - e_y = 400 log10(60/40).
+    assert exact.elo[0] - exact.elo[1] == pytest.approx(400 * np.log10(1.5))
+    assert bt.ci[0, 0] < bt.elo[0] < bt.ci[1, 0]
+
+
+def test_kendall_tau_between_orderings_uses_common_models():
+    assert kendall_tau_between({"a": 3, "b": 2, "c": 1}, {"a": 9, "b": 8, "c": 7, "d": 1}) == 1.0
+    assert kendall_tau_between({"a": 3}, {"a": 1}) is None
+
+
+# --- bootstrap -----------------------------------------------------------------------------
+
+
+def test_resampler_matches_naive_index_resampling():
+    rng = np.random.default_rng(3)
+    items = rng.integers(0, 40, 300)
+    hits = rng.random(300) < 0.7
+    boot = Resampler(n_units=40, rounds=300, seed=11)
+    cols = np.column_stack([hits, np.ones(300)]).astype(float)
+    per_unit = per_unit_sums(np.repeat(items, 2), np.tile([0, 1], 300), cols.ravel(), n_units=40, width=2)
+    est = boot.estimate(per_unit, ratio, n=300)
+    boot.run()
+    # The same draws, resampled naively row by row.
+    draws = np.random.default_rng(11)
+    naive = []
+    for start in range(0, 300, 100):
+        w = boot.weights(min(100, 300 - start), draws)
+        for row in w:
+            num = sum(row[i] * h for i, h in zip(items, hits, strict=True))
+            den = sum(row[i] for i in items)
+            naive.append(num / den)
+    assert est.samples == pytest.approx(np.array(naive))
+    assert est.value == pytest.approx(hits.mean())
+    lo, hi = est.ci
+    assert lo < est.value < hi
+
+
+def test_bootstrap_is_seeded():
+    def run(seed: int) -> np.ndarray:
+        b = Resampler(n_units=10, rounds=50, seed=seed)
+        e = b.estimate(per_unit_sums(np.arange(10), np.zeros(10), np.arange(10.0), n_units=10, width=1),
+                       lambda s: s[..., 0], n=10)  # fmt: skip
+        b.run()
+        return e.samples
+
+    assert np.array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
