@@ -77,6 +77,12 @@ def test_token_auth_works_and_create_token_prints_the_key(data, researcher, caps
     assert client.get("/api/projects/").status_code == 401
 
 
+def test_session_auth_works(data, annotator):
+    client = APIClient()
+    assert client.login(username="annotator", password="pw-annotator")
+    assert [p["name"] for p in client.get("/api/projects/").json()["results"]] == ["Test project"]
+
+
 def test_annotator_never_receives_a_response_model(data, annotator):
     client = client_for(annotator)
     bodies = [client.get(f"/api/{name}/") for name in LISTS]
@@ -345,3 +351,13 @@ def test_preference_create_on_ternary_project_rejects_strength_two(researcher):
     assert response.status_code == 400
     assert response.json()["field"] == "strength"
     assert "-1..1" in response.json()["detail"]
+
+
+def test_lists_run_a_fixed_number_of_queries(data, researcher, django_assert_max_num_queries):
+    client = client_for(researcher)
+    for n in range(30):
+        ratings_submit(rater=judge_rater_get_or_create(name=f"j{n}"), response=data["a"], values={"coherence": 1})
+    for name in LISTS:
+        # role and groups, projects, count, page, prefetches: no query per row
+        with django_assert_max_num_queries(8):
+            assert client.get(f"/api/{name}/").status_code == 200
