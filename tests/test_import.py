@@ -189,3 +189,10 @@ def test_upload_page_imports_and_reports_errors(client, researcher, tmp_path: Pa
 def test_upload_page_is_for_researchers(client, annotator):
     client.force_login(annotator)
     assert client.get("/import/").status_code == 403
+
+
+def test_redoc_page_loads_nothing_from_outside(client, researcher):
+    client.force_login(researcher)
+    page = client.get("/api/redoc/")
+    assert page.status_code == 200
+    assert "googleapis" not in page.content.decode() and "https://" not in page.content.decode()
