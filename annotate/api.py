@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -57,9 +57,10 @@ from .models import (
 from .roles import Role, user_role
 from .selectors import project_get_for_user, projects_for_user
 from .services import (
-    pairs_for_responses,
+    item_create,
     preference_submit,
     project_create,
+    project_update,
     rater_for_user,
     ratings_submit,
 )
@@ -192,44 +193,6 @@ def _rater_for_write(viewer: Viewer, rater_id: int | None) -> Rater | None:
 
 
 # --- Writes the services module does not have yet ---------------------------------------------
-# TODO(lead): move item_create and project_update into annotate.services.
-
-
-def item_create(
-    *,
-    project: Project,
-    external_id: str,
-    prompt: str,
-    context: str = "",
-    metadata: dict | None = None,
-    role: str = Item.Role.TASK,
-    responses: Sequence[dict] = (),
-    pairs: Sequence[Sequence[str]] | None = None,
-) -> Item:
-    """An item with its responses and pairs in one transaction (every two responses by default)."""
-    with transaction.atomic():
-        item = Item.objects.create(
-            project=project, external_id=external_id, prompt=prompt, context=context,
-            metadata=metadata or {}, role=role,
-        )
-        stored = {spec["external_id"]: Response.objects.create(item=item, **spec) for spec in responses}
-        chosen = (
-            pairs_for_responses(responses=stored.values())
-            if pairs is None
-            else [(stored[a], stored[b]) for a, b in pairs]
-        )
-        Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
-    return item
-
-
-def project_update(*, project: Project, **fields: object) -> Project:
-    for name, value in fields.items():
-        setattr(project, name, value)
-    if fields:
-        project.save(update_fields=list(fields))
-    return project
-
-
 # --- Projects ---------------------------------------------------------------------------------
 
 PROJECT_FILTERS: list[Filter] = [

@@ -12,6 +12,7 @@ from .errors import ValidationError
 from .models import (
     HELPSTEER2_ATTRIBUTES,
     Attribute,
+    Item,
     Pair,
     Preference,
     Project,
@@ -193,3 +194,38 @@ def pairs_for_responses(*, responses: Iterable[Response]) -> list[tuple[Response
     """Every two responses of an item, in stored order (the default when a file names no pairs)."""
     items = list(responses)
     return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :]]
+
+
+def item_create(
+    *,
+    project: Project,
+    external_id: str,
+    prompt: str,
+    context: str = "",
+    metadata: dict | None = None,
+    role: str = Item.Role.TASK,
+    responses: Sequence[dict] = (),
+    pairs: Sequence[Sequence[str]] | None = None,
+) -> Item:
+    """An item with its responses and pairs in one transaction (every two responses by default)."""
+    with transaction.atomic():
+        item = Item.objects.create(
+            project=project, external_id=external_id, prompt=prompt, context=context,
+            metadata=metadata or {}, role=role,
+        )
+        stored = {spec["external_id"]: Response.objects.create(item=item, **spec) for spec in responses}
+        chosen = (
+            pairs_for_responses(responses=stored.values())
+            if pairs is None
+            else [(stored[a], stored[b]) for a, b in pairs]
+        )
+        Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
+    return item
+
+
+def project_update(*, project: Project, **fields: object) -> Project:
+    for name, value in fields.items():
+        setattr(project, name, value)
+    if fields:
+        project.save(update_fields=list(fields))
+    return project
