@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from annotate.roles import user_set_role
 from annotate.services import project_create
 
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     # The default PBKDF2 hasher costs ~0.3 s per fixture user; tests don't need its strength.
