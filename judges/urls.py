@@ -1,4 +1,14 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from . import views
+
 app_name = "judges"
-urlpatterns: list = []
+urlpatterns = [
+    path("projects/<int:project_id>/runs/", views.runs, name="runs"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:run_id>/resume/", views.run_resume, name="run-resume"),
+]

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Judge, Judgment, PromptTemplate, Run
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "protocol", "created_at"]
+    list_filter = ["protocol"]
+
+
+@admin.register(Judge)
+class JudgeAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "backend", "model_ref", "gguf_file", "dtype", "device", "rationale"]
+    list_select_related = ["rater"]
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "judge", "project", "kind", "status", "total", "created_at"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["judge__rater", "project"]
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "protocol", "status", "verdict", "latency_ms", "completed_at"]
+    list_filter = ["status", "protocol"]
+    raw_id_fields = ["run", "item", "response", "attribute", "pair", "rating", "preference", "generated"]

@@ -1,0 +1,98 @@
+"""Plain data passed between the judges app and its inference backends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Message = dict[str, str]
+Status = Literal["ok", "unparseable", "error"]
+Source = Literal["logits", "logprobs", "text"]
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything needed to load a model; frozen so it can key the per-process model cache."""
+
+    backend: str  # "transformers" | "openai"
+    model_ref: str
+    gguf_file: str = ""
+    revision: str = ""
+    dtype: str = "auto"
+    device: str = "auto"
+    base_url: str = ""
+    api_key: str = ""
+    # Batch shaping for the transformers backend: a batch holds at most this many padded tokens.
+    batch_tokens: int = 16384
+    max_batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One prompt whose answer is one of `labels`, read at the position right after `cue`.
+
+    `labels` are the answer strings in scale order (e.g. "A", "B", "C" or "0".."4"); the
+    backend returns a probability for each.
+    """
+
+    messages: tuple[Message, ...]
+    labels: tuple[str, ...]
+    cue: str = "[["
+    key: object = None
+
+
+@dataclass
+class ScoreResult:
+    key: object
+    status: Status
+    # Probability of each label, softmax over the labels' logits only (METRICS.md); None when
+    # the backend could not read token probabilities.
+    probabilities: dict[str, float] | None = None
+    label: str | None = None
+    raw_text: str = ""
+    latency_ms: int = 0
+    source: Source = "logits"
+    # Share of the full next-token distribution that falls on valid labels: how sure the model
+    # is that it answers inside the scale at all.
+    valid_mass: float | None = None
+    note: str = ""
+    error: str = ""
+
+    def expected(self, values: Sequence[float]) -> float | None:
+        """The expected score sum_s s * p(s), with `values` aligned to the request's labels."""
+        if self.probabilities is None:
+            return None
+        probs = list(self.probabilities.values())
+        return float(sum(v * p for v, p in zip(values, probs, strict=True)))
+
+
+@dataclass
+class GenerateResult:
+    key: object
+    text: str
+    latency_ms: int
+    error: str = ""
+
+
+@dataclass
+class Decoding:
+    max_new_tokens: int = 256
+    rationale: bool = False
+    rationale_tokens: int = 160
+    temperature: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    config: BackendConfig
+
+    def score(self, requests: Sequence[ScoreRequest], *, decoding: Decoding) -> list[ScoreResult]: ...
+
+    def generate(
+        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
+    ) -> list[GenerateResult]: ...
+
+
+def label_argmax(probabilities: dict[str, float]) -> str:
+    return max(probabilities.items(), key=lambda kv: kv[1])[0]

@@ -1,0 +1,144 @@
+"""Any OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server): chat completions.
+
+Verdicts come from `logprobs`/`top_logprobs` at the token after the cue "[[" when the server
+returns them; otherwise the verdict is parsed from the text and the result says so
+(`source="text"`, a note, no probabilities). Requests go out concurrently: the server batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from .base import BackendConfig, Decoding, GenerateResult, Message, ScoreRequest, ScoreResult, label_argmax
+
+TOP_LOGPROBS = 20
+# Tokens allowed for the answer itself ("[[", the label, "]]") when no rationale comes first.
+ANSWER_TOKENS = 8
+TEXT_FALLBACK_NOTE = "server returned no logprobs: verdict parsed from the text"
+
+
+class ServerError(ConnectionError):
+    """A 5xx or an unreachable server: transient, the task retries with backoff."""
+
+
+class OpenAIBackend:
+    def __init__(self, config: BackendConfig) -> None:
+        if not config.base_url:
+            raise ValueError("The openai backend needs a base_url (e.g. http://127.0.0.1:8000/v1).")
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.workers = max(1, min(config.max_batch_size, 16))
+
+    def _post(self, body: dict) -> dict:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            if exc.code >= 500 or exc.code == 429:
+                raise ServerError(f"HTTP {exc.code} from {self.url}: {detail}") from exc
+            raise ValueError(f"HTTP {exc.code} from {self.url}: {detail}") from exc
+
+    def score(self, requests: Sequence[ScoreRequest], *, decoding: Decoding) -> list[ScoreResult]:
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(lambda r: self._score_one(r, decoding), requests))
+
+    def _score_one(self, request: ScoreRequest, decoding: Decoding) -> ScoreResult:
+        started = time.perf_counter()
+        body = {
+            "model": self.config.model_ref,
+            "messages": list(request.messages),
+            "max_tokens": ANSWER_TOKENS + (decoding.rationale_tokens if decoding.rationale else 0),
+            "temperature": decoding.temperature,
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
+        }
+        try:
+            payload = self._post(body)
+        except ValueError as exc:
+            return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        choice = payload["choices"][0]
+        text = choice.get("message", {}).get("content") or ""
+        tokens = ((choice.get("logprobs") or {}).get("content")) or []
+        if tokens and all("top_logprobs" in t for t in tokens):
+            result = read_logprobs(tokens, request)
+        else:
+            result = read_text(text, request)
+        result.raw_text, result.latency_ms = text, latency_ms
+        return result
+
+    def generate(
+        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
+    ) -> list[GenerateResult]:
+        def one(prompt: tuple[object, tuple[Message, ...]]) -> GenerateResult:
+            started = time.perf_counter()
+            body = {
+                "model": self.config.model_ref, "messages": list(prompt[1]),
+                "max_tokens": decoding.max_new_tokens, "temperature": decoding.temperature,
+            }
+            payload = self._post(body)
+            text = payload["choices"][0].get("message", {}).get("content") or ""
+            return GenerateResult(key=prompt[0], text=text.strip(), latency_ms=int((time.perf_counter() - started) * 1000))
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(one, prompts))
+
+
+def read_logprobs(tokens: list[dict], request: ScoreRequest) -> ScoreResult:
+    """Probabilities of the labels at the first token written right after the last cue."""
+    text = ""
+    answer_at = None
+    for i, token in enumerate(tokens):
+        if text.endswith(request.cue):
+            answer_at = i
+        text += token.get("token", "")
+    if answer_at is None:
+        return ScoreResult(key=request.key, status="unparseable", source="logprobs", note="no cue in the answer")
+    position = tokens[answer_at]
+    logprobs: dict[str, float] = {}
+    for alt in position.get("top_logprobs", []):
+        label = alt.get("token", "")
+        if label in request.labels and label not in logprobs:
+            logprobs[label] = float(alt["logprob"])
+    if not logprobs:
+        return ScoreResult(key=request.key, status="unparseable", source="logprobs",
+                           note="no valid answer among the top logprobs")
+    # Labels outside the server's top-k get probability 0: their logits are below every
+    # listed one, and the server gives no number for them.
+    top = max(logprobs.values())
+    weights = {label: math.exp(logprobs[label] - top) if label in logprobs else 0.0 for label in request.labels}
+    total = sum(weights.values())
+    probabilities = {label: w / total for label, w in weights.items()}
+    valid_mass = sum(math.exp(v) for v in logprobs.values())
+    parseable = position.get("token", "") in request.labels
+    return ScoreResult(
+        key=request.key,
+        status="ok" if parseable else "unparseable",
+        probabilities=probabilities,
+        label=label_argmax(probabilities) if parseable else None,
+        source="logprobs",
+        valid_mass=valid_mass,
+        note="" if len(logprobs) == len(request.labels) else "some answers were outside the top logprobs",
+    )
+
+
+def read_text(text: str, request: ScoreRequest) -> ScoreResult:
+    """The last "[[label]]" in the text; anything else is unparseable, never guessed."""
+    pattern = re.escape(request.cue) + r"\s*(" + "|".join(re.escape(label) for label in request.labels) + r")\s*\]\]"
+    matches = re.findall(pattern, text)
+    if not matches:
+        return ScoreResult(key=request.key, status="unparseable", source="text", note=TEXT_FALLBACK_NOTE)
+    return ScoreResult(key=request.key, status="ok", label=matches[-1], source="text", note=TEXT_FALLBACK_NOTE)

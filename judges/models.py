@@ -1,0 +1,200 @@
+"""Model judges, their prompt templates, runs over a project, and every judgment they made.
+
+A Judge is a Rater (one-to-one), so its ratings and preferences land in annotate's tables next
+to the humans'; a Judgment keeps what only a model has: raw text, token probabilities, latency,
+and the template version it used.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response, ShownOrder
+
+
+class PromptTemplate(models.Model):
+    """One version of a named template; editing a template writes a new version."""
+
+    class Protocol(models.TextChoices):
+        RATING = "rating", "Rating"
+        RANKING = "ranking", "Ranking"
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1)
+    protocol = models.CharField(max_length=7, choices=Protocol.choices)
+    system = models.TextField(blank=True)
+    user = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="prompt_template_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Judge(models.Model):
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "transformers (local model)"
+        OPENAI = "openai", "OpenAI-compatible server"
+
+    class Dtype(models.TextChoices):
+        AUTO = "auto", "auto (bf16/fp16 on GPU, fp32 on CPU)"
+        FLOAT32 = "float32", "float32"
+        BFLOAT16 = "bfloat16", "bfloat16"
+        FLOAT16 = "float16", "float16"
+
+    # The rater's `model` field holds the response model this judge *is* (self-preference).
+    rater = models.OneToOneField(Rater, on_delete=models.CASCADE, related_name="judge")
+    backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    model_ref = models.CharField(
+        max_length=500, help_text="Local directory, cached hub id, or the model name on the server."
+    )
+    gguf_file = models.CharField(max_length=300, blank=True, help_text="GGUF file inside model_ref.")
+    revision = models.CharField(max_length=100, blank=True)
+    dtype = models.CharField(max_length=8, choices=Dtype.choices, default=Dtype.AUTO)
+    device = models.CharField(max_length=20, default="auto", help_text="auto: cuda if present.")
+    base_url = models.CharField(max_length=500, blank=True, help_text="OpenAI-compatible server.")
+    # The name of an environment variable, never the key itself.
+    api_key_env = models.CharField(max_length=100, blank=True)
+    rating_template = models.ForeignKey(
+        PromptTemplate, on_delete=models.PROTECT, related_name="+", limit_choices_to={"protocol": "rating"}
+    )
+    ranking_template = models.ForeignKey(
+        PromptTemplate, on_delete=models.PROTECT, related_name="+", limit_choices_to={"protocol": "ranking"}
+    )
+    decoding = models.JSONField(
+        default=dict, blank=True,
+        help_text='{"max_new_tokens": 256, "rationale_tokens": 160, "temperature": 0, '
+        '"batch_tokens": 16384, "max_batch_size": 64}',
+    )
+    rationale = models.BooleanField(default=False, help_text="Write a rationale before the verdict.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["rater__name"]
+
+    def __str__(self) -> str:
+        return self.rater.name
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        JUDGE = "judge", "Judge the project's responses and pairs"
+        GENERATE = "generate", "Write new responses to the project's prompts"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_runs")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.JUDGE)
+    protocols = models.JSONField(default=list)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items.")
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0)
+    batch_size = models.PositiveIntegerField(default=16)
+    # A claimed judgment whose worker has not finished it within this many seconds is taken to
+    # be lost (killed worker) and handed out again.
+    lease_seconds = models.PositiveIntegerField(default=300)
+    # The current watchdog chain; a watchdog carrying another token stops (one chain per run).
+    watch_token = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}: {self.judge} on {self.project} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.CANCELLED, self.Status.FAILED)
+
+
+class Judgment(models.Model):
+    """One unit of a run: a response on one attribute, a pair in one shown order, or an item
+    to write a response for."""
+
+    class Protocol(models.TextChoices):
+        RATING = "rating", "Rating"
+        RANKING = "ranking", "Ranking"
+        GENERATE = "generate", "Generate"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CLAIMED = "claimed", "Claimed"
+        OK = "ok", "OK"
+        UNPARSEABLE = "unparseable", "Unparseable"
+        ERROR = "error", "Error"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="judgments")
+    protocol = models.CharField(max_length=8, choices=Protocol.choices)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    attribute = models.ForeignKey(Attribute, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    pair = models.ForeignKey(Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, blank=True)
+    # Prompt size in characters, known before tokenizing: batches are cut by it.
+    size = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=11, choices=Status.choices, default=Status.PENDING)
+    claim_token = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    template = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    raw_text = models.TextField(blank=True)
+    # Probability of each valid answer ({"0": p, ...} or {"A": p, "B": p, "C": p} in *shown*
+    # order), and how they were read: logits, server logprobs, or text only.
+    probabilities = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=8, blank=True)
+    valid_mass = models.FloatField(null=True, blank=True)
+    verdict = models.CharField(max_length=20, blank=True)
+    expected_value = models.FloatField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    rating = models.ForeignKey(Rating, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    preference = models.ForeignKey(Preference, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    generated = models.ForeignKey(Response, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        # A run holds each unit of work once, whatever the retries and redeliveries.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "response", "attribute"], condition=Q(protocol="rating"),
+                name="judgment_once_per_run_response_attribute",
+            ),
+            models.UniqueConstraint(
+                fields=["run", "pair", "shown_order"], condition=Q(protocol="ranking"),
+                name="judgment_once_per_run_pair_order",
+            ),
+            models.UniqueConstraint(
+                fields=["run", "item"], condition=Q(protocol="generate"), name="judgment_once_per_run_item"
+            ),
+            models.CheckConstraint(
+                condition=(Q(protocol="rating") & Q(response__isnull=False) & Q(attribute__isnull=False))
+                | (Q(protocol="ranking") & Q(pair__isnull=False) & Q(shown_order__in=["ab", "ba"]))
+                | Q(protocol="generate"),
+                name="judgment_unit_complete",
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "status"])]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk} ({self.protocol}, {self.status})"

@@ -1,0 +1,76 @@
+"""Default prompt templates and their rendering. No ORM here: templates arrive as strings.
+
+Rating follows HelpSteer2's attribute definitions (one attribute per prompt, its scale and
+anchors spelled out); pairwise follows MT-Bench's pairwise judge (FastChat `pair-v2`), whose
+verdicts are "[[A]]", "[[B]]" and "[[C]]" for a tie. The answer is read from the token right
+after the cue "[[".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+CUE = "[["
+# MT-Bench's three verdicts, in this order: the first response, the second, a tie.
+VERDICT_LABELS: tuple[str, str, str] = ("A", "B", "C")
+
+RATING_SYSTEM = (
+    "Please act as an impartial judge and evaluate one attribute of the response an AI assistant "
+    "gave to the user question displayed below. Be as objective as possible and do not let the "
+    "length of the response influence you beyond what the attribute asks."
+)
+RATING_USER = (
+    "[User Question]\n{prompt}\n{context_block}\n"
+    "[The Start of Assistant's Answer]\n{response}\n[The End of Assistant's Answer]\n\n"
+    "Rate the answer's {attribute}: {description}\n"
+    "Use an integer from {min_value} to {max_value} ({anchors}).\n"
+    'Reply with the integer in double brackets, for example "[[{min_value}]]" or "[[{max_value}]]".'
+)
+
+RANKING_SYSTEM = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI "
+    "assistants to the user question displayed below. You should choose the assistant that follows "
+    "the user's instructions and answers the user's question better. Your evaluation should "
+    "consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
+    "detail of their responses. Begin your evaluation by comparing the two responses and provide a "
+    "short explanation. Avoid any position biases and ensure that the order in which the responses "
+    "were presented does not influence your decision. Do not allow the length of the responses to "
+    "influence your evaluation. Do not favor certain names of the assistants. Be as objective as "
+    "possible. After providing your explanation, output your final verdict by strictly following "
+    'this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" '
+    "for a tie."
+)
+RANKING_USER = (
+    "[User Question]\n{prompt}\n{context_block}\n"
+    "[The Start of Assistant A's Answer]\n{response_first}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{response_second}\n[The End of Assistant B's Answer]"
+)
+
+GENERATE_SYSTEM = "You are a helpful assistant."
+
+DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
+    "rating": {"name": "helpsteer2-rating", "system": RATING_SYSTEM, "user": RATING_USER},
+    "ranking": {"name": "mtbench-pairwise", "system": RANKING_SYSTEM, "user": RANKING_USER},
+}
+
+
+class _Blank(dict):
+    """Unknown placeholders render empty instead of raising: an edited template may drop some."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_messages(*, system: str, user: str, values: Mapping[str, object]) -> tuple[dict[str, str], ...]:
+    filled = _Blank({k: "" if v is None else str(v) for k, v in values.items()})
+    context = filled.get("context", "")
+    filled["context_block"] = f"\n[Context]\n{context}\n" if context else ""
+    messages: list[dict[str, str]] = []
+    if system.strip():
+        messages.append({"role": "system", "content": system.format_map(filled)})
+    messages.append({"role": "user", "content": user.format_map(filled)})
+    return tuple(messages)
+
+
+def anchors_text(anchors: Mapping[str, str]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in sorted(anchors.items(), key=lambda kv: int(kv[0])))

