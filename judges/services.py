@@ -475,6 +475,11 @@ def generation_messages(*, judgment: Judgment) -> tuple[dict[str, str], ...]:
     return ({"role": "system", "content": prompts.GENERATE_SYSTEM}, {"role": "user", "content": user})
 
 
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a model can emit it (byte-level vocabularies).
+    return text.replace("\x00", "\ufffd")
+
+
 def _close(*, judgment: Judgment, token: str, **fields: object) -> bool:
     """Write a judgment's outcome if this worker still holds its claim (row-locked update)."""
     return bool(
@@ -488,7 +493,7 @@ def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: 
     """Store one result and, when it parsed, the judge's rating or preference."""
     template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
     common = {
-        "template": template, "raw_text": result.raw_text, "probabilities": result.probabilities,
+        "template": template, "raw_text": _clean(result.raw_text), "probabilities": result.probabilities,
         "source": result.source, "valid_mass": result.valid_mass, "latency_ms": result.latency_ms,
         "note": result.note, "error": result.error,
     }
@@ -515,7 +520,7 @@ def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: 
             strength = _STRENGTH[order][result.label]
             preference, _ = preference_submit(
                 rater=rater, pair=judgment.pair, strength=strength, shown_order=order,
-                justification=_rationale(result.raw_text), time_on_task_ms=result.latency_ms,
+                justification=_clean(_rationale(result.raw_text)), time_on_task_ms=result.latency_ms,
                 probabilities=stored_order_probabilities(result.probabilities, order) if result.probabilities else None,
             )
             done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
@@ -545,6 +550,7 @@ def stored_order_probabilities(shown: dict[str, float], order: str) -> dict[str,
 def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str) -> int:
     """Store a written response as the judge's model and pair it with the item's others."""
     model = run.judge.rater.model or run.judge.rater.name
+    text = _clean(text)
     with transaction.atomic():
         if not text.strip():
             return int(_close(judgment=judgment, token=token, status=Judgment.Status.UNPARSEABLE,

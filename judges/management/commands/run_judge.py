@@ -26,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="at most this many items")
         parser.add_argument("--kind", choices=Run.Kind.values, default=Run.Kind.JUDGE)
         parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--lease-seconds", type=int, default=300,
+                            help="a claim older than this is taken to be lost and handed out again")
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -35,6 +37,7 @@ class Command(BaseCommand):
             run = services.run_start(
                 judge=judge, project=project, protocols=options["protocols"] or ["rating", "ranking"],  # type: ignore[arg-type]
                 kind=str(options["kind"]), limit=options["limit"], batch_size=int(options["batch_size"]),  # type: ignore[arg-type]
+                lease_seconds=int(options["lease_seconds"]),  # type: ignore[arg-type]
             )
         except ValidationError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,0 +1,135 @@
+"""The transformers backend on a tiny random model: logits, probabilities, batching, OOM halving.
+
+No mocks: a real Llama (random weights) and a real trained tokenizer, built in a temp dir."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_judge_fixtures import tiny_model_dir  # noqa: F401  (fixture)
+
+from judges import prompts
+from judges.inference import BackendConfig, ScoreRequest, load_backend
+from judges.inference.base import Decoding
+from judges.inference.batching import length_batches, run_halving_on_oom
+from judges.inference.transformers_backend import shared_prefix_length
+
+
+@pytest.fixture
+def backend(tiny_model_dir):  # noqa: F811
+    return load_backend(BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), max_batch_size=3,
+                                      batch_tokens=400))
+
+
+def _requests() -> list[ScoreRequest]:
+    out = []
+    for i, (question, first, second) in enumerate([
+        ("What is two plus two?", "four", "five"),
+        ("Hello?", "Hello there, how are you today? " * 3, "Blue"),
+        ("The capital of France?", "Paris", "It is Paris. " * 6),
+        ("Colour?", "Blue is a colour.", "Red"),
+    ]):
+        messages = prompts.render_messages(
+            system=prompts.RANKING_SYSTEM, user=prompts.RANKING_USER,
+            values={"prompt": question, "response_first": first, "response_second": second},
+        )
+        out.append(ScoreRequest(messages=messages, labels=prompts.VERDICT_LABELS, key=i))
+    return out
+
+
+def _full_last_logits(backend, text: str) -> torch.Tensor:
+    ids = torch.tensor([backend.encode(text)])
+    with torch.inference_mode():
+        return backend.model(input_ids=ids).logits[0, -1].float()
+
+
+def test_last_position_logits_equal_a_full_forward_per_prompt(backend):
+    texts = [backend.render(r.messages) + r.cue for r in _requests()]
+    sequences = [backend.encode(t) for t in texts]
+    # The shared system prompt is long enough to be run once and reused from the cache.
+    assert shared_prefix_length(sequences) >= 16
+    batched = backend.last_position_logits(sequences)
+    for text, row in zip(texts, batched, strict=True):
+        assert torch.allclose(row, _full_last_logits(backend, text), atol=1e-4)
+
+
+def test_last_position_logits_without_shared_prefix(backend):
+    sequences = [backend.encode(t) for t in ["Blue", "Hello there, how are you today?", "Paris [[A"]]
+    assert shared_prefix_length(sequences) == 0
+    batched = backend.last_position_logits(sequences)
+    for seq, row in zip(sequences, batched, strict=True):
+        assert torch.allclose(row, _full_last_logits(backend, backend.tokenizer.decode(seq)), atol=1e-4)
+
+
+def test_probabilities_are_a_softmax_over_the_valid_tokens_only(backend):
+    requests = _requests()
+    results = backend.score(requests, decoding=Decoding())
+    for request, result in zip(requests, results, strict=True):
+        logits = _full_last_logits(backend, backend.render(request.messages) + request.cue)
+        ids = backend.label_token_ids(request.labels, request.cue)
+        expected = torch.softmax(logits[ids], dim=-1).tolist()
+        assert list(result.probabilities) == ["A", "B", "C"]
+        assert list(result.probabilities.values()) == pytest.approx(expected, abs=1e-4)
+        assert result.valid_mass == pytest.approx(float(torch.softmax(logits, -1)[ids].sum()), abs=1e-5)
+        # Parseable exactly when the greedy next token is itself a label; never guessed.
+        greedy_is_label = int(torch.argmax(logits)) in ids
+        assert result.status == ("ok" if greedy_is_label else "unparseable")
+        assert (result.label is not None) == greedy_is_label
+        assert result.raw_text.startswith("[[")
+
+
+def test_expected_score_is_the_probability_weighted_mean(backend):
+    messages = prompts.render_messages(
+        system=prompts.RATING_SYSTEM, user=prompts.RATING_USER,
+        values={"prompt": "Hello?", "response": "Hello there", "attribute": "helpfulness",
+                "min_value": 0, "max_value": 4},
+    )
+    (result,) = backend.score([ScoreRequest(messages=messages, labels=tuple("01234"))], decoding=Decoding())
+    p = result.probabilities
+    assert sum(p.values()) == pytest.approx(1.0)
+    assert result.expected([0, 1, 2, 3, 4]) == pytest.approx(sum(int(k) * v for k, v in p.items()))
+
+
+def test_multi_token_answers_are_refused_not_mixed(backend):
+    messages = ({"role": "user", "content": "Rate 1 to 10"},)
+    (result,) = backend.score(
+        [ScoreRequest(messages=messages, labels=tuple(str(v) for v in range(1, 11)))], decoding=Decoding()
+    )
+    assert result.status == "error" and "single token" in result.error
+
+
+def test_rationale_is_written_then_the_verdict_read_after_the_cue(backend):
+    (result,) = backend.score(_requests()[:1], decoding=Decoding(rationale=True, rationale_tokens=6))
+    assert "Final answer: [[" in result.raw_text
+    assert set(result.probabilities) == {"A", "B", "C"}
+
+
+def test_length_batches_group_neighbours_and_respect_the_token_budget():
+    lengths = [50, 10, 12, 48, 11, 200]
+    batches = length_batches(lengths, batch_tokens=100, max_batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 100
+    assert batches[0] == [1, 4, 2]
+
+
+def test_cuda_out_of_memory_halves_the_batch_until_it_fits():
+    seen: list[int] = []
+
+    def forward(rows):
+        seen.append(len(rows))
+        if len(rows) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [r * 10 for r in rows]
+
+    assert run_halving_on_oom(list(range(8)), forward) == [r * 10 for r in range(8)]
+    assert seen[:3] == [8, 4, 2]
+
+
+def test_other_errors_are_not_retried_as_out_of_memory():
+    def forward(rows):
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        run_halving_on_oom([1, 2, 3], forward)

