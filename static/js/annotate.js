@@ -11,7 +11,7 @@
   let hiddenTotal = 0;
   let hiddenSince = document.hidden ? performance.now() : null;
   let focusIndex = 0;
-  let viewKey = null;
+  let viewKey = null; // the task view the keyboard and the clock are set up for
 
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
@@ -149,6 +149,9 @@
   }
 
   document.addEventListener("keydown", (event) => {
+    const task = $("#task");
+    // Keys typed between a swap and its settle belong to the new task: set it up first.
+    if (task && task.dataset.viewKey !== viewKey) onTask();
     const el = document.activeElement;
     const help = $("#help");
     if (help && help.open) {
@@ -231,7 +234,9 @@
   function onTask() {
     const task = $("#task");
     if (!task) return;
-    const key = task.dataset.viewKey || null;
+    const key = task.dataset.viewKey || "";
+    // Tests and tools wait for this: the keyboard belongs to this task view now.
+    document.body.dataset.taskReady = key;
     if (key !== viewKey) {
       // A new task view (not the same form back with errors): the clock starts again.
       viewKey = key;
@@ -254,8 +259,6 @@
     const open = $("[data-help-open]");
     if (open) open.addEventListener("click", toggleHelp);
   });
-  document.addEventListener("htmx:afterSettle", (event) => {
-    if (event.target && (event.target.id === "task" || event.target.closest && event.target.closest("#task"))) onTask();
-    else if ($("#task")) onTask();
-  });
+  // After settle: htmx keeps the old #task's attributes on the new element until then.
+  document.addEventListener("htmx:afterSettle", onTask);
 })();
