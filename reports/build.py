@@ -170,6 +170,22 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
     return report
 
 
+class _Slice:
+    """One row of a batched estimate (e.g. one rater pair of the agreement matrix)."""
+
+    def __init__(self, est: Estimate, row: int, n: int) -> None:
+        self._est, self._row, self.n = est, row, n
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._est.value[..., self._row, :]
+
+    @property
+    def ci(self) -> np.ndarray | None:
+        ci = self._est.ci
+        return None if ci is None else ci[..., self._row, :]
+
+
 class _Section:
     """A report section: figures registered before the bootstrap, rendered to JSON after it."""
 
@@ -248,21 +264,31 @@ def _kappas(flat: np.ndarray) -> np.ndarray:
 def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
     v = verdicts[verdicts["rater"].isin(shown)]
     pair_codes, pairs = pd.factorize(v["pair"])
-    rater_codes = pd.Categorical(v["rater"], categories=shown).codes
+    rater_codes = pd.Categorical(v["rater"], categories=shown).codes.astype(np.int64)
     wide = np.full((len(pairs), len(shown)), -1, dtype=np.int64)
     wide[pair_codes, rater_codes] = v["verdict"].to_numpy()
     pair_item = np.zeros(len(pairs), dtype=np.int64)
     pair_item[pair_codes] = v["item"].to_numpy()
 
+    # Every two raters of the same pair, all at once: a self-join on the pair, not a loop over
+    # rater pairs (a project with many annotators has thousands of rater pairs).
+    left = pd.DataFrame({"p": pair_codes, "r": rater_codes, "v": v["verdict"].to_numpy()})
+    co = left.merge(left, on="p", suffixes=("a", "b"))
+    co = co[co["ra"] < co["rb"]]
+    n_r = len(shown)
+    group = co["ra"].to_numpy() * n_r + co["rb"].to_numpy()
+    groups, group_codes = np.unique(group, return_inverse=True)
+    cells = co["va"].to_numpy() * 3 + co["vb"].to_numpy()
+    width = len(groups) * 9
     rows = []
-    for i, j in itertools.combinations(range(len(shown)), 2):
-        both = (wide[:, i] >= 0) & (wide[:, j] >= 0)
-        if not both.any():
-            continue
-        cells = wide[both, i] * 3 + wide[both, j]
-        per_unit = per_unit_sums(pair_item[both], cells, 1.0, n_units=boot.n_units, width=9)
-        est = boot.estimate(per_unit, _kappas, n=int(both.sum()))
-        rows.append((shown[i], shown[j], est, np.bincount(cells, minlength=9).reshape(3, 3)))
+    if len(groups):
+        per_unit = per_unit_sums(pair_item[co["p"].to_numpy()], group_codes * 9 + cells, 1.0,
+                                 n_units=boot.n_units, width=width)  # fmt: skip
+        conf_all = np.bincount(group_codes * 9 + cells, minlength=width).reshape(-1, 9)
+        est = boot.estimate(per_unit, lambda s: _kappas(s.reshape(*s.shape[:-1], -1, 9)), n=len(co))
+        for g, code in enumerate(groups):
+            rows.append((shown[code // n_r], shown[code % n_r], _Slice(est, g, int(conf_all[g].sum())),
+                         conf_all[g].reshape(3, 3)))  # fmt: skip
 
     # Fleiss' kappa over the human pool, on pairs with at least two human verdicts.
     humans = [k for k, r in enumerate(shown) if raters[r]["kind"] == "human"]

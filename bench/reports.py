@@ -1,0 +1,315 @@
+"""Benchmark: the whole JSON report over 1,000,000 synthetic annotations, bootstrap included.
+
+What is timed: `report_from_table` on the long-format annotation frame already in memory (the
+frame the selector would return): one verdict per rater and pair, gold, every agreement,
+consistency, judge-audit and leaderboard figure, 1,000 bootstrap rounds, JSON rendering. The
+database load is not in the main figure (it is the selector's two streamed queries).
+
+Planted effects, checked at the end: 8 models with known Bradley-Terry strengths (the human
+leaderboard must recover their order); judge "m0-judge" *is* model m0 and adds +150 Elo to its
+own responses (DBG > 0); "positional" picks the response shown first on 25% of pairs (position
+consistency ~0.75); "verbose" prefers longer responses (longer-wins rate above gold's).
+
+Baseline: a straightforward per-row Python implementation of the same figures (dicts and loops,
+bootstrap by recomputing on resampled items). It is timed on a 1/50 item subsample with a few
+bootstrap rounds and extrapolated linearly to the full size and 1,000 rounds (stated below).
+
+Run: python bench/reports.py [--items N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from reports.build import ReportOptions, report_from_table  # noqa: E402
+from reports.selectors import finish_table  # noqa: E402
+
+MODELS = [f"m{k}" for k in range(8)]
+TRUE_ELO = np.linspace(1175, 825, len(MODELS))  # m0 strongest
+HUMANS = [f"h{k}" for k in range(20)]
+JUDGES = {"m0-judge": "m0", "positional": "", "verbose": "", "plain": ""}
+ATTRIBUTES = ["helpfulness", "correctness"]
+PER_ITEM = 3 + 2 * len(JUDGES) + 2 * (3 + len(JUDGES)) * len(ATTRIBUTES)  # 39 annotations
+
+
+def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_items
+    ia = rng.integers(0, len(MODELS), n)
+    ib = (ia + rng.integers(1, len(MODELS), n)) % len(MODELS)
+    len_a = rng.lognormal(6, 0.6, n).astype(np.int64) + 1
+    len_b = rng.lognormal(6, 0.6, n).astype(np.int64) + 1
+    items = np.arange(n)
+    pair = items
+    resp_a, resp_b = 2 * items, 2 * items + 1
+    frames = []
+    next_id = [0]
+
+    def ids(k: int) -> np.ndarray:
+        out = np.arange(next_id[0], next_id[0] + k)
+        next_id[0] += k
+        return out
+
+    def pref_frame(rater: str, kind: str, model: str, strength: np.ndarray, order: str, sel=None, probs=None):
+        sel = np.arange(n) if sel is None else sel
+        k = len(sel)
+        f = {"protocol": "ranking", "id": ids(k), "created_at": pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(k), "s"),
+             "rater": f"{kind}:{rater}", "kind": kind, "rater_model": model, "item": items[sel], "item_role": "task",
+             "pair": pair[sel], "response_a": resp_a[sel], "response_b": resp_b[sel],
+             "model_a": np.array(MODELS)[ia[sel]], "model_b": np.array(MODELS)[ib[sel]],
+             "len_a": len_a[sel], "len_b": len_b[sel], "strength": strength, "shown_order": order}  # fmt: skip
+        if probs is not None:
+            f["p_a"], f["p_tie"], f["p_b"] = probs
+        frames.append(pd.DataFrame(f))
+
+    def verdict_strength(p_a: np.ndarray, tie: float) -> np.ndarray:
+        u = rng.random(len(p_a))
+        s = np.where(u < p_a * (1 - tie), -1, np.where(u < p_a * (1 - tie) + tie, 0, 1))
+        return s * rng.integers(1, 4, len(p_a))
+
+    base_diff = TRUE_ELO[ia] - TRUE_ELO[ib]
+    p_a_true = 1 / (1 + 10 ** (-base_diff / 400))
+    # Humans: three distinct annotators of 20 per pair, 10% ties.
+    base = rng.integers(0, len(HUMANS), n)
+    for slot in range(3):
+        who = (base + 7 * slot) % len(HUMANS)
+        s = verdict_strength(p_a_true, 0.1)
+        for h in range(len(HUMANS)):
+            sel = np.nonzero(who == h)[0]
+            pref_frame(HUMANS[h], "human", "", s[sel], "ab" if slot % 2 else "ba", sel=sel)
+    for judge, model in JUDGES.items():
+        diff = base_diff.copy()
+        if model:
+            diff = diff + 150 * (np.array(MODELS)[ia] == model) - 150 * (np.array(MODELS)[ib] == model)
+        if judge == "verbose":
+            diff = diff + 0.4 * (len_a - len_b)
+        p_a = 1 / (1 + 10 ** (-diff / 400))
+        for order in ("ab", "ba"):
+            s = verdict_strength(p_a, 0.05)
+            if judge == "positional":
+                first = rng.random(n) < 0.25
+                s = np.where(first, -2 if order == "ab" else 2, s)
+            noise = np.clip(p_a + rng.normal(0, 0.1, n), 0.01, 0.99)
+            pref_frame(judge, "judge", model, s, order, probs=(noise, np.zeros(n), 1 - noise))
+    # Ratings: the latent quality with noise on a 0-4 scale; three humans and every judge.
+    model_of = np.empty(2 * n, dtype=np.int64)
+    model_of[resp_a], model_of[resp_b] = ia, ib
+    quality = (TRUE_ELO[model_of] - 1000) / 120 + 2
+    resp_item = np.repeat(items, 2)
+    resp_len = np.empty(2 * n, dtype=np.int64)
+    resp_len[resp_a], resp_len[resp_b] = len_a, len_b
+    for attribute in ATTRIBUTES:
+        for rater, kind, model in [(f"h{k}r", "human", "") for k in range(3)] + [(j, "judge", m) for j, m in JUDGES.items()]:
+            value = np.clip(np.rint(quality + rng.normal(0, 0.9, 2 * n)), 0, 4).astype(np.int64)
+            k = 2 * n
+            frames.append(pd.DataFrame({
+                "protocol": "rating", "id": ids(k), "created_at": pd.Timestamp("2025-01-02"), "rater": f"{kind}:{rater}",
+                "kind": kind, "rater_model": model, "item": resp_item, "item_role": "task",
+                "response": np.arange(2 * n), "model": np.array(MODELS)[model_of], "length": resp_len,
+                "attribute": attribute, "value": value,
+            }))  # fmt: skip
+    return finish_table(pd.concat(frames, ignore_index=True))
+
+
+# --- the per-row Python baseline ---------------------------------------------------------
+
+
+def naive_report(rows: list[dict], rounds: int, seed: int) -> tuple[dict, float, float]:
+    """Same figures with dicts and loops; returns (figures, seconds for the point, seconds per
+    bootstrap round)."""
+    t0 = time.perf_counter()
+    point = _naive_figures(rows)
+    t_point = time.perf_counter() - t0
+    by_item: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_item[r["item"]].append(r)
+    items = list(by_item)
+    rnd = random.Random(seed)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        sample = rnd.choices(items, k=len(items))
+        resampled = []
+        for copy, it in enumerate(sample):
+            for r in by_item[it]:
+                resampled.append({**r, "pair": (r["pair"], copy) if r["protocol"] == "ranking" else r["pair"],
+                                  "response": (r["response"], copy)})  # fmt: skip
+        _naive_figures(resampled)
+    t_round = (time.perf_counter() - t0) / max(rounds, 1)
+    return point, t_point, t_round
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _naive_figures(rows: list[dict]) -> dict:
+    verdicts: dict[tuple, list[int]] = defaultdict(list)
+    orders: dict[tuple, dict[str, int]] = defaultdict(dict)
+    meta: dict = {}
+    kind: dict[str, str] = {}
+    scores: dict[tuple, float] = {}
+    for r in rows:
+        kind[r["rater"]] = r["kind"]
+        if r["protocol"] == "ranking":
+            v = _sign(r["strength"]) + 1
+            verdicts[(r["rater"], r["pair"])].append(v)
+            orders[(r["rater"], r["pair"])][r["shown_order"]] = v
+            meta[r["pair"]] = r
+        elif r["attribute"] == "helpfulness":
+            scores[(r["rater"], r["response"])] = r["value"]
+    combined = {k: (v[0] if min(v) == max(v) else 1) for k, v in verdicts.items()}
+    per_pair: dict = defaultdict(dict)
+    for (rater, p), v in combined.items():
+        per_pair[p][rater] = v
+    gold = {}
+    for p, vs in per_pair.items():
+        counts = [0, 0, 0]
+        for rater, v in vs.items():
+            if kind[rater] == "human":
+                counts[v] += 1
+        if sum(counts):
+            gold[p] = counts.index(max(counts))
+    out: dict = {"kappa": {}, "judge": {}, "position": {}, "consistency": {}, "length": {}, "self": {}}
+    raters = sorted(kind)
+    for i, a in enumerate(raters):
+        for b in raters[i + 1:]:
+            conf = [[0] * 3 for _ in range(3)]
+            for vs in per_pair.values():
+                if a in vs and b in vs:
+                    conf[vs[a]][vs[b]] += 1
+            n = sum(map(sum, conf))
+            if n:
+                po = sum(conf[k][k] for k in range(3)) / n
+                pe = sum(sum(conf[k]) * sum(row[k] for row in conf) for k in range(3)) / n / n
+                out["kappa"][(a, b)] = (po - pe) / (1 - pe) if pe < 1 else float("nan")
+    for rater in raters:
+        hits = n = lw = ln = own_w = own_n = cons = both = 0
+        for p, vs in per_pair.items():
+            if rater not in vs:
+                continue
+            v, m = vs[rater], meta[p]
+            if p in gold:
+                n += 1
+                hits += v == gold[p]
+            if v != 1 and m["len_a"] != m["len_b"]:
+                ln += 1
+                lw += (v == 0) == (m["len_a"] > m["len_b"])
+            model = "m0" if rater == "judge:m0-judge" else None
+            if model and (m["model_a"] == model) != (m["model_b"] == model):
+                own = 0 if m["model_a"] == model else 2
+                own_n += 1
+                own_w += 1 if v == own else 0.5 if v == 1 else 0
+            o = orders[(rater, p)]
+            if len(o) == 2:
+                cons += o["ab"] == o["ba"]
+                both += 1
+            sa, sb = scores.get((rater, m["response_a"])), scores.get((rater, m["response_b"]))
+            if sa is not None and sb is not None:
+                out["consistency"].setdefault(rater, []).append(_sign(sb - sa) + 1 == v)
+        out["judge"][rater] = hits / n if n else None
+        out["length"][rater] = lw / ln if ln else None
+        out["self"][rater] = own_w / own_n if own_n else None
+        out["position"][rater] = cons / both if both else None
+    # Bradley-Terry by MM over the human comparisons.
+    wins: dict = defaultdict(float)
+    for (rater, p), v in combined.items():
+        if kind[rater] == "human":
+            m = meta[p]
+            wins[(m["model_a"], m["model_b"])] += 1 if v == 0 else 0.5 if v == 1 else 0
+            wins[(m["model_b"], m["model_a"])] += 1 if v == 2 else 0.5 if v == 1 else 0
+    models = sorted({a for a, _ in wins})
+    strength = {m: 1.0 for m in models}
+    for _ in range(200):
+        new = {}
+        for i in models:
+            w = sum(wins[(i, j)] for j in models if j != i)
+            d = sum((wins[(i, j)] + wins[(j, i)]) / (strength[i] + strength[j]) for j in models if j != i)
+            new[i] = w / d if d else strength[i]
+        g = math.exp(sum(math.log(x) for x in new.values()) / len(new))
+        strength = {m: x / g for m, x in new.items()}
+    out["elo"] = {m: 400 * math.log10(x) + 1000 for m, x in strength.items()}
+    return out
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=math.ceil(1_000_000 / PER_ITEM))
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--baseline-fraction", type=int, default=50)
+    parser.add_argument("--baseline-rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    table = synthetic_table(args.items)
+    print(f"synthetic table: {len(table):,} annotations over {args.items:,} items "
+          f"({time.perf_counter() - t0:.1f} s to build, {table.memory_usage(deep=True).sum() / 1e6:.0f} MB)")  # fmt: skip
+
+    opts = ReportOptions(rounds=args.rounds, seed=0, details=True)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    report = report_from_table(table, opts)
+    seconds = time.perf_counter() - t0
+    json.dumps(report)
+    tracemalloc.start()
+    report_from_table(table, opts)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak_mb = peak / 1e6
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"report: {seconds:.2f} s, peak {peak_mb:.0f} MB allocated during the report (tracemalloc; "
+          f"process max RSS {rss1:.0f} MB, {rss0:.0f} MB before the report)")  # fmt: skip
+
+    # Planted effects recovered?
+    board = report["leaderboard"]["humans"]["bradley_terry"]
+    order = [row["model"] for row in board]
+    sp = {r["judge"]: r for r in report["self_preference"]}["judge:m0-judge"]
+    pos = {r["judge"]: r for r in report["position"]}
+    length = {r["rater"]: r for r in report["length"]}
+    print(f"human Bradley-Terry order {order} (planted {MODELS}); Kendall tau vs ratings "
+          f"{report['leaderboard']['humans']['kendall_tau']:.3f}")  # fmt: skip
+    print(f"m0-judge DBG {sp['dbg']:.3f} CI {sp['dbg_ci']} (planted > 0); positional consistency "
+          f"{pos['judge:positional']['consistency']:.3f} (planted: below plain), plain {pos['judge:plain']['consistency']:.3f}")  # fmt: skip
+    print(f"verbose longer-wins {length['judge:verbose']['longer_wins_rate']:.3f} vs gold "
+          f"{length['judge:verbose']['gold_longer_wins_rate']:.3f}")  # fmt: skip
+    if not (order == MODELS and sp["dbg"] > 0):
+        print("WARNING: a planted effect was not recovered")
+
+    # Baseline on a subsample of items, extrapolated.
+    frac = args.baseline_fraction
+    sub = table[table["item"] < args.items // frac]
+    rows = sub.astype(object).where(sub.notna(), None).to_dict("records")
+    _, t_point, t_round = naive_report(rows, args.baseline_rounds, seed=0)
+    scale = len(table) / len(sub)
+    baseline = (t_point + args.rounds * t_round) * scale
+    print(f"baseline (per-row Python): {len(sub):,} annotations: {t_point:.2f} s for the figures, "
+          f"{t_round:.2f} s per bootstrap round; extrapolated x{scale:.1f} rows and {args.rounds} rounds "
+          f"= {baseline:,.0f} s")  # fmt: skip
+    print(json.dumps({"annotations": len(table), "seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1),
+                      "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
