@@ -196,3 +196,29 @@ def test_redoc_page_loads_nothing_from_outside(client, researcher):
     page = client.get("/api/redoc/")
     assert page.status_code == 200
     assert "googleapis" not in page.content.decode() and "https://" not in page.content.decode()
+
+
+def test_helpsteer2_layouts_import(tmp_path: Path):
+    hs2 = _write_jsonl(tmp_path / "hs2.jsonl", [
+        {"prompt": "P1", "response": "R1", "helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 2},
+        {"prompt": "P1", "response": "R2", "helpfulness": 1, "correctness": 1, "coherence": 3, "complexity": 1, "verbosity": 0},
+    ])
+    result = import_files(project_name="hs2", fmt="helpsteer2", paths=[hs2])
+    assert result.counts == {"items": 1, "responses": 2, "pairs": 1, "ratings": 10, "preferences": 0}
+    r1 = Response.objects.get(item__project=result.project, text="R1")
+    assert {r.attribute.name: r.value for r in r1.ratings.all()}["correctness"] == 4
+    pref = _write_jsonl(tmp_path / "pref.jsonl", [
+        {"split": "train", "prompt": "P1", "response_1": "R1", "response_2": "R2", "preference_strength": -2,
+         "preference_statement": "@Response 1 is better.", "preference_elaboration": "It is correct.",
+         "three_most_similar_preferences": [], "all_preferences_unprocessed": []},
+    ])
+    result = import_files(project_name="hs2p", fmt="helpsteer2-preference", paths=[pref])
+    stored = Preference.objects.get(pair__item__project=result.project)
+    assert stored.strength == -2 and stored.pair.response_a.text == "R1"
+    assert stored.justification.startswith("@Response 1 is better.")
+    assert stored.pair.item.metadata["split"] == "train"
+    bad = _write_jsonl(tmp_path / "badpref.jsonl", [
+        {"prompt": "P", "response_1": "a", "response_2": "b", "preference_strength": 4},
+    ])
+    with pytest.raises(ImportFileError, match=r"badpref.jsonl:1 \(field 'strength'\).*-3..3"):
+        import_files(project_name="hs2p", fmt="helpsteer2-preference", paths=[bad])
