@@ -44,7 +44,7 @@ def bars_with_intervals(
     0.5 = no position bias, 0 = no self-preference)."""
     label_w, plot_w, row_h, top = 190, 380, 26, 28
     height = top + row_h * max(len(bars), 1) + 24
-    width = label_w + plot_w + 110
+    width = label_w + plot_w + 220
 
     def x(v: float) -> float:
         v = min(max(v, lo), hi)
@@ -103,17 +103,19 @@ def heatmap(
     values = [v for row in matrix for v in row if v is not None]
     lo = min(values, default=0.0) if vmin is None else vmin
     hi = max(values, default=1.0) if vmax is None else vmax
-    cell, label_w, top = 56, 150, 48
-    width = label_w + cell * len(cols) + 10
+    cell, label_w, top = 56, 150, 96
+    width = label_w + cell * len(cols) + 80
     height = top + cell * len(rows) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" {FONT}>']  # fmt: skip
     if title:
         parts.append(f'<text x="0" y="16" font-weight="600">{escape(title)}</text>')
     if col_title:
-        parts.append(f'<text x="{label_w + cell * len(cols) / 2}" y="32" text-anchor="middle" fill="{MUTED}">{escape(col_title)}</text>')
+        parts.append(f'<text x="{label_w + cell * len(cols) / 2}" y="30" text-anchor="middle" fill="{MUTED}">{escape(col_title)}</text>')
     for j, c in enumerate(cols):
-        parts.append(f'<text x="{label_w + cell * j + cell / 2}" y="{top - 4}" text-anchor="middle">{escape(_short(c))}</text>')
+        # Column labels slanted so long rater names do not run into each other.
+        cx, cy = label_w + cell * j + cell / 2, top - 6
+        parts.append(f'<text x="{cx}" y="{cy}" transform="rotate(-35 {cx} {cy})">{escape(_short(c, 16))}</text>')
     for i, r in enumerate(rows):
         y = top + cell * i
         parts.append(f'<text x="{label_w - 6}" y="{y + cell / 2 + 4}" text-anchor="end">{escape(_short(r, 22))}</text>')
