@@ -1,6 +1,9 @@
 """Any OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server): chat completions.
 
-Verdicts come from `logprobs`/`top_logprobs` at the token after the cue "[[" when the server
+Without a rationale, the answer is prefilled with the cue "[[" as a final assistant message
+(`continue_final_message`, as vLLM names it; llama.cpp's server continues a trailing assistant
+message too), so the verdict is the first token the server writes, as in the transformers
+backend. Verdicts come from `logprobs`/`top_logprobs` at the token after the cue when the server
 returns them; otherwise the verdict is parsed from the text and the result says so
 (`source="text"`, a note, no probabilities). Requests go out concurrently: the server batches.
 """
@@ -20,7 +23,7 @@ from .base import BackendConfig, Decoding, GenerateResult, Message, ScoreRequest
 
 TOP_LOGPROBS = 20
 # Tokens allowed for the answer itself ("[[", the label, "]]") when no rationale comes first.
-ANSWER_TOKENS = 8
+ANSWER_TOKENS = 4
 TEXT_FALLBACK_NOTE = "server returned no logprobs: verdict parsed from the text"
 
 
@@ -57,24 +60,30 @@ class OpenAIBackend:
 
     def _score_one(self, request: ScoreRequest, decoding: Decoding) -> ScoreResult:
         started = time.perf_counter()
+        prefill = not decoding.rationale
+        messages = list(request.messages)
+        if prefill:
+            messages.append({"role": "assistant", "content": request.cue})
         body = {
             "model": self.config.model_ref,
-            "messages": list(request.messages),
+            "messages": messages,
             "max_tokens": ANSWER_TOKENS + (decoding.rationale_tokens if decoding.rationale else 0),
             "temperature": decoding.temperature,
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
         }
+        if prefill:
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         try:
             payload = self._post(body)
         except ValueError as exc:
             return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
         latency_ms = int((time.perf_counter() - started) * 1000)
         choice = payload["choices"][0]
-        text = choice.get("message", {}).get("content") or ""
+        text = (request.cue if prefill else "") + (choice.get("message", {}).get("content") or "")
         tokens = ((choice.get("logprobs") or {}).get("content")) or []
         if tokens and all("top_logprobs" in t for t in tokens):
-            result = read_logprobs(tokens, request)
+            result = read_logprobs(tokens, request, prefilled=prefill)
         else:
             result = read_text(text, request)
         result.raw_text, result.latency_ms = text, latency_ms
@@ -97,9 +106,9 @@ class OpenAIBackend:
             return list(pool.map(one, prompts))
 
 
-def read_logprobs(tokens: list[dict], request: ScoreRequest) -> ScoreResult:
+def read_logprobs(tokens: list[dict], request: ScoreRequest, *, prefilled: bool = False) -> ScoreResult:
     """Probabilities of the labels at the first token written right after the last cue."""
-    text = ""
+    text = request.cue if prefilled else ""
     answer_at = None
     for i, token in enumerate(tokens):
         if text.endswith(request.cue):
