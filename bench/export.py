@@ -156,6 +156,18 @@ def run_in_memory(out: Path) -> int:
     return len(rows)
 
 
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS. Not getrusage's ru_maxrss: Linux carries that over
+    from the parent across exec, so a child would report the orchestrator's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, traced: bool, url: str) -> None:
     _setup_django(url)
     out = Path(tempfile.mkdtemp(prefix="bench-export-")) / "pref.jsonl"
@@ -168,7 +180,7 @@ def child(mode: str, traced: bool, url: str) -> None:
     peak = tracemalloc.get_traced_memory()[1] if traced else 0
     print(json.dumps({
         "rows": rows, "seconds": seconds, "traced_peak_mb": peak / 2**20,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "bytes": out.stat().st_size,
+        "rss_mb": _peak_rss_mb(), "bytes": out.stat().st_size,
     }))
     out.unlink()
 

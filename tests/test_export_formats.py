@@ -210,3 +210,15 @@ def test_stream_matches_file_export(export_project, tmp_path):
     lists = export_stream(project=export_project, options=ExportOptions("helpsteer2"), part="disagreements")
     assert lists.filename.endswith(".disagreements.jsonl")
     assert b"[4, 0, 3, 4, 2]" in b"".join(lists.chunks)
+
+
+
+def test_item_batches_do_not_change_the_output(export_project):
+    from exports.formats import helpsteer2_preference_rows
+    from exports.selectors import pair_records
+
+    filters = ExportFilters()
+    one_by_one = list(helpsteer2_preference_rows(pair_records(export_project, filters, batch=1), filters))
+    whole = list(helpsteer2_preference_rows(pair_records(export_project, filters), filters))
+    assert one_by_one == whole
+    assert [r["prompt"] for r in whole] == ["Prompt i1?", "Prompt i2?", "Prompt i3?", "Prompt i4?"]
