@@ -382,6 +382,9 @@ class Assignment(models.Model):
             models.Index(fields=["status", "expires_at"]),
             # Undo and the dashboard read a rater's newest completed assignments.
             models.Index(fields=["rater", "project", "completed_at"]),
+            # The claim's per-task count of live assignments: one index probe per candidate.
+            models.Index(fields=["response", "status", "expires_at"]),
+            models.Index(fields=["pair", "status", "expires_at"]),
         ]
 
     def __str__(self) -> str:
