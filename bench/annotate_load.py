@@ -1,15 +1,16 @@
 """Load on the annotator queue: N concurrent annotators against gunicorn + PostgreSQL.
 
-    python bench/annotate_load.py [--annotators 50] [--seconds 40] [--think-ms 250]
+    python bench/annotate_load.py [--annotators 50] [--seconds 40] [--think-ms 1000]
 
 Creates its own database (`concordance_bench_load`, dropped and re-made each run) on the
 PostgreSQL at $BENCH_PG (default postgres://postgres@127.0.0.1:5432), migrates it, makes a
 project with users and API tokens, starts gunicorn on a free port, and drives each annotator
 as a thread with its own keep-alive connection through the REST queue: next task, think,
 submit; a few submits are replayed on purpose (a double click), which must store nothing new.
-Each annotator thinks `--think-ms` (uniform 0.5x-1.5x) between requests: about 20x faster
-than a person works, so the load is far above what 50 people make. `--think-ms 0` is a
-saturation run (throughput, not latency).
+Each annotator thinks `--think-ms` (uniform 0.5x-1.5x) between requests, 1 s by default: a
+task every ~2 s per annotator, where a person takes 10-60 s, so the load is well above what 50
+people make. Lower it (250, 0) for a stress or saturation run (throughput, not latency).
+Server threads are warmed up untimed first, and annotators arrive within one think time.
 
 Afterwards the database is checked: every acknowledged submit must have its rows (lost), no
 task or submit may have more rows than it should (duplicated), and no task may have more done
@@ -43,10 +44,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=40.0, help="stop claiming after this long")
-    parser.add_argument("--think-ms", type=float, default=250.0)
+    parser.add_argument("--think-ms", type=float, default=1000.0)
     parser.add_argument("--items", type=int, default=400, help="items of 3 responses and 3 pairs each")
     parser.add_argument("--overlap", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--replay-rate", type=float, default=0.05)
     return parser.parse_args()
@@ -178,6 +179,7 @@ class Annotator(threading.Thread):
         self.acknowledged: list[tuple[str, int | None, str]] = []  # (protocol, rating-response id, view key)
         self.errors: Counter = Counter()
         self.replays_stored = 0
+        self.timeline: list[tuple[float, str, float]] = []
         self.conn: http.client.HTTPConnection | None = None
 
     def call(self, kind: str, path: str, body: dict) -> tuple[int, dict]:
@@ -199,6 +201,7 @@ class Annotator(threading.Thread):
                 continue
             if kind:
                 self.latencies[kind].append((time.perf_counter() - started) * 1000)
+                self.timeline.append((started, kind, (time.perf_counter() - started) * 1000))
             return response.status, (json.loads(data) if data else {})
         raise RuntimeError("unreachable")
 
@@ -208,6 +211,8 @@ class Annotator(threading.Thread):
 
     def run(self) -> None:
         try:
+            # People do not all press "start" in the same millisecond: arrive within one think time.
+            time.sleep(self.rng.uniform(0, self.args.think_ms) / 1000)
             while time.time() < self.stop_at:
                 status, body = self.call("next", f"/api/projects/{self.project_id}/queue/next/", {})
                 if status != 200:
@@ -238,6 +243,25 @@ class Annotator(threading.Thread):
         finally:
             if self.conn is not None:
                 self.conn.close()
+
+
+def warm_up(port: int, project_id: int, requests: int) -> None:
+    """Untimed requests through every server thread first: imports, URL resolver and one
+    persistent database connection per thread are set up before the clock starts."""
+
+    def hit() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(3):
+            conn.request("POST", f"/api/projects/{project_id}/queue/next/", "{}",
+                         {"Authorization": "Token warmup-none", "Content-Type": "application/json"})
+            conn.getresponse().read()
+        conn.close()
+
+    threads = [threading.Thread(target=hit) for _ in range(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -290,6 +314,7 @@ def main() -> None:
     print(f"gunicorn: {args.workers} workers x {args.threads} threads on 127.0.0.1:{port} (started by this script)")
     server = start_gunicorn(args, port)
     try:
+        warm_up(port, project_id, args.workers * args.threads)
         stop_at = time.time() + args.seconds
         annotators = [
             Annotator(name=name, token=token, port=port, project_id=project_id, args=args, stop_at=stop_at, seed=n)
@@ -306,6 +331,9 @@ def main() -> None:
         server.wait(timeout=30)
 
     checks = verify(project_id, annotators, args.overlap)
+    if os.environ.get("BENCH_TIMELINE"):
+        slow = sorted((t - started, k, ms) for a in annotators for t, k, ms in a.timeline if ms > 300)
+        print("slow requests (offset s, kind, ms):", [(round(o, 1), k, round(ms)) for o, k, ms in slow[:40]])
     next_ms = [x for a in annotators for x in a.latencies["next"]]
     submit_ms = [x for a in annotators for x in a.latencies["submit"]]
     errors = sum(sum(a.errors.values()) for a in annotators)
