@@ -1,0 +1,99 @@
+"""Run pages (htmx progress that stops with 286, cancel, resume) and the judges/runs API."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+from test_judge_fixtures import make_project, tiny_model_dir  # noqa: F401  (fixture)
+
+from judges import services
+from judges.models import Judge, Judgment, Run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def judged_project(researcher):
+    project = make_project(name="Paged", items=1)
+    project.members.add(researcher)
+    return project
+
+
+@pytest.fixture
+def tiny_judge(tiny_model_dir):  # noqa: F811
+    return services.judge_create(name="tiny-pages", model_ref=str(tiny_model_dir))
+
+
+def test_runs_page_lists_runs_and_starts_one(client, researcher, judged_project, tiny_judge):
+    client.force_login(researcher)
+    url = reverse("judges:runs", kwargs={"project_id": judged_project.pk})
+    assert client.get(url).status_code == 200
+    response = client.post(url, {"judge": tiny_judge.pk, "kind": "judge", "protocols": ["ranking"]})
+    run = Run.objects.get(project=judged_project)
+    assert response.status_code == 302 and response["Location"] == reverse("judges:run", kwargs={"run_id": run.pk})
+    assert run.total == 2 and run.created_by == researcher
+    assert f"#{run.pk}" in client.get(url).content.decode()
+
+
+def test_progress_polls_until_the_run_is_done_then_answers_286(client, researcher, judged_project, tiny_judge):
+    client.force_login(researcher)
+    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    progress = reverse("judges:run-progress", kwargs={"run_id": run.pk})
+    page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
+    assert 'id="run-progress"' in page and 'hx-trigger="every 2s"' in page
+    assert client.get(progress).status_code == 200
+    services.judgments_process(run_id=run.pk, judgment_ids=list(run.judgments.values_list("id", flat=True)))
+    done = client.get(progress)
+    assert done.status_code == 286 and "hx-trigger" not in done.content.decode()
+    assert "2 / 2" in done.content.decode()
+
+
+def test_cancel_and_resume_from_the_run_page(client, researcher, judged_project, tiny_judge):
+    client.force_login(researcher)
+    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    client.post(reverse("judges:run-cancel", kwargs={"run_id": run.pk}))
+    assert Run.objects.get(pk=run.pk).status == "cancelled"
+    client.post(reverse("judges:run-resume", kwargs={"run_id": run.pk}))
+    assert Run.objects.get(pk=run.pk).status == "running"
+
+
+def test_annotators_cannot_see_runs(client, annotator, judged_project, tiny_judge):
+    judged_project.members.add(annotator)
+    client.force_login(annotator)
+    assert client.get(reverse("judges:runs", kwargs={"project_id": judged_project.pk})).status_code == 403
+    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    assert client.get(reverse("judges:run", kwargs={"run_id": run.pk})).status_code == 403
+
+
+def test_api_judges_crud_and_runs_start_list_cancel(researcher, judged_project, tiny_model_dir):  # noqa: F811
+    api = APIClient()
+    api.force_authenticate(researcher)
+    created = api.post("/api/judges/", {"name": "api-judge", "model_ref": str(tiny_model_dir),
+                                        "response_model": "tiny"}, format="json")
+    assert created.status_code == 201, created.data
+    judge_id = created.data["id"]
+    assert api.get("/api/judges/").data["count"] == 1
+    patched = api.patch(f"/api/judges/{judge_id}/", {"rationale": True}, format="json")
+    assert patched.status_code == 200 and patched.data["rationale"] is True
+
+    started = api.post("/api/runs/", {"judge": judge_id, "project": judged_project.pk, "protocols": ["ranking"]},
+                       format="json")
+    assert started.status_code == 201, started.data
+    run_id = started.data["id"]
+    assert started.data["total"] == 2 and started.data["progress"]["pending"] == 2
+    listed = api.get(f"/api/runs/?project={judged_project.pk}").data
+    assert [r["id"] for r in listed["results"]] == [run_id]
+    assert api.post(f"/api/runs/{run_id}/cancel/").data["status"] == "cancelled"
+    assert api.post(f"/api/runs/{run_id}/resume/").data["status"] == "running"
+    assert Judgment.objects.filter(run_id=run_id).count() == 2
+
+    assert api.delete(f"/api/judges/{judge_id}/").status_code == 204
+    assert not Judge.objects.filter(pk=judge_id).exists()
+
+
+def test_api_refuses_annotators(annotator):
+    api = APIClient()
+    api.force_authenticate(annotator)
+    assert api.get("/api/judges/").status_code == 403
+    assert api.get("/api/runs/").data["count"] == 0
