@@ -135,22 +135,27 @@ def ratings_submit(
     unknown = sorted(set(values) - set(attributes))
     if unknown:
         raise ValidationError(f"Unknown attribute(s) for this project: {', '.join(unknown)}.", field=unknown[0])
-    stored: list[Rating] = []
-    with transaction.atomic():
-        for name, value in values.items():
-            attribute = attributes[name]
-            validate_rating_value(attribute=attribute, value=value)
-            rating, _ = Rating.objects.update_or_create(
-                rater=rater, response=response, attribute=attribute,
-                defaults={
-                    "value": value,
-                    "time_on_task_ms": time_on_task_ms,
-                    "probabilities": (probabilities or {}).get(name),
-                    "expected_value": (expected_values or {}).get(name),
-                },
-            )
-            stored.append(rating)
-    return stored
+    rows = []
+    for name, value in values.items():
+        attribute = attributes[name]
+        validate_rating_value(attribute=attribute, value=value)
+        rows.append(Rating(
+            rater=rater, response=response, attribute=attribute, value=value,
+            time_on_task_ms=time_on_task_ms,
+            probabilities=(probabilities or {}).get(name),
+            expected_value=(expected_values or {}).get(name),
+        ))
+    # One upsert for all attributes (a per-attribute update_or_create cost two queries and a
+    # savepoint each); the unique constraint is the conflict target, so a replay updates.
+    Rating.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["rater", "response", "attribute"],
+        update_fields=["value", "time_on_task_ms", "probabilities", "expected_value", "updated_at"],
+    )
+    return list(
+        Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)).order_by("attribute__position")
+    )
 
 
 def preference_submit(
