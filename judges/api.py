@@ -105,6 +105,7 @@ class JudgeDetailApi(APIView):
             raise _invalid(exc) from exc
         return Response(JudgeOutput(judge).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, judge_id: int) -> Response:
         _researcher(request)
         judge = get_object_or_404(Judge, pk=judge_id)
