@@ -8,6 +8,8 @@ stored order the annotator is not meant to see).
 from __future__ import annotations
 
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -74,6 +76,7 @@ def task_payload(assignment: Assignment, project: Project) -> dict:
 class QueueNextApi(APIView):
     """Claim (or resume) the caller's next task in a project. POST: it holds a task."""
 
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim or resume the next task")
     def post(self, request: Request, project_id: int) -> ApiResponse:
         project = project_get_for_user(request.user, project_id)
         rater = rater_for_user(user=request.user)
@@ -87,15 +90,17 @@ class QueueNextApi(APIView):
 
 
 class QueueSubmitApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class QueueSubmitInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField()
         values = serializers.DictField(child=serializers.IntegerField(), required=False)
         shown_strength = serializers.IntegerField(required=False)
         justification = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
         time_on_task_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True)
 
+    @extend_schema(request=QueueSubmitInputSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+                   summary="Submit a rating or ranking for a claimed task (idempotent per view_key)")
     def post(self, request: Request) -> ApiResponse:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.QueueSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         rater = rater_for_user(user=request.user)
@@ -122,12 +127,13 @@ class QueueSubmitApi(APIView):
 
 
 class QueueSkipApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class QueueSkipInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField()
         reason = serializers.CharField(max_length=2000)
 
+    @extend_schema(request=QueueSkipInputSerializer, responses={200: OpenApiTypes.OBJECT}, summary="Skip a claimed task with a reason")
     def post(self, request: Request) -> ApiResponse:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.QueueSkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             assignment_skip(rater=rater_for_user(user=request.user), **serializer.validated_data)
@@ -137,12 +143,13 @@ class QueueSkipApi(APIView):
 
 
 class QueueUndoApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class QueueUndoInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField(required=False, allow_null=True)
 
+    @extend_schema(request=QueueUndoInputSerializer, responses={200: OpenApiTypes.OBJECT}, summary="Undo the newest submission")
     def post(self, request: Request, project_id: int) -> ApiResponse:
         project = project_get_for_user(request.user, project_id)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.QueueUndoInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             with transaction.atomic():

@@ -175,6 +175,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Same field name, different choice sets across apps: name each enum explicitly.
+    "ENUM_NAME_OVERRIDES": {
+        "RaterKindEnum": "annotate.models.Rater.Kind",
+        "RunKindEnum": "judges.models.Run.Kind",
+        "ProjectProtocolsEnum": "annotate.models.Project.Protocols",
+    },
 }
 
 # Celery. Without CELERY_BROKER_URL tasks travel through kombu's filesystem transport: a real
