@@ -85,7 +85,9 @@ def home(request: HttpRequest) -> HttpResponse:
                 "exports_url": _url_or_none("exports:project", project.pk) if researcher else None,
             }
         )
-    return render(request, "annotate/home.html", {"rows": rows, "role": user_role(request.user)})
+    return render(
+        request, "annotate/home.html", {"rows": rows, "role": user_role(request.user), "researcher": researcher}
+    )
 
 
 def _as_int(value: object) -> int | None:
