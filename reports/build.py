@@ -26,6 +26,7 @@ from .metrics.agreement import (
     fleiss_unit_stats,
     krippendorff_from_coincidences,
     percent_from_confusion,
+    rank_correlations_from_table,
 )
 from .metrics.bootstrap import Estimate, Resampler, per_unit_sums
 from .metrics.classification import SCORES, score_against_gold
@@ -305,6 +306,7 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
             fleiss = boot.estimate(per_unit, fleiss_from_sums, n=int(keep.sum()))
 
     alphas = _krippendorff(ratings, verdicts, shown, raters, boot)
+    scores = _score_correlations(ratings, shown, boot)
 
     def render() -> dict:
         return {
@@ -323,6 +325,19 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
             "fleiss_kappa": _val(fleiss),
             "krippendorff_alpha": {name: _val(levels["ordinal" if name != "preference" else "nominal"])
                                    for name, levels in alphas.items()},  # fmt: skip
+            "scores": [
+                {
+                    "rater_a": a,
+                    "rater_b": b,
+                    "attribute": attribute,
+                    "n": est.n,
+                    "spearman": _val(est, 0),
+                    "kendall_tau_b": _val(est, 1),
+                    "ci_spearman": _ci(est, 0),
+                    "ci_kendall": _ci(est, 1),
+                }
+                for a, b, attribute, est in scores
+            ],
         }
 
     def details() -> dict:
@@ -347,6 +362,54 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
         }
 
     return _Section(render, details)
+
+
+def _score_correlations(
+    ratings: pd.DataFrame, shown: list[str], boot: Resampler
+) -> list[tuple[str, str, str, _Slice]]:
+    """Spearman's rho and Kendall's tau-b between every two raters shown, per attribute, over the
+    responses both rated. Each rater pair's figure is a function of its contingency table of
+    scores (agreement.rank_correlations_from_table), so all pairs of an attribute are one batched
+    estimate on the shared bootstrap, like the kappas. Pairs with fewer than two common responses
+    are left out (no correlation is defined)."""
+    out: list[tuple[str, str, str, _Slice]] = []
+    r = ratings[ratings["rater"].isin(shown)]
+    if r.empty:
+        return out
+    n_r = len(shown)
+    for attribute, grp in r.groupby("attribute", sort=False):
+        # One score per rater and response (the latest row wins should a rater have two).
+        grp = grp.drop_duplicates(["rater", "response"], keep="last")
+        domain = np.unique(grp["value"].to_numpy())
+        v = len(domain)
+        left = pd.DataFrame({
+            "u": grp["response"].to_numpy(),
+            "r": pd.Categorical(grp["rater"], categories=shown).codes.astype(np.int64),
+            "v": np.searchsorted(domain, grp["value"].to_numpy()),
+            "item": grp["item"].to_numpy(),
+        })  # fmt: skip
+        co = left.merge(left[["u", "r", "v"]], on="u", suffixes=("a", "b"))
+        co = co[co["ra"] < co["rb"]]
+        if co.empty:
+            continue
+        group = co["ra"].to_numpy() * n_r + co["rb"].to_numpy()
+        groups, group_codes, sizes = np.unique(group, return_inverse=True, return_counts=True)
+        cell = group_codes * (v * v) + co["va"].to_numpy() * v + co["vb"].to_numpy()
+        # Only observed cells become bootstrap columns (a wide scale would make V*V mostly empty).
+        cells, cell_codes = np.unique(cell, return_inverse=True)
+        per_unit = per_unit_sums(co["item"].to_numpy(), cell_codes, 1.0, n_units=boot.n_units, width=len(cells))
+        n_groups = len(groups)
+
+        def statistic(s: np.ndarray, cells=cells, n_groups=n_groups, v=v) -> np.ndarray:
+            table = np.zeros((*s.shape[:-1], n_groups * v * v))
+            table[..., cells] = s
+            return rank_correlations_from_table(table.reshape(*s.shape[:-1], n_groups, v, v))
+
+        est = boot.estimate(per_unit, statistic, n=len(co))
+        for g, code in enumerate(groups):
+            if sizes[g] >= 2:
+                out.append((shown[code // n_r], shown[code % n_r], str(attribute), _Slice(est, g, int(sizes[g]))))
+    return out
 
 
 def _krippendorff(

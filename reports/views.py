@@ -116,6 +116,7 @@ def _agreement(report: dict) -> dict:
         "pairs": pairs,
         "pair_details": report["details"]["agreement_pairs"],
         "alphas": report["details"]["krippendorff_alpha"],
+        "scores": report["agreement"]["scores"],
         "judges": judges,
         "judge_chart": charts.bars_with_intervals(
             [_bar(j["judge"], j["accuracy"], j["ci"], f"n={j['n']}") for j in judges],

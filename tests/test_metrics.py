@@ -6,7 +6,7 @@ import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import optimize
+from scipy import optimize, stats
 from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 
 from reports.metrics.agreement import (
@@ -15,6 +15,8 @@ from reports.metrics.agreement import (
     kendall_tau_b,
     krippendorff_alpha,
     percent_agreement,
+    rank_correlations,
+    rank_correlations_from_table,
     spearman_rho,
 )
 from reports.metrics.bootstrap import Resampler, per_unit_sums, ratio
@@ -96,6 +98,39 @@ def test_rank_correlations_on_ties():
     assert spearman_rho(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
     # tau-b by hand over the 21 pairs: concordant 15, discordant 2, tied in a only 2, in b only 2.
     assert kendall_tau_b(a, b) == pytest.approx((15 - 2) / np.sqrt((15 + 2 + 2) * (15 + 2 + 2)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_correlations_from_the_score_table_equal_scipy(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 80))
+    a = rng.integers(0, 5, n)
+    b = np.clip(a + rng.integers(-2, 3, n), 1, 7)  # different scales, many ties
+    rho, tau = rank_correlations(a, b)
+    assert rho == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert tau == pytest.approx(stats.kendalltau(a, b, variant="b").statistic, abs=1e-12)
+
+
+def test_rank_correlations_undefined_for_a_constant_rater():
+    rho, tau = rank_correlations(np.array([2, 2, 2]), np.array([1, 2, 3]))
+    assert np.isnan(rho) and np.isnan(tau)
+
+
+def test_rank_correlation_bootstrap_equals_scipy_on_the_resampled_rows():
+    # A resample is the table of multiplicity-weighted counts: equal to scipy on the rows drawn.
+    rng = np.random.default_rng(5)
+    items = np.arange(30)
+    a = rng.integers(0, 5, 30)
+    b = np.clip(a + rng.integers(-1, 2, 30), 0, 4)
+    boot = Resampler(n_units=30, rounds=20, seed=2)
+    per_unit = per_unit_sums(items, a * 5 + b, 1.0, n_units=30, width=25)
+    est = boot.estimate(per_unit, lambda s: rank_correlations_from_table(s.reshape(*s.shape[:-1], 5, 5)), n=30)
+    boot.run()
+    w = boot.weights(20, np.random.default_rng(2)).astype(int)
+    for k in range(20):
+        rows = np.repeat(items, w[k])
+        assert est.samples[k, 0] == pytest.approx(stats.spearmanr(a[rows], b[rows]).statistic, abs=1e-12)
+        assert est.samples[k, 1] == pytest.approx(stats.kendalltau(a[rows], b[rows], variant="b").statistic, abs=1e-12)
 
 
 # --- verdicts and gold -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
@@ -93,7 +94,7 @@ def test_api_returns_the_issue_shape(researcher, annotator, filled):
     api.force_authenticate(researcher)
     data = api.get(reverse("api-project-report", args=[filled.pk]), {"rounds": 20}).json()
     assert tuple(data) == TOP_LEVEL
-    assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha"}
+    assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha", "scores"}
     assert set(data["agreement"]["pairs"][0]) == {
         "rater_a", "rater_b", "n", "percent", "cohen_kappa", "cohen_kappa_quadratic", "ci"
     }  # fmt: skip
@@ -140,3 +141,56 @@ def test_management_command_json_and_csv(filled):
     call_command("report", str(filled.pk), "--format", "csv", "--rounds", "10", stdout=out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert {r["section"] for r in rows} >= {"agreement", "judge_vs_gold", "position", "leaderboard"}
+
+
+@pytest.fixture
+def scored(project):
+    """Two humans and a judge score 10 responses on two attributes; some scores are missing,
+    so each rater pair and attribute has its own set of responses both rated."""
+    raters = [Rater.objects.create(kind="human", name="s1"), Rater.objects.create(kind="human", name="s2"),
+              Rater.objects.create(kind="judge", name="scorer")]  # fmt: skip
+    attrs = {name: project.attributes.get(name=name) for name in ("helpfulness", "correctness")}
+    values = {
+        "helpfulness": [[4, 3, 3, 2, 0, 1, 4, 2, 2, None], [3, 3, 4, 1, 0, 2, 4, None, 2, 1],
+                        [2, 2, 4, 1, 1, 1, 3, 0, 3, 2]],
+        "correctness": [[1, 1, 1, 2, 0, 3, 4, 4, 2, 2], [0, 1, 2, 2, 1, 3, 3, 4, 1, None],
+                        [None, 4, 3, 3, 0, 2, 2, 1, 4, 0]],
+    }  # fmt: skip
+    for i in range(10):
+        item = Item.objects.create(project=project, external_id=f"s{i}", prompt=f"p{i}")
+        response = Response.objects.create(item=item, external_id="a", text="x" * (5 + i), model=MODELS[i % 3])
+        for name, per_rater in values.items():
+            for rater, row in zip(raters, per_rater, strict=True):
+                if row[i] is not None:
+                    Rating.objects.create(rater=rater, response=response, attribute=attrs[name], value=row[i])
+    return project, values
+
+
+def test_score_correlations_per_rater_pair_and_attribute_equal_scipy(researcher, scored):
+    from scipy import stats
+
+    project, values = scored
+    api = APIClient()
+    api.force_authenticate(researcher)
+    data = api.get(reverse("api-project-report", args=[project.pk]), {"rounds": 200}).json()
+    rows = {(r["rater_a"], r["rater_b"], r["attribute"]): r for r in data["agreement"]["scores"]}
+    names = ["human:s1", "human:s2", "judge:scorer"]
+    assert len(rows) == 6
+    assert {r["n"] for r in rows.values()} == {8, 9}  # missing scores drop responses pair by pair
+    for attribute, per_rater in values.items():
+        for i, j in [(0, 1), (0, 2), (1, 2)]:
+            row = rows[(names[i], names[j], attribute)]
+            both = [(x, y) for x, y in zip(per_rater[i], per_rater[j], strict=True) if x is not None and y is not None]
+            a, b = np.array(both).T
+            assert row["n"] == len(both)
+            assert row["spearman"] == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+            assert row["kendall_tau_b"] == pytest.approx(stats.kendalltau(a, b, variant="b").statistic, abs=1e-12)
+            for key, value in (("ci_spearman", row["spearman"]), ("ci_kendall", row["kendall_tau_b"])):
+                lo, hi = row[key]
+                assert -1 <= lo <= value <= hi <= 1
+
+
+def test_agreement_page_shows_the_score_correlations(client, researcher, scored):
+    project, _ = scored
+    body = _login(client, researcher).get(reverse("reports:page", args=[project.pk, "agreement"])).content.decode()
+    assert "Spearman" in body and "Kendall" in body and "judge:scorer" in body

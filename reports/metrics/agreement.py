@@ -169,3 +169,51 @@ def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
 
 def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float:
     return float(sps.kendalltau(a, b, variant="b").statistic)
+
+
+def rank_correlations_from_table(table: np.ndarray) -> np.ndarray:
+    """Spearman's rho and Kendall's tau-b from a contingency table of two raters' scores.
+
+    table: (..., Va, Vb) counts (or bootstrap multiplicities) of score pairs, rows and columns
+    in increasing score order. On discrete scales both coefficients depend on the data only
+    through this table: Spearman's rho is Pearson's r on mid-ranks, and a value's mid-rank is the
+    count below it plus (its count + 1) / 2; tau-b = (n_c - n_d) / sqrt((n_0 - n_1)(n_0 - n_2))
+    counts concordant and discordant pairs of cells. A resample with replacement is the table
+    of multiplicity-weighted counts, so the bootstrap needs no re-ranking. Returns (..., 2):
+    rho, tau-b (NaN where a rater's scores are constant), equal to scipy's spearmanr and
+    kendalltau(variant="b") on the expanded data.
+    """
+    t = np.asarray(table, dtype=float)
+    n = t.sum(axis=(-2, -1))
+    rows, cols = t.sum(axis=-1), t.sum(axis=-2)
+    mid = (n + 1.0) / 2.0
+    dx = np.cumsum(rows, axis=-1) - rows + (rows + 1.0) / 2.0 - mid[..., None]
+    dy = np.cumsum(cols, axis=-1) - cols + (cols + 1.0) / 2.0 - mid[..., None]
+    cov = (t * dx[..., :, None] * dy[..., None, :]).sum(axis=(-2, -1))
+    vx = (rows * dx**2).sum(axis=-1)
+    vy = (cols * dy**2).sum(axis=-1)
+    # Cells strictly below-right (concordant) and below-left (discordant) of each cell.
+    below_right = np.flip(np.cumsum(np.cumsum(np.flip(t, axis=(-2, -1)), axis=-2), axis=-1), axis=(-2, -1))
+    below_left = np.cumsum(np.flip(np.cumsum(np.flip(t, axis=-2), axis=-2), axis=-2), axis=-1)
+    conc_w = np.zeros_like(t)
+    conc_w[..., :-1, :-1] = below_right[..., 1:, 1:]
+    disc_w = np.zeros_like(t)
+    disc_w[..., :-1, 1:] = below_left[..., 1:, :-1]
+    n_c = (t * conc_w).sum(axis=(-2, -1))
+    n_d = (t * disc_w).sum(axis=(-2, -1))
+    n_0 = n * (n - 1.0) / 2.0
+    n_1 = (rows * (rows - 1.0) / 2.0).sum(axis=-1)
+    n_2 = (cols * (cols - 1.0) / 2.0).sum(axis=-1)
+    with np.errstate(all="ignore"):
+        rho = cov / np.sqrt(vx * vy)
+        tau = (n_c - n_d) / np.sqrt((n_0 - n_1) * (n_0 - n_2))
+    return np.stack([rho, tau], axis=-1)
+
+
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(rho, tau-b) of two score arrays through the contingency table (see above)."""
+    (ca,), la = _codes(a)
+    (cb,), lb = _codes(b)
+    t = np.bincount(ca * len(lb) + cb, minlength=len(la) * len(lb)).reshape(len(la), len(lb))
+    rho, tau = rank_correlations_from_table(t)
+    return float(rho), float(tau)

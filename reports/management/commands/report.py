@@ -31,6 +31,10 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
     add("agreement", "humans", "", "fleiss_kappa", ag["fleiss_kappa"])
     for name, value in ag["krippendorff_alpha"].items():
         add("agreement", name, "", "krippendorff_alpha", value)
+    for row in ag.get("scores", []):
+        other = f"{row['rater_b']} ({row['attribute']})"
+        add("agreement", row["rater_a"], other, "spearman", row["spearman"], row["n"], row["ci_spearman"])
+        add("agreement", row["rater_a"], other, "kendall_tau_b", row["kendall_tau_b"], row["n"], row["ci_kendall"])
     for j in report["judge_vs_gold"]:
         for metric in ("accuracy", "accuracy_no_ties", "macro_precision", "macro_recall", "macro_f1"):
             add("judge_vs_gold", j["judge"], "gold", metric, j[metric], j["n"], j["ci"] if metric == "accuracy" else None)
