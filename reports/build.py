@@ -319,6 +319,8 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
                     "cohen_kappa": _val(est, 1),
                     "cohen_kappa_quadratic": _val(est, 2),
                     "ci": _ci(est, 1),
+                    "percent_ci": _ci(est, 0),
+                    "cohen_kappa_quadratic_ci": _ci(est, 2),
                 }
                 for a, b, est, _ in rows
             ],
@@ -467,7 +469,15 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
 
     def render() -> list[dict]:
         return [
-            {"judge": j, "n": s.n, **{k: _val(s.estimate, i) for i, k in enumerate(SCORES)}, "ci": _ci(s.estimate, 0)}
+            {
+                "judge": j,
+                "n": s.n,
+                **{k: _val(s.estimate, i) for i, k in enumerate(SCORES)},
+                "ci": _ci(s.estimate, 0),
+                # Accuracy without tied gold counts only the pairs whose gold is A or B.
+                "n_no_ties": int(s.confusion.sum() - s.confusion[1].sum()),
+                **{f"{k}_ci": _ci(s.estimate, i) for i, k in enumerate(SCORES) if k != "accuracy"},
+            }
             for j, s in results.items()
         ]
 
@@ -533,7 +543,10 @@ def _consistency(
 
     def details() -> dict:
         return {
-            "consistency_by_strength": {name: c.by_strength for name, c in rows},
+            "consistency_by_strength": {
+                name: [{**row, "ci": _ci(c.by_strength_estimate, k)} for k, row in enumerate(c.by_strength)]
+                for name, c in rows
+            },
             "consistency_cross": [
                 {"ratings_by": x, "rankings_by": y, "n": c.n, "consistency": _val(c.estimate), "ci": _ci(c.estimate),
                  "confusion": c.confusion.astype(int).tolist()}
@@ -595,12 +608,23 @@ def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters:
             if pos.estimate is not None:
                 out.append({"judge": rater, "n": pos.n, "consistency": _val(pos.estimate, 0),
                             "first_position_rate": _val(pos.estimate, 1),
-                            "agreement_both_orders": _val(pos.estimate, 2)})  # fmt: skip
+                            "agreement_both_orders": _val(pos.estimate, 2),
+                            "consistency_ci": _ci(pos.estimate, 0),
+                            "n_inconsistent": pos.n_inconsistent,
+                            "first_position_rate_ci": _ci(pos.estimate, 1),
+                            "n_gold": pos.n_gold,
+                            "agreement_both_orders_ci": _ci(pos.estimate, 2)})  # fmt: skip
             else:
-                # One order per pair: the first-shown win rate stands in (0.5 = no position bias).
+                # One order per pair: the first-shown win rate stands in (0.5 = no position bias),
+                # over the rater's n non-tied verdicts.
                 out.append({"judge": rater, "n": pos.n, "consistency": None,
                             "first_position_rate": _val(pos.first_shown_win_rate),
-                            "agreement_both_orders": None})  # fmt: skip
+                            "agreement_both_orders": None,
+                            "consistency_ci": None,
+                            "n_inconsistent": None,
+                            "first_position_rate_ci": _ci(pos.first_shown_win_rate),
+                            "n_gold": None,
+                            "agreement_both_orders_ci": None})  # fmt: skip
         return out
 
     return _Section(render)
@@ -632,6 +656,11 @@ def _self_preference(
                     "dbg": _val(est, 2),
                     "dbg_ci": _ci(est, 2),
                     "equal_opportunity_gap": _val(est, 3),
+                    "raw_win_rate_ci": _ci(est, 0),
+                    # The gold win rate, DBG and the gap are over the own pairs that have gold.
+                    "n_gold": sp.n_gold if sp else 0,
+                    "gold_win_rate_ci": _ci(est, 1),
+                    "equal_opportunity_gap_ci": _ci(est, 3),
                 }
             )
         return out
@@ -665,7 +694,10 @@ def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: 
     def render() -> list[dict]:
         return [
             {"rater": r, "n": lb.n, "longer_wins_rate": _val(lb.estimate, 0),
-             "gold_longer_wins_rate": _val(lb.estimate, 1)}
+             "gold_longer_wins_rate": _val(lb.estimate, 1),
+             "longer_wins_rate_ci": _ci(lb.estimate, 0),
+             "n_gold": lb.n_gold,
+             "gold_longer_wins_rate_ci": _ci(lb.estimate, 1)}
             for r, lb in results
         ]  # fmt: skip
 

@@ -136,10 +136,11 @@ def _bias(report: dict) -> dict:
     judges_pos = [p for p in position if p["judge"].startswith("judge:") and p["consistency"] is not None]
     lead = judges_pos[0] if judges_pos else None
     lead_chart = charts.bars_with_intervals(
-        [_bar(p["judge"], p["consistency"] if p["consistency"] is not None else p["first_position_rate"], None,
-              "consistent" if p["consistency"] is not None else "first-shown wins")
+        [_bar(p["judge"], p["consistency"] if p["consistency"] is not None else p["first_position_rate"],
+              p["consistency_ci"] if p["consistency"] is not None else p["first_position_rate_ci"],
+              f"consistent, n={p['n']}" if p["consistency"] is not None else f"first-shown wins, n={p['n']}")
          for p in position],
-        title="Position consistency (judges, both orders) or first-shown win rate (one order)",
+        title="Position consistency (judges, both orders) or first-shown win rate (one order), 95% CI",
         percent=True, digits=4, reference=0.5,
     ) if position else None  # fmt: skip
     sp_bars = []
@@ -153,7 +154,7 @@ def _bias(report: dict) -> dict:
     calib = report["details"].get("calibration", [])
     return {
         "lead_chart": lead_chart,
-        "headline": _headline(lead["consistency"], lead["n"], None) if lead else None,
+        "headline": _headline(lead["consistency"], lead["n"], lead["consistency_ci"]) if lead else None,
         "headline_label": f"{lead['judge']}: position consistency" if lead else "",
         "position": position,
         "self_preference": [(row, sp_notes.get(row["judge"], {})) for row in sp],
@@ -162,9 +163,10 @@ def _bias(report: dict) -> dict:
         ) if sp_bars else None,  # fmt: skip
         "length": report["length"],
         "length_chart": charts.bars_with_intervals(
-            [_bar(r["rater"], r["longer_wins_rate"], None, f"gold {r['gold_longer_wins_rate'] or 0:.1%}")
+            [_bar(r["rater"], r["longer_wins_rate"], r["longer_wins_rate_ci"],
+                  f"n={r['n']}, gold {r['gold_longer_wins_rate'] or 0:.1%}")
              for r in report["length"]],
-            title="Longer response wins (rater's non-tied verdicts)", percent=True, digits=3, reference=0.5,
+            title="Longer response wins (rater's non-tied verdicts, 95% CI)", percent=True, digits=3, reference=0.5,
         ) if report["length"] else None,  # fmt: skip
         "calibration": [
             (c, charts.reliability_diagram(c["bins"], title=f"{c['judge']} (ECE {c['ece']:.3f})")) for c in calib

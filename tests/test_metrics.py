@@ -199,6 +199,7 @@ def test_consistency_with_a_missing_rating_and_by_strength():
     assert c.estimate.value == pytest.approx(2 / 3)  # pair 3: ratings say A, ranking says B
     assert c.confusion[A, B] == 1 and c.confusion.trace() == 2
     assert {row["strength"]: row["consistency"] for row in c.by_strength} == {0: 1.0, 1: 0.0, 2: 1.0}
+    assert c.by_strength_estimate.value.tolist() == [1.0, 0.0, 1.0]  # the same rates, bootstrapped in the report
 
 
 # --- position ------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_position_consistency_first_position_and_both_orders_agreement():
     gold = pd.DataFrame({"pair": [0, 1, 2], "item": [0, 1, 2], "gold": [A, A, B]})
     pos = position_both_orders(_prefs(rows), gold, NO_BOOT)
     consistency_rate, first_rate, both = pos.estimate.value
-    assert pos.n == 4
+    assert pos.n == 4 and pos.n_inconsistent == 3 and pos.n_gold == 3
     assert consistency_rate == 0.25
     assert first_rate == pytest.approx(1 / 3)  # pair 1: A shown first, then B shown first: both "first"
     # Both orders equal gold: pair 0 only, over the 3 pairs with gold.

@@ -95,22 +95,23 @@ def test_api_returns_the_issue_shape(researcher, annotator, filled):
     data = api.get(reverse("api-project-report", args=[filled.pk]), {"rounds": 20}).json()
     assert tuple(data) == TOP_LEVEL
     assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha", "scores"}
-    assert set(data["agreement"]["pairs"][0]) == {
+    # The issue's keys, each row's rates with their intervals beside them (added keys).
+    assert set(data["agreement"]["pairs"][0]) >= {
         "rater_a", "rater_b", "n", "percent", "cohen_kappa", "cohen_kappa_quadratic", "ci"
     }  # fmt: skip
-    assert set(data["judge_vs_gold"][0]) == {"judge", "n", "accuracy", "accuracy_no_ties", "macro_precision",
+    assert set(data["judge_vs_gold"][0]) >= {"judge", "n", "accuracy", "accuracy_no_ties", "macro_precision",
                                              "macro_recall", "macro_f1", "ci"}  # fmt: skip
     assert set(data["consistency"][0]) == {"rater", "n", "consistency", "ci", "confusion"}
-    assert set(data["position"][0]) == {"judge", "n", "consistency", "first_position_rate", "agreement_both_orders"}
+    assert set(data["position"][0]) >= {"judge", "n", "consistency", "first_position_rate", "agreement_both_orders"}
     sp = {row["judge"]: row for row in data["self_preference"]}
-    assert set(sp["judge:alpha-judge"]) == {"judge", "model", "n", "raw_win_rate", "gold_win_rate", "dbg", "dbg_ci",
+    assert set(sp["judge:alpha-judge"]) >= {"judge", "model", "n", "raw_win_rate", "gold_win_rate", "dbg", "dbg_ci",
                                             "equal_opportunity_gap"}  # fmt: skip
     # The judge that is model alpha always favours alpha's response: raw win rate 1 on own pairs.
     assert sp["judge:alpha-judge"]["n"] == 8
     assert sp["judge:alpha-judge"]["raw_win_rate"] == 1.0
     assert sp["judge:alpha-judge"]["dbg"] > 0
     assert sp["judge:plain"]["model"] is None and sp["judge:plain"]["dbg"] is None
-    assert set(data["length"][0]) == {"rater", "n", "longer_wins_rate", "gold_longer_wins_rate"}
+    assert set(data["length"][0]) >= {"rater", "n", "longer_wins_rate", "gold_longer_wins_rate"}
     board = data["leaderboard"]["humans"]
     assert set(board) == {"bradley_terry", "ratings", "kendall_tau"}
     assert set(board["bradley_terry"][0]) == {"model", "elo", "ci"}
@@ -194,3 +195,59 @@ def test_agreement_page_shows_the_score_correlations(client, researcher, scored)
     project, _ = scored
     body = _login(client, researcher).get(reverse("reports:page", args=[project.pk, "agreement"])).content.decode()
     assert "Spearman" in body and "Kendall" in body and "judge:scorer" in body
+
+
+# Every rate of the JSON and the key of its interval ("ci" where the issue names it so).
+RATE_CIS = {
+    "judge_vs_gold": {"accuracy": "ci", "accuracy_no_ties": "accuracy_no_ties_ci",
+                      "macro_precision": "macro_precision_ci", "macro_recall": "macro_recall_ci",
+                      "macro_f1": "macro_f1_ci"},
+    "consistency": {"consistency": "ci"},
+    "position": {"consistency": "consistency_ci", "first_position_rate": "first_position_rate_ci",
+                 "agreement_both_orders": "agreement_both_orders_ci"},
+    "self_preference": {"raw_win_rate": "raw_win_rate_ci", "gold_win_rate": "gold_win_rate_ci", "dbg": "dbg_ci",
+                        "equal_opportunity_gap": "equal_opportunity_gap_ci"},
+    "length": {"longer_wins_rate": "longer_wins_rate_ci", "gold_longer_wins_rate": "gold_longer_wins_rate_ci"},
+}  # fmt: skip
+
+
+def test_every_rate_has_its_interval_beside_n(researcher, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    data = api.get(reverse("api-project-report", args=[filled.pk]), {"rounds": 200, "details": "true"}).json()
+    checked = 0
+    for section, rates in RATE_CIS.items():
+        assert data[section], section
+        for row in data[section]:
+            assert "n" in row
+            for rate, ci_key in rates.items():
+                value, ci = row[rate], row[ci_key]
+                if value is None:
+                    assert ci is None, (section, rate)
+                    continue
+                lo, hi = ci
+                assert lo - 1e-12 <= value <= hi + 1e-12, (section, rate, row)
+                checked += 1
+    for p in data["agreement"]["pairs"]:
+        for rate, ci_key in (("percent", "percent_ci"), ("cohen_kappa", "ci"),
+                             ("cohen_kappa_quadratic", "cohen_kappa_quadratic_ci")):  # fmt: skip
+            assert (p[rate] is None) == (p[ci_key] is None)
+    pos = {row["judge"]: row for row in data["position"]}
+    judge = pos["judge:alpha-judge"]
+    assert judge["n"] == 12 and judge["n_gold"] == 12
+    assert judge["n_inconsistent"] == round((1 - judge["consistency"]) * 12)
+    human = pos["human:h0"]  # one order: the first-shown win rate and its interval
+    assert human["consistency"] is None and human["consistency_ci"] is None
+    assert human["first_position_rate_ci"] is not None
+    for rows in data["details"]["consistency_by_strength"].values():
+        assert all("ci" in row for row in rows)
+    assert checked > 20
+
+
+def test_bias_page_shows_intervals_beside_each_position_figure(client, researcher, filled):
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "bias"])).content.decode()
+    position = body[body.index("<h3>Position</h3>"):body.index("<h3>Self-preference</h3>")]
+    assert position.count("95% CI") == 3
+    row = position[position.index("<td>judge:alpha-judge</td>"):]
+    row = row[:row.index("</tr>")]
+    assert row.count("[") == 3  # consistency, first-position rate, agreement with both orders

@@ -33,6 +33,7 @@ class Consistency:
     estimate: Estimate
     confusion: np.ndarray  # implied (rows) x ranked (columns), A / tie / B
     by_strength: list[dict]  # {"strength": |s|, "n", "consistency"}
+    by_strength_estimate: Estimate | None = None  # the rates of by_strength, in its order
 
 
 def _trace_share(flat: np.ndarray) -> np.ndarray:
@@ -49,13 +50,31 @@ def consistency(joined: pd.DataFrame, boot: Resampler) -> Consistency:
     est = boot.estimate(per_unit, _trace_share, n=len(joined))
     agree = implied == ranked
     mag = np.abs(joined["strength"].to_numpy())
+    strengths, s_codes = np.unique(mag, return_inverse=True)
     by_strength = [
         {"strength": int(s), "n": int((mag == s).sum()), "consistency": float(agree[mag == s].mean())}
-        for s in np.unique(mag)
+        for s in strengths
     ]
+    # Per strength: (agreeing, all) pairs, so each row's rate has its own interval.
+    k = len(strengths)
+    items = joined["item"].to_numpy()
+    per_strength = per_unit_sums(
+        np.concatenate([items, items]),
+        np.concatenate([2 * s_codes, 2 * s_codes + 1]),
+        np.concatenate([agree.astype(float), np.ones(len(items))]),
+        n_units=boot.n_units,
+        width=2 * k,
+    )
+    by_strength_est = boot.estimate(per_strength, _pairwise_ratios, n=len(joined)) if k else None
     return Consistency(
         n=len(joined),
         estimate=est,
         confusion=np.bincount(cells, minlength=9).reshape(3, 3),
         by_strength=by_strength,
+        by_strength_estimate=by_strength_est,
     )
+
+
+def _pairwise_ratios(sums: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return sums[..., 0::2] / sums[..., 1::2]

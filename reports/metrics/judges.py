@@ -38,6 +38,8 @@ class Position:
     n: int
     estimate: Estimate | None  # rates: consistency, first_position_rate, agreement_both_orders
     first_shown_win_rate: Estimate | None = None  # raters who saw one order per pair
+    n_inconsistent: int = 0  # the first-position rate's denominator
+    n_gold: int = 0  # agreement with both orders: pairs with a gold verdict
 
 
 def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Position:
@@ -58,7 +60,7 @@ def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resample
     both_gold = has_gold & (ab == g) & (ba == g)
     cols = np.column_stack([agree, np.ones(len(wide)), first_both, ~agree, both_gold, has_gold]).astype(float)
     est = _register(boot, wide["item"].to_numpy(), cols, _ratios, n=len(wide))
-    return Position(n=len(wide), estimate=est)
+    return Position(n=len(wide), estimate=est, n_inconsistent=int((~agree).sum()), n_gold=int(has_gold.sum()))
 
 
 def first_shown_win_rate(prefs: pd.DataFrame, boot: Resampler) -> Position:

@@ -26,8 +26,9 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
     ag = report["agreement"]
     for p in ag["pairs"]:
         add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa", p["cohen_kappa"], p["n"], p["ci"])
-        add("agreement", p["rater_a"], p["rater_b"], "percent", p["percent"], p["n"])
-        add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa_quadratic", p["cohen_kappa_quadratic"], p["n"])
+        add("agreement", p["rater_a"], p["rater_b"], "percent", p["percent"], p["n"], p.get("percent_ci"))
+        add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa_quadratic", p["cohen_kappa_quadratic"], p["n"],
+            p.get("cohen_kappa_quadratic_ci"))  # fmt: skip
     add("agreement", "humans", "", "fleiss_kappa", ag["fleiss_kappa"])
     for name, value in ag["krippendorff_alpha"].items():
         add("agreement", name, "", "krippendorff_alpha", value)
@@ -37,19 +38,25 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
         add("agreement", row["rater_a"], other, "kendall_tau_b", row["kendall_tau_b"], row["n"], row["ci_kendall"])
     for j in report["judge_vs_gold"]:
         for metric in ("accuracy", "accuracy_no_ties", "macro_precision", "macro_recall", "macro_f1"):
-            add("judge_vs_gold", j["judge"], "gold", metric, j[metric], j["n"], j["ci"] if metric == "accuracy" else None)
+            n = j.get("n_no_ties", j["n"]) if metric == "accuracy_no_ties" else j["n"]
+            add("judge_vs_gold", j["judge"], "gold", metric, j[metric], n, j["ci"] if metric == "accuracy" else j.get(f"{metric}_ci"))
     for c in report["consistency"]:
         add("consistency", c["rater"], "", "consistency", c["consistency"], c["n"], c["ci"])
     for p in report["position"]:
+        ns = {"consistency": p["n"], "first_position_rate": p.get("n_inconsistent") or p["n"],
+              "agreement_both_orders": p.get("n_gold")}  # fmt: skip
         for metric in ("consistency", "first_position_rate", "agreement_both_orders"):
-            add("position", p["judge"], "", metric, p[metric], p["n"])
+            add("position", p["judge"], "", metric, p[metric], ns[metric], p.get(f"{metric}_ci"))
     for s in report["self_preference"]:
         for metric in ("raw_win_rate", "gold_win_rate", "dbg", "equal_opportunity_gap"):
-            add("self_preference", s["judge"], s["model"] or "", metric, s[metric], s["n"],
-                s["dbg_ci"] if metric == "dbg" else None)  # fmt: skip
+            add("self_preference", s["judge"], s["model"] or "", metric, s[metric],
+                s["n"] if metric == "raw_win_rate" else s.get("n_gold", s["n"]),
+                s["dbg_ci"] if metric == "dbg" else s.get(f"{metric}_ci"))  # fmt: skip
     for row in report["length"]:
-        add("length", row["rater"], "", "longer_wins_rate", row["longer_wins_rate"], row["n"])
-        add("length", row["rater"], "gold", "gold_longer_wins_rate", row["gold_longer_wins_rate"], row["n"])
+        add("length", row["rater"], "", "longer_wins_rate", row["longer_wins_rate"], row["n"],
+            row.get("longer_wins_rate_ci"))  # fmt: skip
+        add("length", row["rater"], "gold", "gold_longer_wins_rate", row["gold_longer_wins_rate"],
+            row.get("n_gold", row["n"]), row.get("gold_longer_wins_rate_ci"))  # fmt: skip
     for group, board in report["leaderboard"].items():
         for r in board["bradley_terry"]:
             add("leaderboard", group, r["model"], "elo", r["elo"], None, r["ci"])
