@@ -250,16 +250,57 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
 
 
 def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
-    """Enqueue batches of similar prompt size (less padding), after the current commit."""
+    """Enqueue batches of similar prompt size (less padding), after the current commit.
+
+    The ratings of one response (one per attribute) stay in one batch, so the backend runs
+    their shared prompt and response once and only each attribute's part after it."""
     from .tasks import judge_batch
 
-    ordered = list(
-        Judgment.objects.filter(run=run, id__in=list(judgment_ids)).order_by("size", "id").values_list("id", flat=True)
-    )
-    batches = [ordered[i : i + run.batch_size] for i in range(0, len(ordered), run.batch_size)]
+    batches = run_batches(run=run, judgment_ids=judgment_ids)
     for batch in batches:
         judge_batch.delay_on_commit(run.id, batch)
     return len(batches)
+
+
+def run_batches(*, run: Run, judgment_ids: Iterable[int]) -> list[list[int]]:
+    """The batches `run_enqueue` sends: by prompt size, a response's ratings kept together."""
+    rows = list(
+        Judgment.objects.filter(run=run, id__in=list(judgment_ids))
+        .order_by("size", "response_id", "protocol", "id")
+        .values_list("id", "protocol", "response_id")
+    )
+    return group_batches(
+        [(jid, (protocol, response_id) if protocol == Judgment.Protocol.RATING else None)
+         for jid, protocol, response_id in rows],
+        batch_size=run.batch_size,
+    )
+
+
+def group_batches(rows: Sequence[tuple[int, object]], *, batch_size: int) -> list[list[int]]:
+    """Cut ordered (id, group) rows into batches of about `batch_size` that never split a group
+    (consecutive rows with the same non-None group); a group larger than a batch gets its own
+    batches. Batches never exceed `batch_size`; one may be shorter so that a group stays whole."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    i = 0
+    while i < len(rows):
+        group = rows[i][1]
+        j = i + 1
+        if group is not None:
+            while j < len(rows) and rows[j][1] == group:
+                j += 1
+        unit = [jid for jid, _ in rows[i:j]]
+        if current and len(current) + len(unit) > batch_size:
+            batches.append(current)
+            current = []
+        while len(unit) > batch_size:
+            batches.append(unit[:batch_size])
+            unit = unit[batch_size:]
+        current.extend(unit)
+        i = j
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _watch_start(*, run: Run) -> None:
@@ -466,7 +507,10 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
         }
         labels = prompts.VERDICT_LABELS
     messages = prompts.render_messages(system=template.system, user=template.user, values=values)
-    return ScoreRequest(messages=messages, labels=labels, cue=prompts.CUE, key=judgment.id)
+    # The attributes of one response share everything up to the attribute's part of the
+    # rating prompt: the backend runs that prefix once for the group.
+    group = ("rating", judgment.response_id) if judgment.protocol == Judgment.Protocol.RATING else None
+    return ScoreRequest(messages=messages, labels=labels, cue=prompts.CUE, key=judgment.id, prefix_group=group)
 
 
 def generation_messages(*, judgment: Judgment) -> tuple[dict[str, str], ...]:

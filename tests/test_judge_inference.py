@@ -133,3 +133,67 @@ def test_other_errors_are_not_retried_as_out_of_memory():
 
     with pytest.raises(ValueError):
         run_halving_on_oom([1, 2, 3], forward)
+
+
+ATTRIBUTES = [
+    ("helpfulness", "Overall helpfulness of the response."),
+    ("correctness", "Inclusion of all pertinent facts without errors."),
+    ("coherence", "Consistency and clarity of expression."),
+    ("complexity", "Intellectual depth required to write the response."),
+    ("verbosity", "Amount of detail relative to what the prompt asks for."),
+]
+
+
+def _rating_requests(grouped: bool) -> list[ScoreRequest]:
+    out = []
+    for r, (question, response) in enumerate([
+        ("What is two plus two?", "Two plus two is four, as anyone can check on their fingers. " * 2),
+        ("The capital of France?", "Paris"),
+        ("Colour?", "Blue is a colour. Red is a colour too. " * 4),
+    ]):
+        for name, description in ATTRIBUTES:
+            messages = prompts.render_messages(
+                system=prompts.RATING_SYSTEM, user=prompts.RATING_USER,
+                values={"prompt": question, "response": response, "attribute": name, "description": description,
+                        "min_value": 0, "max_value": 4, "anchors": "0 = bad, 4 = good"},
+            )
+            out.append(ScoreRequest(messages=messages, labels=tuple("01234"), key=(r, name),
+                                    prefix_group=r if grouped else None))
+    return out
+
+
+def test_rating_template_puts_the_attribute_after_the_response():
+    user = prompts.RATING_USER
+    assert user.index("{response}") < min(user.index(k) for k in ("{attribute}", "{description}", "{anchors}"))
+
+
+def test_attributes_of_one_response_share_its_prefix_and_give_the_same_probabilities(backend):
+    grouped, plain = _rating_requests(True), _rating_requests(False)
+    sequences = [backend.encode(backend.render(r.messages) + r.cue) for r in grouped]
+    # Within a response, the attributes share far more than the system prompt: that is the
+    # prefix run once per group.
+    assert shared_prefix_length(sequences[:5]) > shared_prefix_length(sequences) + 16
+    shared = backend.last_position_logits(sequences, [r.prefix_group for r in grouped])
+    unshared = backend.last_position_logits(sequences)
+    for seq, a, b in zip(sequences, shared, unshared, strict=True):
+        full = _full_last_logits(backend, backend.tokenizer.decode(seq))
+        assert torch.allclose(a, b, atol=1e-4)
+        assert torch.allclose(a, full, atol=1e-4)
+    # And through score(): the same probabilities, status and label either way.
+    for a, b in zip(backend.score(grouped, decoding=Decoding()), backend.score(plain, decoding=Decoding()),
+                    strict=True):
+        assert (a.status, a.label) == (b.status, b.label)
+        assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=1e-4)
+        assert a.valid_mass == pytest.approx(b.valid_mass, abs=1e-4)
+
+
+def test_groups_mixed_with_loose_requests_and_a_short_group_prefix(backend):
+    """Grouped rating rows, ungrouped pairwise rows, and a group whose members share only the
+    system prompt (too short a group prefix: they run as plain suffixes) in one call."""
+    requests = _rating_requests(True) + _requests()
+    requests.append(ScoreRequest(messages=_requests()[0].messages, labels=prompts.VERDICT_LABELS, prefix_group="x"))
+    requests.append(ScoreRequest(messages=_requests()[1].messages, labels=prompts.VERDICT_LABELS, prefix_group="x"))
+    sequences = [backend.encode(backend.render(r.messages) + r.cue) for r in requests]
+    batched = backend.last_position_logits(sequences, [r.prefix_group for r in requests])
+    for seq, row in zip(sequences, batched, strict=True):
+        assert torch.allclose(row, _full_last_logits(backend, backend.tokenizer.decode(seq)), atol=1e-4)

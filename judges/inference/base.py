@@ -40,6 +40,9 @@ class ScoreRequest:
     labels: tuple[str, ...]
     cue: str = "[["
     key: object = None
+    # Requests with the same (non-None) group share a long prompt prefix, e.g. the attributes
+    # of one rated response: a local backend runs that prefix once for the whole group.
+    prefix_group: object = None
 
 
 @dataclass

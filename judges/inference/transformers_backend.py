@@ -5,7 +5,9 @@ Where the time goes in a judge forward pass, and what this backend does about it
 - the vocabulary head: only the hidden state of each row's last real token goes through
   `lm_head` (one [rows x vocab] product, not [rows x tokens x vocab]);
 - repeated prefixes: the system prompt and instructions every request shares are run once; their
-  key/value cache is copied into each batch.
+  key/value cache is copied into each batch. Requests with the same `prefix_group` (the
+  attributes of one rated response) also share their longer common prefix (question and
+  response): it runs once per group and each attribute runs only its own suffix after it.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class TransformersBackend:
                 label_ids.append(None)
                 errors.append(str(exc))
         sequences = [self.encode(t) for t in texts]
-        logits = self.last_position_logits(sequences)
+        logits = self.last_position_logits(sequences, [r.prefix_group for r in requests])
         latency_ms = int((time.perf_counter() - started) * 1000 / len(requests))
         results = []
         for i, r in enumerate(requests):
@@ -142,52 +144,125 @@ class TransformersBackend:
         )
 
     @torch.inference_mode()
-    def last_position_logits(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Logits at each sequence's last token, [len(sequences), vocab], float32 on the CPU."""
+    def last_position_logits(
+        self, sequences: Sequence[Sequence[int]], groups: Sequence[object] | None = None
+    ) -> torch.Tensor:
+        """Logits at each sequence's last token, [len(sequences), vocab], float32 on the CPU.
+
+        Shared prefixes are computed once, at two levels: the prefix every sequence shares (the
+        system prompt), and within each of `groups` (sequences with an equal, non-None group
+        key, e.g. the attributes of one rated response) the further prefix its members share.
+        Each member then runs only its own suffix against the cached prefix. Groups whose
+        extra shared prefix is shorter than MIN_SHARED_PREFIX are not worth a pass and run as
+        plain suffixes.
+        """
+        n = len(sequences)
+        if n == 0:
+            return torch.empty(0, 0)
         prefix_len = shared_prefix_length(sequences)
         if prefix_len < MIN_SHARED_PREFIX:
             prefix_len = 0
-        prefix_cache = self._prefix_cache(list(sequences[0][:prefix_len])) if prefix_len else None
-        suffix_lengths = [len(s) - prefix_len for s in sequences]
-        out: list[torch.Tensor | None] = [None] * len(sequences)
-        batches = length_batches(
-            suffix_lengths, batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size
-        )
-        for batch in batches:
-            def forward(rows: Sequence[int]) -> list[torch.Tensor]:
-                suffixes = [list(sequences[i][prefix_len:]) for i in rows]
-                return list(self._forward_last(suffixes, prefix_cache, prefix_len))
+        root = _Past.empty()
+        if prefix_len:
+            root = self._extend(root, torch.zeros(1, dtype=torch.long), [list(sequences[0][:prefix_len])])
+        # Members of each prefix group, and how far beyond the common prefix they agree.
+        members: dict[object, list[int]] = {}
+        for i, g in enumerate(groups if groups is not None else [None] * n):
+            if g is not None:
+                members.setdefault(g, []).append(i)
+        grouped: list[tuple[list[int], int]] = []
+        loose: list[int] = []
+        in_group = set()
+        for rows in members.values():
+            extra = shared_prefix_length([sequences[i] for i in rows]) - prefix_len if len(rows) > 1 else 0
+            if extra >= MIN_SHARED_PREFIX:
+                grouped.append((rows, prefix_len + extra))
+                in_group.update(rows)
+        loose = [i for i in range(n) if i not in in_group]
+        out: list[torch.Tensor | None] = [None] * n
+        if loose:
+            self._suffixes(root, [0] * len(loose), loose, [prefix_len] * len(loose), sequences, out)
+        if grouped:
+            # Group prefixes in length-bucketed batches; then every member's suffix against its
+            # group's row of that batch's cache.
+            group_batches = length_batches(
+                [end - prefix_len for _, end in grouped],
+                batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size,
+            )
+            for batch in group_batches:
+                def run(gs: Sequence[int]) -> list[None]:
+                    past = self._extend(
+                        root, torch.zeros(len(gs), dtype=torch.long),
+                        [list(sequences[grouped[g][0][0]][prefix_len : grouped[g][1]]) for g in gs],
+                    )
+                    source, rows, starts = [], [], []
+                    for k, g in enumerate(gs):
+                        for i in grouped[g][0]:
+                            source.append(k)
+                            rows.append(i)
+                            starts.append(grouped[g][1])
+                    self._suffixes(past, source, rows, starts, sequences, out)
+                    return [None] * len(gs)
 
-            for i, row_logits in zip(batch, run_halving_on_oom(batch, forward), strict=True):
-                out[i] = row_logits
+                run_halving_on_oom(batch, run)
         return torch.stack([t for t in out if t is not None])
 
-    def _prefix_cache(self, prefix: list[int]):  # -> DynamicCache
-        ids = torch.tensor([prefix], device=self.device)
-        out = self.model.base_model(input_ids=ids, use_cache=True)
-        cache = getattr(out, "cache", None)
-        return cache if cache is not None else out.past_key_values
+    def _suffixes(
+        self, past: _Past, source: list[int], rows: list[int], starts: list[int],
+        sequences: Sequence[Sequence[int]], out: list[torch.Tensor | None],
+    ) -> None:
+        """Last-position logits of sequences[rows[k]][starts[k]:] after row source[k] of `past`."""
+        lengths = [len(sequences[i]) - s for i, s in zip(rows, starts, strict=True)]
+        batches = length_batches(lengths, batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size)
+        for batch in batches:
+            def forward(ks: Sequence[int]) -> list[torch.Tensor]:
+                suffixes = [list(sequences[rows[k]][starts[k] :]) for k in ks]
+                index = torch.tensor([source[k] for k in ks], dtype=torch.long)
+                return list(self._forward_last(past, index, suffixes))
 
-    def _forward_last(self, suffixes: list[list[int]], prefix_cache, prefix_len: int) -> torch.Tensor:
+            for k, row_logits in zip(batch, run_halving_on_oom(batch, forward), strict=True):
+                out[rows[k]] = row_logits
+
+    def _run(self, past: _Past, index: torch.Tensor, suffixes: list[list[int]], *, keep: bool):
+        """Forward `suffixes` (right-padded) after rows `index` of `past`: (hidden, new past)."""
         rows, width = len(suffixes), max(len(s) for s in suffixes)
         input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((rows, prefix_len + width), dtype=torch.long)
-        mask[:, :prefix_len] = 1
+        new_mask = torch.zeros((rows, width), dtype=torch.long)
         for r, s in enumerate(suffixes):
             input_ids[r, : len(s)] = torch.tensor(s)
-            mask[r, prefix_len : prefix_len + len(s)] = 1
-        kwargs: dict = {"use_cache": prefix_cache is not None}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(rows)
+            new_mask[r, : len(s)] = 1
+        # Each row continues at its own position: a padded group prefix leaves masked holes in
+        # the cache, and rotary positions must skip them, so position ids are explicit.
+        starts = past.next_position.index_select(0, index)
+        position_ids = starts[:, None] + torch.arange(width)[None, :]
+        mask = torch.cat([past.mask.index_select(0, index), new_mask], dim=1)
+        cache = past.select(index) if past.length else None
+        kwargs: dict = {"use_cache": keep or cache is not None}
+        if cache is not None:
             kwargs["cache"] = cache
-        # Right padding keeps every real token's position id equal to its index; the pads at
-        # the end are masked and come after the tokens we read, so they change nothing.
-        hidden = self.model.base_model(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), **kwargs
-        ).last_hidden_state
+        output = self.model.base_model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+            position_ids=position_ids.to(self.device), **kwargs,
+        )
+        new_past = None
+        if keep:
+            cache = getattr(output, "cache", None)
+            cache = cache if cache is not None else output.past_key_values
+            lengths = torch.tensor([len(s) for s in suffixes], dtype=torch.long)
+            new_past = _Past(cache=cache, mask=mask, next_position=starts + lengths)
+        return output.last_hidden_state, new_past
+
+    def _extend(self, past: _Past, index: torch.Tensor, suffixes: list[list[int]]) -> _Past:
+        _, new_past = self._run(past, index, suffixes, keep=True)
+        assert new_past is not None
+        return new_past
+
+    def _forward_last(self, past: _Past, index: torch.Tensor, suffixes: list[list[int]]) -> torch.Tensor:
+        hidden, _ = self._run(past, index, suffixes, keep=False)
+        # Right padding: the pads come after the token we read, so they change nothing; only
+        # that token's hidden state goes through the vocabulary head.
         last = torch.tensor([len(s) - 1 for s in suffixes], device=self.device)
-        h = hidden[torch.arange(rows, device=self.device), last]
+        h = hidden[torch.arange(len(suffixes), device=self.device), last]
         return self.model.get_output_embeddings()(h).float().cpu()
 
     # -- generation ---------------------------------------------------------------------------
@@ -245,6 +320,32 @@ class TransformersBackend:
         seconds = (time.perf_counter() - started) / len(rows)
         new = output[:, width:]
         return [(self.tokenizer.decode(t, skip_special_tokens=True).strip(), seconds) for t in new]
+
+
+class _Past:
+    """A key/value cache over some rows of prefix tokens, with its attention mask (0 where a
+    row was padded) and the position id each row continues at."""
+
+    def __init__(self, *, cache, mask: torch.Tensor, next_position: torch.Tensor) -> None:
+        self.cache = cache
+        self.mask = mask
+        self.next_position = next_position
+
+    @classmethod
+    def empty(cls) -> _Past:
+        return cls(cache=None, mask=torch.zeros((1, 0), dtype=torch.long), next_position=torch.zeros(1, dtype=torch.long))
+
+    @property
+    def length(self) -> int:
+        return int(self.mask.shape[1])
+
+    def select(self, index: torch.Tensor):  # -> DynamicCache over rows `index`
+        """A new cache holding rows `index` (repeats allowed); this one stays untouched."""
+        cache = copy.copy(self.cache)
+        cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+        for layer in cache.layers:
+            layer.batch_select_indices(index.to(layer.keys.device))
+        return cache
 
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
