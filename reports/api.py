@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from annotate.api import viewer_for
 from annotate.selectors import projects_for_user
 
-from .build import build_report
+from .cache import cached_report
 from .selectors import ReportFilters
 
 
@@ -47,7 +47,7 @@ class ProjectReportApi(APIView):
             exclude_gold=data["exclude_gold"],
         )
         options = {k: data[k] for k in ("rounds", "seed", "wildbench_k") if k in data}
-        return Response(build_report(project, filters, details=data["details"], **options))
+        return Response(cached_report(project, filters, details=data["details"], **options))
 
 
 __all__ = ["ProjectReportApi"]

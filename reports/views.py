@@ -15,7 +15,7 @@ from annotate.roles import is_researcher
 from annotate.selectors import project_get_for_user
 
 from . import charts
-from .build import build_report
+from .cache import cached_report
 from .charts import Bar
 from .forms import ReportFilterForm
 
@@ -43,7 +43,7 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
         raise Http404
     proj = project_for_reports(request, project_id)
     form = ReportFilterForm(request.GET or None, project=proj)
-    report = build_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
+    report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
     context = {
         "project": proj,
         "form": form,

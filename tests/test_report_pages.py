@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
+from django.core.cache import caches
 from django.core.management import call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotate.models import Item, Pair, Preference, Rater, Rating, Response
+from reports import cache as report_cache
 from reports.build import TOP_LEVEL
+from reports.cache import CACHE_ALIAS
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +27,9 @@ MODELS = ["alpha", "beta", "gamma"]
 @pytest.fixture(autouse=True)
 def few_rounds(settings):
     settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": 30}
+    caches[CACHE_ALIAS].clear()
+    yield
+    caches[CACHE_ALIAS].clear()
 
 
 @pytest.fixture
@@ -251,3 +258,47 @@ def test_bias_page_shows_intervals_beside_each_position_figure(client, researche
     row = position[position.index("<td>judge:alpha-judge</td>"):]
     row = row[:row.index("</tr>")]
     assert row.count("[") == 3  # consistency, first-position rate, agreement with both orders
+
+
+def test_report_is_cached_until_an_annotation_changes(client, researcher, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = reverse("api-project-report", args=[filled.pk])
+    page = reverse("reports:page", args=[filled.pk, "agreement"])
+    c = _login(client, researcher)
+    with mock.patch.object(report_cache, "build_report", wraps=report_cache.build_report) as build:
+        first = api.get(url).json()
+        assert api.get(url).json() == first
+        # The pages share the entry (it holds the details), tab after tab.
+        for slug in ("agreement", "bias", "leaderboards"):
+            assert c.get(reverse("reports:page", args=[filled.pk, slug])).status_code == 200
+        assert "details" in api.get(url, {"details": "true"}).json()
+        assert build.call_count == 1
+        # Other filters or options are other entries.
+        api.get(url, {"rater_group": "judges"})
+        api.get(url, {"rounds": 5})
+        assert build.call_count == 3
+
+        # A new rating: recomputed, and the new figure is in it.
+        h0 = Rater.objects.get(name="h0")
+        response = Response.objects.filter(item__project=filled).first()
+        Rating.objects.create(rater=h0, response=response, attribute=filled.attributes.get(name="correctness"), value=4)
+        second = api.get(url).json()
+        assert build.call_count == 4
+        assert second != first and "correctness" in second["agreement"]["krippendorff_alpha"]
+        assert api.get(url).json() == second and build.call_count == 4
+
+        # A new preference (e.g. a judge run's verdict) and an edited one each invalidate it.
+        judge = Rater.objects.create(kind="judge", name="late")
+        pref = Preference.objects.create(rater=judge, rater_kind="judge", pair=Pair.objects.filter(item__project=filled).first(),
+                                         strength=1, shown_order="ab")  # fmt: skip
+        third = api.get(url).json()
+        assert build.call_count == 5
+        assert "judge:late" in {row["judge"] for row in third["position"]}
+        pref.strength = -3
+        pref.save()
+        api.get(url)
+        assert build.call_count == 6
+        pref.delete()
+        assert c.get(page).status_code == 200
+        assert build.call_count == 7
