@@ -57,35 +57,46 @@ def pg_url(db: str) -> str:
     return f"{os.environ.get('BENCH_PG', 'postgres://postgres@127.0.0.1:5432').rstrip('/')}/{db}"
 
 
-def recreate_database() -> None:
+def recreate_database(db: str = DB_NAME) -> None:
     import psycopg
 
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db}"')
 
 
-def django_env() -> dict[str, str]:
+def prepare_database(db: str = DB_NAME) -> None:
+    """A fresh, migrated database and the static manifest (DEBUG is off, as in production)."""
+    recreate_database(db)
+    migrate = subprocess.run([str(VENV_BIN / "python"), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=django_env(db))
+    if migrate.returncode:
+        raise SystemExit("migrate failed")
+    # DEBUG is off, as in production: pages need the hashed static manifest.
+    subprocess.run([str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
+                   cwd=ROOT, env=django_env(db), check=True)
+
+
+def django_env(db: str = DB_NAME) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "DATABASE_URL": pg_url(DB_NAME),
+            "DATABASE_URL": pg_url(db),
             "DATABASE_CONN_MAX_AGE": "60",
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
             "DJANGO_SECURE_SSL_REDIRECT": "0",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_LOG_LEVEL": "WARNING",
-            "CONCORDANCE_VAR_DIR": "/tmp/concordance_bench_load",
+            "CONCORDANCE_VAR_DIR": f"/tmp/{db}",
             "DJANGO_SETTINGS_MODULE": "config.settings",
         }
     )
     return env
 
 
-def setup_data(args: argparse.Namespace) -> tuple[int, dict[str, str]]:
+def setup_data(args: argparse.Namespace, db: str = DB_NAME) -> tuple[int, dict[str, str]]:
     """Project, items and annotators with API tokens, written in bulk."""
-    os.environ.update(django_env())
+    os.environ.update(django_env(db))
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -148,13 +159,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(args: argparse.Namespace, port: int) -> subprocess.Popen:
+def start_gunicorn(args: argparse.Namespace, port: int, db: str = DB_NAME) -> subprocess.Popen:
     cmd = [
         str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread",
         "--keep-alive", "30", "--log-level", "warning",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=django_env(), start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=django_env(db), start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -193,7 +204,8 @@ class Annotator(threading.Thread):
                 self.conn.request("POST", path, payload, headers)
                 response = self.conn.getresponse()
                 data = response.read()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
+                self.connection_error(kind or "replay", exc)
                 self.conn.close()
                 self.conn = None
                 if attempt:
@@ -204,6 +216,10 @@ class Annotator(threading.Thread):
                 self.timeline.append((started, kind, (time.perf_counter() - started) * 1000))
             return response.status, (json.loads(data) if data else {})
         raise RuntimeError("unreachable")
+
+    def connection_error(self, kind: str, exc: Exception) -> None:
+        """Called on every failed attempt (the first is retried once on a new connection); a hook
+        for subclasses, nothing here."""
 
     def think(self) -> None:
         if self.args.think_ms > 0:
@@ -302,13 +318,7 @@ def verify(project_id: int, annotators: list[Annotator], overlap: int) -> dict[s
 def main() -> None:
     args = parse_args()
     print(f"PostgreSQL: (re)creating database {DB_NAME} at {pg_url('')}")
-    recreate_database()
-    migrate = subprocess.run([str(VENV_BIN / "python"), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=django_env())
-    if migrate.returncode:
-        raise SystemExit("migrate failed")
-    # DEBUG is off, as in production: pages need the hashed static manifest.
-    subprocess.run([str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
-                   cwd=ROOT, env=django_env(), check=True)
+    prepare_database()
     project_id, tokens = setup_data(args)
     port = free_port()
     print(f"gunicorn: {args.workers} workers x {args.threads} threads on 127.0.0.1:{port} (started by this script)")
