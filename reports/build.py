@@ -375,31 +375,47 @@ def _score_correlations(
     estimate on the shared bootstrap, like the kappas. Pairs with fewer than two common responses
     are left out (no correlation is defined)."""
     out: list[tuple[str, str, str, _Slice]] = []
-    r = ratings[ratings["rater"].isin(shown)]
-    if r.empty:
+    rater_codes = pd.Categorical(ratings["rater"], categories=shown).codes.astype(np.int64)
+    keep = rater_codes >= 0
+    if not keep.any():
         return out
     n_r = len(shown)
-    for attribute, grp in r.groupby("attribute", sort=False):
-        # One score per rater and response (the latest row wins should a rater have two).
-        grp = grp.drop_duplicates(["rater", "response"], keep="last")
-        domain = np.unique(grp["value"].to_numpy())
+    attr_codes, attributes = pd.factorize(ratings["attribute"].to_numpy()[keep])
+    rater_all = rater_codes[keep]
+    resp_all = ratings["response"].to_numpy()[keep]
+    value_all = ratings["value"].to_numpy()[keep]
+    item_all = ratings["item"].to_numpy()[keep]
+    for a_code, attribute in enumerate(attributes):
+        sel = attr_codes == a_code
+        resp, rater, value, item = resp_all[sel], rater_all[sel], value_all[sel], item_all[sel]
+        # Sorted by response then rater; one score per rater and response (of duplicates, the last row).
+        order = np.lexsort((rater, resp))
+        resp, rater, value, item = resp[order], rater[order], value[order], item[order]
+        last = np.ones(len(resp), dtype=bool)
+        last[:-1] = (resp[1:] != resp[:-1]) | (rater[1:] != rater[:-1])
+        resp, rater, value, item = resp[last], rater[last], value[last], item[last]
+        domain, vcode = np.unique(value, return_inverse=True)
         v = len(domain)
-        left = pd.DataFrame({
-            "u": grp["response"].to_numpy(),
-            "r": pd.Categorical(grp["rater"], categories=shown).codes.astype(np.int64),
-            "v": np.searchsorted(domain, grp["value"].to_numpy()),
-            "item": grp["item"].to_numpy(),
-        })  # fmt: skip
-        co = left.merge(left[["u", "r", "v"]], on="u", suffixes=("a", "b"))
-        co = co[co["ra"] < co["rb"]]
-        if co.empty:
+        # Every two raters of a response: rows i and i + d of the same response (rater i's code is
+        # the smaller, as rows are sorted by rater within a response).
+        ia, ib = [], []
+        d = 1
+        while d < len(resp):
+            same = np.nonzero(resp[d:] == resp[:-d])[0]
+            if not len(same):
+                break
+            ia.append(same)
+            ib.append(same + d)
+            d += 1
+        if not ia:
             continue
-        group = co["ra"].to_numpy() * n_r + co["rb"].to_numpy()
+        i_a, i_b = np.concatenate(ia), np.concatenate(ib)
+        group = rater[i_a] * n_r + rater[i_b]
         groups, group_codes, sizes = np.unique(group, return_inverse=True, return_counts=True)
-        cell = group_codes * (v * v) + co["va"].to_numpy() * v + co["vb"].to_numpy()
+        cell = group_codes * (v * v) + vcode[i_a] * v + vcode[i_b]
         # Only observed cells become bootstrap columns (a wide scale would make V*V mostly empty).
         cells, cell_codes = np.unique(cell, return_inverse=True)
-        per_unit = per_unit_sums(co["item"].to_numpy(), cell_codes, 1.0, n_units=boot.n_units, width=len(cells))
+        per_unit = per_unit_sums(item[i_a], cell_codes, 1.0, n_units=boot.n_units, width=len(cells))
         n_groups = len(groups)
 
         def statistic(s: np.ndarray, cells=cells, n_groups=n_groups, v=v) -> np.ndarray:
@@ -407,7 +423,7 @@ def _score_correlations(
             table[..., cells] = s
             return rank_correlations_from_table(table.reshape(*s.shape[:-1], n_groups, v, v))
 
-        est = boot.estimate(per_unit, statistic, n=len(co))
+        est = boot.estimate(per_unit, statistic, n=len(i_a))
         for g, code in enumerate(groups):
             if sizes[g] >= 2:
                 out.append((shown[code // n_r], shown[code % n_r], str(attribute), _Slice(est, g, int(sizes[g]))))
