@@ -218,6 +218,15 @@ CONCORDANCE = {
     "BOOTSTRAP_ROUNDS": env_int("CONCORDANCE_BOOTSTRAP_ROUNDS", 1000),
 }
 
+# Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn
+# worker on the machine, so a report is computed once, not once per process.
+CACHES = {
+    "default": {
+        "BACKEND": env_str("DJANGO_CACHE_BACKEND", "django.core.cache.backends.filebased.FileBasedCache"),
+        "LOCATION": env_str("DJANGO_CACHE_LOCATION", str(VAR_DIR / "cache")),
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -13,6 +13,8 @@ from annotate.services import project_create
 def _fast_password_hasher(settings):
     # The default PBKDF2 hasher costs ~0.3 s per fixture user; tests don't need its strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A per-test in-memory cache: nothing cached survives into another test or run.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
 
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
