@@ -15,6 +15,9 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # A per-test in-memory cache: nothing cached survives into another test or run.
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
