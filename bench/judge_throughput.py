@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from judges import prompts  # noqa: E402
 from judges.inference import BackendConfig, ScoreRequest  # noqa: E402
 from judges.inference.base import Decoding  # noqa: E402
+from judges.inference.batching import length_batches  # noqa: E402
 from judges.inference.transformers_backend import TransformersBackend, shared_prefix_length  # noqa: E402
 
 VERDICT_ONLY_SUFFIX = '\n\nOutput only your final verdict: "[[A]]", "[[B]]" or "[[C]]".'
@@ -121,6 +122,41 @@ def concordance_requests(pairs) -> list[ScoreRequest]:
     return out
 
 
+HELPSTEER2_ATTRIBUTES = [
+    ("helpfulness", "Overall helpfulness of the response to the prompt."),
+    ("correctness", "Inclusion of all pertinent facts without errors."),
+    ("coherence", "Consistency and clarity of expression."),
+    ("complexity", "Intellectual depth required to write the response."),
+    ("verbosity", "Amount of detail included in the response, relative to what is asked for in the prompt."),
+]
+
+
+def rating_requests(pairs, *, grouped: bool) -> list[ScoreRequest]:
+    """Each pair's two answers rated on HelpSteer2's five attributes, one prompt per attribute;
+    `grouped` marks a response's five prompts as one prefix group (the Celery path does)."""
+    out = []
+    for i, (question, a, b) in enumerate(pairs):
+        for side, response in (("a", a), ("b", b)):
+            for name, description in HELPSTEER2_ATTRIBUTES:
+                msgs = prompts.render_messages(
+                    system=prompts.RATING_SYSTEM, user=prompts.RATING_USER,
+                    values={"prompt": question, "response": response, "attribute": name,
+                            "description": description, "min_value": 0, "max_value": 4,
+                            "anchors": "0 = very poor, 4 = excellent"},
+                )
+                out.append(ScoreRequest(messages=msgs, labels=tuple("01234"), key=(i, side, name),
+                                        prefix_group=(i, side) if grouped else None))
+    return out
+
+
+def timed_score(backend: TransformersBackend, requests: list[ScoreRequest]) -> tuple[float, list]:
+    _sync(backend.device)
+    start = time.perf_counter()
+    results = backend.score(requests, decoding=Decoding())
+    _sync(backend.device)
+    return time.perf_counter() - start, results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=8)
@@ -131,6 +167,8 @@ def main() -> None:
     parser.add_argument("--mtbench-tokens", type=int, default=160, help="explanation budget for path 1")
     parser.add_argument("--verdict-tokens", type=int, default=8, help="token budget for path 2")
     parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument("--rating-pairs", type=int, default=4,
+                        help="pairs whose answers are rated on 5 attributes, shared vs unshared prefix")
     args = parser.parse_args()
 
     model_ref, gguf_file = args.model, args.gguf_file
@@ -171,6 +209,17 @@ def main() -> None:
     results = backend.score(requests, decoding=Decoding())
     _sync(backend.device)
     seconds_3 = time.perf_counter() - start
+    # Rating several attributes of one response: the prompt+response prefix once per response
+    # (grouped) against once per attribute (only the system prompt shared), same requests.
+    rating_pairs = pairs[: args.rating_pairs]
+    shared_req, unshared_req = rating_requests(rating_pairs, grouped=True), rating_requests(rating_pairs, grouped=False)
+    seconds_unshared, unshared_results = timed_score(backend, unshared_req)
+    seconds_shared, shared_results = timed_score(backend, shared_req)
+    rating_diff = max(
+        abs(p - q) for a, b in zip(shared_results, unshared_results, strict=True)
+        for p, q in zip(a.probabilities.values(), b.probabilities.values(), strict=True)
+    )
+    rating_sequences = [backend.encode(backend.render(r.messages) + r.cue) for r in shared_req]
     peak_after = matmul_peak_gflops(backend.device, backend.dtype)
     peak = max(peak_before, peak_after)
 
@@ -179,12 +228,26 @@ def main() -> None:
     per_s_3 = len(requests) / seconds_3
     achieved = 2 * params * prompt_tokens / seconds_3 / 1e9
     computed_tokens = prompt_tokens - prefix * (len(requests) - 1)
+    # What path 3 also computes and throws away: the pads of its length-bucketed batches.
+    suffix_lengths = [len(q) - prefix for q in sequences]
+    path3_batches = length_batches(suffix_lengths, batch_tokens=config.batch_tokens,
+                                   max_batch_size=backend.batch_size, max_padding=backend.max_padding)
+    pad_tokens = sum(max(suffix_lengths[i] for i in b) * len(b) - sum(suffix_lengths[i] for i in b)
+                     for b in path3_batches)
     achieved_computed = 2 * (params - embedding) * computed_tokens / seconds_3 / 1e9
     ok_3 = sum(r.status == "ok" for r in results)
+    print(f"path 3: {len(path3_batches)} batches (max_padding {backend.max_padding}), {computed_tokens} tokens "
+          f"computed + {pad_tokens} pad tokens ({pad_tokens / (computed_tokens + pad_tokens):.0%} of the work)")
     print(f"1 mtbench      : {per_s_1:8.2f} judgments/s ({seconds_1:.1f}s, {parsed_1}/{len(pairs)} parsed)")
     print(f"2 verdict only : {per_s_2:8.2f} judgments/s ({seconds_2:.1f}s, {parsed_2}/{len(pairs)} parsed)")
     print(f"3 concordance  : {per_s_3:8.2f} judgments/s ({seconds_3:.1f}s, {ok_3}/{len(requests)} parseable)")
     print(f"ratios: 3/1 = {per_s_3 / per_s_1:.1f}x, 3/2 = {per_s_3 / per_s_2:.1f}x")
+    rating_shared = len(shared_req) / seconds_shared
+    rating_unshared = len(unshared_req) / seconds_unshared
+    print(f"rating, {len(shared_req)} judgments ({len(rating_pairs) * 2} responses x {len(HELPSTEER2_ATTRIBUTES)} "
+          f"attributes, {sum(len(q) for q in rating_sequences)} prompt tokens): prefix shared per response "
+          f"{rating_shared:.2f} judgments/s, unshared {rating_unshared:.2f} judgments/s = "
+          f"{rating_shared / rating_unshared:.2f}x; max |p difference| {rating_diff:.1e}")
     print(f"matmul peak {peak:.0f} GFLOP/s (before {peak_before:.0f}, after {peak_after:.0f}); path 3 at "
           f"{achieved:.0f} GFLOP/s by 2 x params x prompt tokens = {achieved / peak:.0%} of peak; "
           f"counting only computed tokens and non-embedding params {achieved_computed:.0f} GFLOP/s "
@@ -195,7 +258,9 @@ def main() -> None:
         "concordance_per_s": round(per_s_3, 3),
         "ratio_vs_mtbench": round(per_s_3 / per_s_1, 2), "ratio_vs_verdict_only": round(per_s_3 / per_s_2, 2),
         "matmul_peak_gflops": round(peak, 1), "peak_fraction": round(achieved / peak, 3),
-        "peak_fraction_computed": round(achieved_computed / peak, 3),
+        "peak_fraction_computed": round(achieved_computed / peak, 3), "pad_tokens": pad_tokens,
+        "rating_shared_per_s": round(rating_shared, 3), "rating_unshared_per_s": round(rating_unshared, 3),
+        "rating_shared_ratio": round(rating_shared / rating_unshared, 2),
         "device": str(backend.device), "dtype": str(backend.dtype).removeprefix("torch."),
     }))
 

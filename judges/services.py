@@ -167,6 +167,7 @@ def judge_backend_config(*, judge: Judge) -> BackendConfig:
         api_key=os.environ.get(judge.api_key_env, "") if judge.api_key_env else "",
         batch_tokens=int(decoding.get("batch_tokens", 16384)),
         max_batch_size=int(decoding.get("max_batch_size", 64)),
+        max_padding=float(decoding["max_padding"]) if decoding.get("max_padding") is not None else None,
     )
 
 

@@ -197,3 +197,24 @@ def test_groups_mixed_with_loose_requests_and_a_short_group_prefix(backend):
     batched = backend.last_position_logits(sequences, [r.prefix_group for r in requests])
     for seq, row in zip(sequences, batched, strict=True):
         assert torch.allclose(row, _full_last_logits(backend, backend.tokenizer.decode(seq)), atol=1e-4)
+
+
+def test_length_batches_close_before_padding_passes_the_cap():
+    lengths = [159, 159, 166, 166, 241, 241, 247, 247, 259, 259, 281, 281, 284, 284, 307, 307]
+    one = length_batches(lengths, batch_tokens=16384, max_batch_size=64)
+    assert len(one) == 1  # no cap: everything padded to the longest
+    capped = length_batches(lengths, batch_tokens=16384, max_batch_size=64, max_padding=0.1)
+    assert sorted(i for b in capped for i in b) == list(range(len(lengths)))
+    for batch in capped:
+        padded = max(lengths[i] for i in batch) * len(batch)
+        assert padded - sum(lengths[i] for i in batch) <= 0.1 * padded
+    padded_total = sum(max(lengths[i] for i in b) * len(b) for b in capped)
+    assert padded_total < 0.85 * max(lengths) * len(lengths)
+
+
+def test_a_padding_cap_changes_batches_not_logits(tiny_model_dir):  # noqa: F811
+    texts = ["Blue", "Hello there, how are you today? " * 4, "Paris [[A", "Red " * 9]
+    loose = load_backend(BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), max_padding=1.0))
+    tight = load_backend(BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), max_padding=0.0))
+    sequences = [loose.encode(t) for t in texts]
+    assert torch.allclose(loose.last_position_logits(sequences), tight.last_position_logits(sequences), atol=1e-4)

@@ -26,6 +26,9 @@ class BackendConfig:
     # Batch shaping for the transformers backend: a batch holds at most this many padded tokens.
     batch_tokens: int = 16384
     max_batch_size: int = 64
+    # Most pad tokens a batch may hold, as a share of its padded size; None: 0.1 on a CPU (a
+    # bigger batch buys little there, every pad costs its FLOPs), 0.3 on a GPU.
+    max_padding: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,34 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def length_batches(lengths: Sequence[int], *, batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], *, batch_tokens: int, max_batch_size: int, max_padding: float = 1.0
+) -> list[list[int]]:
     """Indices grouped so that neighbours in length share a batch.
 
     Sorting by length first keeps padding small; a batch closes when its padded size
-    (rows x longest row) would pass `batch_tokens`, so long prompts get small batches.
+    (rows x longest row) would pass `batch_tokens`, so long prompts get small batches, or when
+    its pad tokens would pass `max_padding` of its padded size: padding is computed and thrown
+    away, so where a bigger batch buys little speed (a CPU) a small padding cap pays.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
+    real = 0
     for i in order:
         grown = max(longest, lengths[i])
-        if current and (len(current) >= max_batch_size or grown * (len(current) + 1) > batch_tokens):
+        padded = grown * (len(current) + 1)
+        if current and (
+            len(current) >= max_batch_size
+            or padded > batch_tokens
+            or padded - (real + lengths[i]) > max_padding * padded
+        ):
             batches.append(current)
-            current, grown = [], lengths[i]
+            current, grown, real = [], lengths[i], 0
         current.append(i)
         longest = grown
+        real += lengths[i]
     if current:
         batches.append(current)
     return batches

@@ -1,7 +1,8 @@
 """Local Hugging Face models: verdicts and scores from the last position's logits.
 
 Where the time goes in a judge forward pass, and what this backend does about it:
-- padding: prompts are bucketed by length (`length_batches`), padded on the right;
+- padding: prompts are bucketed by length (`length_batches`), padded on the right, and a batch
+  closes before its pad tokens pass `max_padding` of it;
 - the vocabulary head: only the hidden state of each row's last real token goes through
   `lm_head` (one [rows x vocab] product, not [rows x tokens x vocab]);
 - repeated prefixes: the system prompt and instructions every request shares are run once; their
@@ -60,6 +61,10 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id: int = int(self.tokenizer.pad_token_id)
         self.batch_size = config.max_batch_size
+        if config.max_padding is not None:
+            self.max_padding = config.max_padding
+        else:
+            self.max_padding = 0.1 if self.device.type == "cpu" else 0.3
 
     # -- prompts -------------------------------------------------------------------------------
 
@@ -187,7 +192,7 @@ class TransformersBackend:
             # group's row of that batch's cache.
             group_batches = length_batches(
                 [end - prefix_len for _, end in grouped],
-                batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size,
+                batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size, max_padding=self.max_padding,
             )
             for batch in group_batches:
                 def run(gs: Sequence[int]) -> list[None]:
@@ -213,7 +218,10 @@ class TransformersBackend:
     ) -> None:
         """Last-position logits of sequences[rows[k]][starts[k]:] after row source[k] of `past`."""
         lengths = [len(sequences[i]) - s for i, s in zip(rows, starts, strict=True)]
-        batches = length_batches(lengths, batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size)
+        batches = length_batches(
+            lengths, batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size,
+            max_padding=self.max_padding,
+        )
         for batch in batches:
             def forward(ks: Sequence[int]) -> list[torch.Tensor]:
                 suffixes = [list(sequences[rows[k]][starts[k] :]) for k in ks]
