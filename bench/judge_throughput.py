@@ -3,14 +3,17 @@
 1. mtbench: as FastChat's MT-Bench judge does it, one prompt at a time; the judge writes its
    explanation, then "[[A]]"/"[[B]]"/"[[C]]", parsed from the text;
 2. verdict_only: one prompt at a time with `generate`, a few tokens, parsed from the text;
-3. concordance: judges.inference's transformers backend: prompts bucketed by length, the shared
-   prefix run once, the vocabulary head applied to the last position only, both shown orders.
+3. concordance: judges.inference's transformers backend: prompts bucketed by length with a cap
+   on padding, the shared prefixes run once (the system prompt for all, the question for a
+   pair's two orders), the vocabulary head applied to the last position only, both shown orders.
 
 Throughput is judgments/s, a judgment being one verdict on one pair in one shown order: paths 1
 and 2 judge each pair in the order A-B, path 3 judges both orders (twice the judgments).
 The matrix-multiply peak is measured in the same run; path 3's share of it counts prefill FLOPs
 as 2 x parameters x prompt tokens (the spec's formula), and is also printed counting only the
-tokens actually computed (without the shared prefix) and only non-embedding parameters.
+tokens actually computed (each shared prefix once, no pads) and only non-embedding parameters.
+It also rates each answer of the first pairs on HelpSteer2's five attributes, with the prompt and
+response shared per response (as runs do) and unshared, and prints both judgments/s.
 
 python bench/judge_throughput.py [--pairs 8] [--model DIR_OR_HUB_ID --gguf-file F] [--device cuda]
 Last line: one JSON object (BENCH.md).
@@ -34,7 +37,6 @@ import torch  # noqa: E402
 from judges import prompts  # noqa: E402
 from judges.inference import BackendConfig, ScoreRequest  # noqa: E402
 from judges.inference.base import Decoding  # noqa: E402
-from judges.inference.batching import length_batches  # noqa: E402
 from judges.inference.transformers_backend import TransformersBackend, shared_prefix_length  # noqa: E402
 
 VERDICT_ONLY_SUFFIX = '\n\nOutput only your final verdict: "[[A]]", "[[B]]" or "[[C]]".'
@@ -117,8 +119,9 @@ def concordance_requests(pairs) -> list[ScoreRequest]:
     out = []
     for i, (question, a, b) in enumerate(pairs):
         for order, (first, second) in (("ab", (a, b)), ("ba", (b, a))):
+            # As the Celery path does: a pair's two orders share the system prompt and question.
             out.append(ScoreRequest(messages=messages(question, first, second), labels=prompts.VERDICT_LABELS,
-                                    key=(i, order)))
+                                    key=(i, order), prefix_group=i))
     return out
 
 
@@ -205,10 +208,12 @@ def main() -> None:
     seconds_1, parsed_1 = path_text(backend, pairs, verdict_only=False, max_new_tokens=args.mtbench_tokens)
     seconds_2, parsed_2 = path_text(backend, pairs, verdict_only=True, max_new_tokens=args.verdict_tokens)
     _sync(backend.device)
+    backend.tokens_computed.update(tokens=0, pad_tokens=0, passes=0)
     start = time.perf_counter()
     results = backend.score(requests, decoding=Decoding())
     _sync(backend.device)
     seconds_3 = time.perf_counter() - start
+    path3_counts = dict(backend.tokens_computed)
     # Rating several attributes of one response: the prompt+response prefix once per response
     # (grouped) against once per attribute (only the system prompt shared), same requests.
     rating_pairs = pairs[: args.rating_pairs]
@@ -227,17 +232,14 @@ def main() -> None:
     per_s_2 = len(pairs) / seconds_2
     per_s_3 = len(requests) / seconds_3
     achieved = 2 * params * prompt_tokens / seconds_3 / 1e9
-    computed_tokens = prompt_tokens - prefix * (len(requests) - 1)
-    # What path 3 also computes and throws away: the pads of its length-bucketed batches.
-    suffix_lengths = [len(q) - prefix for q in sequences]
-    path3_batches = length_batches(suffix_lengths, batch_tokens=config.batch_tokens,
-                                   max_batch_size=backend.batch_size, max_padding=backend.max_padding)
-    pad_tokens = sum(max(suffix_lengths[i] for i in b) * len(b) - sum(suffix_lengths[i] for i in b)
-                     for b in path3_batches)
+    # The honest count: the tokens path 3 really ran (each shared prefix once), pads excluded,
+    # times the parameters a token really multiplies (not the embedding lookup).
+    computed_tokens, pad_tokens = path3_counts["tokens"], path3_counts["pad_tokens"]
     achieved_computed = 2 * (params - embedding) * computed_tokens / seconds_3 / 1e9
     ok_3 = sum(r.status == "ok" for r in results)
-    print(f"path 3: {len(path3_batches)} batches (max_padding {backend.max_padding}), {computed_tokens} tokens "
-          f"computed + {pad_tokens} pad tokens ({pad_tokens / (computed_tokens + pad_tokens):.0%} of the work)")
+    print(f"path 3: {path3_counts['passes']} forward passes (max_padding {backend.max_padding}), {computed_tokens} "
+          f"tokens computed of {prompt_tokens} prompt tokens, + {pad_tokens} pad tokens "
+          f"({pad_tokens / (computed_tokens + pad_tokens):.0%} of the work)")
     print(f"1 mtbench      : {per_s_1:8.2f} judgments/s ({seconds_1:.1f}s, {parsed_1}/{len(pairs)} parsed)")
     print(f"2 verdict only : {per_s_2:8.2f} judgments/s ({seconds_2:.1f}s, {parsed_2}/{len(pairs)} parsed)")
     print(f"3 concordance  : {per_s_3:8.2f} judgments/s ({seconds_3:.1f}s, {ok_3}/{len(requests)} parseable)")

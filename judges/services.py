@@ -264,15 +264,18 @@ def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
 
 
 def run_batches(*, run: Run, judgment_ids: Iterable[int]) -> list[list[int]]:
-    """The batches `run_enqueue` sends: by prompt size, a response's ratings kept together."""
+    """The batches `run_enqueue` sends: by prompt size, a response's ratings kept together, and
+    both shown orders of a pair."""
     rows = list(
         Judgment.objects.filter(run=run, id__in=list(judgment_ids))
-        .order_by("size", "response_id", "protocol", "id")
-        .values_list("id", "protocol", "response_id")
+        .order_by("size", "response_id", "pair_id", "protocol", "id")
+        .values_list("id", "protocol", "response_id", "pair_id")
     )
+    keys = {Judgment.Protocol.RATING: lambda response_id, pair_id: ("rating", response_id),
+            Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id)}
     return group_batches(
-        [(jid, (protocol, response_id) if protocol == Judgment.Protocol.RATING else None)
-         for jid, protocol, response_id in rows],
+        [(jid, keys[protocol](response_id, pair_id) if protocol in keys else None)
+         for jid, protocol, response_id, pair_id in rows],
         batch_size=run.batch_size,
     )
 
@@ -509,8 +512,9 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
         labels = prompts.VERDICT_LABELS
     messages = prompts.render_messages(system=template.system, user=template.user, values=values)
     # The attributes of one response share everything up to the attribute's part of the
-    # rating prompt: the backend runs that prefix once for the group.
-    group = ("rating", judgment.response_id) if judgment.protocol == Judgment.Protocol.RATING else None
+    # rating prompt: the backend runs that prefix once for the group (when it is long enough).
+    # Both shown orders of a pair (and the item's other pairs in the batch) share the prompt.
+    group = ("rating", judgment.response_id) if judgment.protocol == Judgment.Protocol.RATING else ("ranking", item.pk)
     return ScoreRequest(messages=messages, labels=labels, cue=prompts.CUE, key=judgment.id, prefix_group=group)
 
 

@@ -211,3 +211,21 @@ def test_a_responses_attribute_ratings_share_one_batch_and_its_prefix(tiny_judge
         stored = Judgment.objects.get(pk=result.key)
         assert list(stored.probabilities.values()) == pytest.approx(list(result.probabilities.values()), abs=1e-4)
         assert stored.status == ("ok" if result.status == "ok" else "unparseable")
+
+
+def test_both_orders_of_a_pair_share_a_batch_and_the_items_prompt_group(tiny_judge):
+    project = make_project(items=3)
+    run = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"], batch_size=3)
+    judgments = list(Judgment.objects.filter(run=run).select_related("item", "pair"))
+    batches = services.run_batches(run=run, judgment_ids=[j.id for j in judgments])
+    assert all(len(b) <= 3 for b in batches)
+    for pair in Pair.objects.filter(item__project=project):
+        theirs = {j.id for j in judgments if j.pair_id == pair.pk}
+        assert len(theirs) == 2 and sum(bool(theirs & set(b)) for b in batches) == 1
+    for j in judgments:
+        assert services.judgment_request(run=run, judgment=j).prefix_group == ("ranking", j.item_id)
+    for batch in batches:
+        services.judgments_process(run_id=run.pk, judgment_ids=batch)
+    run.refresh_from_db()
+    assert run.status == Run.Status.DONE
+    assert not Judgment.objects.filter(run=run, status__in=["pending", "claimed", "error"]).exists()

@@ -61,6 +61,9 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id: int = int(self.tokenizer.pad_token_id)
         self.batch_size = config.max_batch_size
+        # Running count of the tokens the scoring passes ran (real and pad): what a throughput
+        # figure should divide by. Reset it freely.
+        self.tokens_computed = {"tokens": 0, "pad_tokens": 0, "passes": 0}
         if config.max_padding is not None:
             self.max_padding = config.max_padding
         else:
@@ -234,6 +237,10 @@ class TransformersBackend:
     def _run(self, past: _Past, index: torch.Tensor, suffixes: list[list[int]], *, keep: bool):
         """Forward `suffixes` (right-padded) after rows `index` of `past`: (hidden, new past)."""
         rows, width = len(suffixes), max(len(s) for s in suffixes)
+        real = sum(len(s) for s in suffixes)
+        self.tokens_computed["tokens"] += real
+        self.tokens_computed["pad_tokens"] += rows * width - real
+        self.tokens_computed["passes"] += 1
         input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((rows, width), dtype=torch.long)
         for r, s in enumerate(suffixes):
