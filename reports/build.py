@@ -784,7 +784,13 @@ def _leaderboard(
                 {row["model"]: row["elo"] for row in bt_rows if row["elo"] is not None},
                 {row["model"]: row["mean"] for row in rating_rows if row["mean"] is not None},
             )
-            out[name] = {"bradley_terry": bt_rows, "ratings": rating_rows, "kendall_tau": tau}
+            out[name] = {
+                "bradley_terry": bt_rows, "ratings": rating_rows, "kendall_tau": tau,
+                # False: no finite maximum-likelihood fit (some model never lost or never won
+                # against the rest); the Elo figures are then only an ordering.
+                "bradley_terry_identifiable": bool(bt.identifiable) if bt.n else None,
+                "never_lost": bt.never_lost or [], "never_won": bt.never_won or [],
+            }
         return out
 
     return _Section(render)

@@ -193,7 +193,8 @@ def _leaderboards(report: dict) -> dict:
             lo=min(means, default=0) - 0.2, hi=max(means, default=1) + 0.2, digits=2, title="Mean rating",
         ) if rt else None  # fmt: skip
         boards.append({"group": group, "bt_chart": bt_chart, "rt_chart": rt_chart, "tau": board["kendall_tau"],
-                       "bt": bt, "ratings": rt})  # fmt: skip
+                       "bt": bt, "ratings": rt, "identifiable": board.get("bradley_terry_identifiable"),
+                       "never_lost": board.get("never_lost", []), "never_won": board.get("never_won", [])})  # fmt: skip
     first = boards[0] if boards else None
     return {
         "lead_chart": first["bt_chart"] if first else None,

@@ -360,3 +360,24 @@ def test_bootstrap_is_seeded():
 
     assert np.array_equal(run(1), run(1))
     assert not np.array_equal(run(1), run(2))
+
+
+def test_bradley_terry_flags_a_model_that_never_lost():
+    import pandas as pd
+
+    from reports.metrics.leaderboard import bradley_terry, mle_exists
+
+    # m1 beats m2 and m3 every time; m2 and m3 split: no finite MLE for m1.
+    comps = pd.DataFrame({
+        "model_a": ["m1", "m1", "m2", "m3"], "model_b": ["m2", "m3", "m3", "m2"], "verdict": [0, 0, 0, 0],
+    })
+    bt = bradley_terry(comps, rounds=0, seed=0)
+    assert not bt.identifiable and bt.never_lost == ["m1"] and bt.never_won == []
+    assert list(bt.models[i] for i in bt.elo.argsort()[::-1])[0] == "m1"
+    # A cycle of wins is strongly connected: the MLE exists (all equal here).
+    cyc = pd.DataFrame({"model_a": ["m1", "m2", "m3"], "model_b": ["m2", "m3", "m1"], "verdict": [0, 0, 0]})
+    bt = bradley_terry(cyc, rounds=0, seed=0)
+    assert bt.identifiable and abs(bt.elo - 1000).max() < 1e-6
+    import numpy as np
+
+    assert mle_exists(np.array([[0, 1], [1, 0]])) and not mle_exists(np.array([[0, 1], [0, 0]]))

@@ -51,6 +51,21 @@ class BradleyTerry:
     n: int
     elo: np.ndarray
     ci: np.ndarray | None  # (2, m)
+    # The MLE exists only when every model beats, and is beaten by, the rest through some chain
+    # (the "beats" graph is strongly connected; Zermelo 1929, Ford 1957). Otherwise the figures
+    # are the clipped iterate: ordered, but their size means nothing.
+    identifiable: bool = True
+    never_lost: list[str] | None = None
+    never_won: list[str] | None = None
+
+
+def mle_exists(wins: np.ndarray) -> bool:
+    """wins (m, m): the Bradley-Terry MLE is finite iff the directed graph i -> j (i has beaten
+    j at least half a time) is strongly connected."""
+    from scipy.sparse.csgraph import connected_components
+
+    n_components, _ = connected_components(wins > 0, directed=True, connection="strong")
+    return n_components == 1
 
 
 def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:
@@ -81,9 +96,17 @@ def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerr
     wins = c[..., A] + 0.5 * c[..., TIE]
     wins = wins + np.swapaxes(c[..., B] + 0.5 * c[..., TIE], -1, -2)
     elo = bradley_terry_elo(wins)
+    point = counts.reshape(m, m, 3)
+    observed = point[..., A] + 0.5 * point[..., TIE] + np.swapaxes(point[..., B] + 0.5 * point[..., TIE], -1, -2)
+    won, lost = observed.sum(axis=1), observed.sum(axis=0)
+    flags = {
+        "identifiable": mle_exists(observed),
+        "never_lost": [models[i] for i in range(m) if lost[i] == 0],
+        "never_won": [models[i] for i in range(m) if won[i] == 0],
+    }
     if rounds > 0:
-        return BradleyTerry(models=models, n=len(comps), elo=np.median(elo, axis=0), ci=percentile_ci(elo))
-    return BradleyTerry(models=models, n=len(comps), elo=elo[0], ci=None)
+        return BradleyTerry(models=models, n=len(comps), elo=np.median(elo, axis=0), ci=percentile_ci(elo), **flags)
+    return BradleyTerry(models=models, n=len(comps), elo=elo[0], ci=None, **flags)
 
 
 @dataclass
