@@ -57,6 +57,49 @@ def test_smollm2_judges_a_project_end_to_end_in_both_orders():
             assert rating.expected_value == pytest.approx(sum(int(k) * v for k, v in j.probabilities.items()))
 
 
+def test_smollm2_rates_attributes_with_a_shared_prefix_as_without():
+    """The real chat template and tokenizer: a response's attributes scored against its cached
+    prompt+response prefix give the probabilities of scoring each prompt whole."""
+    from judges import prompts
+    from judges.inference import ScoreRequest
+    from judges.inference.base import Decoding
+
+    backend = load_backend(services.judge_backend_config(judge=services.judge_get_or_create_default()))
+    responses = ["Photosynthesis turns light, water and carbon dioxide into sugar and oxygen. " * 3,
+                 "Plants eat sunlight. " * 8]
+
+    def requests(grouped: bool) -> list[ScoreRequest]:
+        out = []
+        for (r, response), name in [(rr, n) for rr in enumerate(responses)
+                                    for n in ("helpfulness", "correctness", "coherence")]:
+            messages = prompts.render_messages(
+                system=prompts.RATING_SYSTEM, user=prompts.RATING_USER,
+                values={"prompt": "Explain photosynthesis briefly.", "response": response, "attribute": name,
+                        "description": f"The response's {name}.", "min_value": 0, "max_value": 4,
+                        "anchors": "0 = poor, 4 = excellent"},
+            )
+            out.append(ScoreRequest(messages=messages, labels=tuple("01234"), key=(r, name),
+                                    prefix_group=r if grouped else None))
+        return out
+
+    backend.tokens_computed.update(tokens=0)
+    shared = backend.score(requests(True), decoding=Decoding())
+    shared_tokens = backend.tokens_computed["tokens"]
+    backend.tokens_computed.update(tokens=0)
+    plain = backend.score(requests(False), decoding=Decoding())
+    # Each response ran once, not once per attribute (beyond the system prompt all share).
+    assert shared_tokens < backend.tokens_computed["tokens"] - 2 * 2 * 40
+    for request, a, b in zip(requests(False), shared, plain, strict=True):
+        ids = torch.tensor([backend.encode(backend.render(request.messages) + request.cue)])
+        with torch.inference_mode():
+            full = backend.model(input_ids=ids).logits[0, -1].float()
+        label_ids = backend.label_token_ids(request.labels, request.cue)
+        expected = torch.softmax(full[label_ids], -1).tolist()
+        assert list(a.probabilities.values()) == pytest.approx(expected, abs=1e-4)
+        assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=1e-4)
+        assert (a.status, a.label) == (b.status, b.label)
+
+
 # -- the openai backend over HTTP -------------------------------------------------------------
 
 
