@@ -179,8 +179,7 @@ class TransformersBackend:
             if g is not None:
                 members.setdefault(g, []).append(i)
         grouped: list[tuple[list[int], int]] = []
-        loose: list[int] = []
-        in_group = set()
+        in_group: set[int] = set()
         for rows in members.values():
             extra = shared_prefix_length([sequences[i] for i in rows]) - prefix_len if len(rows) > 1 else 0
             if extra >= MIN_SHARED_PREFIX:
