@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
@@ -54,7 +54,7 @@ from .models import (
     Response,
     ShownOrder,
 )
-from .roles import Role, user_role
+from .roles import Role, authenticated, user_role
 from .selectors import project_get_for_user, projects_for_user
 from .services import (
     item_create,
@@ -72,7 +72,7 @@ _RANK: dict[Role, int] = {"annotator": 0, "researcher": 1, "admin": 2}
 
 @dataclass(frozen=True)
 class Viewer:
-    user: AbstractBaseUser
+    user: User
     role: Role
 
     @property
@@ -107,7 +107,7 @@ class RolePermission(BasePermission):
     """Reads need `view.read_role`, writes `view.write_role` (researcher unless a view says so)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        minimum = getattr(view, "read_role", "annotator") if request.method in SAFE_METHODS else getattr(
+        minimum: Role = getattr(view, "read_role", "annotator") if request.method in SAFE_METHODS else getattr(
             view, "write_role", "researcher"
         )
         viewer_for(request, minimum=minimum)
@@ -178,7 +178,7 @@ def raters_for(viewer: Viewer) -> QuerySet[Rater]:
     )
 
 
-def _rater_in_project(project_id: object) -> Q:
+def _rater_in_project(project_id: int) -> Q:
     return (
         Q(user__in=Project.members.through.objects.filter(project_id=project_id).values("user"))
         | Q(Exists(Rating.objects.filter(rater=OuterRef("pk"), response__item__project_id=project_id)))
@@ -230,7 +230,7 @@ class ProjectListApi(BaseApi):
         except IntegrityError:
             return field_error("name", "A project with this name exists already.")
         # A researcher sees only projects they belong to; the creator must see what they made.
-        project.members.add(request.user)
+        project.members.add(authenticated(request.user))
         return ApiResponse(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -377,7 +377,7 @@ class DetailApi(BaseApi):
     """One object, looked up inside the caller's scope: outside it is a 404, not a 403, so ids
     of other projects' rows are not confirmed to exist."""
 
-    read_role = "researcher"
+    read_role: Role = "researcher"
 
     def visible(self, queryset: QuerySet, pk: int) -> Any:
         return get_object_or_404(queryset, pk=pk)

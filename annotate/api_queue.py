@@ -27,6 +27,7 @@ from .queue import (
     assignment_undo,
     progress_for,
 )
+from .roles import authenticated
 from .selectors import project_get_for_user
 from .services import rater_for_user
 
@@ -79,7 +80,7 @@ class QueueNextApi(APIView):
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim or resume the next task")
     def post(self, request: Request, project_id: int) -> ApiResponse:
         project = project_get_for_user(request.user, project_id)
-        rater = rater_for_user(user=request.user)
+        rater = rater_for_user(user=authenticated(request.user))
         assignment = assignment_claim_next(project=project, rater=rater)
         body: dict = {"task": task_payload(assignment, project) if assignment else None}
         if request.query_params.get("progress") == "1":
@@ -103,7 +104,7 @@ class QueueSubmitApi(APIView):
         serializer = self.QueueSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        rater = rater_for_user(user=request.user)
+        rater = rater_for_user(user=authenticated(request.user))
         try:
             if "shown_strength" in data:
                 result = assignment_submit_preference(
@@ -136,7 +137,7 @@ class QueueSkipApi(APIView):
         serializer = self.QueueSkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            assignment_skip(rater=rater_for_user(user=request.user), **serializer.validated_data)
+            assignment_skip(rater=rater_for_user(user=authenticated(request.user)), **serializer.validated_data)
         except (ValidationError, QueueError) as exc:
             return _error(exc)
         return ApiResponse({"skipped": True})
@@ -154,7 +155,7 @@ class QueueUndoApi(APIView):
         try:
             with transaction.atomic():
                 assignment = assignment_undo(
-                    project=project, rater=rater_for_user(user=request.user),
+                    project=project, rater=rater_for_user(user=authenticated(request.user)),
                     view_key=serializer.validated_data.get("view_key"),
                 )
         except QueueError as exc:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from .models import (
@@ -49,7 +50,7 @@ class AnnotatorRow:
     ranking_done: int = 0
     skipped: int = 0
     median_seconds: float | None = None
-    last_active: object = None
+    last_active: datetime | None = None
     gold_total: int = 0
     gold_passed: int = 0
     attention_total: int = 0
@@ -71,7 +72,7 @@ class AnnotatorRow:
 
 def protocol_progress(*, project: Project) -> list[ProtocolProgress]:
     rows = []
-    specs = []
+    specs: list[tuple[str, QuerySet[Any], str]] = []
     if project.uses_rating:
         specs.append((Assignment.Protocol.RATING, Response.objects.filter(item__project=project), "response"))
     if project.uses_ranking:
@@ -126,7 +127,7 @@ def annotator_rows(*, project: Project) -> list[AnnotatorRow]:
     rated: dict[tuple[int, int], dict] = {}
     for rater_id, _name, response_id, role, attribute, value, gold in ratings:
         entry = rated.setdefault((rater_id, response_id), {"role": role, "errors": []})
-        if attribute in gold:
+        if gold is not None and attribute in gold:  # never None: gold_ratings__isnull=False
             entry["errors"].append(abs(value - int(gold[attribute])))
     preferences = Preference.objects.filter(
         ~Q(pair__item__role=Item.Role.TASK), pair__item__project=project, rater_kind=Rater.Kind.HUMAN,
@@ -138,6 +139,8 @@ def annotator_rows(*, project: Project) -> list[AnnotatorRow]:
             passed = max(entry["errors"]) <= GOLD_RATING_TOLERANCE
             results.append((rater_id, entry["role"], passed, statistics.fmean(entry["errors"])))
     for rater_id, role, strength, gold in preferences:
+        if gold is None:  # excluded by pair__gold_strength__isnull=False; narrows the type
+            continue
         results.append((rater_id, role, _sign(strength) == _sign(gold), abs(strength - gold)))
     raters = {r.pk: r for r in Rater.objects.filter(pk__in={r[0] for r in results} - set(rows))}
     for rater_id, role, passed, error in results:
@@ -172,8 +175,8 @@ def annotations_per_day(*, project: Project, days: int = 30) -> list[dict]:
         .values("day", "rater_kind")
         .annotate(n=Count("pk"))
     )
-    for row in preference_days:
-        per_day[row["day"]][f"ranking_{row['rater_kind']}"] += row["n"]
+    for prow in preference_days:
+        per_day[prow["day"]][f"ranking_{prow['rater_kind']}"] += prow["n"]
     ordered = sorted(per_day.items(), reverse=True)[:days]
     peak = max((sum(v.values()) for _, v in ordered), default=0) or 1
     return [
@@ -198,7 +201,7 @@ def pairs_page(*, project: Project, page: int, per_page: int = 50) -> tuple[list
         .order_by("-humans", "pk")
     )
     start = (page - 1) * per_page
-    rows = list(qs[start : start + per_page + 1])
+    rows: list[Pair] = list(qs[start : start + per_page + 1])
     return rows[:per_page], len(rows) > per_page
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -81,7 +82,8 @@ class Filter:
 
     param: str
     parse: Callable[[str], object]
-    condition: Callable[[object], Q]
+    # Takes what `parse` returned; Any because each filter pairs its own parse and condition.
+    condition: Callable[[Any], Q]
     description: str
     # Filters that would reveal which model wrote a response are not offered to annotators.
     researcher_only: bool = False

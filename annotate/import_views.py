@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -31,7 +32,7 @@ FORMAT_HELP: dict[str, str] = {
 def import_page(request: HttpRequest) -> HttpResponse:
     if not is_researcher(request.user):
         raise PermissionDenied
-    context = {
+    context: dict[str, Any] = {
         "formats": [(f, FORMAT_HELP.get(f, "")) for f in FORMATS],
         "projects": projects_for_user(request.user),
         "error": None,
@@ -52,7 +53,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
             with tempfile.TemporaryDirectory() as tmp:
                 paths = []
                 for upload in files:
-                    path = Path(tmp) / Path(upload.name).name
+                    path = Path(tmp) / Path(cast(str, upload.name)).name  # uploads always carry a name
                     with path.open("wb") as fh:
                         for chunk in upload.chunks():
                             fh.write(chunk)

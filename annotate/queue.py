@@ -18,6 +18,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -222,7 +223,7 @@ def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assi
 
 
 def _protocols(project: Project, rng: random.Random) -> list[str]:
-    protocols = [p for p, used in ((RATING, project.uses_rating), (RANKING, project.uses_ranking)) if used]
+    protocols: list[str] = [p for p, used in ((RATING, project.uses_rating), (RANKING, project.uses_ranking)) if used]
     rng.shuffle(protocols)
     return protocols
 
@@ -258,9 +259,9 @@ def assignment_claim_next(
             Exists(mine.filter(response__item=OuterRef("pk"))) | Exists(mine.filter(pair__item=OuterRef("pk")))
         ).values("pk")
         for protocol in protocols:
-            for role in (Item.Role.TASK, Item.Role.GOLD, Item.Role.ATTENTION):
+            for item_role in (Item.Role.TASK, Item.Role.GOLD, Item.Role.ATTENTION):
                 claimed = _claim_from(
-                    project=project, rater=rater, protocol=protocol, role=role, now=now, rng=rng, items=touched
+                    project=project, rater=rater, protocol=protocol, role=item_role, now=now, rng=rng, items=touched
                 )
                 if claimed is not None:
                     return claimed
@@ -435,12 +436,13 @@ def assignment_undo(
         if view_key is not None and str(newest.view_key) != str(view_key):
             raise QueueError("Only your newest submission can be undone.")
         draft: dict
+        # A rating assignment holds a response, a ranking assignment a pair.
         if newest.protocol == RATING:
-            ratings = Rating.objects.filter(rater=rater, response_id=newest.response_id).select_related("attribute")
+            ratings = Rating.objects.filter(rater=rater, response_id=cast(int, newest.response_id)).select_related("attribute")
             draft = {r.attribute.name: r.value for r in ratings}
             ratings.delete()
         else:
-            preference = Preference.objects.filter(rater=rater, pair_id=newest.pair_id).first()
+            preference = Preference.objects.filter(rater=rater, pair_id=cast(int, newest.pair_id)).first()
             draft = {}
             if preference is not None:
                 shown = stored_strength(shown_strength=preference.strength, shown_order=preference.shown_order)

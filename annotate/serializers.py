@@ -146,7 +146,9 @@ class ItemCreateSerializer(serializers.Serializer):
     project = serializers.IntegerField(min_value=1)
     external_id = serializers.CharField(max_length=200)
     prompt = serializers.CharField()
-    context = serializers.CharField(required=False, allow_blank=True, default="")
+    # DRF's serializer metaclass pops declared fields off the class, so this does not shadow
+    # Serializer.context at run time; the stubs cannot see that.
+    context = serializers.CharField(required=False, allow_blank=True, default="")  # type: ignore[assignment]
     metadata = serializers.DictField(required=False, default=dict)
     role = serializers.ChoiceField(choices=Item.Role.choices, required=False, default=Item.Role.TASK)
     responses = ResponseInputSerializer(many=True, required=False, default=list)

@@ -4,8 +4,9 @@ all call these, so a human annotation and a judge annotation go through the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from .errors import ValidationError
@@ -69,7 +70,7 @@ def attribute_create(
     )
 
 
-def rater_for_user(*, user: AbstractBaseUser) -> Rater:
+def rater_for_user(*, user: User) -> Rater:
     """The human rater of a user, created on first use."""
     rater = Rater.objects.filter(user=user).first()
     if rater is not None:
@@ -176,7 +177,7 @@ def preference_submit(
     validate_strength(project=project, strength=strength)
     if shown_order not in ShownOrder.values:
         raise ValidationError(f"shown_order must be 'ab' or 'ba', got {shown_order!r}.", field="shown_order")
-    lookup = {"rater": rater, "pair": pair}
+    lookup: dict[str, Any] = {"rater": rater, "pair": pair}
     if rater.kind == Rater.Kind.JUDGE:
         lookup["shown_order"] = shown_order
     existing = Preference.objects.filter(**lookup).first()

@@ -7,6 +7,7 @@ redirect, GET), so a reload never resubmits.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.contrib import messages
@@ -33,7 +34,7 @@ from .queue import (
     newest_done,
     progress_for,
 )
-from .roles import is_researcher, user_role
+from .roles import authenticated, is_researcher, user_role
 from .selectors import project_get_for_user, projects_for_user
 from .services import rater_for_user
 
@@ -192,7 +193,7 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
     project = project_get_for_user(request.user, project_id)
-    return project, rater_for_user(user=request.user)
+    return project, rater_for_user(user=authenticated(request.user))
 
 
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
@@ -213,7 +214,9 @@ def task(request: HttpRequest, project_id: int) -> HttpResponse:
     return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment))
 
 
-def _own_assignment(rater: Rater, view_key: object) -> Assignment | None:
+def _own_assignment(rater: Rater, view_key: uuid.UUID | None) -> Assignment | None:
+    if view_key is None:  # the form did not parse one; view_key is never NULL in the table
+        return None
     return (
         Assignment.objects.select_related("response__item", "pair__item", "pair__response_a", "pair__response_b")
         .filter(rater=rater, view_key=view_key)

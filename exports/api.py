@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.http import FileResponse, StreamingHttpResponse
@@ -18,10 +19,12 @@ from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from annotate.errors import ValidationError
+from annotate.models import Project
 from annotate.roles import is_researcher
 from annotate.selectors import project_get_for_user
 
@@ -33,8 +36,11 @@ from .services import FORMATS, ExportOptions, export_stream, export_write
 class _IgnoreFormatParam(DefaultContentNegotiation):
     """`?format=` names the export format here, not a DRF renderer; the response is a file."""
 
-    def select_renderer(self, request, renderers, format_suffix=None):  # type: ignore[no-untyped-def]
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        first = list(renderers)[0]
+        return first, first.media_type
 
 
 class ProjectExportApi(APIView):
@@ -66,7 +72,7 @@ class ProjectExportApi(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         summary="Download a project export (researchers and admins)",
     )
-    def get(self, request: Request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request: Request, pk: int) -> FileResponse | StreamingHttpResponse:
         project = project_get_for_user(request.user, pk)
         if not is_researcher(request.user):
             raise PermissionDenied("Exports are for researchers and admins.")
@@ -91,7 +97,7 @@ class ProjectExportApi(APIView):
         return response
 
 
-def _file_download(*, project, options: ExportOptions) -> FileResponse:  # type: ignore[no-untyped-def]
+def _file_download(*, project: Project, options: ExportOptions) -> FileResponse:
     tmp = Path(tempfile.mkdtemp(prefix="concordance-export-"))
     slug = f"{project.name}-{options.format}".replace(" ", "_").replace("/", "_")
     result = export_write(project=project, options=options, out=tmp / slug)

@@ -103,6 +103,7 @@ def dpo_rows(
         humans = [v for v, k in zip(rec.votes, rec.kinds, strict=True) if k == "human"]
         judges = [v for v, k in zip(rec.votes, rec.kinds, strict=True) if k == "judge"]
         judge_vote = judges[0] if judges else None
+        chosen_side: str | None
         if source == "judge":
             if judge_vote is None:
                 continue

@@ -34,6 +34,7 @@ from .formats import (
 from .selectors import (
     ANNOTATION_COLUMNS,
     ExportFilters,
+    RaterGroup,
     annotation_rows,
     attribute_names,
     item_count,
@@ -74,7 +75,7 @@ def export_options_validate(*, options: ExportOptions) -> ExportOptions:
         if options.dpo_source != "human" and not f.judge:
             raise ValidationError(f"DPO source {options.dpo_source!r} needs a judge name.", field="judge")
         # DPO picks its raters from its source, whatever the rater group says.
-        group = "humans" if options.dpo_source == "human" else "both"
+        group: RaterGroup = "humans" if options.dpo_source == "human" else "both"
         options = dataclasses.replace(options, filters=dataclasses.replace(f, rater_group=group))
     return options
 

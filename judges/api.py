@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.errors import ValidationError
-from annotate.roles import is_researcher
+from annotate.roles import authenticated, is_researcher
 
 from . import selectors, services
 from .models import Judge, Run
@@ -32,8 +32,8 @@ class JudgeOutput(serializers.ModelSerializer):
     name = serializers.CharField(source="rater.name")
     response_model = serializers.CharField(source="rater.model")
     rater = serializers.IntegerField(source="rater_id")
-    rating_template = serializers.StringRelatedField()
-    ranking_template = serializers.StringRelatedField()
+    rating_template: serializers.StringRelatedField = serializers.StringRelatedField()
+    ranking_template: serializers.StringRelatedField = serializers.StringRelatedField()
 
     class Meta:
         model = Judge
@@ -170,7 +170,7 @@ class RunListApi(APIView):
         try:
             run = services.run_start(
                 judge=v["judge"], project=project, protocols=v["protocols"], kind=v["kind"],
-                limit=v.get("limit"), created_by=request.user,
+                limit=v.get("limit"), created_by=authenticated(request.user),
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc

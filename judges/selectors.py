@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
@@ -17,7 +17,7 @@ from annotate.selectors import project_get_for_user, projects_for_user
 from .models import Judge, Judgment, Run
 
 
-def project_get_for_researcher(user: AbstractBaseUser | AnonymousUser, project_id: int) -> Project:
+def project_get_for_researcher(user: User | AnonymousUser, project_id: int) -> Project:
     """Runs cost compute and show which model wrote what: researchers and admins only."""
     project = project_get_for_user(user, project_id)
     if not is_researcher(user):
@@ -25,7 +25,7 @@ def project_get_for_researcher(user: AbstractBaseUser | AnonymousUser, project_i
     return project
 
 
-def run_get_for_user(user: AbstractBaseUser | AnonymousUser, run_id: int) -> Run:
+def run_get_for_user(user: User | AnonymousUser, run_id: int) -> Run:
     if not is_researcher(user):
         raise PermissionDenied
     return get_object_or_404(
@@ -33,7 +33,7 @@ def run_get_for_user(user: AbstractBaseUser | AnonymousUser, run_id: int) -> Run
     )
 
 
-def runs_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Run]:
+def runs_for_user(user: User | AnonymousUser) -> QuerySet[Run]:
     if not is_researcher(user):
         return Run.objects.none()
     return Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user))

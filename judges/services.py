@@ -9,11 +9,11 @@ import logging
 import os
 import urllib.error
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -193,7 +193,7 @@ def run_start(
     limit: int | None = None,
     batch_size: int = 16,
     lease_seconds: int = 300,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> Run:
     """Plan every judgment of the run and enqueue its batches once the transaction commits."""
     if kind not in Run.Kind.values:
@@ -259,7 +259,8 @@ def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
 
     batches = run_batches(run=run, judgment_ids=judgment_ids)
     for batch in batches:
-        judge_batch.delay_on_commit(run.id, batch)
+        # Celery's Django fixup makes every task a DjangoTask; the stubs type shared_task as Task.
+        judge_batch.delay_on_commit(run.id, batch)  # type: ignore[attr-defined]
     return len(batches)
 
 
@@ -271,7 +272,7 @@ def run_batches(*, run: Run, judgment_ids: Iterable[int]) -> list[list[int]]:
         .order_by("size", "response_id", "pair_id", "protocol", "id")
         .values_list("id", "protocol", "response_id", "pair_id")
     )
-    keys = {Judgment.Protocol.RATING: lambda response_id, pair_id: ("rating", response_id),
+    keys: dict[str, Callable[[int | None, int | None], tuple[str, int | None]]] = {Judgment.Protocol.RATING: lambda response_id, pair_id: ("rating", response_id),
             Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id)}
     return group_batches(
         [(jid, keys[protocol](response_id, pair_id) if protocol in keys else None)
@@ -310,7 +311,8 @@ def group_batches(rows: Sequence[tuple[int, object]], *, batch_size: int) -> lis
 def _watch_start(*, run: Run) -> None:
     from .tasks import run_watch
 
-    run_watch.apply_async_on_commit((run.id, run.watch_token), countdown=_watch_interval(run))
+    # A DjangoTask at run time (Celery's Django fixup); the stubs type shared_task as Task.
+    run_watch.apply_async_on_commit((run.id, run.watch_token), countdown=_watch_interval(run))  # type: ignore[attr-defined]
 
 
 def _watch_interval(run: Run) -> int:
@@ -457,14 +459,14 @@ def judgments_process(*, run_id: int, judgment_ids: Sequence[int]) -> int:
             results = backend.score(requests, decoding=decoding)
             by_id = {j.id: j for j in scoring}
             for result in results:
-                finished += judgment_store(run=run, judgment=by_id[int(result.key)], result=result, token=token)  # type: ignore[arg-type]
+                finished += judgment_store(run=run, judgment=by_id[int(result.key)], result=result, token=token)  # type: ignore[call-overload]  # key echoes our id
         if writing:
             prompts_ = [(j.id, generation_messages(judgment=j)) for j in writing]
             outputs = backend.generate(prompts_, decoding=decoding)
             by_id = {j.id: j for j in writing}
             for output in outputs:
                 finished += generation_store(
-                    run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[arg-type]
+                    run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[call-overload]  # key echoes our id
                     latency_ms=output.latency_ms, token=token,
                 )
     except TRANSIENT_ERRORS:

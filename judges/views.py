@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.errors import ValidationError
+from annotate.roles import authenticated
 
 from . import selectors, services
 from .forms import RunStartForm
@@ -27,7 +28,7 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
         try:
             run = services.run_start(
                 judge=data["judge"], project=project, protocols=data["protocols"] or ["rating", "ranking"],
-                kind=data["kind"], limit=data["limit"], created_by=request.user,
+                kind=data["kind"], limit=data["limit"], created_by=authenticated(request.user),
             )
         except ValidationError as exc:
             form.add_error(None, str(exc))

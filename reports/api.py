@@ -29,7 +29,7 @@ class ProjectReportApi(APIView):
         seed = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(
-        parameters=[OpenApiParameter(name, str, required=False) for name in InputSerializer().fields],
+        parameters=[OpenApiParameter(name, str, required=False) for name in InputSerializer().fields.keys()],
         responses={200: dict},
         summary="The project's report: agreement, judge vs gold, consistency, bias audit, leaderboards.",
     )

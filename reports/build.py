@@ -85,7 +85,7 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else x
 
 
-def _ci(est: Estimate | None, k: int | None = None) -> list[float | None] | None:
+def _ci(est: Estimate | _Slice | None, k: int | None = None) -> list[float | None] | None:
     if est is None or est.ci is None:
         return None
     ci = est.ci if k is None else est.ci[:, k]
@@ -93,7 +93,7 @@ def _ci(est: Estimate | None, k: int | None = None) -> list[float | None] | None
     return None if lo is None or hi is None else [lo, hi]
 
 
-def _val(est: Estimate | None, k: int | None = None) -> float | None:
+def _val(est: Estimate | _Slice | None, k: int | None = None) -> float | None:
     if est is None:
         return None
     return _num(est.value if k is None else est.value[k])
@@ -465,7 +465,7 @@ def _krippendorff(
         out[name] = {
             level: boot.estimate(
                 per_unit,
-                lambda s, level=level, domain=domain, v=v: krippendorff_from_coincidences(
+                lambda s, level=level, domain=domain, v=v: krippendorff_from_coincidences(  # type: ignore[misc]
                     s.reshape(*s.shape[:-1], v, v), domain, level
                 ),
                 n=int(pairable.sum()),
@@ -771,12 +771,12 @@ def _leaderboard(
     def render() -> dict:
         out = {}
         for name, (bt, rb) in boards.items():
-            bt_rows = [
+            bt_rows: list[dict[str, Any]] = [
                 {"model": m, "elo": _num(bt.elo[i]), "ci": None if bt.ci is None else [_num(bt.ci[0, i]), _num(bt.ci[1, i])]}
                 for i, m in enumerate(bt.models)
             ] if bt.n else []  # fmt: skip
             bt_rows.sort(key=lambda row: -(row["elo"] or 0))
-            rating_rows = [
+            rating_rows: list[dict[str, Any]] = [
                 {"model": m, "mean": _val(rb.estimate, i), "ci": _ci(rb.estimate, i)} for i, m in enumerate(rb.models)
             ]
             rating_rows.sort(key=lambda row: -(row["mean"] if row["mean"] is not None else -math.inf))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import cast
 
 from django import forms
 from django.utils import timezone
@@ -26,9 +27,9 @@ class ReportFilterForm(forms.Form):
     def __init__(self, data, *, project: Project) -> None:
         super().__init__(data)
         names = list(project.attributes.values_list("name", flat=True))
-        self.fields["attribute"].choices = [("", "default")] + [(n, n) for n in names]
+        cast(forms.ChoiceField, self.fields["attribute"]).choices = [("", "default")] + [(n, n) for n in names]
         raters = Rater.objects.filter(preferences__pair__item__project=project).distinct().order_by("kind", "name")
-        self.fields["rater_group"].choices = [("", "all"), ("humans", "all humans"), ("judges", "all judges")] + [
+        cast(forms.ChoiceField, self.fields["rater_group"]).choices = [("", "all"), ("humans", "all humans"), ("judges", "all judges")] + [
             (r.label, r.label) for r in raters
         ]
 

@@ -270,11 +270,10 @@ def parse_pandalm(paths: list[Path]) -> ParsedImport:
             if label not in PANDALM_STRENGTH:
                 raise ImportFileError(f"label must be 0, 1 or 2, got {label!r}", path=path, line=where.line, field=f"annotator{k}")
             parsed.preferences.append(PreferenceSpec(rater, idx, ("1", "2"), PANDALM_STRENGTH[label], where))
-    for verdicts, (name, key, mapping) in zip(
-        paths[1:],
-        [("gpt-3.5-turbo", "gpt_result", PANDALM_GPT_STRENGTH), ("pandalm-7b", "pandalm_result", PANDALM_STRENGTH)],
-        strict=False,
-    ):
+    verdict_sources: list[tuple[str, str, dict]] = [
+        ("gpt-3.5-turbo", "gpt_result", PANDALM_GPT_STRENGTH), ("pandalm-7b", "pandalm_result", PANDALM_STRENGTH)
+    ]
+    for verdicts, (name, key, mapping) in zip(paths[1:], verdict_sources, strict=False):
         _pandalm_verdicts(parsed, verdicts, name, key, mapping)
     return parsed
 

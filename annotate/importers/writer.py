@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, models, transaction
 
@@ -139,6 +139,11 @@ def _chunks(values: list, size: int = BATCH) -> Iterable[list]:
         yield values[start : start + size]
 
 
+def _column(model: type[models.Model], name: str) -> models.Field:
+    # The importer's columns are concrete fields, never reverse relations.
+    return cast(models.Field, model._meta.get_field(name))
+
+
 def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple]) -> None:
     """Insert rows, skipping any that hit a unique constraint (that is what makes a re-import
     a no-op). On PostgreSQL the rows travel by COPY into a staging table and one
@@ -147,15 +152,15 @@ def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple
     if not rows:
         return
     if connection.vendor != "postgresql":
-        attnames = [model._meta.get_field(name).attname for name in columns]
+        attnames = [_column(model, name).attname for name in columns]
         for chunk in _chunks(rows):
-            model.objects.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in chunk], ignore_conflicts=True)
+            model._default_manager.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in chunk], ignore_conflicts=True)
         return
     from psycopg.types.json import Jsonb
 
     meta = model._meta
     table = meta.db_table
-    db_columns = [meta.get_field(name).column for name in columns]
+    db_columns = [_column(model, name).column for name in columns]
     json_at = [i for i, name in enumerate(columns) if isinstance(meta.get_field(name), models.JSONField)]
     stamps = [f.column for f in meta.concrete_fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     quoted = ", ".join(f'"{c}"' for c in db_columns)
@@ -192,6 +197,8 @@ def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str
     by_item_id = {pk: ext for ext, pk in item_ids.items()}
     found: dict[tuple[str, str], int] = {}
     project_id = next(iter(Item.objects.filter(pk__in=list(item_ids.values())[:1]).values_list("project_id", flat=True)), None)
+    if project_id is None:  # no items: no responses to find
+        return found
     qs = Response.objects.filter(item__project_id=project_id).values_list("item_id", "external_id", "id")
     for item_pk, ext, pk in qs.iterator(chunk_size=BATCH):
         item_ext = by_item_id.get(item_pk)
@@ -217,8 +224,8 @@ def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tu
         return found
     project_id = Item.objects.filter(pk=next(iter(item_pks))).values_list("project_id", flat=True).get()
     qs = Pair.objects.filter(item__project_id=project_id).values_list("response_a_id", "response_b_id", "id")
-    for a, b, pk in qs.iterator(chunk_size=BATCH):
-        ref = meta.get((a, b))
+    for a_pk, b_pk, pk in qs.iterator(chunk_size=BATCH):
+        ref = meta.get((a_pk, b_pk))
         if ref is not None:
             found[ref] = pk
     return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -56,7 +57,8 @@ class TransformersBackend:
             kwargs["revision"] = config.revision
         self.tokenizer = AutoTokenizer.from_pretrained(config.model_ref, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(config.model_ref, dtype=self.dtype, **kwargs)
-        self.model = model.to(self.device).eval()
+        # transformers types `to` through a decorator wrapper that mypy reads as taking the model.
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id: int = int(self.tokenizer.pad_token_id)
@@ -74,7 +76,8 @@ class TransformersBackend:
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text up to the start of the assistant's answer."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+            # tokenize=False: the rendered text, not ids or a BatchEncoding.
+            return cast(str, self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
         # A model without a chat template (tests' tiny models): a plain transcript.
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         return "\n".join(lines) + "\nassistant: "
@@ -125,10 +128,11 @@ class TransformersBackend:
         results = []
         for i, r in enumerate(requests):
             prefix = rationales[i] + RATIONALE_CUE + r.cue if decoding.rationale else r.cue
-            if label_ids[i] is None:
+            ids = label_ids[i]
+            if ids is None:
                 results.append(ScoreResult(key=r.key, status="error", error=errors[i], latency_ms=latency_ms))
                 continue
-            results.append(self._read(r, logits[i], label_ids[i], prefix, latency_ms))
+            results.append(self._read(r, logits[i], ids, prefix, latency_ms))
         return results
 
     def _read(self, request: ScoreRequest, logits: torch.Tensor, ids: list[int], prefix: str, latency_ms: int) -> ScoreResult:
@@ -136,7 +140,7 @@ class TransformersBackend:
         picked = torch.softmax(logits[ids], dim=-1).tolist()
         probabilities = dict(zip(request.labels, picked, strict=True))
         top_id = int(torch.argmax(logits))
-        top_text = self.tokenizer.decode([top_id])
+        top_text = cast(str, self.tokenizer.decode([top_id]))  # one sequence of ids: one string
         # The greedy answer must itself be a valid label; otherwise the model did not answer
         # inside the scale and we store that, rather than the best of the valid tokens.
         parseable = top_id in ids
@@ -333,7 +337,8 @@ class TransformersBackend:
         )
         seconds = (time.perf_counter() - started) / len(rows)
         new = output[:, width:]
-        return [(self.tokenizer.decode(t, skip_special_tokens=True).strip(), seconds) for t in new]
+        # One sequence of ids per row: decode gives one string each.
+        return [(cast(str, self.tokenizer.decode(t, skip_special_tokens=True)).strip(), seconds) for t in new]
 
 
 class _Past:

@@ -9,6 +9,7 @@ percentiles as the interval.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerr
     point = counts.reshape(m, m, 3)
     observed = point[..., A] + 0.5 * point[..., TIE] + np.swapaxes(point[..., B] + 0.5 * point[..., TIE], -1, -2)
     won, lost = observed.sum(axis=1), observed.sum(axis=0)
-    flags = {
+    flags: dict[str, Any] = {
         "identifiable": mle_exists(observed),
         "never_lost": [models[i] for i in range(m) if lost[i] == 0],
         "never_won": [models[i] for i in range(m) if won[i] == 0],

@@ -7,6 +7,7 @@ id or rater name, or "default" for the SmolLM2 judge. --wait polls until the run
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -30,14 +31,14 @@ class Command(BaseCommand):
                             help="a claim older than this is taken to be lost and handed out again")
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         project = _project(str(options["project"]))
         judge = _judge(str(options["judge"]))
         try:
             run = services.run_start(
-                judge=judge, project=project, protocols=options["protocols"] or ["rating", "ranking"],  # type: ignore[arg-type]
-                kind=str(options["kind"]), limit=options["limit"], batch_size=int(options["batch_size"]),  # type: ignore[arg-type]
-                lease_seconds=int(options["lease_seconds"]),  # type: ignore[arg-type]
+                judge=judge, project=project, protocols=options["protocols"] or ["rating", "ranking"],
+                kind=str(options["kind"]), limit=options["limit"], batch_size=int(options["batch_size"]),
+                lease_seconds=int(options["lease_seconds"]),
             )
         except ValidationError as exc:
             raise CommandError(str(exc)) from exc
