@@ -21,4 +21,5 @@ test: install
 
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/mypy annotate judges reports exports config
 	$(PY) manage.py makemigrations --check --dry-run
