@@ -39,7 +39,7 @@ from .metrics.judges import (
     rating_self_preference,
     self_preference,
 )
-from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, rating_board
+from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
 from .metrics.verdicts import VERDICT_LABELS, apply_wildbench_rule, combine_orders, gold_verdicts
 from .selectors import RANKING, RATING, ReportFilters, annotations_table
 
@@ -325,8 +325,7 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
                 for a, b, est, _ in rows
             ],
             "fleiss_kappa": _val(fleiss),
-            "krippendorff_alpha": {name: _val(levels["ordinal" if name != "preference" else "nominal"])
-                                   for name, levels in alphas.items()},  # fmt: skip
+            "krippendorff_alpha": {name: _val(levels[_alpha_level(name)]) for name, levels in alphas.items()},
             "scores": [
                 {
                     "rater_a": a,
@@ -340,6 +339,9 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
                 }
                 for a, b, attribute, est in scores
             ],
+            # Added keys: the intervals of the pool figures, on the same shared item bootstrap.
+            "fleiss_kappa_ci": _ci(fleiss),
+            "krippendorff_alpha_ci": {name: _ci(levels[_alpha_level(name)]) for name, levels in alphas.items()},
         }
 
     def details() -> dict:
@@ -364,6 +366,11 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
         }
 
     return _Section(render, details)
+
+
+def _alpha_level(name: str) -> str:
+    """The level the report's headline alpha uses: ordinal for scores, nominal for verdicts."""
+    return "nominal" if name == "preference" else "ordinal"
 
 
 def _score_correlations(
@@ -784,8 +791,14 @@ def _leaderboard(
                 {row["model"]: row["elo"] for row in bt_rows if row["elo"] is not None},
                 {row["model"]: row["mean"] for row in rating_rows if row["mean"] is not None},
             )
+            # Round k of the Bradley-Terry bootstrap (over comparisons) meets round k of the
+            # rating board's (over items, the shared Resampler): see leaderboard.kendall_tau_ci.
+            tau_ci = None
+            if tau is not None and rb.estimate is not None:
+                tau_ci = kendall_tau_ci(bt.models, bt.samples, rb.models, rb.estimate.samples)
             out[name] = {
                 "bradley_terry": bt_rows, "ratings": rating_rows, "kendall_tau": tau,
+                "kendall_tau_ci": None if tau_ci is None else [_num(tau_ci[0]), _num(tau_ci[1])],
                 # False: no finite maximum-likelihood fit (some model never lost or never won
                 # against the rest); the Elo figures are then only an ordering.
                 "bradley_terry_identifiable": bool(bt.identifiable) if bt.n else None,

@@ -103,19 +103,26 @@ def _agreement(report: dict) -> dict:
     for p in pairs:
         i, j = index[p["rater_a"]], index[p["rater_b"]]
         matrix[i][j] = matrix[j][i] = p["cohen_kappa"]
+    agreement = report["agreement"]
     fleiss = report["details"]["fleiss_kappa"]
     judges = report["judge_vs_gold"]
     extra = {d["judge"]: d for d in report["details"].get("judge_vs_gold", [])}
     return {
         "lead_chart": charts.heatmap(matrix, names, names, title="Cohen's kappa between raters",
                                      vmin=0, vmax=1, digits=2) if names else None,  # fmt: skip
-        "headline": _headline(fleiss["value"], fleiss["n"], fleiss["ci"], percent=False)
-        if fleiss["value"] is not None
+        "headline": _headline(agreement["fleiss_kappa"], fleiss["n"], agreement.get("fleiss_kappa_ci"), percent=False)
+        if agreement["fleiss_kappa"] is not None
         else None,
         "headline_label": "Fleiss' kappa of the human pool",
         "pairs": pairs,
         "pair_details": report["details"]["agreement_pairs"],
-        "alphas": report["details"]["krippendorff_alpha"],
+        # The report's alpha per attribute (ordinal; nominal on preference verdicts) and its interval.
+        "alpha_rows": [
+            {"name": name, "levels": report["details"]["krippendorff_alpha"].get(name, {}),
+             "level": "nominal" if name == "preference" else "ordinal", "value": value,
+             "ci": agreement.get("krippendorff_alpha_ci", {}).get(name)}
+            for name, value in agreement["krippendorff_alpha"].items()
+        ],  # fmt: skip
         "scores": report["agreement"]["scores"],
         "judges": judges,
         "judge_chart": charts.bars_with_intervals(
@@ -193,13 +200,16 @@ def _leaderboards(report: dict) -> dict:
             lo=min(means, default=0) - 0.2, hi=max(means, default=1) + 0.2, digits=2, title="Mean rating",
         ) if rt else None  # fmt: skip
         boards.append({"group": group, "bt_chart": bt_chart, "rt_chart": rt_chart, "tau": board["kendall_tau"],
+                       "tau_ci": board.get("kendall_tau_ci"),
                        "bt": bt, "ratings": rt, "identifiable": board.get("bradley_terry_identifiable"),
                        "never_lost": board.get("never_lost", []), "never_won": board.get("never_won", [])})  # fmt: skip
     first = boards[0] if boards else None
     return {
         "lead_chart": first["bt_chart"] if first else None,
         "boards": boards,
-        "headline": _headline(first["tau"], len(first["bt"]), None, percent=False) if first and first["tau"] is not None else None,
+        "headline": _headline(first["tau"], len(first["bt"]), first["tau_ci"], percent=False)
+        if first and first["tau"] is not None
+        else None,
         "headline_label": f"{first['group']}: Kendall's tau between the two orderings" if first else "",
     }
 

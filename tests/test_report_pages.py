@@ -101,7 +101,8 @@ def test_api_returns_the_issue_shape(researcher, annotator, filled):
     api.force_authenticate(researcher)
     data = api.get(reverse("api-project-report", args=[filled.pk]), {"rounds": 20}).json()
     assert tuple(data) == TOP_LEVEL
-    assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha", "scores"}
+    assert set(data["agreement"]) == {"pairs", "fleiss_kappa", "krippendorff_alpha", "scores",
+                                      "fleiss_kappa_ci", "krippendorff_alpha_ci"}  # fmt: skip
     # The issue's keys, each row's rates with their intervals beside them (added keys).
     assert set(data["agreement"]["pairs"][0]) >= {
         "rater_a", "rater_b", "n", "percent", "cohen_kappa", "cohen_kappa_quadratic", "ci"
@@ -121,7 +122,9 @@ def test_api_returns_the_issue_shape(researcher, annotator, filled):
     assert set(data["length"][0]) >= {"rater", "n", "longer_wins_rate", "gold_longer_wins_rate"}
     board = data["leaderboard"]["humans"]
     assert set(board) >= {"bradley_terry", "ratings", "kendall_tau"}
-    assert set(board) - {"bradley_terry", "ratings", "kendall_tau"} == {"bradley_terry_identifiable", "never_lost", "never_won"}
+    assert set(board) - {"bradley_terry", "ratings", "kendall_tau"} == {
+        "kendall_tau_ci", "bradley_terry_identifiable", "never_lost", "never_won"
+    }  # fmt: skip
     assert set(board["bradley_terry"][0]) == {"model", "elo", "ci"}
     assert set(board["ratings"][0]) == {"model", "mean", "ci"}
     assert "judge:alpha-judge" in data["leaderboard"]

@@ -58,6 +58,7 @@ class BradleyTerry:
     identifiable: bool = True
     never_lost: list[str] | None = None
     never_won: list[str] | None = None
+    samples: np.ndarray | None = None  # (rounds, m): the Elo of every bootstrap round
 
 
 def mle_exists(wins: np.ndarray) -> bool:
@@ -106,7 +107,8 @@ def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerr
         "never_won": [models[i] for i in range(m) if won[i] == 0],
     }
     if rounds > 0:
-        return BradleyTerry(models=models, n=len(comps), elo=np.median(elo, axis=0), ci=percentile_ci(elo), **flags)
+        return BradleyTerry(models=models, n=len(comps), elo=np.median(elo, axis=0), ci=percentile_ci(elo),
+                            samples=elo, **flags)  # fmt: skip
     return BradleyTerry(models=models, n=len(comps), elo=elo[0], ci=None, **flags)
 
 
@@ -147,3 +149,46 @@ def kendall_tau_between(a: dict[str, float], b: dict[str, float]) -> float | Non
         return None
     tau = sps.kendalltau([a[k] for k in common], [b[k] for k in common], variant="b").statistic
     return None if np.isnan(tau) else float(tau)
+
+
+def kendall_tau_b_rounds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b between the rows of x and y, both (rounds, m) over the same m models,
+    batched over rounds. A NaN score drops that model from its round (as kendall_tau_between
+    drops a model without a score); a round with fewer than two models or a constant ordering
+    gives NaN. tau-b = sum s_x s_y / sqrt(sum s_x^2 * sum s_y^2) over model pairs, s = sign of
+    the difference, which is (n_c - n_d) / sqrt((n_0 - n_1)(n_0 - n_2))."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    y = np.atleast_2d(np.asarray(y, dtype=float))
+    i, j = np.triu_indices(x.shape[-1], k=1)
+    with np.errstate(invalid="ignore"):
+        sx = np.sign(x[:, i] - x[:, j])
+        sy = np.sign(y[:, i] - y[:, j])
+    valid = ~(np.isnan(sx) | np.isnan(sy))
+    sx, sy = np.where(valid, sx, 0.0), np.where(valid, sy, 0.0)
+    with np.errstate(all="ignore"):
+        return (sx * sy).sum(axis=-1) / np.sqrt((sx**2).sum(axis=-1) * (sy**2).sum(axis=-1))
+
+
+def kendall_tau_ci(
+    bt_models: list[str], bt_samples: np.ndarray | None, rating_models: list[str], rating_samples: np.ndarray | None
+) -> np.ndarray | None:
+    """95% interval of Kendall's tau between the Bradley-Terry and rating orderings over the
+    models both boards have: round k of the Bradley-Terry bootstrap is paired with round k of
+    the rating board's, and tau-b is taken per round.
+
+    The two bootstraps resample different units: Bradley-Terry resamples comparisons (pairwise
+    verdicts, Chatbot Arena's scheme), the rating board resamples items through the report's
+    shared Resampler. Pairing rounds by index treats them as independent draws, so the interval
+    covers the sampling noise of both orderings; it is not a joint resample of one unit."""
+    if bt_samples is None or rating_samples is None:
+        return None
+    common = sorted(set(bt_models) & set(rating_models))
+    if len(common) < 2:
+        return None
+    rounds = min(len(bt_samples), len(rating_samples))
+    bi = [bt_models.index(m) for m in common]
+    ri = [rating_models.index(m) for m in common]
+    taus = kendall_tau_b_rounds(bt_samples[:rounds, bi], rating_samples[:rounds, ri])
+    if np.isnan(taus).all():
+        return None
+    return percentile_ci(taus)

@@ -29,9 +29,10 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
         add("agreement", p["rater_a"], p["rater_b"], "percent", p["percent"], p["n"], p.get("percent_ci"))
         add("agreement", p["rater_a"], p["rater_b"], "cohen_kappa_quadratic", p["cohen_kappa_quadratic"], p["n"],
             p.get("cohen_kappa_quadratic_ci"))  # fmt: skip
-    add("agreement", "humans", "", "fleiss_kappa", ag["fleiss_kappa"])
+    add("agreement", "humans", "", "fleiss_kappa", ag["fleiss_kappa"], None, ag.get("fleiss_kappa_ci"))
+    alpha_cis = ag.get("krippendorff_alpha_ci", {})
     for name, value in ag["krippendorff_alpha"].items():
-        add("agreement", name, "", "krippendorff_alpha", value)
+        add("agreement", name, "", "krippendorff_alpha", value, None, alpha_cis.get(name))
     for row in ag.get("scores", []):
         other = f"{row['rater_b']} ({row['attribute']})"
         add("agreement", row["rater_a"], other, "spearman", row["spearman"], row["n"], row["ci_spearman"])
@@ -62,7 +63,7 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
             add("leaderboard", group, r["model"], "elo", r["elo"], None, r["ci"])
         for r in board["ratings"]:
             add("leaderboard", group, r["model"], "mean_rating", r["mean"], None, r["ci"])
-        add("leaderboard", group, "", "kendall_tau", board["kendall_tau"])
+        add("leaderboard", group, "", "kendall_tau", board["kendall_tau"], None, board.get("kendall_tau_ci"))
     return rows
 
 
