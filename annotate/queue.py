@@ -488,3 +488,23 @@ def progress_for(*, project: Project, rater: Rater) -> Progress:
         project_done=regular_done.count(),
         project_target=slots,
     )
+
+
+def open_claims_elsewhere(*, project: Project, rater: Rater, now: datetime | None = None) -> int:
+    """Claims other annotators hold right now on regular tasks this annotator has not had.
+
+    Each could come back to the pool (a skip, an expiry), and then to this annotator; claims on
+    tasks they have already seen, or on gold and attention checks (served only alongside regular
+    tasks), never could. A count only: who holds them is not the annotator's business."""
+    now = now or timezone.now()
+    mine_response = Assignment.objects.filter(rater=rater, response=OuterRef("response"))
+    mine_pair = Assignment.objects.filter(rater=rater, pair=OuterRef("pair"))
+    return (
+        Assignment.objects.filter(project=project, status=CLAIMED, expires_at__gt=now)
+        .exclude(rater=rater)
+        .filter(
+            (Q(protocol=RATING, response__item__role=Item.Role.TASK) & ~Exists(mine_response))
+            | (Q(protocol=RANKING, pair__item__role=Item.Role.TASK) & ~Exists(mine_pair))
+        )
+        .count()
+    )

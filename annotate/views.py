@@ -32,6 +32,7 @@ from .queue import (
     assignment_submit_rating,
     assignment_undo,
     newest_done,
+    open_claims_elsewhere,
     progress_for,
 )
 from .roles import authenticated, is_researcher, user_role
@@ -50,6 +51,9 @@ SHOWN_STRENGTH_LABELS: dict[int, str] = {
     3: "B is much better",
 }
 TERNARY_LABELS: dict[int, str] = {-1: "A is better", 0: "About the same", 1: "B is better"}
+
+# htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
+HTMX_STOP_POLLING = 286
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def _task_context(
     errors: dict[str, str] | None = None,
     posted: dict | None = None,
     notice: Notice | None = None,
+    waiting: int = 0,
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
@@ -123,6 +128,8 @@ def _task_context(
         "errors": errors,
         "undo_key": last.view_key if last else None,
         "skip_reasons": SKIP_REASONS.items(),
+        # All done: how many tasks other annotators hold that could still come back to this one.
+        "waiting": waiting,
     }
     if assignment is None:
         return context
@@ -196,11 +203,27 @@ def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, 
     return project, rater_for_user(user=authenticated(request.user))
 
 
+def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
+    """The annotator's next task; when there is none, the claims others hold that could reopen.
+
+    A claim given back between the claim attempt and the count is in the pool but no longer
+    counted, so a count of zero gets one more attempt: the done state stops checking back only
+    once nothing is left and nothing is in flight."""
+    assignment = assignment_claim_next(project=project, rater=rater)
+    if assignment is not None:
+        return assignment, 0
+    waiting = open_claims_elsewhere(project=project, rater=rater)
+    if waiting == 0:
+        assignment = assignment_claim_next(project=project, rater=rater)
+    return assignment, waiting
+
+
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
-        assignment = assignment_claim_next(project=project, rater=rater)
-        return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment, notice=notice))
+        assignment, waiting = _claim(project, rater)
+        context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+        return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
     return redirect("annotate_task", project_id=project.pk, permanent=False)
@@ -209,9 +232,22 @@ def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice |
 @login_required
 @require_GET
 def task(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The annotator's current task, or the done state.
+
+    With htmx this is also the done state's check-back poll: a task that has opened up is
+    swapped in, and once nothing is left and no other annotator holds a claim that could come
+    back, the answer carries 286 so htmx stops polling."""
     project, rater = _project_and_rater(request, project_id)
-    assignment = assignment_claim_next(project=project, rater=rater)
-    return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment))
+    assignment, waiting = _claim(project, rater)
+    notice = None
+    status = 200
+    if _is_htmx(request):
+        if assignment is not None:
+            notice = Notice("A task has opened up for you.", "info")
+        elif waiting == 0:
+            status = HTMX_STOP_POLLING
+    context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+    return _render_task(request, context, status=status)
 
 
 def _own_assignment(rater: Rater, view_key: uuid.UUID | None) -> Assignment | None:

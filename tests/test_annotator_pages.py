@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from annotate.markdown import render_markdown
 from annotate.models import Assignment, Item, Pair, Preference, Project, Rating
+from annotate.queue import assignment_claim_next, assignment_submit_preference
 from annotate.services import judge_rater_get_or_create, preference_submit, rater_for_user
 
 ALL = {"helpfulness": 3, "correctness": 2, "coherence": 4, "complexity": 1, "verbosity": 2}
@@ -207,3 +208,63 @@ def test_pair_view_shows_humans_and_judges_with_shown_order(client, researcher, 
     assert body.count("B first") == 2 and body.count("A first") == 1
     assert "gpt-judge" in body and "annotator" in body and "B is right" in body
     assert "secret-model-alpha" in body  # researchers see which model wrote what
+
+
+def _poll(client, project):
+    return client.get(reverse("annotate_task", args=[project.pk]), HTTP_HX_REQUEST="true")
+
+
+def test_all_done_with_no_open_claims_stops_the_poll(client, annotator, ranking_project):
+    client.force_login(annotator)
+    page = _task(client, ranking_project)
+    assert page.status_code == 200  # a plain page load is never a 286
+    body = page.content.decode()
+    assert "All done here" in body and "No other annotator holds an open task" in body
+    assert "hx-trigger" not in body.split('id="all-done"')[1].split(">")[0]  # nothing to poll for
+    assert f'href="{reverse("annotate_task", args=[ranking_project.pk])}">Check again' in body
+    response = _poll(client, ranking_project)
+    assert response.status_code == 286
+    assert response.content.decode().lstrip().startswith('<section id="task"')
+
+
+def test_all_done_polls_while_another_annotator_holds_a_claim_and_gets_the_skipped_task(
+    client, annotator, other_annotator, ranking_project
+):
+    ranking_project.overlap = 1
+    ranking_project.save()
+    pair = _pair(ranking_project)
+    other = type(client)()  # a second browser
+    other.force_login(other_annotator)
+    _task(other, ranking_project)
+    held = _current(other_annotator)
+    assert held.pair_id == pair.pk
+
+    client.force_login(annotator)
+    body = _task(client, ranking_project).content.decode()
+    assert "All done here" in body
+    assert "Other annotators still hold <strong>1</strong> open task that you haven't done" in body
+    assert "annotator2" not in body  # a count, never who
+    assert 'hx-trigger="every 20s' in body
+    waiting = _poll(client, ranking_project)
+    assert waiting.status_code == 200 and "hx-trigger=\"every 20s" in waiting.content.decode()
+
+    other.post(reverse("annotate_skip", args=[ranking_project.pk]), {"view_key": held.view_key, "reason": "unsure"})
+    response = _poll(client, ranking_project)
+    assert response.status_code == 200
+    mine = _current(annotator)
+    assert mine.pair_id == pair.pk
+    body = response.content.decode()
+    assert str(mine.view_key) in body and "A task has opened up" in body
+
+
+def test_claims_on_tasks_already_done_do_not_keep_the_poll_going(client, annotator, other_annotator, ranking_project):
+    pair = _pair(ranking_project)
+    mine = assignment_claim_next(project=ranking_project, rater=rater_for_user(user=annotator))
+    assert mine is not None and mine.pair_id == pair.pk
+    assignment_submit_preference(rater=rater_for_user(user=annotator), view_key=mine.view_key, shown_strength=1)
+    other = type(client)()
+    other.force_login(other_annotator)
+    _task(other, ranking_project)
+    assert _current(other_annotator).pair_id == pair.pk
+    client.force_login(annotator)
+    assert _poll(client, ranking_project).status_code == 286
