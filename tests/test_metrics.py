@@ -11,9 +11,13 @@ from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 
 from reports.metrics.agreement import (
     cohen_kappa,
+    coincidences_per_unit,
+    fleiss_from_sums,
     fleiss_kappa,
+    fleiss_unit_stats,
     kendall_tau_b,
     krippendorff_alpha,
+    krippendorff_from_coincidences,
     percent_agreement,
     rank_correlations,
     rank_correlations_from_table,
@@ -30,7 +34,13 @@ from reports.metrics.judges import (
     rating_self_preference,
     self_preference,
 )
-from reports.metrics.leaderboard import bradley_terry, bradley_terry_elo, kendall_tau_between
+from reports.metrics.leaderboard import (
+    bradley_terry,
+    bradley_terry_elo,
+    kendall_tau_b_rounds,
+    kendall_tau_between,
+    kendall_tau_ci,
+)
 from reports.metrics.verdicts import TIE, A, B, apply_wildbench_rule, combine_orders, gold_verdicts
 
 NO_BOOT = Resampler(n_units=100, rounds=0)
@@ -131,6 +141,72 @@ def test_rank_correlation_bootstrap_equals_scipy_on_the_resampled_rows():
         rows = np.repeat(items, w[k])
         assert est.samples[k, 0] == pytest.approx(stats.spearmanr(a[rows], b[rows]).statistic, abs=1e-12)
         assert est.samples[k, 1] == pytest.approx(stats.kendalltau(a[rows], b[rows], variant="b").statistic, abs=1e-12)
+
+
+def _fleiss_boot(counts: np.ndarray, units: np.ndarray, *, n_units: int, rounds: int, seed: int):
+    """Fleiss' kappa on the item bootstrap, registered as the report registers it."""
+    stats_ = fleiss_unit_stats(counts)
+    boot = Resampler(n_units=n_units, rounds=rounds, seed=seed)
+    per_unit = per_unit_sums(np.repeat(units, stats_.shape[1]), np.tile(np.arange(stats_.shape[1]), len(counts)),
+                             stats_.ravel(), n_units=n_units, width=stats_.shape[1])  # fmt: skip
+    est = boot.estimate(per_unit, fleiss_from_sums, n=len(counts))
+    boot.run()
+    return est
+
+
+def test_fleiss_kappa_bootstrap_equals_fleiss_on_the_resampled_units():
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 3, 40)
+    # Four raters, each right 70% of the time; some units have only two or three ratings.
+    labels = np.where(rng.random((40, 4)) < 0.7, truth[:, None], rng.integers(0, 3, (40, 4)))
+    present = rng.random((40, 4)) < 0.8
+    present[:, :2] = True
+    counts = np.stack([((labels == c) & present).sum(axis=1) for c in range(3)], axis=1)
+    est = _fleiss_boot(counts, np.arange(40), n_units=40, rounds=30, seed=4)
+    assert float(est.value) == pytest.approx(fleiss_kappa(counts))
+    w = Resampler(n_units=40, rounds=30, seed=4).weights(30, np.random.default_rng(4)).astype(int)
+    for k in range(30):
+        assert est.samples[k] == pytest.approx(fleiss_kappa(np.repeat(counts, w[k], axis=0)), abs=1e-12)
+    lo, hi = est.ci
+    assert lo < est.value < hi
+    # Seeded: the same seed gives the same interval, another seed another one.
+    again = _fleiss_boot(counts, np.arange(40), n_units=40, rounds=30, seed=4)
+    assert np.array_equal(again.samples, est.samples)
+    assert not np.array_equal(_fleiss_boot(counts, np.arange(40), n_units=40, rounds=30, seed=5).samples, est.samples)
+
+
+def test_fleiss_kappa_interval_of_unanimous_raters_is_the_point():
+    # Every unit unanimous: kappa 1 in every round (rounds that drew one category only have no
+    # kappa and are left out), so the interval is [1, 1].
+    counts = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0], [0, 0, 3], [0, 3, 0]])
+    est = _fleiss_boot(counts, np.arange(6), n_units=6, rounds=200, seed=0)
+    assert float(est.value) == pytest.approx(1.0)
+    assert est.ci == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
+def test_krippendorff_bootstrap_equals_the_package_on_the_resampled_units(level):
+    rng = np.random.default_rng(8)
+    truth = rng.integers(0, 5, 30)
+    data = np.array([np.where(rng.random(30) < 0.7, truth, rng.integers(0, 5, 30)) for _ in range(3)], float)
+    data[rng.random(data.shape) < 0.2] = np.nan
+    domain = np.unique(data[~np.isnan(data)])
+    counts = (data.T[..., None] == domain[None, None, :]).sum(axis=1)
+    boot = Resampler(n_units=30, rounds=25, seed=3)
+    v = len(domain)
+    est = boot.estimate(coincidences_per_unit(counts),
+                        lambda s: krippendorff_from_coincidences(s.reshape(*s.shape[:-1], v, v), domain, level),
+                        n=30)  # fmt: skip
+    boot.run()
+    # The point is the package's; each round is the package's alpha on the units drawn.
+    assert abs(float(est.value) - krippendorff.alpha(reliability_data=data, level_of_measurement=level)) < 1e-9
+    w = boot.weights(25, np.random.default_rng(3)).astype(int)
+    for k in range(25):
+        drawn = np.repeat(data, w[k], axis=1)
+        expected = krippendorff.alpha(reliability_data=drawn, level_of_measurement=level, value_domain=domain)
+        assert abs(est.samples[k] - expected) < 1e-9
+    lo, hi = est.ci
+    assert lo < est.value < hi
 
 
 # --- verdicts and gold -----------------------------------------------------------------------
@@ -321,6 +397,67 @@ def test_bradley_terry_ties_are_half_wins_and_bootstrap_brackets_the_median():
 def test_kendall_tau_between_orderings_uses_common_models():
     assert kendall_tau_between({"a": 3, "b": 2, "c": 1}, {"a": 9, "b": 8, "c": 7, "d": 1}) == 1.0
     assert kendall_tau_between({"a": 3}, {"a": 1}) is None
+
+
+def test_kendall_tau_b_per_round_equals_scipy_and_drops_missing_models():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 4, (25, 6)).astype(float)  # ties in both
+    y = rng.integers(0, 4, (25, 6)).astype(float)
+    y[rng.random(y.shape) < 0.15] = np.nan  # a model missing from a round of the rating board
+    taus = kendall_tau_b_rounds(x, y)
+    for k in range(25):
+        keep = ~np.isnan(y[k])
+        expected = kendall_tau_between(dict(enumerate(x[k][keep])), dict(enumerate(y[k][keep])))
+        if expected is None:
+            assert np.isnan(taus[k])
+        else:
+            assert taus[k] == pytest.approx(expected, abs=1e-12)
+
+
+def test_kendall_tau_interval_pairs_round_k_with_round_k():
+    # Bradley-Terry always orders a > b > c; the rating board's four rounds order them so that
+    # round by round tau is 1, 1/3, -1/3, 1 (by hand). Pairing by round, not across rounds.
+    bt = np.tile([3.0, 2.0, 1.0], (4, 1))
+    ratings = np.array([[9.0, 8, 7], [9, 7, 8], [8, 7, 9], [9, 8, 7]])
+    ci = kendall_tau_ci(["a", "b", "c"], bt, ["a", "b", "c"], ratings)
+    assert ci == pytest.approx(np.percentile([1, 1 / 3, -1 / 3, 1], [2.5, 97.5]))
+    # Models are matched by name, over the models both boards have.
+    ci = kendall_tau_ci(["c", "b", "a"], bt[:, ::-1], ["a", "b", "c", "d"], np.column_stack([ratings, np.zeros(4)]))
+    assert ci == pytest.approx(np.percentile([1, 1 / 3, -1 / 3, 1], [2.5, 97.5]))
+
+
+def test_kendall_tau_interval_degenerate_cases():
+    # The same ordering in every round: [v, v].
+    same = np.tile([1.0, 2.0, 3.0], (50, 1))
+    assert kendall_tau_ci(["a", "b", "c"], same, ["a", "b", "c"], same) == pytest.approx([1.0, 1.0])
+    assert kendall_tau_ci(["a", "b", "c"], same, ["a", "b", "c"], -same) == pytest.approx([-1.0, -1.0])
+    # No bootstrap, or fewer than two common models: no interval.
+    assert kendall_tau_ci(["a", "b"], None, ["a", "b"], same[:, :2]) is None
+    assert kendall_tau_ci(["a", "b"], same[:, :2], ["a", "x"], same[:, :2]) is None
+
+
+def test_kendall_tau_interval_contains_the_point_and_is_seeded():
+    rng = np.random.default_rng(0)
+    strength = {"m0": 0.0, "m1": 0.6, "m2": 1.2, "m3": 1.8}
+    names = list(strength)
+    a, b = rng.integers(0, 4, 400), rng.integers(0, 4, 400)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    p_b = 1 / (1 + np.exp(np.array([strength[names[i]] - strength[names[j]] for i, j in zip(a, b, strict=True)])))
+    comps = pd.DataFrame({"model_a": [names[i] for i in a], "model_b": [names[j] for j in b],
+                          "verdict": np.where(rng.random(len(a)) < p_b, B, A)})  # fmt: skip
+    means = np.array([[1.0, 1.5, 2.5, 2.0]]) + rng.normal(0, 0.4, (300, 4))  # rating order m0 < m1 < m3 < m2
+
+    def ci(seed: int) -> np.ndarray | None:
+        bt = bradley_terry(comps, rounds=300, seed=seed)
+        return kendall_tau_ci(bt.models, bt.samples, names, means)
+
+    bt = bradley_terry(comps, rounds=300, seed=1)
+    point = kendall_tau_between(dict(zip(bt.models, bt.elo, strict=True)), dict(zip(names, [1.0, 1.5, 2.5, 2.0], strict=True)))
+    assert point == pytest.approx(4 / 6)  # one discordant pair (m2, m3) of six
+    lo, hi = ci(1)
+    assert -1 <= lo <= point <= hi <= 1
+    assert np.array_equal(ci(1), ci(1))
 
 
 # --- bootstrap -----------------------------------------------------------------------------

@@ -306,3 +306,91 @@ def test_report_is_cached_until_an_annotation_changes(client, researcher, filled
         pref.delete()
         assert c.get(page).status_code == 200
         assert build.call_count == 7
+
+
+def test_pool_and_leaderboard_coefficients_have_intervals(researcher, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = reverse("api-project-report", args=[filled.pk])
+    data = api.get(url, {"rounds": 200, "seed": 3}).json()
+    ag = data["agreement"]
+    lo, hi = ag["fleiss_kappa_ci"]
+    assert lo <= ag["fleiss_kappa"] <= hi
+    assert set(ag["krippendorff_alpha_ci"]) == set(ag["krippendorff_alpha"]) == {"helpfulness", "preference"}
+    for name, value in ag["krippendorff_alpha"].items():
+        lo, hi = ag["krippendorff_alpha_ci"][name]
+        assert lo <= value <= hi, name
+    board = data["leaderboard"]["humans"]
+    lo, hi = board["kendall_tau_ci"]
+    assert -1 <= lo <= board["kendall_tau"] <= hi <= 1
+    # Judges rate nothing here: no tau, so no interval.
+    assert data["leaderboard"]["judge:plain"]["kendall_tau"] is None
+    assert data["leaderboard"]["judge:plain"]["kendall_tau_ci"] is None
+    # Seeded: the same seed gives the same intervals, another seed other ones.
+    assert api.get(url, {"rounds": 200, "seed": 3}).json() == data
+    other = api.get(url, {"rounds": 200, "seed": 4}).json()
+    assert other["agreement"]["fleiss_kappa"] == ag["fleiss_kappa"]
+    assert (other["agreement"]["fleiss_kappa_ci"], other["agreement"]["krippendorff_alpha_ci"]) != (
+        ag["fleiss_kappa_ci"], ag["krippendorff_alpha_ci"])  # fmt: skip
+    # No bootstrap: the points stay, the intervals are null.
+    none = api.get(url, {"rounds": 0}).json()
+    assert none["agreement"]["fleiss_kappa"] == ag["fleiss_kappa"]
+    assert none["agreement"]["fleiss_kappa_ci"] is None
+    assert set(none["agreement"]["krippendorff_alpha_ci"].values()) == {None}
+    assert none["leaderboard"]["humans"]["kendall_tau_ci"] is None
+
+
+@pytest.fixture
+def unanimous(project):
+    """Two humans who agree on every verdict and every rating: alpha wins every pair it is in,
+    beta beats gamma; ratings 4, 2, 0 for alpha, beta, gamma."""
+    humans = [Rater.objects.create(kind="human", name=f"u{k}") for k in range(2)]
+    helpfulness = project.attributes.get(name="helpfulness")
+    score = {"alpha": 4, "beta": 2, "gamma": 0}
+    for i in range(9):
+        item = Item.objects.create(project=project, external_id=f"u{i}", prompt=f"prompt {i}")
+        ma, mb = MODELS[i % 3], MODELS[(i + 1) % 3]
+        ra = Response.objects.create(item=item, external_id="a", text="x" * (10 + i), model=ma)
+        rb = Response.objects.create(item=item, external_id="b", text="y" * (10 + i), model=mb)
+        pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+        for h in humans:
+            Preference.objects.create(rater=h, rater_kind="human", pair=pair,
+                                      strength=-2 if score[ma] > score[mb] else 2, shown_order="ab")  # fmt: skip
+            Rating.objects.create(rater=h, response=ra, attribute=helpfulness, value=score[ma])
+            Rating.objects.create(rater=h, response=rb, attribute=helpfulness, value=score[mb])
+    return project
+
+
+def test_unanimous_raters_get_degenerate_intervals(researcher, unanimous):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    data = api.get(reverse("api-project-report", args=[unanimous.pk]), {"rounds": 200}).json()
+    ag = data["agreement"]
+    assert ag["fleiss_kappa"] == pytest.approx(1.0)
+    assert ag["fleiss_kappa_ci"] == pytest.approx([1.0, 1.0])
+    assert ag["krippendorff_alpha"] == pytest.approx({"helpfulness": 1.0, "preference": 1.0})
+    assert ag["krippendorff_alpha_ci"]["helpfulness"] == pytest.approx([1.0, 1.0])
+    assert ag["krippendorff_alpha_ci"]["preference"] == pytest.approx([1.0, 1.0])
+    board = data["leaderboard"]["humans"]
+    assert [r["model"] for r in board["ratings"]] == ["alpha", "beta", "gamma"]
+    assert board["kendall_tau"] == pytest.approx(1.0)
+    # Every round keeps the order (alpha > beta > gamma on both boards): [1, 1].
+    assert board["kendall_tau_ci"] == pytest.approx([1.0, 1.0])
+
+
+def test_agreement_and_leaderboard_pages_show_the_new_intervals(client, researcher, filled):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    c = _login(client, researcher)
+    data = api.get(reverse("api-project-report", args=[filled.pk]), {"details": "true"}).json()
+    ag = data["agreement"]
+    body = c.get(reverse("reports:page", args=[filled.pk, "agreement"])).content.decode()
+    lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
+    assert "Fleiss" in lead and f"95% CI {ag['fleiss_kappa_ci'][0]:.3f}–{ag['fleiss_kappa_ci'][1]:.3f}" in lead
+    alpha = body[body.index("Krippendorff"):body.index("<h3>Scores")]
+    for name, (lo, hi) in ag["krippendorff_alpha_ci"].items():
+        row = alpha[alpha.index(f"<td>{name}</td>"):]
+        assert f"[{lo:.3f}, {hi:.3f}]" in row[:row.index("</tr>")]
+    body = c.get(reverse("reports:page", args=[filled.pk, "leaderboards"])).content.decode()
+    lo, hi = data["leaderboard"]["humans"]["kendall_tau_ci"]
+    assert f"95% CI [{lo:.3f}, {hi:.3f}]" in body
