@@ -244,7 +244,8 @@ def test_all_done_polls_while_another_annotator_holds_a_claim_and_gets_the_skipp
     assert "All done here" in body
     assert "Other annotators still hold <strong>1</strong> open task that you haven't done" in body
     assert "annotator2" not in body  # a count, never who
-    assert 'hx-trigger="every 20s' in body
+    # An event filter goes right after its event name, before modifiers (htmx syntax).
+    assert 'hx-trigger="every 20s [!document.hidden], visibilitychange[!document.hidden] from:document"' in body
     waiting = _poll(client, ranking_project)
     assert waiting.status_code == 200 and "hx-trigger=\"every 20s" in waiting.content.decode()
 
