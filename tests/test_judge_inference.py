@@ -218,3 +218,57 @@ def test_a_padding_cap_changes_batches_not_logits(tiny_model_dir):  # noqa: F811
     tight = load_backend(BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), max_padding=0.0))
     sequences = [loose.encode(t) for t in texts]
     assert torch.allclose(loose.last_position_logits(sequences), tight.last_position_logits(sequences), atol=1e-4)
+
+
+def test_a_prebuilt_model_is_wrapped_as_loaded_and_gives_the_same_scores(backend, tiny_model_dir):  # noqa: F811
+    """The bench's GPU path wraps a model it built itself (random weights of a named
+    architecture); the backend must treat it exactly as one it loaded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from judges.inference.transformers_backend import TransformersBackend
+
+    wrapped = TransformersBackend(
+        backend.config,
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir),
+    )
+    # The cache travels under whichever name the installed transformers gives it.
+    assert wrapped.cache_argument in ("cache", "past_key_values")
+    assert wrapped.cache_argument == backend.cache_argument
+    ours, theirs = (b.score(_requests(), decoding=Decoding()) for b in (wrapped, backend))
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+
+
+def test_bench_builds_a_random_architecture_in_the_asked_dtype(tiny_model_dir):  # noqa: F811
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "judge_throughput.py"
+    spec = importlib.util.spec_from_file_location("judge_throughput", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    bench.ARCHITECTURES["tiny"] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = bench.random_model("tiny", tokenizer, torch.device("cpu"), torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.config.vocab_size == len(tokenizer)
+    assert model.config.num_hidden_layers == 2
+    # The presets the GPU figures use are the sizes they claim (parameters, embeddings included).
+    sizes = {name: _llama_parameters(bench.ARCHITECTURES[name], vocab=49152) / 1e9
+             for name in ("llama-1b", "smollm2-1.7b", "llama-8b")}
+    assert 1.0 < sizes["llama-1b"] < 1.3
+    assert 1.6 < sizes["smollm2-1.7b"] < 1.8
+    assert 7.0 < sizes["llama-8b"] < 7.8
+
+
+def _llama_parameters(arch: dict, *, vocab: int) -> int:
+    h, i, layers = arch["hidden_size"], arch["intermediate_size"], arch["num_hidden_layers"]
+    kv = h // arch["num_attention_heads"] * arch["num_key_value_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+    embeddings = vocab * h * (1 if arch["tie_word_embeddings"] else 2)
+    return int(layers * per_layer + embeddings + h)

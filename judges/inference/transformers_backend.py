@@ -14,6 +14,7 @@ Where the time goes in a judge forward pass, and what this backend does about it
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from collections.abc import Sequence
 from typing import cast
@@ -27,6 +28,19 @@ from .batching import length_batches, run_halving_on_oom
 MIN_SHARED_PREFIX = 16
 # After a rationale the verdict is read right after this fixed cue (plus the request's cue).
 RATIONALE_CUE = "\n\nFinal answer: "
+
+
+def _load(config: BackendConfig, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, str] = {}
+    if config.gguf_file:
+        kwargs["gguf_file"] = config.gguf_file
+    if config.revision:
+        kwargs["revision"] = config.revision
+    tokenizer = AutoTokenizer.from_pretrained(config.model_ref, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(config.model_ref, dtype=dtype, **kwargs)
+    return model, tokenizer
 
 
 def resolve_device(device: str) -> torch.device:
@@ -44,21 +58,21 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 class TransformersBackend:
-    def __init__(self, config: BackendConfig) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    def __init__(self, config: BackendConfig, *, model=None, tokenizer=None) -> None:
+        """Load `config.model_ref`, or wrap an already built `model` and `tokenizer` (a bench's
+        random-weight model of a given architecture, which keeps its dtype); placed on the device."""
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        kwargs: dict[str, str] = {}
-        if config.gguf_file:
-            kwargs["gguf_file"] = config.gguf_file
-        if config.revision:
-            kwargs["revision"] = config.revision
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model_ref, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(config.model_ref, dtype=self.dtype, **kwargs)
+        if model is None or tokenizer is None:
+            model, tokenizer = _load(config, self.dtype)
+        self.tokenizer = tokenizer
         # transformers types `to` through a decorator wrapper that mypy reads as taking the model.
         self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        # transformers 5.17 names the cache argument of a base model's forward `past_key_values`;
+        # later releases name it `cache`.
+        parameters = inspect.signature(self.model.base_model.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id: int = int(self.tokenizer.pad_token_id)
@@ -257,7 +271,7 @@ class TransformersBackend:
         cache = past.select(index) if past.length else None
         kwargs: dict = {"use_cache": keep or cache is not None}
         if cache is not None:
-            kwargs["cache"] = cache
+            kwargs[self.cache_argument] = cache
         output = self.model.base_model(
             input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
             position_ids=position_ids.to(self.device), **kwargs,
