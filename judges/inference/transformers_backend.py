@@ -67,8 +67,7 @@ class TransformersBackend:
         if model is None or tokenizer is None:
             model, tokenizer = _load(config, self.dtype)
         self.tokenizer = tokenizer
-        # transformers types `to` through a decorator wrapper that mypy reads as taking the model.
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.model = model.to(self.device).eval()
         # transformers 5.17 names the cache argument of a base model's forward `past_key_values`;
         # later releases name it `cache`.
         parameters = inspect.signature(self.model.base_model.forward).parameters
