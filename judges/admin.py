@@ -1,8 +1,25 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from annotate.errors import ValidationError
+
 from .models import Judge, Judgment, PromptTemplate, Run
+from .services import decoding_validate
+
+
+class JudgeAdminForm(forms.ModelForm):
+    class Meta:
+        model = Judge
+        exclude: list[str] = []  # the admin lists the fields
+
+    def clean_decoding(self) -> dict:
+        # The same check as the API's, so a typo here fails now, not in a worker mid-run.
+        try:
+            return decoding_validate(self.cleaned_data.get("decoding"))
+        except ValidationError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(PromptTemplate)
@@ -13,6 +30,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(Judge)
 class JudgeAdmin(admin.ModelAdmin):
+    form = JudgeAdminForm
     list_display = ["__str__", "backend", "model_ref", "gguf_file", "dtype", "device", "rationale"]
     list_select_related = ["rater"]
 

@@ -71,7 +71,9 @@ class Judge(models.Model):
     decoding = models.JSONField(
         default=dict, blank=True,
         help_text='{"max_new_tokens": 256, "rationale_tokens": 160, "temperature": 0, '
-        '"batch_tokens": 16384, "max_batch_size": 64}',
+        '"batch_tokens": 16384, "max_batch_size": 64, "max_padding": null, "min_valid_mass": null}; '
+        "min_valid_mass null: an answer counts only when the greedy next token is a valid label; "
+        "a number t: the argmax over valid labels whenever they hold at least t of the mass (0: always).",
     )
     rationale = models.BooleanField(default=False, help_text="Write a rationale before the verdict.")
     created_at = models.DateTimeField(auto_now_add=True)

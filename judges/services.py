@@ -45,7 +45,43 @@ _STRENGTH = {
 }
 
 
+# The keys a judge's `decoding` may hold: (type, smallest, largest, may be null).
+DECODING_FIELDS: dict[str, tuple[type, float, float | None, bool]] = {
+    "max_new_tokens": (int, 1, None, False),
+    "rationale_tokens": (int, 1, None, False),
+    "temperature": (float, 0.0, None, False),
+    "batch_tokens": (int, 1, None, False),
+    "max_batch_size": (int, 1, None, False),
+    "max_padding": (float, 0.0, 1.0, True),
+    "min_valid_mass": (float, 0.0, 1.0, True),
+}
+
+
 # -- templates and judges ------------------------------------------------------------------------
+
+
+def decoding_validate(decoding: object) -> dict:
+    """A judge's decoding settings, checked key by key; errors name the key (`decoding.KEY`)."""
+    if decoding is None:
+        return {}
+    if not isinstance(decoding, dict):
+        raise ValidationError("decoding must be a JSON object.", field="decoding")
+    for key, value in decoding.items():
+        if key not in DECODING_FIELDS:
+            raise ValidationError(
+                f"Unknown decoding setting {key!r}; known: {', '.join(DECODING_FIELDS)}.", field=f"decoding.{key}"
+            )
+        kind, low, high, nullable = DECODING_FIELDS[key]
+        if value is None and nullable:
+            continue
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not float(value).is_integer()):
+            raise ValidationError(f"decoding.{key} must be {'an integer' if kind is int else 'a number'}, "
+                                  f"not {value!r}.", field=f"decoding.{key}")
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValidationError(f"decoding.{key} must be {bounds}, not {value!r}.", field=f"decoding.{key}")
+    return dict(decoding)
 
 
 def prompt_template_default(*, protocol: str) -> PromptTemplate:
@@ -101,6 +137,8 @@ def judge_create(
         raise ValidationError(f"backend must be one of {Judge.Backend.values}.", field="backend")
     if not model_ref.strip():
         raise ValidationError("A judge needs a model reference.", field="model_ref")
+    if "decoding" in options:
+        options["decoding"] = decoding_validate(options["decoding"])
     with transaction.atomic():
         rater = judge_rater_get_or_create(name=name, model=response_model)
         if Judge.objects.filter(rater=rater).exists():
@@ -117,6 +155,8 @@ def judge_update(*, judge: Judge, response_model: str | None = None, **fields: o
     unknown = set(fields) - set(JUDGE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown judge field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    if "decoding" in fields:
+        fields["decoding"] = decoding_validate(fields["decoding"])
     for key, value in fields.items():
         setattr(judge, key, value)
     with transaction.atomic():
@@ -178,6 +218,7 @@ def judge_decoding(*, judge: Judge) -> Decoding:
         rationale=judge.rationale,
         rationale_tokens=int(d.get("rationale_tokens", 160)),
         temperature=float(d.get("temperature", 0.0)),
+        min_valid_mass=float(d["min_valid_mass"]) if d.get("min_valid_mass") is not None else None,
     )
 
 

@@ -4,6 +4,8 @@ No mocks: a real Llama (random weights) and a real trained tokenizer, built in a
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_judge_fixtures import tiny_model_dir  # noqa: F401  (fixture)
@@ -272,3 +274,36 @@ def _llama_parameters(arch: dict, *, vocab: int) -> int:
     per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
     embeddings = vocab * h * (1 if arch["tie_word_embeddings"] else 2)
     return int(layers * per_layer + embeddings + h)
+
+
+def test_a_valid_mass_floor_gives_the_argmax_over_valid_labels_when_the_scale_holds_enough(backend):
+    requests = _requests()
+    strict = backend.score(requests, decoding=Decoding())
+    # Floor 0 is METRICS.md's reading: the argmax over the valid tokens, always.
+    spec = backend.score(requests, decoding=Decoding(min_valid_mass=0.0))
+    # A floor above every answer's valid mass: nothing counts, the evidence is still kept.
+    floor = max(r.valid_mass for r in strict) + 1e-6
+    refused = backend.score(requests, decoding=Decoding(min_valid_mass=floor))
+    for s, a, r in zip(strict, spec, refused, strict=True):
+        assert a.probabilities == s.probabilities and a.valid_mass == s.valid_mass
+        assert a.status == "ok" and a.label == max(a.probabilities, key=a.probabilities.get)
+        assert r.status == "unparseable" and r.label is None and r.probabilities == s.probabilities
+    # The random model rarely answers greedily inside the scale: the strict rule refuses some.
+    assert any(s.status == "unparseable" for s in strict)
+
+
+def test_openai_logprobs_reader_applies_the_same_floor():
+    from judges.inference.openai_backend import read_logprobs
+
+    request = ScoreRequest(messages=({"role": "user", "content": "?"},), labels=("A", "B", "C"))
+    # The server prefilled "[[" and the model then wrote "The" (greedy), with A and B behind it.
+    tokens = [{"token": "The", "logprob": math.log(0.5), "top_logprobs": [
+        {"token": "The", "logprob": math.log(0.5)}, {"token": "A", "logprob": math.log(0.3)},
+        {"token": "B", "logprob": math.log(0.1)},
+    ]}]
+    strict = read_logprobs(tokens, request, prefilled=True)
+    assert strict.status == "unparseable" and strict.valid_mass == pytest.approx(0.4)
+    assert read_logprobs(tokens, request, prefilled=True, min_valid_mass=0.5).status == "unparseable"
+    given = read_logprobs(tokens, request, prefilled=True, min_valid_mass=0.4)
+    assert given.status == "ok" and given.label == "A"
+    assert given.probabilities == pytest.approx({"A": 0.75, "B": 0.25, "C": 0.0})

@@ -97,3 +97,38 @@ def test_api_refuses_annotators(annotator):
     api.force_authenticate(annotator)
     assert api.get("/api/judges/").status_code == 403
     assert api.get("/api/runs/").data["count"] == 0
+
+
+@pytest.mark.parametrize(("decoding", "field"), [
+    ({"min_valid_mass": 1.5}, "decoding.min_valid_mass"),
+    ({"min_valid_mass": "high"}, "decoding.min_valid_mass"),
+    ({"max_new_tokens": 2.5}, "decoding.max_new_tokens"),
+    ({"max_batch_size": True}, "decoding.max_batch_size"),
+    ({"temprature": 0.2}, "decoding.temprature"),
+    (["not", "an", "object"], "decoding"),
+])
+def test_api_refuses_bad_decoding_settings_naming_the_key(researcher, tiny_model_dir, decoding, field):  # noqa: F811
+    api = APIClient()
+    api.force_authenticate(researcher)
+    created = api.post("/api/judges/", {"name": "j", "model_ref": str(tiny_model_dir), "decoding": decoding},
+                       format="json")
+    assert created.status_code == 400, created.data
+    assert field in str(created.data)
+    assert not Judge.objects.exists()
+
+
+def test_api_keeps_good_decoding_settings_and_runs_use_them(researcher, tiny_model_dir):  # noqa: F811
+    from judges.services import judge_decoding
+
+    api = APIClient()
+    api.force_authenticate(researcher)
+    created = api.post("/api/judges/", {"name": "j", "model_ref": str(tiny_model_dir),
+                                        "decoding": {"min_valid_mass": 0, "max_padding": None, "temperature": 0}},
+                       format="json")
+    assert created.status_code == 201, created.data
+    judge = Judge.objects.get(pk=created.data["id"])
+    assert judge_decoding(judge=judge).min_valid_mass == 0.0
+    patched = api.patch(f"/api/judges/{judge.pk}/", {"decoding": {"min_valid_mass": -0.1}}, format="json")
+    assert patched.status_code == 400 and "decoding.min_valid_mass" in str(patched.data)
+    judge.refresh_from_db()
+    assert judge.decoding["min_valid_mass"] == 0

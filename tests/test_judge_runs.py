@@ -229,3 +229,17 @@ def test_both_orders_of_a_pair_share_a_batch_and_the_items_prompt_group(tiny_jud
     run.refresh_from_db()
     assert run.status == Run.Status.DONE
     assert not Judgment.objects.filter(run=run, status__in=["pending", "claimed", "error"]).exists()
+
+
+def test_a_judge_with_valid_mass_floor_zero_annotates_every_item_by_the_argmax(tiny_model_dir):  # noqa: F811
+    judge = services.judge_create(name="tiny-floor", model_ref=str(tiny_model_dir),
+                                  decoding={"max_new_tokens": 8, "min_valid_mass": 0})
+    project = make_project(items=3)
+    run = services.run_start(judge=judge, project=project)
+    _process(run)
+    judgments = list(Judgment.objects.filter(run=run))
+    assert {j.status for j in judgments} == {"ok"}
+    for j in judgments:
+        assert j.verdict == max(j.probabilities, key=j.probabilities.get)
+    assert Rating.objects.filter(rater=judge.rater).count() == 3 * 2
+    assert Preference.objects.filter(rater=judge.rater).count() == 3 * 2

@@ -87,6 +87,11 @@ class Decoding:
     rationale: bool = False
     rationale_tokens: int = 160
     temperature: float = 0.0
+    # When an answer read from token probabilities counts as given (see `answer_given`): None
+    # asks the greedy next token to be a valid label itself; a number t accepts the argmax over
+    # the valid labels whenever they hold at least t of the next-token mass (0: always, as
+    # METRICS.md's argmax-over-valid-tokens reads).
+    min_valid_mass: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -98,6 +103,19 @@ class Backend(Protocol):
     def generate(
         self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
     ) -> list[GenerateResult]: ...
+
+
+def answer_given(*, greedy_is_label: bool, valid_mass: float, min_valid_mass: float | None) -> bool:
+    """Whether the model answered inside the scale; if not the answer is stored as unparseable.
+
+    By default the model's own greedy token must be a label. A judge may instead set a floor
+    on the probability mass of the valid labels (METRICS.md's argmax over the valid tokens is
+    the floor 0): a small model that puts 30% on "A"/"B"/"C" and 45% on "The" then gets its
+    verdict, and the mass it gave the scale is stored beside it.
+    """
+    if min_valid_mass is None:
+        return greedy_is_label
+    return valid_mass >= min_valid_mass
 
 
 def label_argmax(probabilities: dict[str, float]) -> str:

@@ -19,7 +19,16 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .base import BackendConfig, Decoding, GenerateResult, Message, ScoreRequest, ScoreResult, label_argmax
+from .base import (
+    BackendConfig,
+    Decoding,
+    GenerateResult,
+    Message,
+    ScoreRequest,
+    ScoreResult,
+    answer_given,
+    label_argmax,
+)
 
 TOP_LOGPROBS = 20
 # Tokens allowed for the answer itself ("[[", the label, "]]") when no rationale comes first.
@@ -83,7 +92,7 @@ class OpenAIBackend:
         text = (request.cue if prefill else "") + (choice.get("message", {}).get("content") or "")
         tokens = ((choice.get("logprobs") or {}).get("content")) or []
         if tokens and all("top_logprobs" in t for t in tokens):
-            result = read_logprobs(tokens, request, prefilled=prefill)
+            result = read_logprobs(tokens, request, prefilled=prefill, min_valid_mass=decoding.min_valid_mass)
         else:
             result = read_text(text, request)
         result.raw_text, result.latency_ms = text, latency_ms
@@ -106,7 +115,9 @@ class OpenAIBackend:
             return list(pool.map(one, prompts))
 
 
-def read_logprobs(tokens: list[dict], request: ScoreRequest, *, prefilled: bool = False) -> ScoreResult:
+def read_logprobs(
+    tokens: list[dict], request: ScoreRequest, *, prefilled: bool = False, min_valid_mass: float | None = None
+) -> ScoreResult:
     """Probabilities of the labels at the first token written right after the last cue."""
     text = request.cue if prefilled else ""
     answer_at = None
@@ -132,7 +143,8 @@ def read_logprobs(tokens: list[dict], request: ScoreRequest, *, prefilled: bool 
     total = sum(weights.values())
     probabilities = {label: w / total for label, w in weights.items()}
     valid_mass = sum(math.exp(v) for v in logprobs.values())
-    parseable = position.get("token", "") in request.labels
+    parseable = answer_given(greedy_is_label=position.get("token", "") in request.labels, valid_mass=valid_mass,
+                             min_valid_mass=min_valid_mass)
     return ScoreResult(
         key=request.key,
         status="ok" if parseable else "unparseable",

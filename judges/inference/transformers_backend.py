@@ -21,7 +21,16 @@ from typing import cast
 
 import torch
 
-from .base import BackendConfig, Decoding, GenerateResult, Message, ScoreRequest, ScoreResult, label_argmax
+from .base import (
+    BackendConfig,
+    Decoding,
+    GenerateResult,
+    Message,
+    ScoreRequest,
+    ScoreResult,
+    answer_given,
+    label_argmax,
+)
 from .batching import length_batches, run_halving_on_oom
 
 # A shared prefix shorter than this is not worth a separate pass and a cache copy per batch.
@@ -145,18 +154,20 @@ class TransformersBackend:
             if ids is None:
                 results.append(ScoreResult(key=r.key, status="error", error=errors[i], latency_ms=latency_ms))
                 continue
-            results.append(self._read(r, logits[i], ids, prefix, latency_ms))
+            results.append(self._read(r, logits[i], ids, prefix, latency_ms, decoding.min_valid_mass))
         return results
 
-    def _read(self, request: ScoreRequest, logits: torch.Tensor, ids: list[int], prefix: str, latency_ms: int) -> ScoreResult:
+    def _read(
+        self, request: ScoreRequest, logits: torch.Tensor, ids: list[int], prefix: str, latency_ms: int,
+        min_valid_mass: float | None,
+    ) -> ScoreResult:
         full = torch.softmax(logits, dim=-1)
         picked = torch.softmax(logits[ids], dim=-1).tolist()
         probabilities = dict(zip(request.labels, picked, strict=True))
         top_id = int(torch.argmax(logits))
         top_text = cast(str, self.tokenizer.decode([top_id]))  # one sequence of ids: one string
-        # The greedy answer must itself be a valid label; otherwise the model did not answer
-        # inside the scale and we store that, rather than the best of the valid tokens.
-        parseable = top_id in ids
+        valid_mass = float(full[ids].sum())
+        parseable = answer_given(greedy_is_label=top_id in ids, valid_mass=valid_mass, min_valid_mass=min_valid_mass)
         return ScoreResult(
             key=request.key,
             status="ok" if parseable else "unparseable",
@@ -165,7 +176,7 @@ class TransformersBackend:
             raw_text=prefix + top_text,
             latency_ms=latency_ms,
             source="logits",
-            valid_mass=float(full[ids].sum()),
+            valid_mass=valid_mass,
         )
 
     @torch.inference_mode()
