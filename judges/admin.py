@@ -27,6 +27,11 @@ class PromptTemplateAdmin(admin.ModelAdmin):
     list_display = ["name", "version", "protocol", "created_at"]
     list_filter = ["protocol"]
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # A version is what judgments point at: editing one in place would rewrite history.
+        # New versions come from the judge page or POST /api/judges/ID/templates/.
+        return obj is None and super().has_change_permission(request, obj)
+
 
 @admin.register(Judge)
 class JudgeAdmin(admin.ModelAdmin):

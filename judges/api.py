@@ -16,7 +16,7 @@ from annotate.errors import ValidationError
 from annotate.roles import authenticated, is_researcher
 
 from . import selectors, services
-from .models import Judge, Run
+from .models import Judge, PromptTemplate, Run
 
 
 def _researcher(request: Request) -> None:
@@ -115,6 +115,46 @@ class JudgeDetailApi(APIView):
         if not rater.ratings.exists() and not rater.preferences.exists():
             rater.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TemplateOutput(serializers.ModelSerializer):
+    class Meta:
+        model = PromptTemplate
+        fields = ["id", "name", "version", "protocol", "system", "user", "created_at"]
+
+
+class TemplateInput(serializers.Serializer):
+    protocol = serializers.ChoiceField(choices=PromptTemplate.Protocol.choices)
+    system = serializers.CharField(allow_blank=True, required=False, default="", trim_whitespace=False)
+    user = serializers.CharField(trim_whitespace=False)
+
+
+class JudgeTemplatesApi(APIView):
+    """A judge's templates: every version of both, and a new version by POST."""
+
+    @extend_schema(responses=TemplateOutput(many=True))
+    def get(self, request: Request, judge_id: int) -> Response:
+        _researcher(request)
+        judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+        names = {judge.rating_template.name, judge.ranking_template.name}
+        versions = PromptTemplate.objects.filter(name__in=names).order_by("protocol", "-version")
+        return Response(TemplateOutput(versions, many=True).data)
+
+    @extend_schema(request=TemplateInput, responses={201: TemplateOutput, 200: TemplateOutput})
+    def post(self, request: Request, judge_id: int) -> Response:
+        """201 with the new version; 200 with the current one when nothing changed."""
+        _researcher(request)
+        judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+        data = TemplateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        protocol = data.validated_data["protocol"]
+        before = judge.rating_template_id if protocol == "rating" else judge.ranking_template_id
+        try:
+            template = services.judge_template_edit(judge=judge, **data.validated_data)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+        code = status.HTTP_200_OK if template.pk == before else status.HTTP_201_CREATED
+        return Response(TemplateOutput(template).data, status=code)
 
 
 class RunOutput(serializers.ModelSerializer):

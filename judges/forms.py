@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 
 from .models import Judge, Run
@@ -13,3 +15,52 @@ class RunStartForm(forms.Form):
         widget=forms.CheckboxSelectMultiple, required=False,
     )
     limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many items.")
+
+
+class JudgeForm(forms.Form):
+    """A judge's settings; `name` only when creating (a judge's name is its rater's, fixed)."""
+
+    name = forms.CharField(max_length=200, help_text="Shown in reports as the rater's name.")
+    response_model = forms.CharField(
+        max_length=200, required=False,
+        help_text="The response model this judge is (for self-preference), e.g. SmolLM2-135M-Instruct.",
+    )
+    backend = forms.ChoiceField(choices=Judge.Backend.choices)
+    model_ref = forms.CharField(max_length=500, label="Model",
+                                help_text="Local directory, cached hub id, or the model name on the server.")
+    gguf_file = forms.CharField(max_length=300, required=False, label="GGUF file",
+                                help_text="A .gguf file inside the model directory.")
+    revision = forms.CharField(max_length=100, required=False)
+    dtype = forms.ChoiceField(choices=Judge.Dtype.choices, initial=Judge.Dtype.AUTO)
+    device = forms.CharField(max_length=20, initial="auto", help_text="auto: cuda if present.")
+    base_url = forms.CharField(max_length=500, required=False, label="Server URL",
+                               help_text="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env = forms.CharField(max_length=100, required=False, label="API key variable",
+                                  help_text="Name of the environment variable holding the key, never the key.")
+    rationale = forms.BooleanField(required=False, help_text="Write a rationale before the verdict.")
+    decoding = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), required=False, initial="{}",
+        help_text='JSON, e.g. {"temperature": 0, "max_batch_size": 64, "min_valid_mass": null}',
+    )
+
+    def __init__(self, *args, editing: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            del self.fields["name"]
+
+    def clean_decoding(self) -> dict:
+        text = (self.cleaned_data.get("decoding") or "").strip() or "{}"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("decoding must be a JSON object.")
+        return value
+
+
+class TemplateForm(forms.Form):
+    protocol = forms.ChoiceField(choices=[("rating", "Rating"), ("ranking", "Ranking")], widget=forms.HiddenInput)
+    system = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}), required=False,
+                             strip=False)
+    user = forms.CharField(widget=forms.Textarea(attrs={"rows": 9, "spellcheck": "false"}), strip=False)

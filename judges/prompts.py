@@ -8,6 +8,7 @@ after the cue "[[".
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 
 CUE = "[["
@@ -51,6 +52,59 @@ GENERATE_SYSTEM = "You are a helpful assistant."
 DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
     "rating": {"name": "helpsteer2-rating", "system": RATING_SYSTEM, "user": RATING_USER},
     "ranking": {"name": "mtbench-pairwise", "system": RANKING_SYSTEM, "user": RANKING_USER},
+}
+
+
+# The placeholders each protocol's templates are filled with (judges.services.judgment_request),
+# and those a template must use somewhere (system or user) to show the judge what it judges.
+PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "rating": frozenset({"prompt", "context", "context_block", "response", "attribute", "description",
+                         "min_value", "max_value", "anchors"}),
+    "ranking": frozenset({"prompt", "context", "context_block", "response_first", "response_second"}),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "rating": ("prompt", "response", "attribute"),
+    "ranking": ("prompt", "response_first", "response_second"),
+}
+
+
+def template_problems(*, protocol: str, system: str, user: str) -> list[tuple[str, str]]:
+    """What is wrong with an edited template, as (field, message); empty when it is usable.
+
+    Unknown placeholders are refused rather than rendered empty: "{respones}" would otherwise
+    silently show the judge no response at all.
+    """
+    problems: list[tuple[str, str]] = []
+    used: set[str] = set()
+    if not user.strip():
+        problems.append(("user", "The user message is empty."))
+    for field, text in (("system", system), ("user", user)):
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        except ValueError as exc:
+            problems.append((field, f"{exc} (write a literal brace as {{{{ or }}}})."))
+            continue
+        for name in names:
+            base = name.split(".")[0].split("[")[0]
+            if base not in PLACEHOLDERS[protocol]:
+                known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS[protocol]))
+                problems.append((field, f"Unknown placeholder {{{name}}}; a {protocol} template knows {known}."))
+            used.add(base)
+    for name in REQUIRED[protocol]:
+        if name not in used and not any(f == "user" and "empty" in m for f, m in problems):
+            problems.append(("user", f"The template never shows {{{name}}} to the judge."))
+    return problems
+
+
+# A fixed example for previews of an edited template (the judge pages).
+PREVIEW_VALUES: dict[str, dict[str, object]] = {
+    "rating": {"prompt": "What is the boiling point of water at sea level?", "context": "",
+               "response": "100 degrees Celsius (212 degrees Fahrenheit).", "attribute": "correctness",
+               "description": "Inclusion of all pertinent facts without errors.", "min_value": 0, "max_value": 4,
+               "anchors": "0 = very poor, 4 = excellent"},
+    "ranking": {"prompt": "What is the boiling point of water at sea level?", "context": "",
+                "response_first": "100 degrees Celsius.",
+                "response_second": "It boils at 100 °C (212 °F) at standard atmospheric pressure."},
 }
 
 

@@ -106,7 +106,18 @@ def prompt_template_revise(*, template: PromptTemplate, system: str, user: str) 
 
 
 def judge_template_edit(*, judge: Judge, protocol: str, system: str, user: str) -> PromptTemplate:
+    """A new version of the judge's template for `protocol`; saving the same text again is a no-op
+    (a double submit must not mint versions). Judgments keep the version they used."""
+    if protocol not in PROTOCOLS:
+        raise ValidationError(f"protocol must be one of {list(PROTOCOLS)}, not {protocol!r}.", field="protocol")
+    system, user = system.replace("\r\n", "\n"), user.replace("\r\n", "\n")
+    problems = prompts.template_problems(protocol=protocol, system=system, user=user)
+    if problems:
+        field, message = problems[0]
+        raise ValidationError(message, field=field)
     current = judge.rating_template if protocol == "rating" else judge.ranking_template
+    if (current.system, current.user) == (system, user):
+        return current
     template = prompt_template_revise(template=current, system=system, user=user)
     field = f"{protocol}_template"
     setattr(judge, field, template)

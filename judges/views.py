@@ -1,19 +1,24 @@
-"""Run pages: list and start runs of a project, watch one run's progress live (htmx)."""
+"""Judge and run pages: define judges and edit their versioned templates (with a live preview),
+list and start runs of a project, watch one run's progress live (htmx)."""
 
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.errors import ValidationError
-from annotate.roles import authenticated
+from annotate.roles import authenticated, is_researcher
 
-from . import selectors, services
-from .forms import RunStartForm
-from .models import Judgment
+from . import prompts, selectors, services
+from .forms import JudgeForm, RunStartForm, TemplateForm
+from .models import Judge, Judgment, PromptTemplate
 
 # htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
 HTMX_STOP_POLLING = 286
@@ -72,3 +77,130 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get_for_user(request.user, run_id)
     services.run_resume(run=run)
     return redirect("judges:run", run_id=run.pk)
+
+
+# -- judges ----------------------------------------------------------------------------------------
+
+
+def _require_researcher(request: HttpRequest) -> None:
+    # Judges cost compute and know which model wrote what: researchers and admins only.
+    if not is_researcher(request.user):
+        raise PermissionDenied
+
+
+def _add_error(form: forms.Form, exc: ValidationError) -> None:
+    """Put a service error on the form field it names ("decoding.min_valid_mass" -> decoding)."""
+    field = (exc.field or "").split(".")[0]
+    form.add_error(field if field in form.fields else None, str(exc))
+
+
+def _settings_initial(judge: Judge) -> dict:
+    fields = {name: getattr(judge, name) for name in services.JUDGE_FIELDS}
+    fields["decoding"] = json.dumps(judge.decoding or {})
+    return fields | {"response_model": judge.rater.model}
+
+
+@login_required
+def judge_list(request: HttpRequest) -> HttpResponse:
+    _require_researcher(request)
+    form = JudgeForm(request.POST or None, initial={"backend": Judge.Backend.TRANSFORMERS})
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            judge = services.judge_create(**data)
+        except ValidationError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"Judge {judge.rater.name} created.")
+            return redirect("judges:judge", judge_id=judge.pk)
+    context = {"judges": selectors.judges_list(), "form": form}
+    return render(request, "judges/judges.html", context, status=422 if form.errors else 200)
+
+
+@login_required
+def judge_detail(request: HttpRequest, judge_id: int) -> HttpResponse:
+    _require_researcher(request)
+    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+    form = JudgeForm(request.POST or None, initial=_settings_initial(judge), editing=True)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.judge_update(judge=judge, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("judges:judge", judge_id=judge.pk)
+    return _judge_page(request, judge, settings_form=form)
+
+
+def _judge_page(
+    request: HttpRequest, judge: Judge, *, settings_form: JudgeForm | None = None,
+    template_forms: dict[str, TemplateForm] | None = None,
+) -> HttpResponse:
+    template_forms = template_forms or {}
+    sections = []
+    for protocol in services.PROTOCOLS:
+        current = judge.rating_template if protocol == "rating" else judge.ranking_template
+        form = template_forms.get(protocol) or TemplateForm(
+            initial={"protocol": protocol, "system": current.system, "user": current.user}
+        )
+        sections.append({
+            "protocol": protocol, "current": current, "form": form,
+            "versions": PromptTemplate.objects.filter(name=current.name).order_by("-version"),
+            "placeholders": sorted(prompts.PLACEHOLDERS[protocol]),
+            "preview": _preview(protocol, current.system, current.user),
+        })
+    failed = settings_form is not None and bool(settings_form.errors) or any(f.errors for f in template_forms.values())
+    context = {
+        "judge": judge, "form": settings_form or JudgeForm(initial=_settings_initial(judge), editing=True),
+        "sections": sections, "runs": selectors.runs_for_user(request.user).filter(judge=judge)[:10],
+    }
+    return render(request, "judges/judge.html", context, status=422 if failed else 200)
+
+
+@login_required
+@require_POST
+def judge_template(request: HttpRequest, judge_id: int) -> HttpResponse:
+    """Save an edited template as a new version (the judge uses it from its next judgment on)."""
+    _require_researcher(request)
+    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+    form = TemplateForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        previous = judge.rating_template if data["protocol"] == "rating" else judge.ranking_template
+        try:
+            template = services.judge_template_edit(
+                judge=judge, protocol=data["protocol"], system=data["system"], user=data["user"]
+            )
+        except ValidationError as exc:
+            _add_error(form, exc)
+        else:
+            if template.pk == previous.pk:
+                messages.info(request, f"No change: the {data['protocol']} template stays {template}.")
+            else:
+                messages.success(request, f"The {data['protocol']} template is now {template}; "
+                                          f"judgments made with {previous} keep pointing at it.")
+            return redirect("judges:judge", judge_id=judge.pk)
+    return _judge_page(request, judge, template_forms={form.data.get("protocol", "ranking"): form})
+
+
+@login_required
+@require_POST
+def template_preview(request: HttpRequest, judge_id: int) -> HttpResponse:
+    """The edited template filled with a fixed example, or what is wrong with it (htmx, as you type)."""
+    _require_researcher(request)
+    get_object_or_404(selectors.judges_list(), pk=judge_id)
+    protocol = request.POST.get("protocol", "")
+    if protocol not in services.PROTOCOLS:
+        return HttpResponse(status=400)
+    preview = _preview(protocol, request.POST.get("system", ""), request.POST.get("user", ""))
+    return render(request, "judges/_preview.html", {"preview": preview})
+
+
+def _preview(protocol: str, system: str, user: str) -> dict:
+    system, user = system.replace("\r\n", "\n"), user.replace("\r\n", "\n")
+    problems = prompts.template_problems(protocol=protocol, system=system, user=user)
+    if problems:
+        return {"problems": problems, "messages": []}
+    rendered = prompts.render_messages(system=system, user=user, values=prompts.PREVIEW_VALUES[protocol])
+    return {"problems": [], "messages": rendered, "cue": prompts.CUE}

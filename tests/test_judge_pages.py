@@ -132,3 +132,129 @@ def test_api_keeps_good_decoding_settings_and_runs_use_them(researcher, tiny_mod
     assert patched.status_code == 400 and "decoding.min_valid_mass" in str(patched.data)
     judge.refresh_from_db()
     assert judge.decoding["min_valid_mass"] == 0
+
+
+# -- judge pages and templates -------------------------------------------------------------------
+
+
+def test_judge_pages_create_a_judge_and_refuse_bad_input_naming_the_field(client, researcher, tiny_model_dir):  # noqa: F811
+    client.force_login(researcher)
+    url = reverse("judges:judges")
+    assert client.get(url).status_code == 200
+    form = {"name": "page-judge", "response_model": "tiny", "backend": "transformers", "model_ref": str(tiny_model_dir),
+            "dtype": "auto", "device": "auto", "decoding": '{"min_valid_mass": 2}'}
+    refused = client.post(url, form)
+    assert refused.status_code == 422
+    assert "decoding.min_valid_mass must be between 0.0 and 1.0" in refused.content.decode()
+    assert not Judge.objects.exists()
+    assert "Not JSON" in client.post(url, form | {"decoding": "{min_valid_mass: 0"}).content.decode()
+    created = client.post(url, form | {"decoding": '{"min_valid_mass": 0}'})
+    judge = Judge.objects.get()
+    assert created.status_code == 302 and created["Location"] == reverse("judges:judge", kwargs={"judge_id": judge.pk})
+    assert (judge.rater.name, judge.rater.model, judge.decoding) == ("page-judge", "tiny", {"min_valid_mass": 0})
+    page = client.get(created["Location"]).content.decode()
+    assert "helpsteer2-rating v1" in page and "mtbench-pairwise v1" in page
+    # The preview shows the default template filled with the example.
+    assert "boiling point of water" in page
+
+
+def test_judge_settings_save_and_keep_the_name(client, researcher, tiny_judge):
+    client.force_login(researcher)
+    url = reverse("judges:judge", kwargs={"judge_id": tiny_judge.pk})
+    saved = client.post(url, {"response_model": "SmolLM2-135M-Instruct", "backend": "transformers",
+                              "model_ref": tiny_judge.model_ref, "dtype": "float32", "device": "cpu",
+                              "rationale": "on", "decoding": '{"temperature": 0}'})
+    assert saved.status_code == 302
+    tiny_judge.refresh_from_db()
+    assert tiny_judge.rationale and tiny_judge.dtype == "float32" and tiny_judge.rater.model == "SmolLM2-135M-Instruct"
+    assert tiny_judge.rater.name == "tiny-pages"
+
+
+def test_editing_a_template_on_the_page_makes_a_new_version_once(client, researcher, tiny_judge):
+    client.force_login(researcher)
+    url = reverse("judges:judge-template", kwargs={"judge_id": tiny_judge.pk})
+    old = tiny_judge.ranking_template
+    edited = {"protocol": "ranking", "system": "Be strict.",
+              "user": "Q: {prompt}\n[A]\n{response_first}\n[B]\n{response_second}\nAnswer [[A]], [[B]] or [[C]]."}
+    first = client.post(url, edited)
+    assert first.status_code == 302
+    tiny_judge.refresh_from_db()
+    new = tiny_judge.ranking_template
+    assert (new.name, new.version, new.system) == (old.name, old.version + 1, "Be strict.")
+    # The same text again (a double submit) mints nothing.
+    client.post(url, edited)
+    tiny_judge.refresh_from_db()
+    assert tiny_judge.ranking_template.pk == new.pk
+    # A typo in a placeholder is refused with what is wrong, and nothing changes.
+    typo = client.post(url, edited | {"user": "{prompt} {respone_first} {response_second}"})
+    assert typo.status_code == 422
+    body = typo.content.decode()
+    assert "Unknown placeholder {respone_first}" in body
+    tiny_judge.refresh_from_db()
+    assert tiny_judge.ranking_template.pk == new.pk
+
+
+@pytest.mark.parametrize(("protocol", "user", "expected"), [
+    ("ranking", "{prompt} {response_first}", "never shows {response_second}"),
+    ("ranking", "{prompt} {response_first} {response_second} {attribute}", "Unknown placeholder {attribute}"),
+    ("rating", "{prompt} {response} {attribute} {", "Single '{' encountered"),
+    ("rating", "", "user message is empty"),
+])
+def test_template_problems_say_what_is_wrong(protocol, user, expected):
+    from judges.prompts import template_problems
+
+    problems = template_problems(protocol=protocol, system="", user=user)
+    assert any(expected in message for _, message in problems), problems
+
+
+def test_default_templates_have_no_problems():
+    from judges.prompts import DEFAULT_TEMPLATES, template_problems
+
+    for protocol, spec in DEFAULT_TEMPLATES.items():
+        assert template_problems(protocol=protocol, system=spec["system"], user=spec["user"]) == []
+
+
+def test_preview_renders_the_edit_with_the_example_or_lists_its_problems(client, researcher, tiny_judge):
+    client.force_login(researcher)
+    url = reverse("judges:template-preview", kwargs={"judge_id": tiny_judge.pk})
+    good = client.post(url, {"protocol": "rating", "system": "",
+                             "user": "{prompt}|{response}|rate {attribute} {min_value}-{max_value}"}).content.decode()
+    assert "What is the boiling point of water at sea level?|100 degrees Celsius" in good
+    assert "rate correctness 0-4" in good and "[[" in good
+    bad = client.post(url, {"protocol": "rating", "system": "", "user": "{prompt}"}).content.decode()
+    assert "never shows {response}" in bad
+
+
+def test_annotators_cannot_reach_judge_pages(client, annotator, tiny_judge):
+    client.force_login(annotator)
+    assert client.get(reverse("judges:judges")).status_code == 403
+    assert client.get(reverse("judges:judge", kwargs={"judge_id": tiny_judge.pk})).status_code == 403
+    preview = reverse("judges:template-preview", kwargs={"judge_id": tiny_judge.pk})
+    assert client.post(preview, {"protocol": "rating", "user": "{prompt}"}).status_code == 403
+
+
+def test_api_template_versions_and_edits(researcher, tiny_judge):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = f"/api/judges/{tiny_judge.pk}/templates/"
+    assert {(t["protocol"], t["version"]) for t in api.get(url).data} == {("rating", 1), ("ranking", 1)}
+    body = {"protocol": "rating", "system": "",
+            "user": "{prompt}\n{response}\nRate {attribute} from {min_value} to {max_value}."}
+    created = api.post(url, body, format="json")
+    assert created.status_code == 201 and created.data["version"] == 2
+    assert api.post(url, body, format="json").status_code == 200
+    bad = api.post(url, body | {"user": "{prompt}"}, format="json")
+    assert bad.status_code == 400 and "never shows {response}" in str(bad.data["user"])
+    assert len(api.get(url).data) == 3
+
+
+def test_admin_shows_template_versions_read_only(client, admin_user, tiny_judge):
+    client.force_login(admin_user)
+    template = tiny_judge.ranking_template
+    url = reverse("admin:judges_prompttemplate_change", args=[template.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    client.post(url, {"name": template.name, "version": template.version, "protocol": "ranking",
+                      "system": "rewritten", "user": "{prompt}"})
+    template.refresh_from_db()
+    assert template.system != "rewritten"

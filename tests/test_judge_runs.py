@@ -146,7 +146,8 @@ def test_template_edits_make_a_new_version_and_old_judgments_keep_theirs(tiny_ju
     run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
     _process(run)
     old = tiny_judge.ranking_template
-    new = services.judge_template_edit(judge=tiny_judge, protocol="ranking", system="Judge.", user="{prompt}")
+    new = services.judge_template_edit(judge=tiny_judge, protocol="ranking", system="Judge.",
+                                       user="{prompt} {response_first} {response_second}")
     assert (new.name, new.version) == (old.name, old.version + 1)
     assert set(Judgment.objects.filter(run=run).values_list("template_id", flat=True)) == {old.pk}
 
