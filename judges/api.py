@@ -164,7 +164,7 @@ class RunOutput(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "judge", "judge_name", "project", "kind", "protocols", "limit", "status", "total",
+            "id", "judge", "judge_name", "project", "kind", "protocols", "limit", "filters", "status", "total",
             "progress", "error", "created_at", "started_at", "finished_at",
         ]
 
@@ -185,6 +185,11 @@ class RunStartInput(serializers.Serializer):
     )
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.JUDGE)
     limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    filters = serializers.JSONField(
+        required=False, default=dict,
+        help_text='Subset of the project: {"roles": ["gold"], "items": ["q1"], "models": ["m1"], '
+                  '"unjudged_only": true}; empty: everything.',
+    )
 
 
 class RunListApi(APIView):
@@ -210,7 +215,7 @@ class RunListApi(APIView):
         try:
             run = services.run_start(
                 judge=v["judge"], project=project, protocols=v["protocols"], kind=v["kind"],
-                limit=v.get("limit"), created_by=authenticated(request.user),
+                limit=v.get("limit"), created_by=authenticated(request.user), filters=v.get("filters"),
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc

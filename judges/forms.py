@@ -4,6 +4,8 @@ import json
 
 from django import forms
 
+from annotate.models import Item, Project, Response
+
 from .models import Judge, Run
 
 
@@ -15,6 +17,37 @@ class RunStartForm(forms.Form):
         widget=forms.CheckboxSelectMultiple, required=False,
     )
     limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many items.")
+    roles = forms.MultipleChoiceField(
+        choices=Item.Role.choices, widget=forms.CheckboxSelectMultiple, required=False, label="Item roles",
+        help_text="None ticked: every item.",
+    )
+    models = forms.MultipleChoiceField(
+        choices=[], widget=forms.CheckboxSelectMultiple, required=False, label="Responses by",
+        help_text="Ratings of these models' responses, and pairs holding at least one (self-preference). "
+                  "None ticked: all.",
+    )
+    items = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Only items",
+        help_text="External ids, separated by commas or new lines. Empty: all.",
+    )
+    unjudged_only = forms.BooleanField(required=False, label="Only what this judge has not annotated yet")
+
+    def __init__(self, *args, project: Project | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if project is not None:
+            names = (
+                Response.objects.filter(item__project=project).exclude(model="")
+                .values_list("model", flat=True).distinct().order_by("model")
+            )
+            models_field = self.fields["models"]
+            assert isinstance(models_field, forms.MultipleChoiceField)
+            models_field.choices = [(m, m) for m in names]
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        items = [i.strip() for i in data.get("items", "").replace(",", "\n").splitlines() if i.strip()]
+        return {"roles": data.get("roles") or [], "models": data.get("models") or [], "items": items,
+                "unjudged_only": bool(data.get("unjudged_only"))}
 
 
 class JudgeForm(forms.Form):

@@ -101,6 +101,10 @@ class Run(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.JUDGE)
     protocols = models.JSONField(default=list)
     limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items.")
+    # Which part of the project the run covers (judges.services.RUN_FILTERS): item roles, items
+    # by external id, responses/pairs by the models that wrote them, and what the judge has not
+    # judged yet. Empty: everything.
+    filters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.RUNNING)
     total = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField(default=16)

@@ -19,7 +19,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from annotate.errors import ValidationError
-from annotate.models import Pair, Project, Response, ShownOrder
+from annotate.models import Item, Pair, Preference, Project, Rating, Response, ShownOrder
 from annotate.services import judge_rater_get_or_create, preference_submit, ratings_submit
 
 from . import prompts
@@ -235,6 +235,59 @@ def judge_decoding(*, judge: Judge) -> Decoding:
 
 # -- runs ----------------------------------------------------------------------------------------
 
+RUN_FILTERS = ("roles", "items", "models", "unjudged_only")
+
+
+def run_filters_validate(*, project: Project, filters: dict | None) -> dict:
+    """A run's subset of the project, checked against it; errors name `filters.KEY`.
+
+    roles: item roles (task, gold, attention); items: item external ids; models: response models,
+    a rating when its response's model is listed, a pair when either response's is (a
+    self-preference study judges the pairs that hold the judge's own responses); unjudged_only:
+    skip what this judge has already annotated (extending a study without re-judging).
+    """
+    if filters is not None and not isinstance(filters, dict):
+        raise ValidationError("filters must be a JSON object.", field="filters")
+    filters = dict(filters or {})
+    unknown = sorted(set(filters) - set(RUN_FILTERS))
+    if unknown:
+        raise ValidationError(f"Unknown run filter {unknown[0]!r}; known: {', '.join(RUN_FILTERS)}.",
+                              field=f"filters.{unknown[0]}")
+    for key in ("roles", "items", "models"):
+        value = filters.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError(f"filters.{key} must be a list of strings.", field=f"filters.{key}")
+        if not value:
+            del filters[key]
+    roles = filters.get("roles", [])
+    bad_roles = [r for r in roles if r not in Item.Role.values]
+    if bad_roles:
+        raise ValidationError(f"Unknown item role {bad_roles[0]!r}; roles are {', '.join(Item.Role.values)}.",
+                              field="filters.roles")
+    items = filters.get("items", [])
+    if items:
+        found = set(project.items.filter(external_id__in=items).values_list("external_id", flat=True))
+        missing = [i for i in items if i not in found]
+        if missing:
+            raise ValidationError(f"{len(missing)} item(s) not in project {project.name!r}: "
+                                  f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.", field="filters.items")
+    models_ = filters.get("models", [])
+    if models_:
+        known = set(Response.objects.filter(item__project=project).values_list("model", flat=True).distinct())
+        missing = [m for m in models_ if m not in known]
+        if missing:
+            raise ValidationError(f"No response in project {project.name!r} was written by {missing[0]!r}; "
+                                  f"its models are {', '.join(sorted(m for m in known if m)) or 'none'}.",
+                                  field="filters.models")
+    if "unjudged_only" in filters:
+        if not isinstance(filters["unjudged_only"], bool):
+            raise ValidationError("filters.unjudged_only must be true or false.", field="filters.unjudged_only")
+        if not filters["unjudged_only"]:
+            del filters["unjudged_only"]
+    return filters
+
 
 def run_start(
     *,
@@ -246,8 +299,10 @@ def run_start(
     batch_size: int = 16,
     lease_seconds: int = 300,
     created_by: User | None = None,
+    filters: dict | None = None,
 ) -> Run:
     """Plan every judgment of the run and enqueue its batches once the transaction commits."""
+    filters = run_filters_validate(project=project, filters=filters)
     if kind not in Run.Kind.values:
         raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
     if limit is not None and limit < 1:
@@ -263,7 +318,7 @@ def run_start(
     with transaction.atomic():
         run = Run.objects.create(
             judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
-            limit=limit, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
+            limit=limit, filters=filters, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
             created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
         )
         units = list(_plan(run=run))
@@ -272,6 +327,7 @@ def run_start(
         run.save(update_fields=["total"])
         if run.total == 0:
             _run_finish(run=run)
+            run.refresh_from_db()
         else:
             run_enqueue(run=run, judgment_ids=Judgment.objects.filter(run=run).values_list("id", flat=True))
             _watch_start(run=run)
@@ -279,9 +335,24 @@ def run_start(
 
 
 def _plan(*, run: Run) -> Iterable[Judgment]:
+    filters = run.filters or {}
     items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b")
+    if filters.get("roles"):
+        items = items.filter(role__in=filters["roles"])
+    if filters.get("items"):
+        items = items.filter(external_id__in=filters["items"])
+    if filters.get("models") and run.kind == Run.Kind.JUDGE:
+        items = items.filter(responses__model__in=filters["models"]).distinct()
     if run.limit:
         items = items[: run.limit]
+    models_ = set(filters.get("models", []))
+    rated: set[tuple[int, int]] = set()
+    compared: set[tuple[int, str]] = set()
+    if filters.get("unjudged_only"):
+        rated = set(Rating.objects.filter(rater=run.judge.rater, response__item__project=run.project)
+                    .values_list("response_id", "attribute_id"))
+        compared = set(Preference.objects.filter(rater=run.judge.rater, pair__item__project=run.project)
+                       .values_list("pair_id", "shown_order"))
     attributes = list(run.project.attributes.all())
     for item in items:
         base = len(item.prompt) + len(item.context)
@@ -290,15 +361,23 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
             continue
         if "rating" in run.protocols:
             for response in item.responses.all():
+                if models_ and response.model not in models_:
+                    continue
                 for attribute in attributes:
+                    if (response.pk, attribute.pk) in rated:
+                        continue
                     yield Judgment(
                         run=run, protocol="rating", item=item, response=response, attribute=attribute,
                         size=base + len(response.text),
                     )
         if "ranking" in run.protocols:
             for pair in item.pairs.all():
+                if models_ and not {pair.response_a.model, pair.response_b.model} & models_:
+                    continue
                 size = base + len(pair.response_a.text) + len(pair.response_b.text)
                 for order in (ShownOrder.AB, ShownOrder.BA):
+                    if (pair.pk, order) in compared:
+                        continue
                     yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order, size=size)
 
 

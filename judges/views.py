@@ -27,16 +27,17 @@ HTMX_STOP_POLLING = 286
 @login_required
 def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     project = selectors.project_get_for_researcher(request.user, project_id)
-    form = RunStartForm(request.POST or None)
+    form = RunStartForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             run = services.run_start(
                 judge=data["judge"], project=project, protocols=data["protocols"] or ["rating", "ranking"],
                 kind=data["kind"], limit=data["limit"], created_by=authenticated(request.user),
+                filters=form.filters(),
             )
         except ValidationError as exc:
-            form.add_error(None, str(exc))
+            _add_error(form, exc)
         else:
             messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
             return redirect("judges:run", run_id=run.pk)

@@ -258,3 +258,28 @@ def test_admin_shows_template_versions_read_only(client, admin_user, tiny_judge)
                       "system": "rewritten", "user": "{prompt}"})
     template.refresh_from_db()
     assert template.system != "rewritten"
+
+
+def test_runs_page_starts_a_filtered_run(client, researcher, judged_project, tiny_judge):
+    client.force_login(researcher)
+    url = reverse("judges:runs", kwargs={"project_id": judged_project.pk})
+    page = client.get(url).content.decode()
+    assert "good-model" in page and "bad-model" in page  # the project's models offered as a filter
+    response = client.post(url, {"judge": tiny_judge.pk, "kind": "judge", "protocols": ["rating"],
+                                 "models": ["good-model"], "items": "item-0"})
+    assert response.status_code == 302
+    run = Run.objects.get(project=judged_project)
+    assert run.filters == {"models": ["good-model"], "items": ["item-0"]} and run.total == 1
+    refused = client.post(url, {"judge": tiny_judge.pk, "kind": "judge", "protocols": ["rating"], "items": "nope"})
+    assert refused.status_code == 200 and "not in project" in refused.content.decode()
+
+
+def test_api_run_filters(researcher, judged_project, tiny_judge):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    started = api.post("/api/runs/", {"judge": tiny_judge.pk, "project": judged_project.pk, "protocols": ["ranking"],
+                                      "filters": {"models": ["bad-model"]}}, format="json")
+    assert started.status_code == 201 and started.data["filters"] == {"models": ["bad-model"]}
+    bad = api.post("/api/runs/", {"judge": tiny_judge.pk, "project": judged_project.pk,
+                                  "filters": {"roles": ["x"]}}, format="json")
+    assert bad.status_code == 400 and "filters.roles" in bad.data

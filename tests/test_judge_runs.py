@@ -244,3 +244,57 @@ def test_a_judge_with_valid_mass_floor_zero_annotates_every_item_by_the_argmax(t
         assert j.verdict == max(j.probabilities, key=j.probabilities.get)
     assert Rating.objects.filter(rater=judge.rater).count() == 3 * 2
     assert Preference.objects.filter(rater=judge.rater).count() == 3 * 2
+
+
+# -- run filters ---------------------------------------------------------------------------------
+
+
+def _planned(run: Run) -> list[tuple]:
+    return sorted(Judgment.objects.filter(run=run).values_list("protocol", "item__external_id", "response__model",
+                                                                "shown_order"))
+
+
+def test_filters_narrow_a_run_by_role_item_and_model(tiny_judge):
+    project = make_project(items=3)
+    project.items.filter(external_id="item-2").update(role="gold")
+    gold = services.run_start(judge=tiny_judge, project=project, filters={"roles": ["gold"]})
+    assert {item for _, item, _, _ in _planned(gold)} == {"item-2"}
+    assert gold.filters == {"roles": ["gold"]}
+    one = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"], filters={"items": ["item-0"]})
+    assert _planned(one) == [("ranking", "item-0", None, "ab"), ("ranking", "item-0", None, "ba")]
+    # A model filter rates only that model's responses, and keeps every pair that holds one.
+    by_model = services.run_start(judge=tiny_judge, project=project, filters={"models": ["bad-model"]})
+    rated = [(item, model) for protocol, item, model, _ in _planned(by_model) if protocol == "rating"]
+    assert rated == [("item-0", "bad-model"), ("item-1", "bad-model"), ("item-2", "bad-model")]
+    assert sum(p == "ranking" for p, *_ in _planned(by_model)) == 3 * 2
+
+
+def test_unjudged_only_skips_what_the_judge_annotated(tiny_model_dir):  # noqa: F811
+    judge = services.judge_create(name="tiny-unjudged", model_ref=str(tiny_model_dir),
+                                  decoding={"min_valid_mass": 0})
+    project = make_project(items=2)
+    first = services.run_start(judge=judge, project=project, filters={"items": ["item-0"]})
+    _process(first)
+    assert first.total == 2 * 1 + 2
+    rest = services.run_start(judge=judge, project=project, filters={"unjudged_only": True})
+    assert {item for _, item, _, _ in _planned(rest)} == {"item-1"} and rest.total == first.total
+    _process(rest)
+    nothing = services.run_start(judge=judge, project=project, filters={"unjudged_only": True})
+    assert nothing.total == 0 and nothing.status == Run.Status.DONE
+
+
+@pytest.mark.parametrize(("filters", "field", "message"), [
+    ({"roles": ["golden"]}, "filters.roles", "Unknown item role 'golden'"),
+    ({"items": ["item-0", "nope"]}, "filters.items", "1 item(s) not in project"),
+    ({"models": ["gpt-9"]}, "filters.models", "its models are bad-model, good-model"),
+    ({"model": ["good-model"]}, "filters.model", "Unknown run filter 'model'"),
+    ({"items": "item-0"}, "filters.items", "must be a list of strings"),
+    ({"unjudged_only": "yes"}, "filters.unjudged_only", "true or false"),
+    (["roles"], "filters", "must be a JSON object"),
+])
+def test_bad_filters_are_refused_naming_the_key(tiny_judge, filters, field, message):
+    project = make_project(items=1)
+    with pytest.raises(ValidationError) as caught:
+        services.run_start(judge=tiny_judge, project=project, filters=filters)
+    assert caught.value.field == field and message in str(caught.value)
+    assert not Run.objects.exists()

@@ -1,4 +1,5 @@
 """python manage.py run_judge PROJECT JUDGE [--protocol rating --protocol ranking] [--limit N]
+    [--role gold] [--item ID ...] [--model M ...] [--unjudged-only]
 
 Starts a run (work goes to the Celery workers). PROJECT is a project id or name; JUDGE a judge
 id or rater name, or "default" for the SmolLM2 judge. --wait polls until the run finishes.
@@ -29,6 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--lease-seconds", type=int, default=300,
                             help="a claim older than this is taken to be lost and handed out again")
+        parser.add_argument("--role", action="append", dest="roles", choices=["task", "gold", "attention"],
+                            help="only items of this role (repeatable)")
+        parser.add_argument("--item", action="append", dest="items", help="only this item external id (repeatable)")
+        parser.add_argument("--model", action="append", dest="models",
+                            help="only responses by this model, and pairs holding one (repeatable)")
+        parser.add_argument("--unjudged-only", action="store_true",
+                            help="skip what this judge has already annotated")
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,6 +47,8 @@ class Command(BaseCommand):
                 judge=judge, project=project, protocols=options["protocols"] or ["rating", "ranking"],
                 kind=str(options["kind"]), limit=options["limit"], batch_size=int(options["batch_size"]),
                 lease_seconds=int(options["lease_seconds"]),
+                filters={"roles": options["roles"] or [], "items": options["items"] or [],
+                         "models": options["models"] or [], "unjudged_only": bool(options["unjudged_only"])},
             )
         except ValidationError as exc:
             raise CommandError(str(exc)) from exc
