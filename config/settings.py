@@ -218,6 +218,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 CONCORDANCE = {
     "CLAIM_SECONDS": env_int("CONCORDANCE_CLAIM_SECONDS", 15 * 60),
     "BOOTSTRAP_ROUNDS": env_int("CONCORDANCE_BOOTSTRAP_ROUNDS", 1000),
+    # Finished export jobs (their files under VAR_DIR/exports/) are removed after this long.
+    "EXPORT_KEEP_HOURS": env_int("CONCORDANCE_EXPORT_KEEP_HOURS", 24),
 }
 
 # Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn

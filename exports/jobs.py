@@ -102,16 +102,42 @@ def export_job_run(*, job_id: str, project: Project, options: ExportOptions) -> 
         _write_status(job_id, status)
     except Exception as exc:  # noqa: BLE001 - the page must show the failure, not spin forever
         message = str(exc) if isinstance(exc, ConcordanceError) else f"{type(exc).__name__}: {exc}"
-        status.update(state="failed", error=message, trace=traceback.format_exc())
+        status.update(state="failed", error=message, trace=traceback.format_exc(), finished_at=time.time())
         _write_status(job_id, status)
     finally:
         # The thread's own connection: Django opens one per thread and never closes it for us.
         connection.close()
 
 
+def export_jobs_prune(*, keep_seconds: float, now: float | None = None) -> int:
+    """Remove job folders finished (done or failed) more than `keep_seconds` ago, and folders with
+    no readable status that old (a crash mid-start); running jobs stay. Returns how many went."""
+    now = time.time() if now is None else now
+    root = jobs_root()
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for folder in root.iterdir():
+        if not folder.is_dir():
+            continue
+        status = export_job_status(job_id=folder.name) if len(folder.name) == 32 else None
+        if status is None:
+            ended = folder.stat().st_mtime
+        elif status.get("state") in ("done", "failed"):
+            ended = float(status.get("finished_at") or status.get("started_at") or folder.stat().st_mtime)
+        else:
+            continue
+        if now - ended > keep_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def export_job_start(*, project: Project, options: ExportOptions, user_id: int | None, run: bool = True) -> str:
-    """Validate, record the job and start its thread; returns the job id."""
+    """Validate, record the job and start its thread; returns the job id. Old finished jobs are
+    pruned first, so the exports folder holds about a day of files, not every export ever."""
     options = export_options_validate(options=options)
+    export_jobs_prune(keep_seconds=settings.CONCORDANCE["EXPORT_KEEP_HOURS"] * 3600)
     job_id = uuid.uuid4().hex
     _job_dir(job_id).mkdir(parents=True, exist_ok=True)
     _write_status(job_id, {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import zipfile
 
@@ -151,3 +152,22 @@ def test_api_streams_exports_to_researchers(export_project, researcher, annotato
     assert parquet.status_code == 200 and parquet["Content-Type"] == "application/zip"
     assert api.get(url, {"format": "dpo", "dpo_source": "judge"}).status_code == 400
     assert api.get(url, {"format": "nope"}).status_code == 400
+
+
+def test_old_finished_jobs_are_pruned_when_a_new_one_starts(export_project, researcher, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    settings.CONCORDANCE = {**settings.CONCORDANCE, "EXPORT_KEEP_HOURS": 1}
+    start = lambda: jobs.export_job_start(  # noqa: E731
+        project=export_project, options=jobs.ExportOptions("dpo"), user_id=researcher.pk, run=False)
+    old_done, old_failed, old_running, fresh_done = start(), start(), start(), start()
+    two_hours_ago = time.time() - 2 * 3600
+    for job_id, state, finished in ((old_done, "done", two_hours_ago), (old_failed, "failed", two_hours_ago),
+                                    (old_running, "running", None), (fresh_done, "done", time.time())):
+        status = jobs.export_job_status(job_id=job_id)
+        jobs._write_status(job_id, {**status, "state": state, "finished_at": finished, "started_at": two_hours_ago})
+    stray = jobs.jobs_root() / ("f" * 32)  # a folder a crash left without a status file
+    stray.mkdir()
+    os.utime(stray, (two_hours_ago, two_hours_ago))
+    newest = start()
+    left = {p.name for p in jobs.jobs_root().iterdir()}
+    assert left == {old_running, fresh_done, newest}
