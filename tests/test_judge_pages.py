@@ -283,3 +283,11 @@ def test_api_run_filters(researcher, judged_project, tiny_judge):
     bad = api.post("/api/runs/", {"judge": tiny_judge.pk, "project": judged_project.pk,
                                   "filters": {"roles": ["x"]}}, format="json")
     assert bad.status_code == 400 and "filters.roles" in bad.data
+
+
+def test_run_page_says_what_part_of_the_project_the_run_covers(client, researcher, judged_project, tiny_judge):
+    client.force_login(researcher)
+    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"],
+                             filters={"models": ["bad-model"], "unjudged_only": True})
+    page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
+    assert "responses by bad-model" in page and "only what tiny-pages had not annotated" in page
