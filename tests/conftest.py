@@ -9,6 +9,23 @@ from annotate.roles import user_set_role
 from annotate.services import project_create
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_sessions_before_teardown(django_db_setup, django_db_blocker):
+    """Worker processes the fault test SIGKILLs, and live-server threads, can leave a backend on
+    the test database for a moment after the run; dropping it would then fail ("being accessed
+    by other users"). End them first, so every run leaves no test database behind."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     # The default PBKDF2 hasher costs ~0.3 s per fixture user; tests don't need its strength.
