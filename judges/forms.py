@@ -43,6 +43,14 @@ class RunStartForm(forms.Form):
             assert isinstance(models_field, forms.MultipleChoiceField)
             models_field.choices = [(m, m) for m in names]
 
+    SCOPE_FIELDS = ("roles", "models", "items", "unjudged_only")
+
+    def main_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name not in self.SCOPE_FIELDS]
+
+    def scope_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.SCOPE_FIELDS]
+
     def filters(self) -> dict:
         data = self.cleaned_data
         items = [i.strip() for i in data.get("items", "").replace(",", "\n").splitlines() if i.strip()]

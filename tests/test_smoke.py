@@ -53,3 +53,8 @@ def test_database_rejects_second_human_preference_and_bad_strength(project, pair
         Preference.objects.create(
             rater=Rater.objects.create(kind="judge", name="j"), rater_kind="judge", pair=pair, strength=7
         )
+
+
+def test_favicon_is_served_not_a_404(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
