@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
@@ -37,6 +38,36 @@ def runs_for_user(user: User | AnonymousUser) -> QuerySet[Run]:
     if not is_researcher(user):
         return Run.objects.none()
     return Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user))
+
+
+def judge_model_found(*, judge: Judge) -> tuple[bool | None, str]:
+    """Whether this machine holds the judge's model, without downloading anything: (found, what).
+
+    None for an `openai` judge (the server holds it). Workers on other machines may hold a model
+    this one lacks, so the judge page shows this as a hint, never as an error.
+    """
+    if judge.backend != Judge.Backend.TRANSFORMERS:
+        return None, f"served by {judge.base_url or 'an OpenAI-compatible server (no URL set)'}"
+    path = Path(judge.model_ref).expanduser()
+    if path.is_dir():
+        wanted = path / judge.gguf_file if judge.gguf_file else path / "config.json"
+        if wanted.is_file():
+            return True, f"local directory, {wanted.name} present"
+        return False, f"local directory without {wanted.name}"
+    if path.exists():
+        return False, "a file, not a directory (put a GGUF file's folder in model and its name in GGUF file)"
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(
+            judge.model_ref, judge.gguf_file or "config.json", revision=judge.revision or None
+        )
+    except ValueError:  # not a valid hub id either
+        cached = None
+    if isinstance(cached, str):
+        return True, "in this machine's Hugging Face cache"
+    return False, ("neither a local directory nor a cached hub id on this machine; nothing is downloaded at "
+                   "run time, so fetch it first (huggingface-cli download) where the workers run")
 
 
 def judges_list() -> QuerySet[Judge]:

@@ -155,6 +155,7 @@ def _judge_page(
     context = {
         "judge": judge, "form": settings_form or JudgeForm(initial=_settings_initial(judge), editing=True),
         "sections": sections, "runs": selectors.runs_for_user(request.user).filter(judge=judge)[:10],
+        "model_found": selectors.judge_model_found(judge=judge),
     }
     return render(request, "judges/judge.html", context, status=422 if failed else 200)
 

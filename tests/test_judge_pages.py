@@ -291,3 +291,22 @@ def test_run_page_says_what_part_of_the_project_the_run_covers(client, researche
                              filters={"models": ["bad-model"], "unjudged_only": True})
     page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
     assert "responses by bad-model" in page and "only what tiny-pages had not annotated" in page
+
+
+def test_judge_page_says_whether_this_machine_holds_the_model(client, researcher, tiny_judge, tmp_path):
+    from judges.selectors import judge_model_found
+
+    assert judge_model_found(judge=tiny_judge) == (True, "local directory, config.json present")
+    default = services.judge_get_or_create_default()
+    found, what = judge_model_found(judge=default)
+    assert found and ".gguf present" in what
+    missing = services.judge_create(name="nowhere", model_ref="no-such-org/no-such-model")
+    found, what = judge_model_found(judge=missing)
+    assert found is False and "nothing is downloaded at run time" in what
+    empty = services.judge_create(name="empty-dir", model_ref=str(tmp_path))
+    assert judge_model_found(judge=empty) == (False, "local directory without config.json")
+    served = services.judge_create(name="served", backend="openai", model_ref="m", base_url="http://127.0.0.1:9/v1")
+    assert judge_model_found(judge=served) == (None, "served by http://127.0.0.1:9/v1")
+    client.force_login(researcher)
+    page = client.get(reverse("judges:judge", kwargs={"judge_id": missing.pk})).content.decode()
+    assert 'class="warning"' in page and "not found on this machine" in page
