@@ -307,3 +307,23 @@ def test_openai_logprobs_reader_applies_the_same_floor():
     given = read_logprobs(tokens, request, prefilled=True, min_valid_mass=0.4)
     assert given.status == "ok" and given.label == "A"
     assert given.probabilities == pytest.approx({"A": 0.75, "B": 0.25, "C": 0.0})
+
+
+def test_loaded_models_are_bounded_least_recently_used_first(tiny_model_dir, monkeypatch):  # noqa: F811
+    from judges.inference import clear_backends
+    from judges.inference.registry import loaded_configs
+
+    monkeypatch.setenv("CONCORDANCE_MAX_MODELS", "2")
+    clear_backends()
+    configs = [BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), batch_tokens=n)
+               for n in (100, 200, 300)]
+    first = load_backend(configs[0])
+    load_backend(configs[1])
+    assert load_backend(configs[0]) is first  # used again: now the most recent
+    load_backend(configs[2])  # a third local model: the least recently used one goes
+    assert loaded_configs() == [configs[0], configs[2]]
+    assert load_backend(configs[0]) is first
+    served = BackendConfig(backend="openai", model_ref="m", base_url="http://127.0.0.1:9/v1")
+    load_backend(served)  # a server's model costs this process nothing: not counted
+    assert loaded_configs() == [configs[2], configs[0], served]
+    clear_backends()
