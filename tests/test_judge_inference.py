@@ -309,14 +309,17 @@ def test_openai_logprobs_reader_applies_the_same_floor():
     assert given.probabilities == pytest.approx({"A": 0.75, "B": 0.25, "C": 0.0})
 
 
-def test_loaded_models_are_bounded_least_recently_used_first(tiny_model_dir, monkeypatch):  # noqa: F811
+def test_loaded_models_are_bounded_least_recently_used_first(tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+
     from judges.inference import clear_backends
     from judges.inference.registry import loaded_configs
 
     monkeypatch.setenv("CONCORDANCE_MAX_MODELS", "2")
     clear_backends()
-    configs = [BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), batch_tokens=n)
-               for n in (100, 200, 300)]
+    # Three different models (copies of the tiny one in three folders).
+    folders = [str(tiny_model_dir)] + [shutil.copytree(tiny_model_dir, tmp_path / f"m{i}") for i in (1, 2)]
+    configs = [BackendConfig(backend="transformers", model_ref=str(f)) for f in folders]
     first = load_backend(configs[0])
     load_backend(configs[1])
     assert load_backend(configs[0]) is first  # used again: now the most recent
@@ -326,4 +329,9 @@ def test_loaded_models_are_bounded_least_recently_used_first(tiny_model_dir, mon
     served = BackendConfig(backend="openai", model_ref="m", base_url="http://127.0.0.1:9/v1")
     load_backend(served)  # a server's model costs this process nothing: not counted
     assert loaded_configs() == [configs[2], configs[0], served]
+    # New batch settings for a loaded model: the same weights, wrapped anew, not a second copy.
+    reshaped = BackendConfig(backend="transformers", model_ref=folders[0], batch_tokens=123, max_batch_size=2)
+    backend = load_backend(reshaped)
+    assert backend is not first and backend.model is first.model and backend.config.batch_tokens == 123
+    assert loaded_configs() == [configs[2], served, reshaped]
     clear_backends()

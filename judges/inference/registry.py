@@ -30,6 +30,13 @@ def load_backend(config: BackendConfig) -> Backend:
             _BACKENDS.move_to_end(config)
             return backend
         if config.backend == "transformers":
+            same_weights = next((c for c in _BACKENDS if _weights(c) == _weights(config)), None)
+            if same_weights is not None:
+                # Only batch shaping changed: wrap the loaded weights anew instead of a second copy.
+                loaded = _BACKENDS.pop(same_weights)
+                backend = _share(config, loaded)
+                _BACKENDS[config] = backend
+                return backend
             _evict_local(keep=max_local_models() - 1)
         backend = _create(config)
         _BACKENDS[config] = backend
@@ -65,6 +72,18 @@ def _release_memory() -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _weights(config: BackendConfig) -> tuple:
+    """What decides the loaded weights (not how batches are shaped)."""
+    return (config.backend, config.model_ref, config.gguf_file, config.revision, config.dtype, config.device)
+
+
+def _share(config: BackendConfig, loaded: Backend) -> Backend:
+    from .transformers_backend import TransformersBackend
+
+    assert isinstance(loaded, TransformersBackend)
+    return TransformersBackend(config, model=loaded.model, tokenizer=loaded.tokenizer)
 
 
 def _create(config: BackendConfig) -> Backend:
