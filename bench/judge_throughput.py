@@ -53,7 +53,6 @@ from judges.inference.transformers_backend import (  # noqa: E402
     shared_prefix_length,
 )
 
-VERDICT_ONLY_SUFFIX = '\n\nOutput only your final verdict: "[[A]]", "[[B]]" or "[[C]]".'
 VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 TOPICS = ["photosynthesis", "binary search", "the French revolution", "compound interest", "TCP handshakes",
@@ -122,11 +121,13 @@ def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def messages(question: str, first: str, second: str, *, verdict_only: bool = False) -> tuple[dict, ...]:
-    user = prompts.RANKING_USER + (VERDICT_ONLY_SUFFIX if verdict_only else "")
+def messages(question: str, first: str, second: str, *, verdict_only: bool = True) -> tuple[dict, ...]:
+    """The default pairwise prompt; path 1 asks for MT-Bench's explanation first, paths 2 and 3
+    for the verdict only (what they read)."""
     return prompts.render_messages(
-        system=prompts.RANKING_SYSTEM, user=user,
-        values={"prompt": question, "response_first": first, "response_second": second},
+        system=prompts.RANKING_SYSTEM, user=prompts.RANKING_USER,
+        values={"prompt": question, "response_first": first, "response_second": second,
+                "answer_format": prompts.answer_format(protocol="ranking", rationale=not verdict_only)},
     )
 
 
@@ -203,7 +204,8 @@ def rating_requests(pairs, *, grouped: bool) -> list[ScoreRequest]:
                     system=prompts.RATING_SYSTEM, user=prompts.RATING_USER,
                     values={"prompt": question, "response": response, "attribute": name,
                             "description": description, "min_value": 0, "max_value": 4,
-                            "anchors": "0 = very poor, 4 = excellent"},
+                            "anchors": "0 = very poor, 4 = excellent",
+                            "answer_format": prompts.answer_format(protocol="rating", rationale=False)},
                 )
                 out.append(ScoreRequest(messages=msgs, labels=tuple("01234"), key=(i, side, name),
                                         prefix_group=(i, side) if grouped else None))

@@ -25,7 +25,7 @@ RATING_USER = (
     "[The Start of Assistant's Answer]\n{response}\n[The End of Assistant's Answer]\n\n"
     "Rate the answer's {attribute}: {description}\n"
     "Use an integer from {min_value} to {max_value} ({anchors}).\n"
-    'Reply with the integer in double brackets, for example "[[{min_value}]]" or "[[{max_value}]]".'
+    "{answer_format}"
 )
 
 RANKING_SYSTEM = (
@@ -44,7 +44,8 @@ RANKING_SYSTEM = (
 RANKING_USER = (
     "[User Question]\n{prompt}\n{context_block}\n"
     "[The Start of Assistant A's Answer]\n{response_first}\n[The End of Assistant A's Answer]\n\n"
-    "[The Start of Assistant B's Answer]\n{response_second}\n[The End of Assistant B's Answer]"
+    "[The Start of Assistant B's Answer]\n{response_second}\n[The End of Assistant B's Answer]\n\n"
+    "{answer_format}"
 )
 
 GENERATE_SYSTEM = "You are a helpful assistant."
@@ -55,12 +56,33 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 
+def answer_format(*, protocol: str, rationale: bool, min_value: int = 0, max_value: int = 4) -> str:
+    """The closing instruction, matched to how the answer is read (the `{answer_format}` placeholder).
+
+    Without a rationale the verdict is read at the very first answer token, right after "[[": a
+    prompt that asks for an explanation first (MT-Bench's system prompt does) makes a model start
+    "The ..." there instead. Measured on SmolLM2-135M over 16 pairwise prompts: the valid verdicts
+    held 24% of the first token's probability mass (greedy token a verdict in 0 of 16) with
+    MT-Bench's wording alone, 72% (16 of 16) with the verdict-only instruction.
+    """
+    if protocol == "ranking":
+        verdicts = '"[[A]]" if assistant A is better, "[[B]]" if assistant B is better, or "[[C]]" for a tie'
+        if rationale:
+            return f"Give a short explanation first, then your final verdict: {verdicts}."
+        return f"Output only your final verdict: {verdicts}."
+    example = f'"[[{min_value}]]" or "[[{max_value}]]"'
+    if rationale:
+        return f"Give a short explanation first, then the integer in double brackets, for example {example}."
+    return f"Output only the integer in double brackets, for example {example}."
+
+
 # The placeholders each protocol's templates are filled with (judges.services.judgment_request),
 # and those a template must use somewhere (system or user) to show the judge what it judges.
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     "rating": frozenset({"prompt", "context", "context_block", "response", "attribute", "description",
-                         "min_value", "max_value", "anchors"}),
-    "ranking": frozenset({"prompt", "context", "context_block", "response_first", "response_second"}),
+                         "min_value", "max_value", "anchors", "answer_format"}),
+    "ranking": frozenset({"prompt", "context", "context_block", "response_first", "response_second",
+                          "answer_format"}),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "rating": ("prompt", "response", "attribute"),
@@ -101,10 +123,12 @@ PREVIEW_VALUES: dict[str, dict[str, object]] = {
     "rating": {"prompt": "What is the boiling point of water at sea level?", "context": "",
                "response": "100 degrees Celsius (212 degrees Fahrenheit).", "attribute": "correctness",
                "description": "Inclusion of all pertinent facts without errors.", "min_value": 0, "max_value": 4,
-               "anchors": "0 = very poor, 4 = excellent"},
+               "anchors": "0 = very poor, 4 = excellent",
+               "answer_format": answer_format(protocol="rating", rationale=False)},
     "ranking": {"prompt": "What is the boiling point of water at sea level?", "context": "",
                 "response_first": "100 degrees Celsius.",
-                "response_second": "It boils at 100 °C (212 °F) at standard atmospheric pressure."},
+                "response_second": "It boils at 100 °C (212 °F) at standard atmospheric pressure.",
+                "answer_format": answer_format(protocol="ranking", rationale=False)},
 }
 
 

@@ -85,12 +85,19 @@ def decoding_validate(decoding: object) -> dict:
 
 
 def prompt_template_default(*, protocol: str) -> PromptTemplate:
+    """The default template as the code has it now: an existing version with that text, or the
+    next version of the name when the code's default changed (older judges keep theirs)."""
     spec = prompts.DEFAULT_TEMPLATES[protocol]
-    template, _ = PromptTemplate.objects.get_or_create(
-        name=spec["name"], version=1,
-        defaults={"protocol": protocol, "system": spec["system"], "user": spec["user"]},
-    )
-    return template
+    with transaction.atomic():
+        versions = PromptTemplate.objects.select_for_update().filter(name=spec["name"])
+        same = versions.filter(system=spec["system"], user=spec["user"]).order_by("version").first()
+        if same is not None:
+            return same
+        latest = versions.order_by("-version").first()
+        return PromptTemplate.objects.create(
+            name=spec["name"], version=latest.version + 1 if latest else 1, protocol=protocol,
+            system=spec["system"], user=spec["user"],
+        )
 
 
 def prompt_template_revise(*, template: PromptTemplate, system: str, user: str) -> PromptTemplate:
@@ -628,6 +635,10 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
             "attribute": attribute.name, "description": attribute.description,
             "min_value": attribute.min_value, "max_value": attribute.max_value,
             "anchors": prompts.anchors_text(attribute.anchors or {}),
+            "answer_format": prompts.answer_format(
+                protocol="rating", rationale=judge.rationale, min_value=attribute.min_value,
+                max_value=attribute.max_value,
+            ),
         }
         labels = tuple(str(v) for v in range(attribute.min_value, attribute.max_value + 1))
     else:
@@ -641,6 +652,7 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
         values = {
             "prompt": item.prompt, "context": item.context,
             "response_first": first.text, "response_second": second.text,
+            "answer_format": prompts.answer_format(protocol="ranking", rationale=judge.rationale),
         }
         labels = prompts.VERDICT_LABELS
     messages = prompts.render_messages(system=template.system, user=template.user, values=values)

@@ -149,7 +149,7 @@ def _judge_page(
             "protocol": protocol, "current": current, "form": form,
             "versions": PromptTemplate.objects.filter(name=current.name).order_by("-version"),
             "placeholders": sorted(prompts.PLACEHOLDERS[protocol]),
-            "preview": _preview(protocol, current.system, current.user),
+            "preview": _preview(protocol, current.system, current.user, rationale=judge.rationale),
         })
     failed = settings_form is not None and bool(settings_form.errors) or any(f.errors for f in template_forms.values())
     context = {
@@ -191,18 +191,22 @@ def judge_template(request: HttpRequest, judge_id: int) -> HttpResponse:
 def template_preview(request: HttpRequest, judge_id: int) -> HttpResponse:
     """The edited template filled with a fixed example, or what is wrong with it (htmx, as you type)."""
     _require_researcher(request)
-    get_object_or_404(selectors.judges_list(), pk=judge_id)
+    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
     protocol = request.POST.get("protocol", "")
     if protocol not in services.PROTOCOLS:
         return HttpResponse(status=400)
-    preview = _preview(protocol, request.POST.get("system", ""), request.POST.get("user", ""))
+    preview = _preview(protocol, request.POST.get("system", ""), request.POST.get("user", ""),
+                       rationale=judge.rationale)
     return render(request, "judges/_preview.html", {"preview": preview})
 
 
-def _preview(protocol: str, system: str, user: str) -> dict:
+def _preview(protocol: str, system: str, user: str, *, rationale: bool) -> dict:
     system, user = system.replace("\r\n", "\n"), user.replace("\r\n", "\n")
     problems = prompts.template_problems(protocol=protocol, system=system, user=user)
     if problems:
         return {"problems": problems, "messages": []}
-    rendered = prompts.render_messages(system=system, user=user, values=prompts.PREVIEW_VALUES[protocol])
+    values = prompts.PREVIEW_VALUES[protocol] | {
+        "answer_format": prompts.answer_format(protocol=protocol, rationale=rationale)
+    }
+    rendered = prompts.render_messages(system=system, user=user, values=values)
     return {"problems": [], "messages": rendered, "cue": prompts.CUE}

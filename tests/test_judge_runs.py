@@ -298,3 +298,31 @@ def test_bad_filters_are_refused_naming_the_key(tiny_judge, filters, field, mess
         services.run_start(judge=tiny_judge, project=project, filters=filters)
     assert caught.value.field == field and message in str(caught.value)
     assert not Run.objects.exists()
+
+
+def test_the_closing_instruction_matches_how_the_answer_is_read(tiny_judge):
+    project = make_project(items=1)
+    run = services.run_start(judge=tiny_judge, project=project)
+    by_protocol = {j.protocol: j for j in Judgment.objects.filter(run=run)}
+    rating = services.judgment_request(run=run, judgment=by_protocol["rating"]).messages[-1]["content"]
+    ranking = services.judgment_request(run=run, judgment=by_protocol["ranking"]).messages[-1]["content"]
+    assert rating.endswith('Output only the integer in double brackets, for example "[[0]]" or "[[4]]".')
+    assert ranking.endswith('Output only your final verdict: "[[A]]" if assistant A is better, '
+                            '"[[B]]" if assistant B is better, or "[[C]]" for a tie.')
+    services.judge_update(judge=tiny_judge, rationale=True)
+    run.judge.refresh_from_db()
+    ranking = services.judgment_request(run=run, judgment=by_protocol["ranking"]).messages[-1]["content"]
+    assert "Give a short explanation first, then your final verdict" in ranking
+
+
+def test_a_changed_code_default_becomes_the_next_version_and_old_judges_keep_theirs(tiny_judge):
+    from judges.models import PromptTemplate
+
+    current = tiny_judge.ranking_template
+    assert services.prompt_template_default(protocol="ranking").pk == current.pk  # same text: same row
+    # An older deployment's v1 had other wording: the code's default becomes v2 beside it.
+    PromptTemplate.objects.filter(pk=current.pk).update(user="{prompt} {response_first} {response_second}")
+    newer = services.prompt_template_default(protocol="ranking")
+    assert (newer.name, newer.version) == (current.name, current.version + 1)
+    tiny_judge.refresh_from_db()
+    assert tiny_judge.ranking_template_id == current.pk
