@@ -10,12 +10,17 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/judge_bench}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
+# PYTHON, DEVICE and the sizes can be overridden, e.g. to try the script on a CPU first:
+#   PYTHON=.venv/bin/python DEVICE=cpu ARCHS=smollm2-360m PAIRS=2 TEXT_PAIRS=1 RATING_PAIRS=1 bash bench/device_judge.sh
+PYTHON=${PYTHON:-python3}
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+fi
+"$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
   | tee -a "$OUT/gpu.txt"
 for arch in ${ARCHS:-llama-1b smollm2-1.7b llama-8b}; do
   echo "== $arch"
-  python3 bench/judge_throughput.py --arch "$arch" --tokenizer .devcarry/tokenizer --device cuda \
+  "$PYTHON" bench/judge_throughput.py --arch "$arch" --tokenizer .devcarry/tokenizer --device "${DEVICE:-cuda}" \
     --dtype bfloat16 --pairs "${PAIRS:-256}" --text-pairs "${TEXT_PAIRS:-8}" --rating-pairs "${RATING_PAIRS:-64}" \
     --batch-tokens "${BATCH_TOKENS:-65536}" 2>&1 | tee "$OUT/$arch.txt"
 done
