@@ -13,10 +13,15 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 
 install: .venv/.installed
 
+# The tests' llama.cpp server: compiled from source, so only `make test` pays for it.
+.venv/.llama: requirements-llama.txt .venv/.installed
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) .venv/bin/pip install -q -r requirements-llama.txt
+	touch $@
+
 run: install
 	$(PY) manage.py demo
 
-test: install
+test: install .venv/.llama
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -54,6 +54,7 @@ DECODING_FIELDS: dict[str, tuple[type, float, float | None, bool]] = {
     "max_batch_size": (int, 1, None, False),
     "max_padding": (float, 0.0, 1.0, True),
     "min_valid_mass": (float, 0.0, 1.0, True),
+    "prefill": (bool, 0, 1, False),
 }
 
 
@@ -73,6 +74,10 @@ def decoding_validate(decoding: object) -> dict:
             )
         kind, low, high, nullable = DECODING_FIELDS[key]
         if value is None and nullable:
+            continue
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValidationError(f"decoding.{key} must be true or false, not {value!r}.", field=f"decoding.{key}")
             continue
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if not numeric or (kind is int and not float(value).is_integer()):
@@ -237,6 +242,7 @@ def judge_decoding(*, judge: Judge) -> Decoding:
         rationale_tokens=int(d.get("rationale_tokens", 160)),
         temperature=float(d.get("temperature", 0.0)),
         min_valid_mass=float(d["min_valid_mass"]) if d.get("min_valid_mass") is not None else None,
+        prefill=bool(d.get("prefill", True)),
     )
 
 

