@@ -173,7 +173,7 @@ class RunOutput(serializers.ModelSerializer):
         return {
             "done": p.done, "pending": p.pending, "claimed": p.claimed, "ok": p.ok,
             "unparseable": p.unparseable, "error": p.error, "per_second": p.per_second,
-            "eta_seconds": p.eta_seconds,
+            "eta_seconds": p.eta_seconds, "mean_valid_mass": p.mean_valid_mass,
         }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Avg, Count, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -85,6 +85,9 @@ class Progress:
     per_second: float | None
     eta_seconds: float | None
     recent_errors: list[str]
+    # Mean share of the next-token probability the valid answers held, over the judgments that
+    # read token probabilities: how much the judge answers inside the scale at all.
+    mean_valid_mass: float | None = None
 
     @property
     def done(self) -> int:
@@ -107,8 +110,9 @@ def run_progress(*, run: Run) -> Progress:
         Judgment.objects.filter(run=run, status=Judgment.Status.ERROR)
         .order_by("-completed_at").values_list("error", flat=True)[:5]
     )
+    mass = Judgment.objects.filter(run=run, valid_mass__isnull=False).aggregate(mean=Avg("valid_mass"))["mean"]
     return Progress(
         total=run.total, pending=counts.get("pending", 0), claimed=counts.get("claimed", 0),
         ok=counts.get("ok", 0), unparseable=counts.get("unparseable", 0), error=counts.get("error", 0),
-        per_second=per_second, eta_seconds=eta, recent_errors=errors,
+        per_second=per_second, eta_seconds=eta, recent_errors=errors, mean_valid_mass=mass,
     )

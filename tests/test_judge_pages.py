@@ -310,3 +310,18 @@ def test_judge_page_says_whether_this_machine_holds_the_model(client, researcher
     client.force_login(researcher)
     page = client.get(reverse("judges:judge", kwargs={"judge_id": missing.pk})).content.decode()
     assert 'class="warning"' in page and "not found on this machine" in page
+
+
+def test_run_page_shows_how_much_the_judge_answers_inside_the_scale(client, researcher, judged_project, tiny_judge):
+    from django.db.models import Avg
+
+    client.force_login(researcher)
+    run = services.run_start(judge=tiny_judge, project=judged_project)
+    services.judgments_process(run_id=run.pk, judgment_ids=list(run.judgments.values_list("id", flat=True)))
+    mean = Judgment.objects.filter(run=run).aggregate(m=Avg("valid_mass"))["m"]
+    assert mean is not None and 0 < mean < 1
+    page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
+    assert f"answers inside the scale: {round(mean * 100)}%" in page
+    api = APIClient()
+    api.force_authenticate(researcher)
+    assert api.get(f"/api/runs/{run.pk}/").data["progress"]["mean_valid_mass"] == pytest.approx(mean)
