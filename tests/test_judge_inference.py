@@ -335,3 +335,16 @@ def test_loaded_models_are_bounded_least_recently_used_first(tiny_model_dir, tmp
     assert backend is not first and backend.model is first.model and backend.config.batch_tokens == 123
     assert loaded_configs() == [configs[2], served, reshaped]
     clear_backends()
+
+
+def test_the_vocabulary_head_runs_in_float32_for_a_bf16_model(tiny_model_dir, monkeypatch):  # noqa: F811
+    from judges.inference import transformers_backend
+
+    monkeypatch.setattr(transformers_backend, "HEAD_CHUNK", 100)  # several chunks over the 400-token vocabulary
+    bf16 = transformers_backend.TransformersBackend(
+        BackendConfig(backend="transformers", model_ref=str(tiny_model_dir), dtype="bfloat16"))
+    h = torch.randn(3, bf16.model.config.hidden_size, dtype=torch.bfloat16)
+    weight = bf16.model.get_output_embeddings().weight
+    logits = bf16._head(h)
+    assert logits.dtype == torch.float32 and logits.shape == (3, weight.shape[0])
+    assert torch.allclose(logits, h.float() @ weight.float().T, atol=1e-5)
