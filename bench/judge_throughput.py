@@ -340,6 +340,9 @@ def main() -> None:
           f"{achieved:.0f} GFLOP/s by 2 x params x prompt tokens = {achieved / peak:.0%} of peak; "
           f"counting only computed tokens and non-embedding params {achieved_computed:.0f} GFLOP/s "
           f"= {achieved_computed / peak:.0%}")
+    if backend.device.type == "cuda":
+        print(f"GPU memory: peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated, "
+              f"{torch.cuda.get_device_name()}")
     print(json.dumps({
         "model": name, "pairs": len(pairs), "text_pairs": len(text_pairs),
         "mtbench_per_s": round(per_s_1, 3), "verdict_only_per_s": round(per_s_2, 3),
@@ -350,6 +353,7 @@ def main() -> None:
         "rating_shared_per_s": round(rating_shared, 3), "rating_unshared_per_s": round(rating_unshared, 3),
         "rating_shared_ratio": round(rating_shared / rating_unshared, 2),
         "device": str(backend.device), "dtype": str(backend.dtype).removeprefix("torch."),
+        "gpu_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if backend.device.type == "cuda" else None,
     }))
 
 
