@@ -64,6 +64,9 @@ FILLER = ("It is worth noting that the details matter here, and a careful reader
 
 # Llama-family architectures (transformers' LlamaConfig fields); the vocabulary is the tokenizer's.
 ARCHITECTURES: dict[str, dict[str, int | float | bool]] = {
+    # Two small layers: checks that the script runs end to end (its test), measures nothing.
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True),
     "smollm2-360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
                          num_key_value_heads=5, rope_theta=100000.0, tie_word_embeddings=True),
     "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,

@@ -348,3 +348,31 @@ def test_the_vocabulary_head_runs_in_float32_for_a_bf16_model(tiny_model_dir, mo
     logits = bf16._head(h)
     assert logits.dtype == torch.float32 and logits.shape == (3, weight.shape[0])
     assert torch.allclose(logits, h.float() @ weight.float().T, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_judge_throughput_bench_runs_end_to_end_and_prints_its_json(tmp_path):
+    """The GPU figures come from this script on a machine these tests never see: make sure it
+    runs, here on a two-layer architecture with SmolLM2's tokenizer written to a folder and read
+    back (as a GPU machine does)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = str(root / "bench" / "judge_throughput.py")
+    tokenizer = tmp_path / "tokenizer"
+    subprocess.run([sys.executable, script, "--save-tokenizer", str(tokenizer)], check=True, cwd=root,
+                   capture_output=True)
+    done = subprocess.run(
+        [sys.executable, script, "--arch", "tiny", "--tokenizer", str(tokenizer), "--dtype", "bfloat16",
+         "--pairs", "2", "--text-pairs", "1", "--mtbench-tokens", "4", "--verdict-tokens", "2", "--rating-pairs", "1"],
+        check=True, cwd=root, capture_output=True, text=True,
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    keys = {"model", "pairs", "mtbench_per_s", "verdict_only_per_s", "concordance_per_s", "ratio_vs_mtbench",
+            "ratio_vs_verdict_only", "matmul_peak_gflops", "peak_fraction"}  # BENCH.md
+    assert keys <= set(figures) and figures["pairs"] == 2 and figures["text_pairs"] == 1
+    assert figures["dtype"] == "bfloat16" and figures["model"] == "tiny (random weights)"
+    assert all(figures[k] > 0 for k in ("mtbench_per_s", "concordance_per_s", "matmul_peak_gflops"))
