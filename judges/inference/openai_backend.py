@@ -1,8 +1,7 @@
 """Any OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server): chat completions.
 
 Without a rationale, the answer is prefilled with the cue "[[" as a final assistant message
-(`continue_final_message`, as vLLM and SGLang name it; llama.cpp's own server continues a trailing
-assistant message too), so the verdict is the first token the server writes, as in the
+(`continue_final_message`, as vLLM names it), so the verdict is the first token the server writes, as in the
 transformers backend. Not every server does: llama-cpp-python's closes the assistant message and
 starts a new answer, and reading its first token as "the token after [[" would be reading the
 wrong position. So each backend first asks the server once (`prefill_honoured`): the same prompt
