@@ -1,17 +1,19 @@
 """Any OpenAI-compatible server (vLLM, TGI, SGLang, llama.cpp's server): chat completions.
 
 Without a rationale, the answer is prefilled with the cue "[[" as a final assistant message
-(`continue_final_message`, as vLLM names it), so the verdict is the first token the server writes, as in the
-transformers backend. Not every server does: llama-cpp-python's closes the assistant message and
-starts a new answer, and reading its first token as "the token after [[" would be reading the
-wrong position. So each backend first asks the server once (`prefill_honoured`): the same prompt
-with and without the prefilled cue, one token each, and compares `usage.prompt_tokens`. A server
-that continues the message adds only the cue's tokens; one that starts a new turn adds an
-end-of-turn and a new header as well. Where the prefill is not honoured the model writes the cue
-itself and the answer is read after it (or is unparseable), and the result's note says so. A
-judge can also turn the prefill off outright (decoding `prefill: false`). Verdicts come from `logprobs`/`top_logprobs` at the token after the cue when the server
-returns them; otherwise the verdict is parsed from the text and the result says so
-(`source="text"`, a note, no probabilities). Requests go out concurrently: the server batches.
+(`continue_final_message`, as vLLM names it), so the verdict is the first token the server
+writes, as in the transformers backend. Not every server continues it: llama-cpp-python's closes
+the message and starts a new answer, and reading that answer's first token as "the token after
+[[" would read the wrong position. So each backend first asks the server once
+(`prefill_honoured`): the same prompt with and without the prefilled cue, one token each, and
+compares `usage.prompt_tokens`. A server that continues the message adds only the cue's tokens;
+one that starts a new turn adds an end-of-turn and a new header as well. Where the prefill is not
+honoured the model writes the cue itself and the answer is read after it (or is unparseable), and
+the result's note says so. A judge can also turn the prefill off (decoding `prefill: false`).
+
+Verdicts come from `logprobs`/`top_logprobs` at the token after the cue when the server returns
+them; otherwise the verdict is parsed from the text and the result says so (`source="text"`, a
+note, no probabilities). Requests go out concurrently: the server batches.
 """
 
 from __future__ import annotations
