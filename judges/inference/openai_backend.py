@@ -42,6 +42,8 @@ from .base import (
 TOP_LOGPROBS = 20
 # Tokens allowed for the answer itself ("[[", the label, "]]") when no rationale comes first.
 ANSWER_TOKENS = 4
+# Without the prefill the model writes the cue itself, perhaps after a word or two ("Verdict: [[A]]").
+UNPREFILLED_ANSWER_TOKENS = 16
 TEXT_FALLBACK_NOTE = "server returned no logprobs: verdict parsed from the text"
 PREFILL_IGNORED_NOTE = "server does not continue a prefilled answer: read after the cue the model wrote"
 # A continuation adds the cue's own tokens to the prompt (1 or 2 for "[["); a new turn adds an
@@ -116,7 +118,8 @@ class OpenAIBackend:
         body = {
             "model": self.config.model_ref,
             "messages": messages,
-            "max_tokens": ANSWER_TOKENS + (decoding.rationale_tokens if decoding.rationale else 0),
+            "max_tokens": (ANSWER_TOKENS if prefill else UNPREFILLED_ANSWER_TOKENS)
+            + (decoding.rationale_tokens if decoding.rationale else 0),
             "temperature": decoding.temperature,
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
