@@ -83,4 +83,4 @@ class Command(BaseCommand):
             while Run.objects.get(pk=generate.pk).status not in ("done", "failed", "cancelled"):
                 time.sleep(2)
             run_start(judge=judge, project=project, protocols=["rating", "ranking"])
-            self.stdout.write("Judge runs started; follow them on the project's Judges page.")
+            self.stdout.write("Judge runs started; follow them on the project's Judge runs page.")
