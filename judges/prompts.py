@@ -123,13 +123,26 @@ PREVIEW_VALUES: dict[str, dict[str, object]] = {
     "rating": {"prompt": "What is the boiling point of water at sea level?", "context": "",
                "response": "100 degrees Celsius (212 degrees Fahrenheit).", "attribute": "correctness",
                "description": "Inclusion of all pertinent facts without errors.", "min_value": 0, "max_value": 4,
-               "anchors": "0 = very poor, 4 = excellent",
-               "answer_format": answer_format(protocol="rating", rationale=False)},
+               "anchors": "0 = very poor, 4 = excellent"},
     "ranking": {"prompt": "What is the boiling point of water at sea level?", "context": "",
                 "response_first": "100 degrees Celsius.",
-                "response_second": "It boils at 100 °C (212 °F) at standard atmospheric pressure.",
-                "answer_format": answer_format(protocol="ranking", rationale=False)},
+                "response_second": "It boils at 100 °C (212 °F) at standard atmospheric pressure."},
 }
+
+
+def normalise(text: str) -> str:
+    """Template text as stored: a browser's textarea sends CRLF line ends."""
+    return text.replace("\r\n", "\n")
+
+
+def template_preview(*, protocol: str, system: str, user: str, rationale: bool) -> dict:
+    """An edited template filled with PREVIEW_VALUES, or what is wrong with it (the judge page)."""
+    system, user = normalise(system), normalise(user)
+    problems = template_problems(protocol=protocol, system=system, user=user)
+    if problems:
+        return {"problems": problems, "messages": []}
+    values = PREVIEW_VALUES[protocol] | {"answer_format": answer_format(protocol=protocol, rationale=rationale)}
+    return {"problems": [], "messages": render_messages(system=system, user=user, values=values), "cue": CUE}
 
 
 class _Blank(dict):

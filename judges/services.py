@@ -120,7 +120,7 @@ def judge_template_edit(*, judge: Judge, protocol: str, system: str, user: str) 
     (a double submit must not mint versions). Judgments keep the version they used."""
     if protocol not in PROTOCOLS:
         raise ValidationError(f"protocol must be one of {list(PROTOCOLS)}, not {protocol!r}.", field="protocol")
-    system, user = system.replace("\r\n", "\n"), user.replace("\r\n", "\n")
+    system, user = prompts.normalise(system), prompts.normalise(user)
     problems = prompts.template_problems(protocol=protocol, system=system, user=user)
     if problems:
         field, message = problems[0]

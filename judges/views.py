@@ -149,7 +149,9 @@ def _judge_page(
             "protocol": protocol, "current": current, "form": form,
             "versions": PromptTemplate.objects.filter(name=current.name).order_by("-version"),
             "placeholders": sorted(prompts.PLACEHOLDERS[protocol]),
-            "preview": _preview(protocol, current.system, current.user, rationale=judge.rationale),
+            "preview": prompts.template_preview(
+                protocol=protocol, system=current.system, user=current.user, rationale=judge.rationale
+            ),
         })
     failed = settings_form is not None and bool(settings_form.errors) or any(f.errors for f in template_forms.values())
     context = {
@@ -195,18 +197,8 @@ def template_preview(request: HttpRequest, judge_id: int) -> HttpResponse:
     protocol = request.POST.get("protocol", "")
     if protocol not in services.PROTOCOLS:
         return HttpResponse(status=400)
-    preview = _preview(protocol, request.POST.get("system", ""), request.POST.get("user", ""),
-                       rationale=judge.rationale)
+    preview = prompts.template_preview(
+        protocol=protocol, system=request.POST.get("system", ""), user=request.POST.get("user", ""),
+        rationale=judge.rationale,
+    )
     return render(request, "judges/_preview.html", {"preview": preview})
-
-
-def _preview(protocol: str, system: str, user: str, *, rationale: bool) -> dict:
-    system, user = system.replace("\r\n", "\n"), user.replace("\r\n", "\n")
-    problems = prompts.template_problems(protocol=protocol, system=system, user=user)
-    if problems:
-        return {"problems": problems, "messages": []}
-    values = prompts.PREVIEW_VALUES[protocol] | {
-        "answer_format": prompts.answer_format(protocol=protocol, rationale=rationale)
-    }
-    rendered = prompts.render_messages(system=system, user=user, values=values)
-    return {"problems": [], "messages": rendered, "cue": prompts.CUE}
