@@ -24,6 +24,7 @@ from .models import (
     Rating,
     Response,
 )
+from .verdicts import verdict_code
 
 # A gold rating passes within one scale point: HelpSteer2's own annotators agree to about that.
 GOLD_RATING_TOLERANCE = 1
@@ -94,10 +95,6 @@ def protocol_progress(*, project: Project) -> list[ProtocolProgress]:
     return rows
 
 
-def _sign(value: int) -> int:
-    return (value > 0) - (value < 0)
-
-
 def annotator_rows(*, project: Project) -> list[AnnotatorRow]:
     """Per human annotator: work done, time, and how they did on gold and attention checks."""
     rows: dict[int, AnnotatorRow] = {}
@@ -141,7 +138,7 @@ def annotator_rows(*, project: Project) -> list[AnnotatorRow]:
     for rater_id, role, strength, gold in preferences:
         if gold is None:  # excluded by pair__gold_strength__isnull=False; narrows the type
             continue
-        results.append((rater_id, role, _sign(strength) == _sign(gold), abs(strength - gold)))
+        results.append((rater_id, role, verdict_code(strength) == verdict_code(gold), abs(strength - gold)))
     raters = {r.pk: r for r in Rater.objects.filter(pk__in={r[0] for r in results} - set(rows))}
     for rater_id, role, passed, error in results:
         row = rows.setdefault(rater_id, AnnotatorRow(rater=raters.get(rater_id) or Rater.objects.get(pk=rater_id)))

@@ -8,30 +8,30 @@ rounded half up; with n < 3 the mean of those present, with the count beside it.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
 
+from annotate.verdicts import combine_strengths, gold_label, round_ratio
+from annotate.verdicts import verdict_label as verdict
+
+__all__ = [
+    "PreferenceAggregate", "ScoreAggregate", "Vote", "aggregate_preferences", "aggregate_scores",
+    "combine_orders", "majority_verdict", "mean", "most_similar_indices", "round_half_up",
+    "round_ratio", "score_agreement", "split_justification", "verdict",
+]
+
 SIMILAR = 3
 
 
 def round_half_up(value: Fraction | int | float) -> int:
-    """Round to the nearest integer, halves away from zero.
+    """Round to the nearest integer, halves away from zero (annotate.verdicts.round_ratio).
 
-    Python's round() is banker's rounding (2.5 -> 2), which the spec rules out. For negative
-    strengths we round halves away from zero (-1.5 -> -2) so that swapping response_1 and
-    response_2 exactly negates the exported strength. Fractions keep 2.5 exact: float means of
-    three integers (e.g. 7/3) never land on a false half."""
+    Python's round() is banker's rounding (2.5 -> 2), which the spec rules out. Fractions keep
+    2.5 exact: float means of three integers (e.g. 7/3) never land on a false half."""
     frac = Fraction(value)
     return round_ratio(frac.numerator, frac.denominator)
-
-
-def round_ratio(numerator: int, denominator: int) -> int:
-    """round_half_up(numerator / denominator) in integers: the exporter calls it per row."""
-    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
-    return -magnitude if (numerator < 0) != (denominator < 0) else magnitude
 
 
 def most_similar_indices(values: Sequence[int], k: int = SIMILAR) -> tuple[int, ...]:
@@ -106,14 +106,6 @@ def split_justification(text: str) -> tuple[str, str]:
     return statement, elaboration
 
 
-def verdict(strength: int | float | Fraction) -> str:
-    if strength < 0:
-        return "A"
-    if strength > 0:
-        return "B"
-    return "tie"
-
-
 @dataclass(frozen=True)
 class PreferenceAggregate:
     strength: int | None
@@ -151,24 +143,10 @@ def aggregate_preferences(votes: Sequence[Vote]) -> PreferenceAggregate:
 
 def combine_orders(strengths: Sequence[int]) -> int:
     """One strength for a rater that judged a pair in both shown orders (already mapped back to
-    stored order): MT-Bench's rule, the verdict both orders agree on, else a tie; the strength
-    is then the mean of the two, rounded half up."""
-    if len(strengths) == 1:
-        return strengths[0]
-    verdicts = {verdict(s) for s in strengths}
-    if len(verdicts) != 1:
-        return 0
-    return round_ratio(sum(strengths), len(strengths))
+    stored order): annotate.verdicts' combined strength (METRICS.md)."""
+    return combine_strengths(strengths)
 
 
 def majority_verdict(votes: Sequence[Vote]) -> str | None:
-    """Gold for a pair: the majority verdict; a tie between counts falls to the verdict of the
-    earliest vote among the tied ones (METRICS.md, "Gold")."""
-    if not votes:
-        return None
-    counts = Counter(verdict(v.strength) for v in votes)
-    top = max(counts.values())
-    for v in votes:
-        if counts[verdict(v.strength)] == top:
-            return verdict(v.strength)
-    return None  # unreachable
+    """Gold for a pair from its votes, earliest first: annotate.verdicts' gold (METRICS.md)."""
+    return gold_label([v.strength for v in votes])

@@ -19,6 +19,7 @@ from django.utils import timezone
 from annotate.errors import ValidationError
 from annotate.models import Item, Pair, Preference, Project, Rating, Response, ShownOrder
 from annotate.services import judge_rater_get_or_create, preference_submit, ratings_submit
+from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
 
 from . import prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
@@ -34,15 +35,6 @@ PROTOCOLS = ("rating", "ranking")
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError, InterfaceError, ConnectionError, TimeoutError, urllib.error.URLError,
 )
-# Verdict (first shown, second shown, tie) -> strength in stored order, per shown order. A
-# three-way verdict says nothing about "much" better, so it is stored as the mildest strength;
-# the verdict probabilities carry the judge's confidence.
-_STRENGTH = {
-    ShownOrder.AB: {"A": -1, "B": 1, "C": 0},
-    ShownOrder.BA: {"A": 1, "B": -1, "C": 0},
-}
-
-
 # The keys a judge's `decoding` may hold: (type, smallest, largest, may be null).
 DECODING_FIELDS: dict[str, tuple[type, float, float | None, bool]] = {
     "max_new_tokens": (int, 1, None, False),
@@ -708,7 +700,7 @@ def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: 
         else:
             assert judgment.pair is not None
             order = ShownOrder(judgment.shown_order)
-            strength = _STRENGTH[order][result.label]
+            strength = judge_verdict_strength(result.label, order)
             preference, _ = preference_submit(
                 rater=rater, pair=judgment.pair, strength=strength, shown_order=order,
                 justification=_clean(_rationale(result.raw_text)), time_on_task_ms=result.latency_ms,
@@ -728,14 +720,6 @@ def _rationale(raw_text: str) -> str:
 
     at = raw_text.find(RATIONALE_CUE)
     return raw_text[:at].strip() if at > 0 else ""
-
-
-def stored_order_probabilities(shown: dict[str, float], order: str) -> dict[str, float]:
-    """{"A", "tie", "B"} in the pair's stored order from the (first, second, tie) verdicts."""
-    first, second, tie = shown.get("A", 0.0), shown.get("B", 0.0), shown.get("C", 0.0)
-    if order == ShownOrder.BA:
-        first, second = second, first
-    return {"A": first, "tie": tie, "B": second}
 
 
 def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str) -> int:

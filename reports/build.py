@@ -18,6 +18,7 @@ import pandas as pd
 from django.conf import settings
 
 from annotate.models import Project
+from annotate.verdicts import VERDICT_LABELS, combine_orders, gold_verdicts, verdict_of
 
 from .metrics.agreement import (
     cohen_kappa_from_confusion,
@@ -40,7 +41,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
-from .metrics.verdicts import VERDICT_LABELS, apply_wildbench_rule, combine_orders, gold_verdicts
+from .metrics.verdicts import apply_wildbench_rule
 from .selectors import RANKING, RATING, ReportFilters, annotations_table
 
 TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard")
@@ -547,7 +548,7 @@ def _consistency(
         sa = scores.rename(columns={"response": "response_a", "score": "score_a"})
         sb = scores.rename(columns={"response": "response_b", "score": "score_b"})
         joined = joined.merge(sa, on=["rater", "response_a"]).merge(sb, on=["rater", "response_b"])
-        joined["implied"] = np.sign(joined["score_b"] - joined["score_a"]).astype(np.int64) + 1
+        joined["implied"] = verdict_of(joined["score_b"] - joined["score_a"])
         for rater, grp in joined.groupby("rater", sort=False):
             rows.append((str(rater), consistency(grp, boot)))
         humans = joined[joined["rater"].map(lambda x: raters[x]["kind"] == "human")]

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from annotate.models import Project
 from annotate.roles import is_researcher
 from annotate.selectors import project_get_for_user
+from annotate.verdicts import VERDICT_LABELS
 
 from . import charts
 from .cache import cached_report
@@ -25,7 +26,7 @@ PAGES = {
     "bias": "Judge bias audit",
     "leaderboards": "Leaderboards",
 }
-VERDICTS = ["A", "tie", "B"]
+VERDICTS = list(VERDICT_LABELS)
 
 
 def project_for_reports(request: HttpRequest, project_id: int) -> Project:

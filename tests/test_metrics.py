@@ -225,7 +225,7 @@ def test_combined_verdict_is_the_agreed_one_else_tie():
                  ("judge:j", 2, -2, "ab", 2), ("judge:j", 2, 3, "ba", 3),
                  ("human:h", 3, 2, "ba", 4)])  # fmt: skip
     v = combine_orders(df).set_index("pair")
-    assert v.loc[1, "verdict"] == A and v.loc[1, "strength"] == -1
+    assert v.loc[1, "verdict"] == A and v.loc[1, "strength"] == -2  # mean -1.5, half away from zero
     assert v.loc[2, "verdict"] == TIE and v.loc[2, "strength"] == 0
     assert v.loc[3, "verdict"] == B
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from annotate.verdicts import verdict_of
+
 from .bootstrap import Estimate, Resampler, per_unit_sums
 
 
@@ -23,7 +25,8 @@ def implied_verdicts(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     sb = pairs["response_b"].map(s)
     keep = sa.notna() & sb.notna()
     out = pairs.loc[keep].copy()
-    out["implied"] = np.sign(sb[keep].to_numpy() - sa[keep].to_numpy()).astype(np.int64) + 1
+    # The implied preference is the verdict of the score difference, as if it were a strength.
+    out["implied"] = verdict_of(sb[keep].to_numpy() - sa[keep].to_numpy())
     return out
 
 

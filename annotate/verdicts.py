@@ -1,0 +1,199 @@
+"""The verdict vocabulary: the one place that says what a strength means, how a rater's two shown
+orders combine, and what gold is (shared/specs/METRICS.md). Judges, reports, exports and the
+dashboard import it; nothing else may restate these rules.
+
+Codes: 0 = A better, 1 = tie, 2 = B better (A and B in the pair's stored order), so that
+sign(strength) + 1 is the verdict and 3x3 confusion matrices read A / tie / B.
+
+Each rule has one definition, written over numpy arrays (the reports work on whole tables);
+the scalar forms the exports and the dashboard use either call that definition on arrays of one
+or, where an export calls them per row and numpy's per-call cost would dominate (the verdict of a
+strength, the rounding), restate the same integer formula; tests/test_verdicts.py proves each
+scalar form equal to its array form over every case the scales allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .models import ShownOrder
+
+A, TIE, B = 0, 1, 2
+VERDICT_LABELS: tuple[str, str, str] = ("A", "tie", "B")
+VerdictLabel = Literal["A", "tie", "B"]
+SHOWN_ORDERS: tuple[str, ...] = tuple(ShownOrder.values)
+
+
+# --- the verdict of a strength -----------------------------------------------------------------
+
+
+def verdict_of(strength: np.ndarray | pd.Series | Sequence[float]) -> np.ndarray:
+    """Verdict codes of strengths (or of score differences b - a): A if < 0, B if > 0, else tie."""
+    return np.sign(np.asarray(strength, dtype=np.float64)).astype(np.int64) + 1
+
+
+def verdict_code(strength: float) -> int:
+    """verdict_of for one strength (the exports call it per vote)."""
+    return int(strength > 0) - int(strength < 0) + 1
+
+
+def verdict_label(strength: float) -> VerdictLabel:
+    """"A", "tie" or "B" for one strength in stored order."""
+    return VERDICT_LABELS[verdict_code(strength)]  # type: ignore[return-value]
+
+
+# --- rounding half away from zero ---------------------------------------------------------------
+
+
+def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator rounded to the nearest integer, halves away from zero, in integers.
+
+    Away from zero (not half up, not banker's) so that swapping A and B negates the result
+    exactly; integers keep 2.5 exact where a float mean of three values (7/3) would not."""
+    num = np.asarray(numerator, dtype=np.int64)
+    den = np.asarray(denominator, dtype=np.int64)
+    magnitude = (2 * np.abs(num) + np.abs(den)) // (2 * np.abs(den))
+    return np.where((num < 0) != (den < 0), -magnitude, magnitude)
+
+
+def round_ratio(numerator: int, denominator: int) -> int:
+    """round_ratios for one ratio (the exports call it per row and attribute)."""
+    magnitude = (2 * abs(numerator) + abs(denominator)) // (2 * abs(denominator))
+    return -magnitude if (numerator < 0) != (denominator < 0) else magnitude
+
+
+# --- one rater's shown orders combined ----------------------------------------------------------
+
+
+def combined_strengths(total: np.ndarray, count: np.ndarray, agreed: np.ndarray) -> np.ndarray:
+    """The combined strength of a rater on a pair, from the sum and number of its strengths
+    (each already in stored order) and whether their verdicts all agree: 0 when they differ,
+    else their mean rounded half away from zero. (-3, -1) -> -2; (-2, -1) -> -2; (1, 2) -> 2."""
+    return np.where(np.asarray(agreed, dtype=bool), round_ratios(total, count), 0)
+
+
+def combined_verdicts(vmin: np.ndarray, vmax: np.ndarray) -> np.ndarray:
+    """MT-Bench's rule: the verdict all orders agree on (lowest code == highest code), else tie."""
+    vmin, vmax = np.asarray(vmin), np.asarray(vmax)
+    return np.where(vmin == vmax, vmin, TIE)
+
+
+def combine_strengths(strengths: Sequence[int]) -> int:
+    """The combined strength of one rater's strengths on one pair (stored order, any count >= 1)."""
+    if not strengths:
+        raise ValueError("no strengths to combine")
+    agreed = len({verdict_code(s) for s in strengths}) == 1
+    return round_ratio(sum(strengths), len(strengths)) if agreed else 0
+
+
+def combine_orders(prefs: pd.DataFrame) -> pd.DataFrame:
+    """One verdict and strength per (rater, pair) from preferences in stored order.
+
+    `prefs`: rater, pair, strength, order (rank of the annotation, earliest first) and any
+    pair-level columns (kind, item, model_a, model_b, len_a, len_b), which are kept. Adds
+    verdict and strength (combined) and order (the earliest of the rater's annotations)."""
+    p = prefs.assign(verdict=verdict_of(prefs["strength"]))
+    g = p.groupby(["rater", "pair"], sort=False, observed=True)
+    agg = g.agg(
+        vmin=("verdict", "min"), vmax=("verdict", "max"), total=("strength", "sum"),
+        count=("strength", "size"), order=("order", "min"),
+    )
+    first = p.drop_duplicates(["rater", "pair"]).set_index(["rater", "pair"])
+    pair_cols = [c for c in ("kind", "item", "model_a", "model_b", "len_a", "len_b") if c in p.columns]
+    out = first[pair_cols].join(agg)
+    vmin, vmax = out["vmin"].to_numpy(), out["vmax"].to_numpy()
+    out["verdict"] = combined_verdicts(vmin, vmax)
+    out["strength"] = combined_strengths(out["total"].to_numpy(), out["count"].to_numpy(), vmin == vmax)
+    return out.drop(columns=["vmin", "vmax", "total", "count"]).reset_index()
+
+
+# --- gold -----------------------------------------------------------------------------------------
+
+
+def gold_codes(pair_codes: np.ndarray, verdicts: np.ndarray, order: np.ndarray, n_pairs: int) -> np.ndarray:
+    """Gold per pair (METRICS.md): the majority verdict of its raters' (combined) verdicts; a tie
+    between verdict counts falls to the earliest annotation among the tied verdicts.
+
+    pair_codes: 0..n_pairs-1 per vote; order: a rank per vote, lower = earlier. Returns one code
+    per pair, -1 for a pair without votes."""
+    pc = np.asarray(pair_codes, dtype=np.int64)
+    v = np.asarray(verdicts, dtype=np.int64)
+    o = np.asarray(order)
+    gold = np.full(n_pairs, -1, dtype=np.int64)
+    if not len(pc):
+        return gold
+    counts = np.bincount(pc * 3 + v, minlength=n_pairs * 3).reshape(-1, 3)
+    candidate = counts[pc, v] == counts.max(axis=1)[pc]
+    idx = np.flatnonzero(candidate)
+    # Among the candidate votes of each pair, the earliest: sort by (pair, order), keep firsts.
+    idx = idx[np.lexsort((o[idx], pc[idx]))]
+    firsts = idx[np.r_[True, pc[idx][1:] != pc[idx][:-1]]]
+    gold[pc[firsts]] = v[firsts]
+    return gold
+
+
+def gold_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Gold of every pair from the gold raters' combined verdicts (columns pair, item, verdict,
+    order). Returns pair, item, gold."""
+    if verdicts.empty:
+        return pd.DataFrame({"pair": [], "item": [], "gold": []}, dtype=np.int64)
+    pair_codes, pairs = pd.factorize(verdicts["pair"])
+    gold = gold_codes(pair_codes, verdicts["verdict"].to_numpy(), verdicts["order"].to_numpy(), len(pairs))
+    items = verdicts.drop_duplicates("pair").set_index("pair")["item"]
+    out = pd.DataFrame({"pair": pairs, "item": items.loc[pairs].to_numpy(), "gold": gold})
+    return out.sort_values("pair", kind="stable").reset_index(drop=True)
+
+
+def gold_label(strengths: Sequence[int]) -> VerdictLabel | None:
+    """Gold of one pair from its gold raters' combined strengths, earliest annotation first."""
+    if not strengths:
+        return None
+    n = len(strengths)
+    code = gold_codes(np.zeros(n, dtype=np.int64), verdict_of(strengths), np.arange(n), 1)[0]
+    return VERDICT_LABELS[int(code)]  # type: ignore[return-value]
+
+
+# --- shown order -> stored order ------------------------------------------------------------------
+
+
+def stored_strength(strength: int, shown_order: str) -> int:
+    """A strength the rater gave about what it was shown (negative = the first shown better)
+    in the pair's stored order: the same when A was shown first, negated when B was."""
+    if shown_order not in SHOWN_ORDERS:
+        raise ValueError(f"shown_order must be one of {SHOWN_ORDERS}, got {shown_order!r}")
+    return strength if shown_order == ShownOrder.AB else -strength
+
+
+# A judge answers with the label of the first shown, the second shown, or a tie.
+JUDGE_LABEL_STRENGTH: Mapping[str, int] = {"A": -1, "B": 1, "C": 0}
+
+
+def judge_verdict_strength(label: str, shown_order: str) -> int:
+    """The stored-order strength of a judge's verdict-only answer ("A" = first shown, "B" = second,
+    "C" = tie). A three-way verdict says nothing about "much" better: it is the mildest strength;
+    the verdict probabilities carry the judge's confidence."""
+    return stored_strength(JUDGE_LABEL_STRENGTH[label], shown_order)
+
+
+def stored_order_probabilities(shown: Mapping[str, float], order: str) -> dict[str, float]:
+    """{"A", "tie", "B"} in the pair's stored order from a judge's (first, second, tie) = ("A",
+    "B", "C") probabilities in shown order."""
+    first, second, tie = shown.get("A", 0.0), shown.get("B", 0.0), shown.get("C", 0.0)
+    if order not in SHOWN_ORDERS:
+        raise ValueError(f"shown_order must be one of {SHOWN_ORDERS}, got {order!r}")
+    if order == ShownOrder.BA:
+        first, second = second, first
+    return {"A": first, "tie": tie, "B": second}
+
+
+def mirrored_probabilities(stored: Mapping[str, float] | None) -> dict[str, float] | None:
+    """Stored-order probabilities of a pair seen from its mirror (A and B swapped)."""
+    if stored is None:
+        return None
+    out = dict(stored)
+    out["A"], out["B"] = stored.get("B", 0.0), stored.get("A", 0.0)
+    return out
