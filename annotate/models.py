@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Greatest, Least
 
 # HelpSteer2's attribute definitions (Wang et al., 2024), the default rating protocol.
 HELPSTEER2_ATTRIBUTES: list[dict] = [
@@ -186,7 +187,10 @@ class Response(models.Model):
 
 
 class Pair(models.Model):
-    """Two responses to one item; A and B are the stored order (what strengths refer to)."""
+    """Two responses to one item; A and B are the stored order (what strengths refer to).
+
+    A pair is unordered: (a, b) and its mirror (b, a) are one pair, so the database holds at
+    most one of them (services.pair_get_or_create maps a mirror onto it, strengths negated)."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="pairs")
     response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="pairs_as_a")
@@ -198,7 +202,10 @@ class Pair(models.Model):
     class Meta:
         ordering = ["item", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["response_a", "response_b"], name="pair_unique_responses"),
+            models.UniqueConstraint(
+                Least("response_a", "response_b"), Greatest("response_a", "response_b"),
+                name="pair_unordered_unique",
+            ),
             models.CheckConstraint(
                 condition=~Q(response_a=F("response_b")), name="pair_two_distinct_responses"
             ),

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from .errors import ValidationError
 from .models import (
@@ -196,6 +197,48 @@ def preference_submit(
     return preference, True
 
 
+def pair_find(*, response_a: Response | int, response_b: Response | int) -> tuple[Pair | None, bool]:
+    """The stored pair of two responses in either order, and whether it is stored as their
+    mirror (b, a): a strength about (a, b) is then negated to be about the stored pair."""
+    a = response_a if isinstance(response_a, int) else response_a.pk
+    b = response_b if isinstance(response_b, int) else response_b.pk
+    for pair in Pair.objects.filter(Q(response_a_id=a, response_b_id=b) | Q(response_a_id=b, response_b_id=a)):
+        return pair, pair.response_a_id != a
+    return None, False
+
+
+def pair_get_or_create(*, item: Item, response_a: Response, response_b: Response) -> tuple[Pair, bool]:
+    """The one pair of two responses (a pair is unordered): (pair, mirrored), where mirrored
+    says the stored order is (b, a). A new pair is stored in the order asked for."""
+    if response_a.pk == response_b.pk:
+        raise ValidationError("A pair needs two different responses.", field="pairs")
+    pair, mirrored = pair_find(response_a=response_a, response_b=response_b)
+    if pair is not None:
+        return pair, mirrored
+    try:
+        with transaction.atomic():
+            return Pair.objects.create(item=item, response_a=response_a, response_b=response_b), False
+    except IntegrityError:
+        # A concurrent writer stored it (in either order) first: use theirs.
+        pair, mirrored = pair_find(response_a=response_a, response_b=response_b)
+        if pair is None:
+            raise
+        return pair, mirrored
+
+
+def unordered_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """The pairs of a list once each, whatever their order: a later (b, a) after (a, b) is the
+    same pair and is dropped; the first-named order is the stored one."""
+    seen: set[frozenset] = set()
+    out = []
+    for a, b in pairs:
+        key = frozenset((a, b))
+        if key not in seen:
+            seen.add(key)
+            out.append((a, b))
+    return out
+
+
 def pairs_for_responses(*, responses: Iterable[Response]) -> list[tuple[Response, Response]]:
     """Every two responses of an item, in stored order (the default when a file names no pairs)."""
     items = list(responses)
@@ -223,7 +266,7 @@ def item_create(
         chosen = (
             pairs_for_responses(responses=stored.values())
             if pairs is None
-            else [(stored[a], stored[b]) for a, b in pairs]
+            else [(stored[a], stored[b]) for a, b in unordered_pairs(pairs)]
         )
         Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
     return item

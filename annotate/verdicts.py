@@ -26,6 +26,8 @@ A, TIE, B = 0, 1, 2
 VERDICT_LABELS: tuple[str, str, str] = ("A", "tie", "B")
 VerdictLabel = Literal["A", "tie", "B"]
 SHOWN_ORDERS: tuple[str, ...] = tuple(ShownOrder.values)
+# The same presentation of a pair's mirror: what was shown first is now the stored B.
+SWAPPED_ORDER: Mapping[str, str] = {ShownOrder.AB.value: ShownOrder.BA.value, ShownOrder.BA.value: ShownOrder.AB.value}
 
 
 # --- the verdict of a strength -----------------------------------------------------------------

@@ -17,8 +17,8 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from annotate.errors import ValidationError
-from annotate.models import Item, Pair, Preference, Project, Rating, Response, ShownOrder
-from annotate.services import judge_rater_get_or_create, preference_submit, ratings_submit
+from annotate.models import Item, Preference, Project, Rating, Response, ShownOrder
+from annotate.services import judge_rater_get_or_create, pair_get_or_create, preference_submit, ratings_submit
 from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
 
 from . import prompts
@@ -734,11 +734,7 @@ def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int
             item=judgment.item, external_id=f"generated:{model}", defaults={"text": text, "model": model}
         )
         for other in judgment.item.responses.exclude(pk=own.pk):
-            exists = Pair.objects.filter(
-                Q(response_a=other, response_b=own) | Q(response_a=own, response_b=other)
-            ).exists()
-            if not exists:
-                Pair.objects.create(item=judgment.item, response_a=other, response_b=own)
+            pair_get_or_create(item=judgment.item, response_a=other, response_b=own)
         done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, raw_text=text,
                       latency_ms=latency_ms, generated=own, source="text")
         if not done:

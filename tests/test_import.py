@@ -222,3 +222,76 @@ def test_helpsteer2_layouts_import(tmp_path: Path):
     ])
     with pytest.raises(ImportFileError, match=r"badpref.jsonl:1 \(field 'strength'\).*-3..3"):
         import_files(project_name="hs2p", fmt="helpsteer2-preference", paths=[bad])
+
+
+# --- a pair is unordered: (a, b) and its mirror (b, a) are one pair ----------------------------
+
+
+def _item_row(pairs: list[list[str]], preferences: list[dict]) -> dict:
+    return {"id": "q", "prompt": "Which?", "responses": [{"id": "a", "text": "Alpha"}, {"id": "b", "text": "Beta"}],
+            "pairs": pairs, "preferences": preferences}
+
+
+def _stored(project: Project) -> dict[tuple[str, str], tuple[int, str]]:
+    return {(p.rater.name, p.shown_order): (p.strength, f"{p.pair.response_a.external_id}{p.pair.response_b.external_id}")
+            for p in Preference.objects.filter(pair__item__project=project).select_related("rater", "pair__response_a", "pair__response_b")}
+
+
+def test_import_of_a_pair_then_its_mirror_is_one_pair_with_signed_strengths(tmp_path: Path):
+    first = _write_jsonl(tmp_path / "ab.jsonl", [_item_row([["a", "b"]], [
+        {"rater": "human:h1", "pair": ["a", "b"], "strength": -2},
+        {"rater": "judge:j", "pair": ["a", "b"], "strength": -3, "shown_order": "ab"},
+    ])])
+    # The same pair named the other way round: strengths about (b, a), b shown first for "ab".
+    second = _write_jsonl(tmp_path / "ba.jsonl", [_item_row([["b", "a"]], [
+        {"rater": "human:h2", "pair": ["b", "a"], "strength": 1},  # the second named, a, is better
+        {"rater": "judge:j", "pair": ["b", "a"], "strength": 2, "shown_order": "ab"},  # b first, a better
+    ])])
+    project = import_files(project_name="mirror", fmt="jsonl", paths=[first]).project
+    again = import_files(project_name="mirror", fmt="jsonl", paths=[second])
+    assert Pair.objects.filter(item__project=project).count() == 1
+    assert again.counts["pairs"] == 0 and again.counts["preferences"] == 2
+    assert _stored(project) == {
+        ("h1", "ab"): (-2, "ab"), ("h2", "ba"): (-1, "ab"), ("j", "ab"): (-3, "ab"), ("j", "ba"): (-2, "ab"),
+    }
+    # Importing the mirror again changes nothing: the judge's "ab" on (b, a) is its "ba" on (a, b).
+    assert import_files(project_name="mirror", fmt="jsonl", paths=[second]).counts["preferences"] == 0
+
+
+def test_one_file_naming_both_orders_stores_one_pair(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "both.jsonl", [_item_row([["a", "b"], ["b", "a"]], [
+        {"rater": "judge:j", "pair": ["a", "b"], "strength": -1, "shown_order": "ab"},
+        {"rater": "judge:j", "pair": ["b", "a"], "strength": -3, "shown_order": "ab"},  # b first: b much better
+    ])])
+    result = import_files(project_name="both", fmt="jsonl", paths=[path])
+    assert result.counts["pairs"] == 1 and result.totals["pairs"] == 1
+    assert _stored(result.project) == {("j", "ab"): (-1, "ab"), ("j", "ba"): (3, "ab")}
+
+
+def test_a_human_judging_a_pair_and_its_mirror_is_rejected(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "twice.jsonl", [_item_row([["a", "b"], ["b", "a"]], [
+        {"rater": "human:h", "pair": ["a", "b"], "strength": -1},
+        {"rater": "human:h", "pair": ["b", "a"], "strength": 2},
+    ])])
+    with pytest.raises(ImportFileError, match="one preference per pair"):
+        import_files(project_name="twice", fmt="jsonl", paths=[path])
+    assert not Project.objects.filter(name="twice").exists()
+
+
+def test_helpsteer2_preference_rows_of_a_pair_and_its_mirror(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "hs2p.jsonl", [
+        {"prompt": "P", "response_1": "R1", "response_2": "R2", "preference_strength": -2},
+        {"prompt": "P", "response_1": "R2", "response_2": "R1", "preference_strength": 3},
+    ])
+    # One published annotator per row ("helpsteer2"): the second row is the same pair mirrored,
+    # and a human has one preference per pair.
+    with pytest.raises(ImportFileError, match="one preference per pair"):
+        import_files(project_name="hs2m", fmt="helpsteer2-preference", paths=[path])
+    one = _write_jsonl(tmp_path / "one.jsonl", [{"prompt": "P", "response_1": "R1", "response_2": "R2", "preference_strength": -2}])
+    mirror = _write_jsonl(tmp_path / "mirror.jsonl", [{"prompt": "P", "response_1": "R2", "response_2": "R1", "preference_strength": 3}])
+    project = import_files(project_name="hs2m", fmt="helpsteer2-preference", paths=[one]).project
+    import_files(project_name="hs2m", fmt="helpsteer2-preference", paths=[mirror])
+    (pair,) = Pair.objects.filter(item__project=project)
+    assert (pair.response_a.text, pair.response_b.text) == ("R1", "R2")
+    # The mirror's preference of the same annotator is the one already stored: kept, not doubled.
+    assert list(pair.preferences.values_list("strength", flat=True)) == [-2]

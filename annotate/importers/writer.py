@@ -16,7 +16,8 @@ from django.db import connection, models, transaction
 
 from ..errors import ImportFileError
 from ..models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
-from ..services import project_create
+from ..services import project_create, unordered_pairs
+from ..verdicts import SWAPPED_ORDER
 from .spec import ParsedImport, RaterKey
 
 BATCH = 5000
@@ -57,7 +58,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         totals={
             "items": len(parsed.items),
             "responses": sum(len(i.responses) for i in parsed.items.values()),
-            "pairs": len(pair_ids),
+            "pairs": len({pk for pk, _ in pair_ids.values()}),
             "ratings": len(parsed.ratings),
             "preferences": len(parsed.preferences),
             "raters": len(parsed.raters),
@@ -99,11 +100,11 @@ def _validate(project: Project, attributes: dict[str, Attribute], parsed: Parsed
             raise ImportFileError(f"strength must be an integer, got {s!r}", path=w.path, line=w.line, field="strength")
         if not lo <= s <= hi:
             raise ImportFileError(f"strength {s} is outside project {project.name!r}'s scale {lo}..{hi}", path=w.path, line=w.line, field="strength")
-    human_seen: dict[tuple[RaterKey, str, tuple[str, str]], Any] = {}
+    human_seen: dict[tuple[RaterKey, str, frozenset[str]], Any] = {}
     for pref in parsed.preferences:
         if pref.rater[0] != "human":
             continue
-        key = (pref.rater, pref.item, pref.pair)
+        key = (pref.rater, pref.item, frozenset(pref.pair))  # a pair is unordered
         if key in human_seen:
             w = pref.where
             raise ImportFileError(
@@ -207,27 +208,38 @@ def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str
     return found
 
 
-def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int]) -> dict[tuple[str, str, str], int]:
-    meta: dict[tuple[int, int], tuple[str, str, str]] = {}
+# (item external id, response a, response b) as the file names it -> (pair id, mirrored): a
+# file may name a pair in the order opposite to the stored one (or name both orders); a pair
+# is unordered, so that is the same pair, and its strengths are negated to the stored order.
+PairIds = dict[tuple[str, str, str], tuple[int, bool]]
+
+
+def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int]) -> PairIds:
+    named: dict[tuple[int, int], tuple[str, str, str]] = {}
     rows: list[tuple[int, int, int]] = []
     for item in parsed.items.values():
         ids = list(item.responses)
         refs = item.pairs if item.pairs is not None else [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]]
         for a, b in refs:
             key = (response_ids[(item.external_id, a)], response_ids[(item.external_id, b)])
-            meta[key] = (item.external_id, a, b)
-            rows.append((item_ids[item.external_id], *key))
+            named[key] = (item.external_id, a, b)
+        for a, b in unordered_pairs(refs):
+            rows.append((item_ids[item.external_id], response_ids[(item.external_id, a)], response_ids[(item.external_id, b)]))
+    # ON CONFLICT DO NOTHING on the unordered unique index: a pair stored in either order stays.
     _insert_rows(Pair, ["item", "response_a", "response_b"], rows)
     item_pks = set(item_ids.values())
-    found: dict[tuple[str, str, str], int] = {}
+    found: PairIds = {}
     if not item_pks:
         return found
     project_id = Item.objects.filter(pk=next(iter(item_pks))).values_list("project_id", flat=True).get()
     qs = Pair.objects.filter(item__project_id=project_id).values_list("response_a_id", "response_b_id", "id")
     for a_pk, b_pk, pk in qs.iterator(chunk_size=BATCH):
-        ref = meta.get((a_pk, b_pk))
+        ref = named.get((a_pk, b_pk))
         if ref is not None:
-            found[ref] = pk
+            found[ref] = (pk, False)
+        mirror = named.get((b_pk, a_pk))
+        if mirror is not None:
+            found[mirror] = (pk, True)
     return found
 
 
@@ -240,9 +252,13 @@ def _ratings(parsed: ParsedImport, raters: dict[RaterKey, int], attributes: dict
     _insert_rows(Rating, ["rater", "response", "attribute", "value"], rows)
 
 
-def _preferences(parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: dict) -> None:
-    rows = [
-        (raters[p.rater], p.rater[0], pair_ids[(p.item, *p.pair)], p.strength, p.shown_order, p.justification)
-        for p in parsed.preferences
-    ]
+def _preferences(parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: PairIds) -> None:
+    rows = []
+    for p in parsed.preferences:
+        pair_id, mirrored = pair_ids[(p.item, *p.pair)]
+        strength, shown = p.strength, p.shown_order
+        if mirrored:
+            # The same judgement about the stored pair: the response shown first is unchanged.
+            strength, shown = -cast(int, strength), SWAPPED_ORDER[shown]
+        rows.append((raters[p.rater], p.rater[0], pair_id, strength, shown, p.justification))
     _insert_rows(Preference, ["rater", "rater_kind", "pair", "strength", "shown_order", "justification"], rows)
