@@ -73,6 +73,10 @@ def merge_mirrored_pairs(apps, schema_editor):
         if keep.gold_strength is None and dup.gold_strength is not None:
             Pair.objects.filter(pk=keep.pk).update(gold_strength=-dup.gold_strength)
         dup.delete()
+    if schema_editor.connection.vendor == "postgresql":
+        # Check the deferred foreign keys now: PostgreSQL will not alter a table with pending
+        # trigger events, and the constraint swap below alters annotate_pair.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):
