@@ -8,10 +8,8 @@ queue, not here. Researchers and admins see everything in their projects.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -285,35 +283,19 @@ class ProjectImportApi(BaseApi):
         # Importing into an existing project writes to it: only its members (or admins) may.
         if Project.objects.filter(name=name).exists() and not self.viewer.projects().filter(name=name).exists():
             raise PermissionDenied("You are not a member of that project.")
-        with tempfile.TemporaryDirectory(prefix="concordance-import-") as tmp:
-            paths: list[Path] = []
-            names: dict[str, str] = {}
-            for index, upload in enumerate(data.validated_data["files"]):
-                # One folder per upload keeps the client's file name (errors quote it) without clashes.
-                folder = Path(tmp) / str(index)
-                folder.mkdir()
-                path = folder / Path(upload.name or f"file{index}").name
-                with path.open("wb") as out:
-                    for chunk in upload.chunks():
-                        out.write(chunk)
-                paths.append(path)
-                names[str(path)] = path.name
-            try:
-                result = importers.import_files(
-                    project_name=name, fmt=data.validated_data["format"], paths=paths, user=request.user
-                )
-            except ImportFileError as exc:
-                return ApiResponse(
-                    {
-                        "detail": exc.detail,
-                        "file": names.get(str(exc.path), Path(str(exc.path)).name),
-                        "line": exc.line,
-                        "field": exc.field,
-                    },
-                    status=status.HTTP_400_BAD_REQUEST,
-                )
-            except ServiceValidationError as exc:
-                return service_error(exc)
+        try:
+            result = importers.import_uploads(
+                project_name=name, fmt=data.validated_data["format"], files=data.validated_data["files"],
+                user=request.user,
+            )
+        except ImportFileError as exc:
+            # The service names the uploaded file (its client name), never a temporary path.
+            return ApiResponse(
+                {"detail": exc.detail, "file": exc.path, "line": exc.line, "field": exc.field},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except ServiceValidationError as exc:
+            return service_error(exc)
         # The importer adds the caller to the project's members, so a researcher sees what they imported.
         return ApiResponse(
             {

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,8 +10,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from .errors import ImportFileError
-from .importers import FORMATS, import_files
+from .errors import ImportFileError, ValidationError
+from .importers import FORMATS, import_uploads
 from .roles import is_researcher
 from .selectors import projects_for_user
 
@@ -50,22 +48,14 @@ def import_page(request: HttpRequest) -> HttpResponse:
 
             if not existing and Project.objects.filter(name=name).exists():
                 raise PermissionDenied  # a project of someone else's: don't write into it
-            with tempfile.TemporaryDirectory() as tmp:
-                paths = []
-                for upload in files:
-                    path = Path(tmp) / Path(cast(str, upload.name)).name  # uploads always carry a name
-                    with path.open("wb") as fh:
-                        for chunk in upload.chunks():
-                            fh.write(chunk)
-                    paths.append(path)
-                try:
-                    result = import_files(project_name=name, fmt=fmt, paths=paths, user=request.user)
-                except ImportFileError as exc:
-                    context["error"] = f"Import failed, nothing was written. {exc}"
-                else:
-                    messages.success(request, f"Imported into {result.project.name}: {result.counts}")
-                    context["result"] = result.as_dict()
-                    if request.headers.get("HX-Request"):
-                        return render(request, "annotate/import.html", context)
-                    return redirect("import")
+            try:
+                result = import_uploads(project_name=name, fmt=fmt, files=files, user=request.user)
+            except (ImportFileError, ValidationError) as exc:
+                context["error"] = f"Import failed, nothing was written. {exc}"
+            else:
+                messages.success(request, f"Imported into {result.project.name}: {result.counts}")
+                context["result"] = result.as_dict()
+                if request.headers.get("HX-Request"):
+                    return render(request, "annotate/import.html", context)
+                return redirect("import")
     return render(request, "annotate/import.html", context)

@@ -95,3 +95,40 @@ def test_pandalm_files_import_in_order_through_the_api(researcher, shared_data: 
     assert response.status_code == 201, response.content
     assert response.json()["created"]["pairs"] == 999
     assert response.json()["created"]["preferences"] == 2997 + 1998
+
+
+# --- the page and the API go through one upload service ----------------------------------------
+
+
+def _item_line(ext: str) -> dict:
+    return {"id": ext, "prompt": f"Prompt {ext}", "responses": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}]}
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_two_files_with_the_same_name_both_import(researcher, client, via):
+    files = [jsonl([_item_line("q1")], "items.jsonl"), jsonl([_item_line("q2")], "items.jsonl")]
+    if via == "api":
+        assert post_import(client_for(researcher), "Same", "jsonl", *files).status_code == 201
+    else:
+        client.force_login(researcher)
+        assert client.post("/import/", {"project": "Same", "format": "jsonl", "files": files}).status_code == 302
+    project = Project.objects.get(name="Same")
+    assert sorted(project.items.values_list("external_id", flat=True)) == ["q1", "q2"]
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_an_error_names_the_uploaded_file_not_a_temporary_path(researcher, client, via):
+    bad = [_item_line("q1"), {**_item_line("q2"), "ratings": [{"rater": "human:x", "response": "a",
+                                                               "attribute": "helpfulness", "value": 9}]}]
+    files = [jsonl([_item_line("q0")], "fine.jsonl"), jsonl(bad, "broken.jsonl")]
+    if via == "api":
+        body = post_import(client_for(researcher), "Err", "jsonl", *files).json()
+        assert (body["file"], body["line"], body["field"]) == ("broken.jsonl", 2, "helpfulness")
+        message = body["detail"]
+    else:
+        client.force_login(researcher)
+        page = client.post("/import/", {"project": "Err", "format": "jsonl", "files": files})
+        message = page.content.decode()
+        assert "broken.jsonl:2 (field &#x27;helpfulness&#x27;)" in message
+    assert "concordance-import" not in message and "/tmp" not in message
+    assert not Project.objects.filter(name="Err").exists()
