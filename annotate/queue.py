@@ -38,6 +38,7 @@ from .models import (
     ShownOrder,
 )
 from .services import preference_submit, ratings_submit, validate_strength
+from .verdicts import stored_strength
 
 RATING = Assignment.Protocol.RATING
 RANKING = Assignment.Protocol.RANKING
@@ -353,13 +354,6 @@ def assignment_submit_rating(
     return SubmitResult(assignment=assignment, duplicate=False)
 
 
-def stored_strength(*, shown_strength: int, shown_order: str) -> int:
-    """Strength in the pair's stored order from the one the annotator gave about what they saw.
-
-    Negative means the first shown response is better; when B was shown first, the sign flips."""
-    return shown_strength if shown_order == ShownOrder.AB else -shown_strength
-
-
 def assignment_submit_preference(
     *,
     rater: Rater,
@@ -388,7 +382,7 @@ def assignment_submit_preference(
         time_ms = _time_ms(assignment=assignment, time_on_task_ms=time_on_task_ms, now=now)
         _, created = preference_submit(
             rater=rater, pair=pair,
-            strength=stored_strength(shown_strength=shown_strength, shown_order=assignment.shown_order),
+            strength=stored_strength(shown_strength, assignment.shown_order),
             shown_order=assignment.shown_order, justification=justification, time_on_task_ms=time_ms,
         )
         _finish(assignment=assignment, time_ms=time_ms, now=now)
@@ -445,7 +439,7 @@ def assignment_undo(
             preference = Preference.objects.filter(rater=rater, pair_id=cast(int, newest.pair_id)).first()
             draft = {}
             if preference is not None:
-                shown = stored_strength(shown_strength=preference.strength, shown_order=preference.shown_order)
+                shown = stored_strength(preference.strength, preference.shown_order)
                 draft = {"shown_strength": shown, "justification": preference.justification}
                 preference.delete()
         newest.status = CLAIMED

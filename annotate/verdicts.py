@@ -164,7 +164,8 @@ def gold_label(strengths: Sequence[int]) -> VerdictLabel | None:
 
 def stored_strength(strength: int, shown_order: str) -> int:
     """A strength the rater gave about what it was shown (negative = the first shown better)
-    in the pair's stored order: the same when A was shown first, negated when B was."""
+    in the pair's stored order: the same when A was shown first, negated when B was. The map is
+    its own inverse, so it also turns a stored strength back into the one the rater gave."""
     if shown_order not in SHOWN_ORDERS:
         raise ValueError(f"shown_order must be one of {SHOWN_ORDERS}, got {shown_order!r}")
     return strength if shown_order == ShownOrder.AB else -strength
