@@ -226,11 +226,11 @@ def pair_get_or_create(*, item: Item, response_a: Response, response_b: Response
         return pair, mirrored
 
 
-def unordered_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+def unordered_pairs(pairs: Iterable[Sequence[Any]]) -> list[tuple[Any, Any]]:
     """The pairs of a list once each, whatever their order: a later (b, a) after (a, b) is the
     same pair and is dropped; the first-named order is the stored one."""
     seen: set[frozenset] = set()
-    out = []
+    out: list[tuple[Any, Any]] = []
     for a, b in pairs:
         key = frozenset((a, b))
         if key not in seen:
