@@ -13,7 +13,6 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from .models import (
-    STRENGTH_LABELS,
     Assignment,
     Attribute,
     Item,
@@ -24,7 +23,7 @@ from .models import (
     Rating,
     Response,
 )
-from .verdicts import verdict_code
+from .verdicts import preference_reading, verdict_code
 
 # A gold rating passes within one scale point: HelpSteer2's own annotators agree to about that.
 GOLD_RATING_TOLERANCE = 1
@@ -205,7 +204,7 @@ def pairs_page(*, project: Project, page: int, per_page: int = 50) -> tuple[list
 @dataclass
 class PairAnnotation:
     rater: Rater
-    strength: int
+    strength: int | None  # None for a verdict-only preference (annotate.verdicts)
     shown_order: str
     label: str
     justification: str
@@ -218,11 +217,12 @@ def pair_annotations(*, pair: Pair) -> dict:
     """Every preference on the pair and every rating of its two responses, humans and judges."""
     preferences = [
         PairAnnotation(
-            rater=p.rater, strength=p.strength, shown_order=p.shown_order,
-            label=STRENGTH_LABELS.get(p.strength, str(p.strength)), justification=p.justification,
-            time_on_task_ms=p.time_on_task_ms, created_at=p.created_at, probabilities=p.probabilities,
+            rater=p.rater, strength=reading.strength, shown_order=p.shown_order, label=reading.summary,
+            justification=p.justification, time_on_task_ms=p.time_on_task_ms, created_at=p.created_at,
+            probabilities=p.probabilities,
         )
         for p in Preference.objects.filter(pair=pair).select_related("rater").order_by("rater__kind", "rater__name", "shown_order")
+        for reading in [preference_reading(strength=p.strength, verdict_only=p.verdict_only, probabilities=p.probabilities)]
     ]
     attributes = list(Attribute.objects.filter(project_id=pair.item.project_id).order_by("position", "pk"))
     table: dict[int, dict] = {}

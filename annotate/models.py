@@ -298,6 +298,9 @@ class Preference(models.Model):
     justification = models.TextField(blank=True)
     # A judge's verdict probabilities in stored order, {"A": p, "tie": p, "B": p}.
     probabilities = models.JSONField(null=True, blank=True)
+    # A verdict without a strength (A / tie / B: a judge's [[A]]/[[B]]/[[C]], a ternary project):
+    # strength then holds only its sign (-1, 0, 1) for the figures and claims no "slightly".
+    verdict_only = models.BooleanField(default=False)
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -319,6 +322,10 @@ class Preference(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(shown_order__in=["ab", "ba"]), name="preference_shown_order_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict_only=False) | (Q(strength__gte=-1) & Q(strength__lte=1)),
+                name="preference_verdict_only_is_a_sign",
             ),
         ]
         indexes = [models.Index(fields=["pair", "rater"])]

@@ -245,7 +245,9 @@ class PreferenceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "rater", "rater_label", "rater_kind", "item", "pair", "strength", "shown_order",
             "justification", "probabilities", "time_on_task_ms", "created_at", "updated_at",
+            "verdict_only",  # strength is then a verdict's sign (-1, 0, 1), not a strength
         ]
+        read_only_fields = ["verdict_only"]
 
 
 class PreferenceCreateSerializer(serializers.Serializer):

@@ -23,6 +23,7 @@ from .models import (
     Response,
     ShownOrder,
 )
+from .verdicts import is_verdict_only
 
 
 def project_create(
@@ -169,13 +170,19 @@ def preference_submit(
     justification: str = "",
     time_on_task_ms: int | None = None,
     probabilities: dict | None = None,
+    verdict_only: bool = False,
 ) -> tuple[Preference, bool]:
     """Store one preference; returns (preference, created).
 
     A human has one preference per pair, a judge one per pair and shown order. A replay of the
-    same submission returns the stored row instead of failing."""
+    same submission returns the stored row instead of failing. `verdict_only`: the rater gave
+    a verdict (A / tie / B) and no strength, as a judge's [[A]]/[[B]]/[[C]] or any preference of a
+    ternary project (annotate.verdicts.is_verdict_only)."""
     project = pair.item.project
     validate_strength(project=project, strength=strength)
+    verdict_only = is_verdict_only(ranking_scale=project.ranking_scale, verdict_only=verdict_only)
+    if verdict_only and abs(strength) > 1:
+        raise ValidationError(f"a verdict is -1, 0 or 1 (A, tie, B), got {strength}.", field="strength")
     if shown_order not in ShownOrder.values:
         raise ValidationError(f"shown_order must be 'ab' or 'ba', got {shown_order!r}.", field="shown_order")
     lookup: dict[str, Any] = {"rater": rater, "pair": pair}
@@ -189,7 +196,7 @@ def preference_submit(
             preference = Preference.objects.create(
                 rater=rater, rater_kind=rater.kind, pair=pair, strength=strength,
                 shown_order=shown_order, justification=justification,
-                time_on_task_ms=time_on_task_ms, probabilities=probabilities,
+                time_on_task_ms=time_on_task_ms, probabilities=probabilities, verdict_only=verdict_only,
             )
     except IntegrityError:
         # A concurrent submit of the same annotation won the race: keep its row.

@@ -15,12 +15,13 @@ scalar form equal to its array form over every case the scales allow.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .models import ShownOrder
+from .models import STRENGTH_LABELS, Project, ShownOrder
 
 A, TIE, B = 0, 1, 2
 VERDICT_LABELS: tuple[str, str, str] = ("A", "tie", "B")
@@ -200,3 +201,41 @@ def mirrored_probabilities(stored: Mapping[str, float] | None) -> dict[str, floa
     out = dict(stored)
     out["A"], out["B"] = stored.get("B", 0.0), stored.get("A", 0.0)
     return out
+
+
+# --- a verdict without a strength -------------------------------------------------------------
+
+# What a verdict-only preference says: no "slightly" or "much", only which side (or neither).
+VERDICT_TEXT: Mapping[str, str] = {"A": "A is better", "tie": "Tie", "B": "B is better"}
+
+
+def is_verdict_only(*, ranking_scale: str, verdict_only: bool = False) -> bool:
+    """A preference is a verdict, not a strength, when its rater said so (a judge reading
+    [[A]] / [[B]] / [[C]]) or its project ranks on A / tie / B. Its strength is then the verdict's
+    sign (-1, 0, 1), which every figure reads as a verdict; no figure may read it as "slightly"."""
+    return verdict_only or ranking_scale == Project.RankingScale.TERNARY
+
+
+@dataclass(frozen=True)
+class PreferenceReading:
+    """How a stored preference is shown: its verdict, and either its strength or, for a
+    verdict-only one, the probability the rater gave that verdict (when it gave one)."""
+
+    verdict: VerdictLabel
+    text: str
+    strength: int | None  # None for a verdict-only preference: it has none
+    probability: float | None
+
+    @property
+    def summary(self) -> str:
+        if self.probability is None:
+            return self.text
+        return f"{self.text} (p = {self.probability:.2f})"
+
+
+def preference_reading(*, strength: int, verdict_only: bool, probabilities: Mapping[str, float] | None) -> PreferenceReading:
+    label = verdict_label(strength)
+    if not verdict_only:
+        return PreferenceReading(label, STRENGTH_LABELS.get(strength, str(strength)), strength, None)
+    p = probabilities.get(label) if probabilities else None
+    return PreferenceReading(label, VERDICT_TEXT[label], None, None if p is None else float(p))

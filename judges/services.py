@@ -705,6 +705,7 @@ def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: 
                 rater=rater, pair=judgment.pair, strength=strength, shown_order=order,
                 justification=_clean(_rationale(result.raw_text)), time_on_task_ms=result.latency_ms,
                 probabilities=stored_order_probabilities(result.probabilities, order) if result.probabilities else None,
+                verdict_only=True,  # read at [[A]] / [[B]] / [[C]]: a verdict, not a strength
             )
             done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
                           preference=preference, **common)

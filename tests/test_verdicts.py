@@ -34,6 +34,7 @@ from annotate.verdicts import (
 from exports.aggregate import combine_orders as export_combine
 from exports.aggregate import majority_verdict
 from reports.metrics.verdicts import combine_orders as report_combine
+from tests.test_judge_fixtures import make_project, tiny_model_dir  # noqa: F401  (fixture)
 
 STRENGTHS = range(-3, 4)
 
@@ -208,3 +209,59 @@ def test_report_and_export_agree_on_the_same_data(researcher):
     assert row["n"] == 3 and row["accuracy"] == pytest.approx(1 / 3)
     assert report["details"]["gold_counts"] == {"A": 1, "tie": 1, "B": 1}
     json.dumps(report)
+
+
+# --- a verdict without a strength (issue 11, item 5) -------------------------------------------
+
+
+def test_a_verdict_only_preference_reads_as_a_verdict_with_its_probability():
+    from annotate.verdicts import is_verdict_only, preference_reading
+
+    judged = preference_reading(strength=1, verdict_only=True, probabilities={"A": 0.1, "tie": 0.2, "B": 0.7})
+    assert (judged.verdict, judged.strength, judged.probability) == ("B", None, 0.7)
+    assert judged.summary == "B is better (p = 0.70)" and "slightly" not in judged.summary
+    assert preference_reading(strength=0, verdict_only=True, probabilities=None).summary == "Tie"
+    ranked = preference_reading(strength=-1, verdict_only=False, probabilities=None)
+    assert (ranked.verdict, ranked.strength, ranked.summary) == ("A", -1, "A is slightly better")
+    assert is_verdict_only(ranking_scale="ternary") and not is_verdict_only(ranking_scale="strength")
+    assert is_verdict_only(ranking_scale="strength", verdict_only=True)
+
+
+@pytest.mark.django_db
+def test_a_judges_verdict_is_stored_and_shown_as_a_verdict(client, researcher, tiny_model_dir):  # noqa: F811
+    from annotate.models import Preference
+    from judges import services
+    from judges.models import Judgment
+
+    project = make_project(items=2)
+    project.members.add(researcher)
+    judge = services.judge_create(name="tiny", model_ref=str(tiny_model_dir), response_model="tiny-llama",
+                                  decoding={"max_new_tokens": 8, "min_valid_mass": 0})
+    run = services.run_start(judge=judge, project=project, protocols=["ranking"])
+    services.judgments_process(run_id=run.pk, judgment_ids=list(Judgment.objects.filter(run=run).values_list("id", flat=True)))
+    prefs = list(Preference.objects.filter(rater=judge.rater))
+    assert prefs and all(p.verdict_only and abs(p.strength) <= 1 for p in prefs)
+    p = prefs[0]
+    client.force_login(researcher)
+    page = client.get(f"/pairs/{p.pair_id}/").content.decode()
+    label = ("A", "tie", "B")[verdict_code(p.strength)]
+    expected = {"A": "A is better", "tie": "Tie", "B": "B is better"}[label]
+    assert f"{expected} (p = {p.probabilities[label]:.2f})" in page
+    assert "slightly better" not in page
+
+
+@pytest.mark.django_db
+def test_preferences_of_a_ternary_project_are_verdicts(tmp_path):
+    from annotate.importers import import_files
+    from annotate.models import Pair, Preference, Rater
+    from annotate.services import preference_submit, project_create
+
+    project = project_create(name="tern", ranking_scale="ternary")
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"id": "q", "prompt": "?", "responses": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}],
+                                "preferences": [{"rater": "human:h", "pair": ["a", "b"], "strength": -1}]}) + "\n")
+    import_files(project_name="tern", fmt="jsonl", paths=[path])
+    assert Preference.objects.get(rater__name="h").verdict_only
+    pair = Pair.objects.get(item__project=project)
+    submitted, _ = preference_submit(rater=Rater.objects.create(kind="human", name="h2"), pair=pair, strength=1)
+    assert submitted.verdict_only

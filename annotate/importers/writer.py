@@ -17,7 +17,7 @@ from django.db import connection, models, transaction
 from ..errors import ImportFileError
 from ..models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
 from ..services import project_create, unordered_pairs
-from ..verdicts import SWAPPED_ORDER
+from ..verdicts import SWAPPED_ORDER, is_verdict_only
 from .spec import ParsedImport, RaterKey
 
 BATCH = 5000
@@ -50,7 +50,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         response_ids = _responses(parsed, item_ids)
         pair_ids = _pairs(parsed, item_ids, response_ids)
         _ratings(parsed, raters, attributes, response_ids)
-        _preferences(parsed, raters, pair_ids)
+        _preferences(project, parsed, raters, pair_ids)
         after = _counts(project)
     return ImportResult(
         project=project, created_project=created,
@@ -252,7 +252,8 @@ def _ratings(parsed: ParsedImport, raters: dict[RaterKey, int], attributes: dict
     _insert_rows(Rating, ["rater", "response", "attribute", "value"], rows)
 
 
-def _preferences(parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: PairIds) -> None:
+def _preferences(project: Project, parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: PairIds) -> None:
+    verdict_only = is_verdict_only(ranking_scale=project.ranking_scale)
     rows = []
     for p in parsed.preferences:
         pair_id, mirrored = pair_ids[(p.item, *p.pair)]
@@ -260,5 +261,6 @@ def _preferences(parsed: ParsedImport, raters: dict[RaterKey, int], pair_ids: Pa
         if mirrored:
             # The same judgement about the stored pair: the response shown first is unchanged.
             strength, shown = -cast(int, strength), SWAPPED_ORDER[shown]
-        rows.append((raters[p.rater], p.rater[0], pair_id, strength, shown, p.justification))
-    _insert_rows(Preference, ["rater", "rater_kind", "pair", "strength", "shown_order", "justification"], rows)
+        rows.append((raters[p.rater], p.rater[0], pair_id, strength, shown, p.justification, verdict_only))
+    columns = ["rater", "rater_kind", "pair", "strength", "shown_order", "justification", "verdict_only"]
+    _insert_rows(Preference, columns, rows)
