@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Literal
 
 from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from annotate.verdicts import combine_strengths
 
-from .aggregate import Vote, combine_orders
+from .aggregate import Vote
 
 RaterGroup = Literal["humans", "judges", "both"]
 RATER_GROUPS: tuple[RaterGroup, ...] = ("humans", "judges", "both")
@@ -224,7 +225,7 @@ def pair_records(
             votes: list[Vote] = []
             kinds: list[str] = []
             for kind, name, strengths, justification in per_pair.get(pid, {}).values():
-                votes.append(Vote(strength=combine_orders(strengths), justification=justification, rater=name))
+                votes.append(Vote(strength=combine_strengths(strengths), justification=justification, rater=name))
                 kinds.append(kind)
             ext_a, text_a, model_a = texts[a_id]
             ext_b, text_b, model_b = texts[b_id]

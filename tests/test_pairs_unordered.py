@@ -12,7 +12,6 @@ from annotate.models import Pair
 from annotate.services import item_create, pair_get_or_create, project_create
 
 BEFORE = [("annotate", "0003_assignment_live_count_indexes"), ("judges", "0003_run_filters")]
-AFTER = [("annotate", "0004_pair_unordered")]
 
 
 def _item(project, ext="q", n=2):
@@ -52,6 +51,15 @@ def test_item_create_names_both_orders_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_migration_merges_mirrored_pairs_and_keeps_every_annotation(capsys):
+    try:
+        _merge_and_check(capsys)
+    finally:
+        # Whatever happened, leave the database at the latest state the other tests expect.
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _merge_and_check(capsys) -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     apps = executor.loader.project_state(BEFORE).apps
@@ -94,11 +102,23 @@ def test_migration_merges_mirrored_pairs_and_keeps_every_annotation(capsys):
     Judgment.objects.create(run=run, protocol="ranking", item=item, pair=mirror, shown_order="ba",
                             status="ok", verdict="A")
 
+    # 0005: what was only ever a verdict is marked as one (a ternary project's preferences).
+    tern = Project.objects.create(name="tern", ranking_scale="ternary")
+    t_item = Item.objects.create(project=tern, external_id="t", prompt="?")
+    t_pair = OldPair.objects.create(item=t_item, response_a=Response.objects.create(item=t_item, external_id="a", text="x"),
+                                    response_b=Response.objects.create(item=t_item, external_id="b", text="y"))
+    ternary = Preference.objects.create(rater=h1, rater_kind="human", pair=t_pair, strength=1, shown_order="ab")
+
+    # Forward to the latest state (0004 merges; later migrations must keep what it did).
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
-    executor.migrate(AFTER)
+    executor.migrate(executor.loader.graph.leaf_nodes())
 
-    (pair,) = Pair.objects.all()
+    from annotate.models import Preference as NewPreference
+
+    assert NewPreference.objects.get(pk=ternary.pk).verdict_only
+    assert not NewPreference.objects.filter(pair__item__project__name="old", verdict_only=True).exists()
+    (pair,) = Pair.objects.filter(item__project__name="old")
     assert pair.pk == keep.pk and pair.gold_strength == -2
     stored = {(p.rater.name, p.shown_order): (p.strength, p.justification, p.probabilities)
               for p in pair.preferences.select_related("rater")}
