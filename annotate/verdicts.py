@@ -6,10 +6,10 @@ Codes: 0 = A better, 1 = tie, 2 = B better (A and B in the pair's stored order),
 sign(strength) + 1 is the verdict and 3x3 confusion matrices read A / tie / B.
 
 Each rule has one definition, written over numpy arrays (the reports work on whole tables);
-the scalar forms the exports and the dashboard use either call that definition on arrays of one
-or, where an export calls them per row and numpy's per-call cost would dominate (the verdict of a
-strength, the rounding), restate the same integer formula; tests/test_verdicts.py proves each
-scalar form equal to its array form over every case the scales allow.
+the scalar forms the exports and the dashboard call per vote or per pair, where numpy's per-call
+cost would dominate, restate the same rule in plain Python beside it, and tests/test_verdicts.py
+proves each scalar form equal to its array form over every case the scales allow (every strength,
+every two orders, every sequence of up to five votes).
 """
 
 from __future__ import annotations
@@ -152,12 +152,17 @@ def gold_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 
 def gold_label(strengths: Sequence[int]) -> VerdictLabel | None:
-    """Gold of one pair from its gold raters' combined strengths, earliest annotation first."""
+    """gold_codes for one pair from its gold raters' combined strengths, earliest annotation
+    first. Written out in plain Python (the exports call it per pair, where numpy's per-call
+    cost was ten times the rule's); tests/test_verdicts.py proves it equal to gold_codes on
+    every sequence of up to five votes."""
     if not strengths:
         return None
-    n = len(strengths)
-    code = gold_codes(np.zeros(n, dtype=np.int64), verdict_of(strengths), np.arange(n), 1)[0]
-    return VERDICT_LABELS[int(code)]  # type: ignore[return-value]
+    codes = [verdict_code(s) for s in strengths]
+    counts = [codes.count(c) for c in (A, TIE, B)]
+    top = max(counts)
+    first = next(c for c in codes if counts[c] == top)  # the earliest among the tied verdicts
+    return VERDICT_LABELS[first]  # type: ignore[return-value]
 
 
 # --- shown order -> stored order ------------------------------------------------------------------
