@@ -40,7 +40,7 @@ from .models import (
 )
 
 
-def audit_trail_url(**filters: object) -> str:
+def audit_trail_url(**filters: str | int) -> str:
     return reverse("admin:annotate_auditevent_changelist") + "?" + urlencode(filters)
 
 
@@ -216,6 +216,9 @@ class AssignmentAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+AUDIT_EVENT_FIELDS = ["at", "actor", "actor_name", "action", "object_type", "object_id", "object_repr", "before", "after"]
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """The trail, per object (object type and id) and per user (actor); never edited."""
@@ -226,7 +229,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ["actor"]
     date_hierarchy = "at"
     show_full_result_count = False
-    fields = ["at", "actor", "actor_name", "action", "object_type", "object_id", "object_repr", "before", "after"]
+    fields = tuple(AUDIT_EVENT_FIELDS)
 
     @admin.display(description="actor", ordering="actor_name")
     def actor_link(self, event: AuditEvent) -> str:
@@ -235,7 +238,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', audit_trail_url(actor__id__exact=event.actor_id), event.actor_name)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return list(self.fields)
+        return AUDIT_EVENT_FIELDS
 
 
 class AuditedUserAdmin(UserAdmin, AuditTrailLink):

@@ -112,8 +112,10 @@ def _members_changed(
     """Membership changes, whichever side and path made them (services, admin, API)."""
     if action == "pre_clear":
         # After a clear the removed members are gone from the database: keep them to record.
-        projects = [instance] if not reverse else list(Project.objects.filter(members=instance))
-        instance._audit_cleared = {p.pk: (p, _member_names(p)) for p in projects}  # type: ignore[attr-defined]
+        cleared = [instance] if not reverse else list(Project.objects.filter(members__pk=instance.pk))
+        instance._audit_cleared = {  # type: ignore[attr-defined]
+            p.pk: (p, _member_names(p)) for p in cleared if isinstance(p, Project)
+        }
         return
     if action == "post_clear":
         for project, before in getattr(instance, "_audit_cleared", {}).values():

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from django.contrib import admin
 from csp.decorators import csp_update
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path
