@@ -59,8 +59,11 @@ class AuditTrailLink(admin.ModelAdmin):
         return [*super().get_readonly_fields(request, obj), "audit_trail"]
 
 
-class ReadOnlyAdmin(AuditTrailLink):
-    """Shown, never added, changed or deleted here: a POST to the change form is refused (403)."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never added, changed or deleted here: a POST to the change form is refused (403).
+
+    It also guards what cascades to these rows: the admin refuses to delete a project or a judge
+    while it has annotations or judgments, as the delete would take them along."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -185,7 +188,7 @@ class RaterAdmin(admin.ModelAdmin):
 
 
 @admin.register(Rating)
-class RatingAdmin(ReadOnlyAdmin):
+class RatingAdmin(ReadOnlyAdmin, AuditTrailLink):
     list_display = ["id", "rater", "response", "attribute", "value", "created_at"]
     list_filter = ["rater__kind", "attribute__name", "response__item__project"]
     search_fields = ["=rater__name"]
@@ -196,7 +199,7 @@ class RatingAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Preference)
-class PreferenceAdmin(ReadOnlyAdmin):
+class PreferenceAdmin(ReadOnlyAdmin, AuditTrailLink):
     list_display = ["id", "rater", "pair", "strength", "shown_order", "created_at"]
     list_filter = ["rater_kind", "shown_order", "pair__item__project"]
     search_fields = ["=rater__name"]

@@ -105,3 +105,17 @@ def test_annotations_and_judgments_are_read_only_in_the_admin(annotated, judgmen
         assert bulk.status_code in (200, 302), model
         obj.refresh_from_db()
         assert {f.attname: getattr(obj, f.attname) for f in model._meta.concrete_fields} == before, model
+
+
+def test_the_admin_refuses_deletes_that_would_cascade_to_annotations(annotated, judgment, admin_user, client):
+    from judges.models import Judge
+
+    client.force_login(admin_user)
+    project = annotated[Project]
+    judge = Judge.objects.get(rater__name="admin-judge")
+    for url in (reverse("admin:annotate_project_delete", args=[project.pk]),
+                reverse("admin:judges_judge_delete", args=[judge.pk])):
+        page = client.post(url, {"post": "yes"})
+        assert page.status_code in (200, 403), url  # the "you may not delete" page, never the delete
+    assert Project.objects.filter(pk=project.pk).exists() and Judge.objects.filter(pk=judge.pk).exists()
+    assert Rating.objects.exists() and Preference.objects.exists()
