@@ -403,3 +403,35 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.protocol} task for {self.rater_id} ({self.status})"
+
+
+class AuditEvent(models.Model):
+    """One recorded change: who, when, what (type + id), the action and the values before and after.
+
+    Written only by `annotate.audit.audit_record`. The object is named, not linked: the trail
+    outlives an undone annotation or an archived judge, and one table serves every model. Rows are
+    never updated or deleted by the application (the admin shows them read-only)."""
+
+    at = models.DateTimeField(db_index=True)
+    # Null for the system (a judge worker, a management command) or a user since deleted;
+    # actor_name keeps the username either way ("" for the system).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40)
+    object_type = models.CharField(max_length=100, help_text="app_label.model, e.g. annotate.rating")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "at"]),
+            models.Index(fields=["actor", "at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_type}:{self.object_id}"

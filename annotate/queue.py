@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from .audit import audit_record, audit_snapshot
 from .errors import ConcordanceError, ValidationError
 from .models import (
     Assignment,
@@ -434,6 +435,8 @@ def assignment_undo(
         if newest.protocol == RATING:
             ratings = Rating.objects.filter(rater=rater, response_id=cast(int, newest.response_id)).select_related("attribute")
             draft = {r.attribute.name: r.value for r in ratings}
+            for r in ratings:
+                audit_record(action="rating.undo", obj=r, before=audit_snapshot(r), after=None)
             ratings.delete()
         else:
             preference = Preference.objects.filter(rater=rater, pair_id=cast(int, newest.pair_id)).first()
@@ -441,6 +444,7 @@ def assignment_undo(
             if preference is not None:
                 shown = stored_strength(preference.strength, preference.shown_order)
                 draft = {"shown_strength": shown, "justification": preference.justification}
+                audit_record(action="preference.undo", obj=preference, before=audit_snapshot(preference), after=None)
                 preference.delete()
         newest.status = CLAIMED
         newest.draft = draft

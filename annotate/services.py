@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from .audit import audit_record, audit_snapshot, audit_snapshots
 from .errors import ValidationError
 from .models import (
     HELPSTEER2_ATTRIBUTES,
@@ -49,6 +50,7 @@ def project_create(
         specs = HELPSTEER2_ATTRIBUTES if attributes is None else attributes
         for position, spec in enumerate(specs):
             attribute_create(project=project, position=position, **spec)
+        audit_record(action="project.create", obj=project, before=None, after=audit_snapshot(project))
     return project
 
 
@@ -148,6 +150,7 @@ def ratings_submit(
             probabilities=(probabilities or {}).get(name),
             expected_value=(expected_values or {}).get(name),
         ))
+    before = audit_snapshots(Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)))
     # One upsert for all attributes (a per-attribute update_or_create cost two queries and a
     # savepoint each); the unique constraint is the conflict target, so a replay updates.
     Rating.objects.bulk_create(
@@ -156,9 +159,12 @@ def ratings_submit(
         unique_fields=["rater", "response", "attribute"],
         update_fields=["value", "time_on_task_ms", "probabilities", "expected_value", "updated_at"],
     )
-    return list(
+    ratings = list(
         Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)).order_by("attribute__position")
     )
+    for rating in ratings:  # the upsert keeps a replaced rating's id
+        audit_record(action="rating.submit", obj=rating, before=before.get(rating.pk), after=audit_snapshot(rating))
+    return ratings
 
 
 def preference_submit(
@@ -198,6 +204,7 @@ def preference_submit(
                 shown_order=shown_order, justification=justification,
                 time_on_task_ms=time_on_task_ms, probabilities=probabilities, verdict_only=verdict_only,
             )
+            audit_record(action="preference.submit", obj=preference, before=None, after=audit_snapshot(preference))
     except IntegrityError:
         # A concurrent submit of the same annotation won the race: keep its row.
         return Preference.objects.get(**lookup), False
@@ -280,8 +287,10 @@ def item_create(
 
 
 def project_update(*, project: Project, **fields: object) -> Project:
+    before = audit_snapshot(project)
     for name, value in fields.items():
         setattr(project, name, value)
     if fields:
         project.save(update_fields=list(fields))
+        audit_record(action="project.update", obj=project, before=before, after=audit_snapshot(project))
     return project

@@ -7,6 +7,7 @@ broker), so `make run` works on a bare machine; production differs only by its e
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -52,10 +53,40 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+DEVELOPMENT_SECRET_KEY = "concordance-insecure-development-key-change-me-0123456789"
+# Keys that are, or were, printed in this repository (settings, docker-compose.yml, Dockerfile,
+# the docs): anyone can read them, so a server using one signs sessions anybody can forge.
+PUBLIC_SECRET_KEYS = frozenset({
+    DEVELOPMENT_SECRET_KEY,
+    "change-me-in-production-please-0123456789abcdef",
+    "build-only",
+})
+GENERATE_KEY_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def production_secret_key_problem(key: str) -> str | None:
+    """Why `key` may not sign a production server's sessions, or None when it may."""
+    if not key:
+        return "DJANGO_SECRET_KEY is not set"
+    if key in PUBLIC_SECRET_KEYS or key.startswith(("concordance-insecure", "django-insecure")):
+        return "DJANGO_SECRET_KEY is a public development value"
+    # Django's own bar (check --deploy, security.W009): 50 characters, 5 distinct.
+    if len(key) < 50 or len(set(key)) < 5:
+        return "DJANGO_SECRET_KEY is too short (at least 50 characters, 5 distinct)"
+    return None
+
+
 DEBUG = env_bool("DJANGO_DEBUG", default="DJANGO_SECRET_KEY" not in os.environ)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "concordance-insecure-development-key-change-me-0123456789")
-if not DEBUG and SECRET_KEY.startswith("concordance-insecure"):
-    raise SettingError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+if DEBUG:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+else:
+    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+    _problem = production_secret_key_problem(SECRET_KEY)
+    if _problem:
+        raise SettingError(
+            f"{_problem}; with DJANGO_DEBUG off Concordance needs a secret key of its own. "
+            f"Generate one with {GENERATE_KEY_HINT} and pass it as DJANGO_SECRET_KEY."
+        )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -70,6 +101,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "annotate",
     "judges",
     "reports",
@@ -83,8 +115,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who changes what: the audit trail reads the request's user (annotate/audit.py).
+    "annotate.audit.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -119,6 +156,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a locked-out login before a password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "config.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -156,6 +198,39 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 
+# Login throttling (django-axes): the login page and the admin's both go through authenticate().
+# A (username, client address) pair is locked after AXES_FAILURE_LIMIT failures for the
+# cool-off: guessing one account's password is throttled, but a stranger cannot lock a real
+# user out from another address, nor a whole lab behind one NAT address by trying many names.
+AXES_FAILURE_LIMIT = env_int("CONCORDANCE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CONCORDANCE_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client address is REMOTE_ADDR: a forwarded-for header is the client's to forge.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False  # no banner on every start; lockouts are still logged
+
+# Content-Security-Policy (django-csp). Every script, style, font and image is served from our
+# own static files, and no page has an inline script, style block or style attribute, so the
+# policy can refuse everything else: an injected <script> or inline handler does not run.
+# The API docs pages (Swagger UI, Redoc) inject their own styles; config/urls.py widens
+# style-src for them alone.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -165,12 +240,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per client: anonymous callers by address, signed-in ones (token or session) by user. The
+    # user rate leaves room for scripts and the annotation pages' own calls; raise both for a
+    # load test (schemathesis) with the environment.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("CONCORDANCE_API_ANON_RATE", "60/minute"),
+        "user": env_str("CONCORDANCE_API_USER_RATE", "1200/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Concordance API",
     "DESCRIPTION": "Human raters and LLM judges label the same response pairs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs pages are for signed-in users when DEBUG is off (config/docs.py).
+    "SERVE_PERMISSIONS": ["config.docs.DocsPermission"],
     # Swagger UI and Redoc are served from our own static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

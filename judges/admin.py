@@ -1,8 +1,13 @@
+"""Judges and templates are changed here as on their pages, and recorded in the audit trail;
+judgments are the record of what a judge answered, so they are read-only (a POST to the change
+form is refused), like the ratings and preferences they produced."""
+
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
 
+from annotate.admin import AuditedAdmin, ReadOnlyAdmin
 from annotate.errors import ValidationError
 
 from .models import Judge, Judgment, PromptTemplate, Run
@@ -23,7 +28,7 @@ class JudgeAdminForm(forms.ModelForm):
 
 
 @admin.register(PromptTemplate)
-class PromptTemplateAdmin(admin.ModelAdmin):
+class PromptTemplateAdmin(AuditedAdmin):
     list_display = ["name", "version", "protocol", "created_at"]
     list_filter = ["protocol"]
 
@@ -34,7 +39,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Judge)
-class JudgeAdmin(admin.ModelAdmin):
+class JudgeAdmin(AuditedAdmin):
     form = JudgeAdminForm
     list_display = ["__str__", "backend", "model_ref", "gguf_file", "dtype", "device", "rationale"]
     list_select_related = ["rater"]
@@ -48,7 +53,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(ReadOnlyAdmin):
     list_display = ["id", "run", "protocol", "status", "verdict", "latency_ms", "completed_at"]
     list_filter = ["status", "protocol"]
     raw_id_fields = ["run", "item", "response", "attribute", "pair", "rating", "preference", "generated"]

@@ -16,6 +16,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from annotate.audit import audit_record, audit_snapshot
 from annotate.errors import ValidationError
 from annotate.models import Item, Preference, Project, Rating, Response, ShownOrder
 from annotate.services import judge_rater_get_or_create, pair_get_or_create, preference_submit, ratings_submit
@@ -124,6 +125,7 @@ def judge_template_edit(*, judge: Judge, protocol: str, system: str, user: str) 
     field = f"{protocol}_template"
     setattr(judge, field, template)
     judge.save(update_fields=[field])
+    audit_record(action="judge.template", obj=judge, before={field: audit_snapshot(current)}, after={field: audit_snapshot(template)})
     return template
 
 
@@ -156,12 +158,14 @@ def judge_create(
         rater = judge_rater_get_or_create(name=name, model=response_model)
         if Judge.objects.filter(rater=rater).exists():
             raise ValidationError(f"A judge named {name!r} exists already.", field="name")
-        return Judge.objects.create(
+        judge = Judge.objects.create(
             rater=rater, backend=backend, model_ref=model_ref,
             rating_template=rating_template or prompt_template_default(protocol="rating"),
             ranking_template=ranking_template or prompt_template_default(protocol="ranking"),
             **options,
         )
+        audit_record(action="judge.create", obj=judge, before=None, after=audit_snapshot(judge))
+        return judge
 
 
 def judge_update(*, judge: Judge, response_model: str | None = None, **fields: object) -> Judge:
@@ -170,6 +174,7 @@ def judge_update(*, judge: Judge, response_model: str | None = None, **fields: o
         raise ValidationError(f"Unknown judge field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "decoding" in fields:
         fields["decoding"] = decoding_validate(fields["decoding"])
+    before = {**audit_snapshot(judge), "response_model": judge.rater.model}
     for key, value in fields.items():
         setattr(judge, key, value)
     with transaction.atomic():
@@ -178,6 +183,7 @@ def judge_update(*, judge: Judge, response_model: str | None = None, **fields: o
         if response_model is not None:
             judge.rater.model = response_model
             judge.rater.save(update_fields=["model"])
+        audit_record(action="judge.update", obj=judge, before=before, after={**audit_snapshot(judge), "response_model": judge.rater.model})
     return judge
 
 

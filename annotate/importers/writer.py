@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from django.db import connection, models, transaction
 
+from ..audit import audit_record
 from ..errors import ImportFileError
 from ..models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
 from ..services import project_create, unordered_pairs
@@ -52,6 +53,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         _ratings(parsed, raters, attributes, response_ids)
         _preferences(project, parsed, raters, pair_ids)
         after = _counts(project)
+        audit_record(action="project.import", obj=project, before=before, after=after)  # rows per table
     return ImportResult(
         project=project, created_project=created,
         counts={k: after[k] - before[k] for k in after},
