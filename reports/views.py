@@ -211,11 +211,20 @@ def _bias(report: dict, project: Project) -> dict:
     position_enough, position_thin = _split(position, _rater("judge"))
     own = [row for row in sp if row["model"] is not None]
     length_enough, length_thin = _split(report["length"], _rater("rater"))
+    # Nobody saw both orders (e.g. imported single-order verdicts): the first-shown win rate leads.
+    one_order = _first_enough(position, "first_position_rate") if lead is None else None
+    headline = (
+        _headline(lead["consistency"], lead["n"], lead["consistency_ci"]) if lead
+        else _headline(one_order["first_position_rate"], one_order["n"], one_order["first_position_rate_ci"])
+        if one_order else None
+    )  # fmt: skip
     return {
         "lead_chart": lead_chart,
-        "headline": _headline(lead["consistency"], lead["n"], lead["consistency_ci"]) if lead else None,
-        "headline_label": f"{lead['judge']}: position consistency" if lead else "",
-        "headline_term": "position_consistency",
+        "headline": headline,
+        "headline_label": f"{lead['judge']}: position consistency" if lead
+        else f"{one_order['judge']}: first-shown win rate (0.5 = no position bias)" if one_order else "",
+        "headline_term": "position_consistency" if lead else "first_shown_win_rate",
+        "both_orders": any(p["consistency"] is not None for p in position),
         "position": position_enough,
         "position_thin": position_thin,
         "self_preference": [(row, sp_notes.get(row["judge"], {})) for row in own],
