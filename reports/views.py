@@ -295,6 +295,8 @@ def _leaderboards(report: dict, project: Project) -> dict:
         else None,  # fmt: skip
         "headline_label": f"{first['group']}: Kendall's tau between the two orderings" if first else "",
         "headline_term": "kendall_tau",
+        "lead_note": f"No finite Bradley-Terry fit for {first['group']} yet: the bars keep the order, but their size "
+        "means nothing until more comparisons arrive." if first and first["identifiable"] is False else "",
         "headline_unit": "models",
     }
 
