@@ -82,8 +82,13 @@ def preference_answer(preference: Any) -> dict:
     A judge answers on the strength scale only where its stored probabilities are per strength
     (keys other than A, tie, B); a plain [[A]]/[[B]]/[[C]] verdict stored as ±1 is not a
     "slightly better" claim."""
+    if preference.strength is None:
+        # Already read as verdict-only upstream (a reading without a strength): show its label.
+        return {"kind": "strength", "label": getattr(preference, "label", "")}
     probabilities = preference.probabilities or {}
-    verdict_only = preference.rater.kind == "judge" and set(probabilities) <= set(VERDICT_LABELS)
+    verdict_only = getattr(preference, "verdict_only", None)
+    if verdict_only is None:
+        verdict_only = preference.rater.kind == "judge" and set(probabilities) <= set(VERDICT_LABELS)
     if not verdict_only:
         return {"kind": "strength", "label": getattr(preference, "label", str(preference.strength))}
     verdict = VERDICT_LABELS[int(verdict_of(np.asarray([preference.strength]))[0])]
