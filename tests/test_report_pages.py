@@ -519,3 +519,14 @@ def test_every_report_page_explains_its_terms_on_hover_and_in_the_page(client, r
     # The filter's WildBench K explains itself on hover too.
     body = c.get(reverse("reports:page", args=[filled.pk, "bias"])).content.decode()
     assert f'<label title="{escape(TERMS["wildbench_k"].definition)}">WildBench K' in body
+
+
+def test_bias_page_without_both_order_raters_shows_no_empty_columns(client, researcher, filled):
+    # Only the one-order raters: the humans and judge "plain" (PandaLM-style imported verdicts).
+    Preference.objects.filter(rater__name="alpha-judge").delete()
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "bias"])).content.decode()
+    position = body[body.index("<h3>Position</h3>"):body.index("<h3>Self-preference</h3>")]
+    assert "position consistency</abbr>" not in position and "n/a" not in position
+    assert position.count("<tr>") == 1 + 4  # header + h0, h1, h2, plain
+    lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
+    assert "first-shown win rate" in lead and "95% CI" in lead
