@@ -23,7 +23,7 @@ from .models import (
     Rating,
     Response,
 )
-from .verdicts import preference_reading, verdict_code
+from .verdicts import PreferenceReading, preference_reading, verdict_code
 
 # A gold rating passes within one scale point: HelpSteer2's own annotators agree to about that.
 GOLD_RATING_TOLERANCE = 1
@@ -211,6 +211,7 @@ class PairAnnotation:
     time_on_task_ms: int | None
     created_at: object
     probabilities: dict | None
+    reading: PreferenceReading
 
 
 def pair_annotations(*, pair: Pair) -> dict:
@@ -219,7 +220,7 @@ def pair_annotations(*, pair: Pair) -> dict:
         PairAnnotation(
             rater=p.rater, strength=reading.strength, shown_order=p.shown_order, label=reading.summary,
             justification=p.justification, time_on_task_ms=p.time_on_task_ms, created_at=p.created_at,
-            probabilities=p.probabilities,
+            probabilities=p.probabilities, reading=reading,
         )
         for p in Preference.objects.filter(pair=pair).select_related("rater").order_by("rater__kind", "rater__name", "shown_order")
         for reading in [preference_reading(strength=p.strength, verdict_only=p.verdict_only, probabilities=p.probabilities)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,6 +15,9 @@ from .importers import FORMATS, import_uploads
 from .roles import is_researcher
 from .selectors import projects_for_user
 
+if TYPE_CHECKING:
+    from .models import Project
+
 FORMAT_HELP: dict[str, str] = {
     "jsonl": "One item per line: id, prompt, context?, responses [{id, model, text}], pairs?, ratings?, preferences?.",
     "csv": "One response per row: item_id, prompt, context?, response_id, model?, text.",
@@ -26,6 +29,11 @@ FORMAT_HELP: dict[str, str] = {
 }
 
 
+def _project_from_query(request: HttpRequest) -> Project | None:
+    ref = request.GET.get("project", "")
+    return projects_for_user(request.user).filter(pk=int(ref)).first() if ref.isdigit() and len(ref) < 10 else None
+
+
 @login_required
 def import_page(request: HttpRequest) -> HttpResponse:
     if not is_researcher(request.user):
@@ -35,6 +43,9 @@ def import_page(request: HttpRequest) -> HttpResponse:
         "projects": projects_for_user(request.user),
         "error": None,
         "result": None,
+        # Reached from a project's header (?project=<id>): that project's header, its name filled in.
+        "project": _project_from_query(request),
+        "can_research": is_researcher(request.user),
     }
     if request.method == "POST":
         name = (request.POST.get("project") or "").strip()

@@ -349,7 +349,7 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
         request,
         "annotate/dashboard.html",
         {
-            "project": project,
+            "project": project, "can_research": is_researcher(request.user),
             "protocols": dashboard.protocol_progress(project=project),
             "annotators": dashboard.annotator_rows(project=project),
             "days": dashboard.annotations_per_day(project=project),
@@ -367,7 +367,7 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
         request,
         "annotate/pair.html",
         {
-            "project": project, "pair": pair, "item": pair.item,
+            "project": project, "pair": pair, "item": pair.item, "can_research": is_researcher(request.user),
             "prompt_html": render_markdown(pair.item.prompt),
             "context_html": render_markdown(pair.item.context) if pair.item.context else "",
             "a_html": render_markdown(pair.response_a.text),

@@ -28,6 +28,7 @@ from annotate.models import Project
 from annotate.roles import is_researcher
 from annotate.selectors import project_get_for_user
 
+from .filenames import export_stem
 from .formats import DPO_SOURCES
 from .selectors import RATER_GROUPS, ExportFilters, parse_splits
 from .services import FORMATS, ExportOptions, export_stream, export_write
@@ -99,7 +100,7 @@ class ProjectExportApi(APIView):
 
 def _file_download(*, project: Project, options: ExportOptions) -> FileResponse:
     tmp = Path(tempfile.mkdtemp(prefix="concordance-export-"))
-    slug = f"{project.name}-{options.format}".replace(" ", "_").replace("/", "_")
+    slug = export_stem(project.name, options.format)
     result = export_write(project=project, options=options, out=tmp / slug)
     if options.format == "parquet":
         path = Path(shutil.make_archive(str(tmp / slug), "zip", root_dir=tmp / slug))

@@ -8,11 +8,15 @@ from .formats import DPO_SOURCES
 from .selectors import RATER_GROUPS, ExportFilters, parse_splits
 from .services import FORMATS, ExportOptions
 
+JUDGE_HELP = "Only this judge; needed for DPO from a judge."
+
 
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=[(f, f) for f in FORMATS], initial="helpsteer2-preference")
     raters = forms.ChoiceField(choices=[(g, g) for g in RATER_GROUPS], initial="humans", label="Rater group")
-    judge = forms.CharField(required=False, help_text="Only this judge; needed for DPO from a judge.")
+    # A choice of the project's judges (set in __init__): a typed name that matches none would
+    # silently export nothing.
+    judge = forms.ChoiceField(choices=[("", "any")], required=False, help_text=JUDGE_HELP)
     dpo_source = forms.ChoiceField(choices=[(s, s) for s in DPO_SOURCES], initial="human", label="DPO source")
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0, label="Minimum agreement")
     exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
@@ -23,11 +27,11 @@ class ExportForm(forms.Form):
 
     def __init__(self, *args: object, judges: list[str] | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        if judges:
-            self.fields["judge"] = forms.ChoiceField(
-                choices=[("", "any")] + [(j, j) for j in judges], required=False,
-                help_text="Only this judge; needed for DPO from a judge.",
-            )
+        field = self.fields["judge"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "any")] + [(j, j) for j in judges or []]
+        if not judges:
+            field.help_text = "No judge has annotated this project yet."
 
     def clean_splits(self) -> tuple[tuple[str, float], ...]:
         try:

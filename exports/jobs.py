@@ -24,6 +24,7 @@ from django.db import connection
 from annotate.errors import ConcordanceError
 from annotate.models import Project
 
+from .filenames import export_stem
 from .services import ExportOptions, export_options_validate, export_write
 
 # A poll rewrites nothing; the writer thread updates status at most this often.
@@ -64,7 +65,7 @@ def export_job_file(*, job_id: str, name: str) -> Path:
 
 
 def _out_path(folder: Path, project: Project, fmt: str) -> Path:
-    slug = f"{project.name}-{fmt}".replace(" ", "_").replace("/", "_")
+    slug = export_stem(project.name, fmt)
     if fmt == "parquet":
         return folder / slug
     if fmt == "annotations":

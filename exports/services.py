@@ -15,6 +15,7 @@ from pathlib import Path
 from annotate.errors import ValidationError
 from annotate.models import Project
 
+from .filenames import export_stem
 from .formats import (
     ANNOTATION_SCHEMA,
     DPO_SOURCES,
@@ -182,7 +183,7 @@ def export_stream(*, project: Project, options: ExportOptions, part: str = "main
     one item batch and one 64 KiB chunk."""
     options = export_options_validate(options=options)
     fmt = options.format
-    slug = f"{project.name}-{fmt}".replace(" ", "_").replace("/", "_")
+    slug = export_stem(project.name, fmt)
     if fmt == "annotations":
         rows = _row_iter(project=project, options=options, progress=None)
         return ExportStream(f"{slug}.csv", "text/csv; charset=utf-8", csv_chunks(rows, ANNOTATION_COLUMNS))

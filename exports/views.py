@@ -31,10 +31,10 @@ def project_for_export(request: HttpRequest, project_id: int) -> Project:
 
 
 def _judges(project: Project) -> list[str]:
-    return list(
-        Rater.objects.filter(kind=Rater.Kind.JUDGE, preferences__pair__item__project=project)
-        .values_list("name", flat=True).distinct().order_by("name")
-    )
+    # A judge that only rated responses is as much a choice as one that ranked pairs.
+    ranked = Rater.objects.filter(kind=Rater.Kind.JUDGE, preferences__pair__item__project=project)
+    rated = Rater.objects.filter(kind=Rater.Kind.JUDGE, ratings__response__item__project=project)
+    return sorted(set(ranked.values_list("name", flat=True)) | set(rated.values_list("name", flat=True)))
 
 
 @login_required
@@ -51,7 +51,8 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
             if request.headers.get("HX-Request"):
                 return _job_partial(request, project, job_id)
             return redirect("exports:job", project_id=project.pk, job_id=job_id)
-    context = {"project": project, "form": form, "items": item_count(project, ExportFilters())}
+    context = {"project": project, "form": form, "items": item_count(project, ExportFilters()),
+               "can_research": is_researcher(request.user)}
     return render(request, "exports/project.html", context)
 
 
@@ -79,7 +80,8 @@ def job(request: HttpRequest, project_id: int, job_id: str) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return _job_partial(request, project, job_id)
     status = _job_or_404(project, job_id)
-    return render(request, "exports/job.html", {"project": project, "job": status})
+    return render(request, "exports/job.html",
+                  {"project": project, "job": status, "can_research": is_researcher(request.user)})
 
 
 @login_required

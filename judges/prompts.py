@@ -28,18 +28,19 @@ RATING_USER = (
     "{answer_format}"
 )
 
+# MT-Bench's pair-v2 system prompt without its "provide a short explanation" and verdict-format
+# sentences: how to answer (explanation first or verdict only, and the verdict codes) is the
+# closing {answer_format}, which follows the judge's rationale setting, so a verdict-only prompt
+# never asks for an explanation it will not read.
 RANKING_SYSTEM = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by two AI "
     "assistants to the user question displayed below. You should choose the assistant that follows "
     "the user's instructions and answers the user's question better. Your evaluation should "
     "consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of "
-    "detail of their responses. Begin your evaluation by comparing the two responses and provide a "
-    "short explanation. Avoid any position biases and ensure that the order in which the responses "
-    "were presented does not influence your decision. Do not allow the length of the responses to "
-    "influence your evaluation. Do not favor certain names of the assistants. Be as objective as "
-    "possible. After providing your explanation, output your final verdict by strictly following "
-    'this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" '
-    "for a tie."
+    "detail of their responses. Avoid any position biases and ensure that the order in which the "
+    "responses were presented does not influence your decision. Do not allow the length of the "
+    "responses to influence your evaluation. Do not favor certain names of the assistants. Be as "
+    "objective as possible. Answer in the format given at the end of the question."
 )
 RANKING_USER = (
     "[User Question]\n{prompt}\n{context_block}\n"

@@ -42,7 +42,8 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
             messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
             return redirect("judges:run", run_id=run.pk)
     project_runs = selectors.runs_for_user(request.user).filter(project=project)
-    return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form})
+    return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
+                                                "can_research": is_researcher(request.user)})
 
 
 @login_required
@@ -51,7 +52,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     judgments = run.judgments.exclude(status__in=[Judgment.Status.PENDING, Judgment.Status.CLAIMED]).order_by(
         "-completed_at"
     ).select_related("attribute", "pair", "response")[:25]
-    context = {"run": run, "progress": selectors.run_progress(run=run), "judgments": judgments}
+    context = {"run": run, "progress": selectors.run_progress(run=run), "judgments": judgments,
+               "project": run.project, "can_research": is_researcher(request.user)}
     return render(request, "judges/run.html", context)
 
 

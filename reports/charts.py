@@ -11,6 +11,8 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
+from .glossary import too_few, too_few_text
+
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 ACCENT = "#2457a6"
 MUTED = "#60656b"
@@ -24,6 +26,8 @@ class Bar:
     lo: float | None = None
     hi: float | None = None
     note: str = ""
+    # Units the value rests on: below glossary.MIN_N the bar is not drawn ("too few to say").
+    n: int | None = None
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -39,10 +43,19 @@ def bars_with_intervals(
     title: str = "",
     digits: int = 3,
     percent: bool = False,
+    base: float | None = None,
+    base_label: str = "",
 ) -> SafeString:
-    """Horizontal bars from `lo` with 95% interval whiskers; an optional reference line (e.g.
-    0.5 = no position bias, 0 = no self-preference)."""
-    label_w, plot_w, row_h, top = 190, 380, 26, 28
+    """Horizontal bars with 95% interval whiskers; an optional reference line (e.g. 0.5 = no
+    position bias, 0 = no self-preference).
+
+    Bars grow from `base`: the scale's floor (`lo`, the default: 0 for a rate, the rating
+    scale's minimum) or a stated reference such as the mean model's 1000 Elo, so a bar's length
+    is the figure itself or its difference from that reference, never from an arbitrary cut.
+    `base_label` says which, under the title."""
+    base_value = lo if base is None else base
+    label_w, plot_w, row_h = 190, 380, 26
+    top = 44 if base_label else 28
     height = top + row_h * max(len(bars), 1) + 24
     width = label_w + plot_w + 220
 
@@ -59,19 +72,24 @@ def bars_with_intervals(
              f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" {FONT}>']  # fmt: skip
     if title:
         parts.append(f'<text x="0" y="16" font-weight="600">{escape(title)}</text>')
+    if base_label:
+        parts.append(f'<text x="0" y="32" fill="{MUTED}">{escape(base_label)}</text>')
     for tick in (lo, (lo + hi) / 2, hi):
         tx = x(tick)
         parts.append(f'<line x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{height - 20}" stroke="{LINE}"/>')
         parts.append(f'<text x="{tx:.1f}" y="{height - 6}" text-anchor="middle" fill="{MUTED}">{show(tick)}</text>')
-    base = x(max(lo, min(0.0, hi))) if lo < 0 < hi else x(lo)
+    base_x = x(base_value)
     for i, bar in enumerate(bars):
         y = top + i * row_h
         parts.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(bar.label)}</text>')
+        if bar.n is not None and too_few(bar.n):
+            parts.append(f'<text x="{label_w + 4}" y="{y + 16}" fill="{MUTED}" class="too-few">{escape(too_few_text(bar.n))}</text>')
+            continue
         if bar.value is None:
             parts.append(f'<text x="{label_w + 4}" y="{y + 16}" fill="{MUTED}">{escape(bar.note or "n/a")}</text>')
             continue
         vx = x(bar.value)
-        parts.append(f'<rect x="{min(base, vx):.1f}" y="{y + 5}" width="{abs(vx - base):.1f}" height="14" '
+        parts.append(f'<rect x="{min(base_x, vx):.1f}" y="{y + 5}" width="{abs(vx - base_x):.1f}" height="14" '
                      f'fill="{ACCENT}" fill-opacity="0.75"><title>{escape(bar.label)}: {show(bar.value)}</title></rect>')  # fmt: skip
         if bar.lo is not None and bar.hi is not None:
             x1, x2 = x(bar.lo), x(bar.hi)
@@ -98,8 +116,12 @@ def heatmap(
     vmin: float | None = None,
     vmax: float | None = None,
     digits: int = 0,
+    ns: Sequence[Sequence[int | None]] | None = None,
 ) -> SafeString:
-    """A matrix as coloured cells with the number printed in each (confusions, kappa matrices)."""
+    """A matrix as coloured cells with the number printed in each (confusions, kappa matrices).
+
+    With `ns` (units per cell), a cell resting on too few units is left blank with "too few to
+    say (n = k)" on hover, not coloured as if it meant something."""
     values = [v for row in matrix for v in row if v is not None]
     lo = min(values, default=0.0) if vmin is None else vmin
     hi = max(values, default=1.0) if vmax is None else vmax
@@ -121,7 +143,11 @@ def heatmap(
         parts.append(f'<text x="{label_w - 6}" y="{y + cell / 2 + 4}" text-anchor="end">{escape(_short(r, 22))}</text>')
         for j, v in enumerate(matrix[i]):
             x = label_w + cell * j
-            if v is None:
+            n = ns[i][j] if ns is not None else None
+            hover = ""
+            if ns is not None and i != j and too_few(n):
+                fill, txt, ink, hover = "#f0f0ec", "–", MUTED, too_few_text(n)
+            elif v is None:
                 fill, txt, ink = "#f0f0ec", "", "#1d1f21"
             else:
                 t = 0.0 if hi == lo else (v - lo) / (hi - lo)
@@ -130,7 +156,7 @@ def heatmap(
                 txt = f"{v:.{digits}f}"
                 ink = "#fff" if t > 0.55 else "#1d1f21"
             parts.append(f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}" rx="3">'
-                         f'<title>{escape(r)} / {escape(c)}: {txt or "n/a"}</title></rect>')  # fmt: skip
+                         f'<title>{escape(r)} / {escape(c)}: {hover or txt or "n/a"}</title></rect>')  # fmt: skip
             parts.append(f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 4}" text-anchor="middle" fill="{ink}">{txt}</text>')
     if row_title:
         parts.append(f'<text x="0" y="{height - 8}" fill="{MUTED}">rows: {escape(row_title)}</text>')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -15,7 +16,7 @@ from annotate.roles import is_researcher
 from annotate.selectors import project_get_for_user
 from annotate.verdicts import VERDICT_LABELS
 
-from . import charts
+from . import charts, glossary
 from .cache import cached_report
 from .charts import Bar
 from .forms import ReportFilterForm
@@ -47,109 +48,157 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
     report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
     context = {
         "project": proj,
+        "can_research": is_researcher(request.user),
         "form": form,
         "page": page,
         "pages": PAGES,
         "title": PAGES[page],
         "query": request.GET.urlencode(),
         "report": report,
-        **PAGE_CONTEXT[page](report),
+        "min_n": glossary.MIN_N,
+        "min_models": glossary.MIN_MODELS_FOR_RANK,
+        **PAGE_CONTEXT[page](report, proj),
     }
     template = "reports/_report.html" if request.headers.get("HX-Request") else "reports/page.html"
     return render(request, template, context)
 
 
 # --- page contexts -------------------------------------------------------------------------
+# Every figure goes to the templates with its n, so that below glossary.MIN_N the pages print
+# "too few to say (n = k)" instead of a number; rows that have nothing to say are split off to
+# fold away (<details>) rather than fill the page with "n/a".
 
 
-def _bar(label: str, value: float | None, ci: list | None, note: str = "") -> Bar:
+def _bar(label: str, value: float | None, ci: list | None, note: str = "", n: int | None = None) -> Bar:
     lo, hi = (ci or [None, None])[:2]
-    return Bar(label=label, value=value, lo=lo, hi=hi, note=note)
+    return Bar(label=label, value=value, lo=lo, hi=hi, note=note, n=n)
 
 
-def _headline(value: float | None, n: int, ci: list | None, *, percent: bool = True) -> dict[str, Any]:
-    return {"value": value, "n": n, "ci": ci, "percent": percent}
+def _headline(value: float | None, n: int, ci: list | None, *, percent: bool = True,
+              minimum: int = glossary.MIN_N) -> dict[str, Any]:  # fmt: skip
+    return {"value": value, "n": n, "ci": ci, "percent": percent, "too_few": glossary.too_few(n, minimum=minimum)}
 
 
-def _consistency(report: dict) -> dict:
+def _split(rows: list[dict], label: Callable[[dict], str]) -> tuple[list[dict], list[dict]]:
+    """(rows with enough units to say something, the rest as {label, n} to fold away)."""
+    enough = [r for r in rows if not glossary.too_few(r.get("n"))]
+    thin = [{"label": label(r), "n": r.get("n") or 0} for r in rows if glossary.too_few(r.get("n"))]
+    return enough, thin
+
+
+def _rater(key: str) -> Callable[[dict], str]:
+    return lambda row: str(row[key])
+
+
+def _both(row: dict) -> str:
+    return f"{row['rater_a']} × {row['rater_b']}" + (f" ({row['attribute']})" if "attribute" in row else "")
+
+
+def _first_enough(rows: list[dict], key: str) -> dict | None:
+    """The first row whose figure rests on enough units, else the first row (shown as too few)."""
+    usable = [r for r in rows if r.get(key) is not None]
+    return next((r for r in usable if not glossary.too_few(r["n"])), usable[0] if usable else None)
+
+
+def _consistency(report: dict, project: Project) -> dict:
     rows = report["consistency"]
     details = report["details"]
-    lead = rows[0] if rows else None
+    lead = _first_enough(rows, "consistency")
+    enough, thin = _split(rows, _rater("rater"))
+    by_strength = {rater: r for rater, r in details.get("consistency_by_strength", {}).items() if r}
+    cross = details.get("consistency_cross", [])
     return {
         "lead_chart": charts.bars_with_intervals(
-            [_bar(r["rater"], r["consistency"], r["ci"], f"n={r['n']}") for r in rows],
+            [_bar(r["rater"], r["consistency"], r["ci"], f"n={r['n']}", r["n"]) for r in rows],
             title="Consistency of ratings with rankings (95% CI)",
             percent=True,
             digits=4,
+            base_label="Bars start at 0%.",
         )
         if rows
         else None,
         "headline": _headline(lead["consistency"], lead["n"], lead["ci"]) if lead else None,
         "headline_label": f"{lead['rater']}: implied preference from ratings equals the ranking" if lead else "",
+        "headline_term": "consistency",
         "confusions": [
             (r["rater"], charts.heatmap(r["confusion"], VERDICTS, VERDICTS, title=r["rater"],
                                         row_title="implied by ratings", col_title="ranked"))
-            for r in rows
+            for r in enough
         ],  # fmt: skip
-        "by_strength": details.get("consistency_by_strength", {}),
-        "cross": details.get("consistency_cross", []),
+        "thin": thin,
+        "by_strength": by_strength,
+        "cross": cross,
     }
 
 
-def _agreement(report: dict) -> dict:
-    pairs = report["agreement"]["pairs"]
+def _agreement(report: dict, project: Project) -> dict:
+    agreement = report["agreement"]
+    pairs = agreement["pairs"]
     names = sorted({p["rater_a"] for p in pairs} | {p["rater_b"] for p in pairs}, key=lambda s: (s[:5] != "human", s))
     index = {n: i for i, n in enumerate(names)}
     matrix: list[list[float | None]] = [[1.0 if i == j else None for j in range(len(names))] for i in range(len(names))]
+    ns: list[list[int | None]] = [[None] * len(names) for _ in names]
     for p in pairs:
         i, j = index[p["rater_a"]], index[p["rater_b"]]
         matrix[i][j] = matrix[j][i] = p["cohen_kappa"]
-    agreement = report["agreement"]
+        ns[i][j] = ns[j][i] = p["n"]
     fleiss = report["details"]["fleiss_kappa"]
     judges = report["judge_vs_gold"]
     extra = {d["judge"]: d for d in report["details"].get("judge_vs_gold", [])}
+    alpha_rows = [
+        {"name": name, "levels": (levels := report["details"]["krippendorff_alpha"].get(name, {})),
+         "level": "nominal" if name == "preference" else "ordinal", "value": value,
+         "n": ((levels.get("nominal" if name == "preference" else "ordinal") or {}).get("n") or 0),
+         "ci": agreement.get("krippendorff_alpha_ci", {}).get(name)}
+        for name, value in agreement["krippendorff_alpha"].items()
+    ]  # fmt: skip
+    pairs_enough, pairs_thin = _split(pairs, _both)
+    scores_enough, scores_thin = _split(agreement["scores"], _both)
+    alpha_enough, alpha_thin = _split(alpha_rows, _rater("name"))
+    judges_enough, judges_thin = _split(judges, _rater("judge"))
     return {
         "lead_chart": charts.heatmap(matrix, names, names, title="Cohen's kappa between raters",
-                                     vmin=0, vmax=1, digits=2) if names else None,  # fmt: skip
+                                     vmin=0, vmax=1, digits=2, ns=ns) if names else None,  # fmt: skip
         "headline": _headline(agreement["fleiss_kappa"], fleiss["n"], agreement.get("fleiss_kappa_ci"), percent=False)
         if agreement["fleiss_kappa"] is not None
         else None,
         "headline_label": "Fleiss' kappa of the human pool",
-        "pairs": pairs,
+        "headline_term": "fleiss_kappa",
+        "pairs": pairs_enough,
+        "pairs_thin": pairs_thin,
         "pair_details": report["details"]["agreement_pairs"],
         # The report's alpha per attribute (ordinal; nominal on preference verdicts) and its interval.
-        "alpha_rows": [
-            {"name": name, "levels": report["details"]["krippendorff_alpha"].get(name, {}),
-             "level": "nominal" if name == "preference" else "ordinal", "value": value,
-             "ci": agreement.get("krippendorff_alpha_ci", {}).get(name)}
-            for name, value in agreement["krippendorff_alpha"].items()
-        ],  # fmt: skip
-        "scores": report["agreement"]["scores"],
-        "judges": judges,
+        "alpha_rows": alpha_enough,
+        "alpha_thin": alpha_thin,
+        "scores": scores_enough,
+        "scores_thin": scores_thin,
+        "judges": judges_enough,
+        "judges_thin": judges_thin,
         "judge_chart": charts.bars_with_intervals(
-            [_bar(j["judge"], j["accuracy"], j["ci"], f"n={j['n']}") for j in judges],
-            title="Judge accuracy against gold (95% CI)", percent=True, digits=4,
+            [_bar(j["judge"], j["accuracy"], j["ci"], f"n={j['n']}", j["n"]) for j in judges],
+            title="Judge accuracy against gold (95% CI)", percent=True, digits=4, base_label="Bars start at 0%.",
         ) if judges else None,  # fmt: skip
         "judge_confusions": [
             (j, charts.heatmap(d["confusion"], VERDICTS, VERDICTS, title=j, row_title="gold", col_title="judge"))
             for j, d in extra.items()
+            if j in {row["judge"] for row in judges_enough}
         ],
     }
 
 
-def _bias(report: dict) -> dict:
+def _bias(report: dict, project: Project) -> dict:
     position = report["position"]
     sp = report["self_preference"]
     sp_notes = {d["judge"]: d for d in report["details"].get("self_preference", [])}
     judges_pos = [p for p in position if p["judge"].startswith("judge:") and p["consistency"] is not None]
-    lead = judges_pos[0] if judges_pos else None
+    lead = _first_enough(judges_pos, "consistency")
     lead_chart = charts.bars_with_intervals(
         [_bar(p["judge"], p["consistency"] if p["consistency"] is not None else p["first_position_rate"],
               p["consistency_ci"] if p["consistency"] is not None else p["first_position_rate_ci"],
-              f"consistent, n={p['n']}" if p["consistency"] is not None else f"first-shown wins, n={p['n']}")
+              f"consistent, n={p['n']}" if p["consistency"] is not None else f"first-shown wins, n={p['n']}", p["n"])
          for p in position],
         title="Position consistency (judges, both orders) or first-shown win rate (one order), 95% CI",
-        percent=True, digits=4, reference=0.5,
+        percent=True, digits=4, reference=0.5, base_label="Bars start at 0%; dashed line: 50%.",
     ) if position else None  # fmt: skip
     sp_bars = []
     for row in sp:
@@ -158,61 +207,104 @@ def _bias(report: dict) -> dict:
         elif not row["n"]:
             sp_bars.append(Bar(row["judge"], None, note=f"no pairs with its own model ({row['model']})"))
         else:
-            sp_bars.append(_bar(row["judge"], row["dbg"], row["dbg_ci"], f"n={row['n']}"))
+            sp_bars.append(_bar(row["judge"], row["dbg"], row["dbg_ci"], f"n={row['n']}", row["n"]))
     calib = report["details"].get("calibration", [])
+    position_enough, position_thin = _split(position, _rater("judge"))
+    own = [row for row in sp if row["model"] is not None]
+    length_enough, length_thin = _split(report["length"], _rater("rater"))
+    # Nobody saw both orders (e.g. imported single-order verdicts): the first-shown win rate leads.
+    one_order = _first_enough(position, "first_position_rate") if lead is None else None
+    headline = (
+        _headline(lead["consistency"], lead["n"], lead["consistency_ci"]) if lead
+        else _headline(one_order["first_position_rate"], one_order["n"], one_order["first_position_rate_ci"])
+        if one_order else None
+    )  # fmt: skip
     return {
         "lead_chart": lead_chart,
-        "headline": _headline(lead["consistency"], lead["n"], lead["consistency_ci"]) if lead else None,
-        "headline_label": f"{lead['judge']}: position consistency" if lead else "",
-        "position": position,
-        "self_preference": [(row, sp_notes.get(row["judge"], {})) for row in sp],
+        "headline": headline,
+        "headline_label": f"{lead['judge']}: position consistency" if lead
+        else f"{one_order['judge']}: first-shown win rate (0.5 = no position bias)" if one_order else "",
+        "headline_term": "position_consistency" if lead else "first_shown_win_rate",
+        "both_orders": any(p["consistency"] is not None for p in position),
+        "position": position_enough,
+        "position_thin": position_thin,
+        "self_preference": [(row, sp_notes.get(row["judge"], {})) for row in own],
+        "no_own_model": [row["judge"] for row in sp if row["model"] is None],
         "sp_chart": charts.bars_with_intervals(
-            sp_bars, lo=-0.5, hi=0.5, reference=0.0, title="Self-preference: DBG = WR(own) − gold WR(own), 95% CI"
-        ) if sp_bars else None,  # fmt: skip
-        "length": report["length"],
+            sp_bars, lo=-0.5, hi=0.5, reference=0.0, title="Self-preference: DBG = WR(own) − gold WR(own), 95% CI",
+            base_label="Bars are differences from 0 (no self-preference); right = favours itself.",
+        ) if own else None,  # fmt: skip
+        "length": length_enough,
+        "length_thin": length_thin,
         "length_chart": charts.bars_with_intervals(
             [_bar(r["rater"], r["longer_wins_rate"], r["longer_wins_rate_ci"],
-                  f"n={r['n']}, gold {r['gold_longer_wins_rate'] or 0:.1%}")
+                  f"n={r['n']}, gold {r['gold_longer_wins_rate'] or 0:.1%}", r["n"])
              for r in report["length"]],
             title="Longer response wins (rater's non-tied verdicts, 95% CI)", percent=True, digits=3, reference=0.5,
+            base_label="Bars start at 0%; dashed line: 50%.",
         ) if report["length"] else None,  # fmt: skip
         "calibration": [
-            (c, charts.reliability_diagram(c["bins"], title=f"{c['judge']} (ECE {c['ece']:.3f})")) for c in calib
+            (c, charts.reliability_diagram(c["bins"], title=f"{c['judge']} (ECE {c['ece']:.3f})"))
+            for c in calib if not glossary.too_few(c["n"]) and c["ece"] is not None
         ],
+        "calibration_thin": [{"label": c["judge"], "n": c["n"]} for c in calib
+                             if glossary.too_few(c["n"]) or c["ece"] is None],  # fmt: skip
     }
 
 
-def _leaderboards(report: dict) -> dict:
+def _rating_scale(report: dict, project: Project, means: list[float]) -> tuple[float, float]:
+    """The rating scale of the report's attribute (floor and top), else what the data spans."""
+    name = report["details"].get("attribute")
+    attribute = project.attributes.filter(name=name).first() if name else None
+    if attribute is not None:
+        return float(attribute.min_value), float(attribute.max_value)
+    return min([0.0, *means]), max([1.0, *means])
+
+
+def _leaderboards(report: dict, project: Project) -> dict:
     boards = []
     for group, board in report["leaderboard"].items():
         bt = board["bradley_terry"]
         rt = board["ratings"]
-        elos = [r["elo"] for r in bt] + [v for r in bt for v in (r["ci"] or [])]
-        lo = min([e for e in elos if e is not None], default=900)
-        hi = max([e for e in elos if e is not None], default=1100)
-        margin = max((hi - lo) * 0.1, 10)
+        elos = [v for r in bt for v in [r["elo"], *(r["ci"] or [])] if v is not None]
+        # Centred on the mean model (1000): a bar is a model's difference from it.
+        spread = max([abs(e - ELO_REFERENCE) for e in elos] + [40.0]) * 1.1
         bt_chart = charts.bars_with_intervals(
-            [_bar(r["model"], r["elo"], r["ci"]) for r in bt], lo=lo - margin, hi=hi + margin, digits=0,
-            title="Bradley-Terry (Elo scale, mean 1000)", reference=1000,
+            [_bar(r["model"], r["elo"], r["ci"]) for r in bt], lo=ELO_REFERENCE - spread, hi=ELO_REFERENCE + spread,
+            digits=0, title="Bradley-Terry (Elo scale, 95% CI)", reference=ELO_REFERENCE, base=ELO_REFERENCE,
+            base_label="Bars are differences from the mean model, anchored at 1000.",
         ) if bt else None  # fmt: skip
         means = [v for r in rt for v in [r["mean"], *(r["ci"] or [])] if v is not None]
+        floor, top = _rating_scale(report, project, means)
         rt_chart = charts.bars_with_intervals(
-            [_bar(r["model"], r["mean"], r["ci"]) for r in rt],
-            lo=min(means, default=0) - 0.2, hi=max(means, default=1) + 0.2, digits=2, title="Mean rating",
+            [_bar(r["model"], r["mean"], r["ci"]) for r in rt], lo=floor, hi=top, digits=2,
+            title="Mean rating (95% CI)", base_label=f"Bars start at the scale's minimum, {floor:g}.",
         ) if rt else None  # fmt: skip
+        n_models = len({r["model"] for r in bt} & {r["model"] for r in rt})
         boards.append({"group": group, "bt_chart": bt_chart, "rt_chart": rt_chart, "tau": board["kendall_tau"],
-                       "tau_ci": board.get("kendall_tau_ci"),
+                       "tau_ci": board.get("kendall_tau_ci"), "n_models": n_models,
+                       "tau_too_few": glossary.too_few(n_models, minimum=glossary.MIN_MODELS_FOR_RANK),
                        "bt": bt, "ratings": rt, "identifiable": board.get("bradley_terry_identifiable"),
                        "never_lost": board.get("never_lost", []), "never_won": board.get("never_won", [])})  # fmt: skip
     first = boards[0] if boards else None
     return {
         "lead_chart": first["bt_chart"] if first else None,
         "boards": boards,
-        "headline": _headline(first["tau"], len(first["bt"]), first["tau_ci"], percent=False)
-        if first and first["tau"] is not None
-        else None,
+        "headline": _headline(first["tau"], first["n_models"], first["tau_ci"], percent=False,
+                              minimum=glossary.MIN_MODELS_FOR_RANK)
+        if first and (first["tau"] is not None or first["n_models"])
+        else None,  # fmt: skip
         "headline_label": f"{first['group']}: Kendall's tau between the two orderings" if first else "",
+        "headline_term": "kendall_tau",
+        "lead_note": f"No finite Bradley-Terry fit for {first['group']} yet: the bars keep the order, but their size "
+        "means nothing until more comparisons arrive." if first and first["identifiable"] is False else "",
+        "headline_unit": "models",
     }
 
 
-PAGE_CONTEXT = {"consistency": _consistency, "agreement": _agreement, "bias": _bias, "leaderboards": _leaderboards}
+# The Elo scale's anchor: METRICS.md fixes the mean model at 1000.
+ELO_REFERENCE = 1000.0
+
+PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
+    "consistency": _consistency, "agreement": _agreement, "bias": _bias, "leaderboards": _leaderboards,
+}

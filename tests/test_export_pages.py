@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 import zipfile
 
@@ -13,6 +14,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from annotate.models import Rater
+from annotate.services import project_create, ratings_submit
 from exports import jobs, views
 from tests.export_fixtures import EXPECTED_STRENGTH, build_export_project
 
@@ -171,3 +174,78 @@ def test_old_finished_jobs_are_pruned_when_a_new_one_starts(export_project, rese
     newest = start()
     left = {p.name for p in jobs.jobs_root().iterdir()}
     assert left == {old_running, fresh_done, newest}
+
+
+# --- file names and choices ---------------------------------------------------------------------
+
+UNSAFE = set('<>:"/\\|?*\'') | {chr(c) for c in range(32)}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("HS2: v1/test", "HS2_v1_test"), ('a<b>c"d|e?f*g\\h', "a_b_c_d_e_f_g_h"), ("CON", "_CON"),
+     ("nul.jsonl", "_nul.jsonl"), ("...", "export"), ("", "export"), (".hidden", "hidden"),
+     ("Café résumé", "Cafe_resume"), ("line\nbreak\ttab", "line_break_tab"), ("trailing. ", "trailing"),
+     ("x" * 300, "x" * 120)],
+)  # fmt: skip
+def test_safe_filename_holds_on_every_os(name, expected):
+    from exports.filenames import safe_filename
+
+    assert safe_filename(name) == expected
+    assert not (set(safe_filename(name)) & UNSAFE)
+
+
+def test_every_download_of_a_project_with_a_colon_has_a_safe_name(client, researcher, inline_jobs, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    project = build_export_project('HS2: "v1"/test')
+    project.members.add(researcher)
+    client.force_login(researcher)
+    url = reverse("exports:project", kwargs={"project_id": project.pk})
+    form = {"raters": "humans", "dpo_source": "human", "min_agreement": "0", "splits": "train=1", "seed": "0",
+            "licence": "other"}  # fmt: skip
+    names = []
+    for fmt in ("helpsteer2", "helpsteer2-preference", "dpo", "annotations", "parquet"):
+        client.post(url, {**form, "format": fmt}, HTTP_HX_REQUEST="true")
+    for folder in (tmp_path / "exports").iterdir():
+        status = jobs.export_job_status(job_id=folder.name)
+        assert status["state"] == "done", status.get("error")
+        names += status["files"]
+        for name in status["files"]:
+            download = client.get(reverse("exports:job_file", kwargs={"project_id": project.pk, "job_id": folder.name,
+                                                                      "name": name}))  # fmt: skip
+            assert download.status_code == 200
+            assert f'filename="{name}"' in download["Content-Disposition"]
+    api = APIClient()
+    api.force_authenticate(researcher)
+    api_url = reverse("api-project-export", kwargs={"pk": project.pk})
+    for query in ({"format": "helpsteer2-preference"}, {"format": "annotations"}, {"format": "parquet"}):
+        disposition = api.get(api_url, query)["Content-Disposition"]
+        names.append(disposition.split("filename=")[1].strip('"'))
+    assert len(names) >= 8
+    for name in names:
+        assert not (set(name) & UNSAFE), name
+        assert name.startswith("HS2_v1_test-"), name
+
+
+def test_judge_filter_is_a_choice_of_the_projects_judges(client, export_project, researcher):
+    # A judge that only rated responses here is as much a choice as one that ranked pairs.
+    rated_only = Rater.objects.create(kind="judge", name="rater-only")
+    response = export_project.items.get(external_id="i2").responses.first()
+    ratings_submit(rater=rated_only, response=response, values={"helpfulness": 3})
+    Rater.objects.create(kind="judge", name="elsewhere")  # annotates nothing here: not offered
+    client.force_login(researcher)
+    body = client.get(reverse("exports:project", kwargs={"project_id": export_project.pk})).content.decode()
+    select = body[body.index('<select name="judge"'):]
+    select = select[:select.index("</select>")]
+    assert re.findall(r'<option value="([^"]*)"', select) == ["", "j1", "rater-only"]
+    assert 'type="text" name="judge"' not in body
+    # A project no judge annotated still offers a choice ("any"), not a text box.
+    empty = project_create(name="Empty")
+    empty.members.add(researcher)
+    body = client.get(reverse("exports:project", kwargs={"project_id": empty.pk})).content.decode()
+    assert '<select name="judge"' in body and "No judge has annotated this project yet." in body
+    # A name that is not one of the choices is refused, not exported as nothing.
+    url = reverse("exports:project", kwargs={"project_id": export_project.pk})
+    answer = client.post(url, {"format": "dpo", "raters": "judges", "judge": "elsewhere", "dpo_source": "judge",
+                               "min_agreement": "0", "splits": "train=1", "seed": "0", "licence": "other"})  # fmt: skip
+    assert answer.status_code == 200 and "Select a valid choice" in answer.content.decode()

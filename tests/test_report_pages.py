@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from html import escape, unescape
 from unittest import mock
 
 import numpy as np
@@ -261,7 +263,10 @@ def test_bias_page_shows_intervals_beside_each_position_figure(client, researche
     assert position.count("95% CI") == 3
     row = position[position.index("<td>judge:alpha-judge</td>"):]
     row = row[:row.index("</tr>")]
-    assert row.count("[") == 3  # consistency, first-position rate, agreement with both orders
+    # Consistency and agreement with both orders over its 12 pairs; the first-position rate is
+    # over its 4 inconsistent pairs only, below MIN_N: no number, no interval.
+    assert row.count("[") == 2
+    assert "too few to say (n = 4)" in row
 
 
 def test_report_is_cached_until_an_annotation_changes(client, researcher, filled):
@@ -394,3 +399,134 @@ def test_agreement_and_leaderboard_pages_show_the_new_intervals(client, research
     body = c.get(reverse("reports:page", args=[filled.pk, "leaderboards"])).content.decode()
     lo, hi = data["leaderboard"]["humans"]["kendall_tau_ci"]
     assert f"95% CI [{lo:.3f}, {hi:.3f}]" in body
+
+
+# --- honest charts ------------------------------------------------------------------------------
+
+
+def _rects(svg: str) -> list[tuple[float, float]]:
+    """(x, width) of each bar of a bars_with_intervals chart."""
+    return [(float(x), float(w)) for x, w in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="14"', svg)]
+
+
+def test_rate_bars_start_at_zero_and_elo_bars_at_the_stated_reference():
+    from reports.charts import Bar, bars_with_intervals
+
+    label_w, plot_w = 190, 380  # the chart's geometry
+    rates = bars_with_intervals([Bar("a", 0.5), Bar("b", 0.9)], percent=True)
+    assert [x for x, _ in _rects(rates)] == [label_w, label_w]  # both from 0%
+    assert [w for _, w in _rects(rates)] == [pytest.approx(0.5 * plot_w, abs=0.1), pytest.approx(0.9 * plot_w, abs=0.1)]
+    elo = bars_with_intervals([Bar("up", 1050), Bar("down", 950)], lo=900, hi=1100, base=1000,
+                              base_label="Bars are differences from the mean model, anchored at 1000.")  # fmt: skip
+    centre = label_w + plot_w / 2
+    (x_up, w_up), (x_down, w_down) = _rects(elo)
+    assert x_up == pytest.approx(centre, abs=0.1) and w_up == pytest.approx(plot_w / 4, abs=0.1)
+    assert x_down + w_down == pytest.approx(centre, abs=0.1) and w_down == pytest.approx(plot_w / 4, abs=0.1)
+    assert "anchored at 1000" in elo
+
+
+def test_leaderboard_charts_start_at_the_rating_floor_and_centre_elo_on_1000(client, researcher, filled):
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "leaderboards"])).content.decode()
+    charts_ = re.findall(r"<svg.*?</svg>", body, re.S)
+    rating = next(c for c in charts_ if "Mean rating" in c)
+    ticks = re.findall(r'text-anchor="middle" fill="#60656b">([^<]+)</text>', rating)
+    # helpfulness is 0-4: the axis runs over the whole scale, not from 1.88.
+    assert ticks[0] == "0.00" and ticks[-1] == "4.00"
+    assert "Bars start at the scale's minimum, 0." in unescape(rating)
+    elo = next(c for c in charts_ if "Bradley-Terry" in c)
+    ticks = re.findall(r'text-anchor="middle" fill="#60656b">([^<]+)</text>', elo)
+    assert ticks[1] == "1000"  # the middle tick is the reference
+    assert float(ticks[0]) + float(ticks[2]) == pytest.approx(2000, abs=1)
+    assert "differences from the mean model, anchored at 1000" in elo
+
+
+@pytest.fixture
+def thin(project):
+    """One pair, two humans who agree and rate it, two models: every figure rests on n = 1."""
+    helpfulness = project.attributes.get(name="helpfulness")
+    item = Item.objects.create(project=project, external_id="only", prompt="p")
+    ra = Response.objects.create(item=item, external_id="a", text="short", model="alpha")
+    rb = Response.objects.create(item=item, external_id="b", text="much longer", model="beta")
+    pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+    judge = Rater.objects.create(kind="judge", name="j", model="alpha")
+    for k in range(2):
+        h = Rater.objects.create(kind="human", name=f"t{k}")
+        Preference.objects.create(rater=h, rater_kind="human", pair=pair, strength=-2, shown_order="ab")
+        Rating.objects.create(rater=h, response=ra, attribute=helpfulness, value=4)
+        Rating.objects.create(rater=h, response=rb, attribute=helpfulness, value=1)
+    for order in ("ab", "ba"):
+        Preference.objects.create(rater=judge, rater_kind="judge", pair=pair, strength=-1, shown_order=order,
+                                  probabilities={"A": 0.9, "tie": 0.0, "B": 0.1})  # fmt: skip
+    return project
+
+
+@pytest.mark.parametrize("page", ["consistency", "agreement", "bias", "leaderboards"])
+def test_figures_on_too_little_data_say_too_few_instead_of_a_number(client, researcher, thin, page):
+    body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, page])).content.decode()
+    assert "[100.00%, 100.00%]" not in body and "[1.000, 1.000]" not in body
+    assert "100.00% n=" not in body and "100.00%</td>" not in body  # e.g. consistency 1/1 is no finding
+    assert "too few to say (n = " in body
+
+
+def test_headline_on_one_pair_is_too_few_to_say_with_its_n(client, researcher, thin):
+    body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, "consistency"])).content.decode()
+    lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
+    assert re.search(r"too few to say \(n = [12]\)", lead)
+    assert "95% CI" not in lead
+
+
+def test_kendall_tau_on_two_models_is_too_few_to_say(client, researcher, thin):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    board = api.get(reverse("api-project-report", args=[thin.pk])).json()["leaderboard"]["humans"]
+    assert len(board["bradley_terry"]) == 2  # the JSON keeps its figure; the page does not print it
+    body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, "leaderboards"])).content.decode()
+    lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
+    assert "too few to say (n = 2)" in lead
+    section = body[body.index("<h3>humans</h3>"):]
+    assert "too few to say (n = 2)" in section[:section.index("</p>")]
+    assert "a rank correlation needs 3" in section
+
+
+def test_sections_with_nothing_to_say_fold_away(client, researcher, thin):
+    body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, "agreement"])).content.decode()
+    sections = re.findall(r'<details class="report-section" ?(open)?>', body)
+    assert len(sections) == 4 and not any(sections)  # all folded: nothing rests on 10 pairs
+    assert body.count("n/a") == 0
+    assert "3 rater pairs with too few to say" in body  # named in the fold, with their n
+
+
+def test_sections_with_figures_stay_open(client, researcher, filled):
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "agreement"])).content.decode()
+    assert re.findall(r'<details class="report-section" ?(open)?>', body)[0] == "open"  # rater pairs, n = 12
+
+
+def test_every_report_page_explains_its_terms_on_hover_and_in_the_page(client, researcher, filled):
+    from reports.glossary import PAGE_TERMS, TERMS
+
+    c = _login(client, researcher)
+    for page, keys in PAGE_TERMS.items():
+        body = c.get(reverse("reports:page", args=[filled.pk, page])).content.decode()
+        glossary_html = body[body.index('id="glossary"'):]
+        hovers = {unescape(t) for t in re.findall(r'<abbr class="term" title="([^"]*)"', body)}
+        for key in keys:
+            definition = TERMS[key].definition
+            assert f"<dd>{escape(definition)}</dd>" in glossary_html, (page, key)
+        assert hovers <= {t.definition for t in TERMS.values()}  # one definition per term everywhere
+        assert len(hovers) >= 2, page
+    for key in ("wildbench_k", "dbg", "eo_gap", "fleiss_kappa"):
+        assert key in {k for keys in PAGE_TERMS.values() for k in keys}
+    # The filter's WildBench K explains itself on hover too.
+    body = c.get(reverse("reports:page", args=[filled.pk, "bias"])).content.decode()
+    assert f'<label title="{escape(TERMS["wildbench_k"].definition)}">WildBench K' in body
+
+
+def test_bias_page_without_both_order_raters_shows_no_empty_columns(client, researcher, filled):
+    # Only the one-order raters: the humans and judge "plain" (PandaLM-style imported verdicts).
+    Preference.objects.filter(rater__name="alpha-judge").delete()
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "bias"])).content.decode()
+    position = body[body.index("<h3>Position</h3>"):body.index("<h3>Self-preference</h3>")]
+    assert "position consistency</abbr>" not in position and "n/a" not in position
+    assert position.count("<tr>") == 1 + 4  # header + h0, h1, h2, plain
+    lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
+    assert "first-shown win rate" in lead and "95% CI" in lead
