@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from .bounds import INTEGER_MAX, SMALLINT_MAX, SMALLINT_MIN
 from .errors import ValidationError
 from .models import Assignment, Project
 from .queue import (
@@ -93,10 +94,13 @@ class QueueNextApi(APIView):
 class QueueSubmitApi(APIView):
     class QueueSubmitInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField()
-        values = serializers.DictField(child=serializers.IntegerField(), required=False)
-        shown_strength = serializers.IntegerField(required=False)
+        # Bounded by the columns (smallint); the service then checks the project's own scale.
+        values = serializers.DictField(
+            child=serializers.IntegerField(min_value=SMALLINT_MIN, max_value=SMALLINT_MAX), required=False
+        )
+        shown_strength = serializers.IntegerField(min_value=SMALLINT_MIN, max_value=SMALLINT_MAX, required=False)
         justification = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-        time_on_task_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+        time_on_task_ms = serializers.IntegerField(required=False, min_value=0, max_value=INTEGER_MAX, allow_null=True)
 
     @extend_schema(request=QueueSubmitInputSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
                    summary="Submit a rating or ranking for a claimed task (idempotent per view_key)")
