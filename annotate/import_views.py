@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from .errors import ImportFileError
+from .errors import ImportFileError, ValidationError
 from .importers import FORMATS, import_files
 from .roles import is_researcher
 from .selectors import projects_for_user
@@ -60,7 +60,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
                     paths.append(path)
                 try:
                     result = import_files(project_name=name, fmt=fmt, paths=paths, user=request.user)
-                except ImportFileError as exc:
+                except (ImportFileError, ValidationError) as exc:
                     context["error"] = f"Import failed, nothing was written. {exc}"
                 else:
                     messages.success(request, f"Imported into {result.project.name}: {result.counts}")
