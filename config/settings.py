@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.UploadLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -220,6 +221,8 @@ CONCORDANCE = {
     "BOOTSTRAP_ROUNDS": env_int("CONCORDANCE_BOOTSTRAP_ROUNDS", 1000),
     # Finished export jobs (their files under VAR_DIR/exports/) are removed after this long.
     "EXPORT_KEEP_HOURS": env_int("CONCORDANCE_EXPORT_KEEP_HOURS", 24),
+    # Largest request body (an import's files together); larger is answered 413 (config/middleware.py).
+    "MAX_UPLOAD_MB": env_int("CONCORDANCE_MAX_UPLOAD_MB", 512),
 }
 
 # Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn

@@ -9,6 +9,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from annotate.import_views import import_page
 
+# Unmatched URLs under /api/ answer JSON like the API's own 404s (config/http_errors.py).
+handler404 = "config.http_errors.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico whatever the page links; answer with ours, not a 404.
