@@ -75,9 +75,11 @@ def choice(values: Iterable[str]) -> Callable[[str], str]:
     return parse
 
 
-_OPENAPI_TYPES: dict[Callable, OpenApiTypes] = {
-    parse_id: OpenApiTypes.INT,
-    parse_int: OpenApiTypes.INT,
+# Each parser's bounds, written into the schema so clients (and schemathesis) know them.
+_OPENAPI_TYPES: dict[Callable, OpenApiTypes | dict] = {
+    parse_id: {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX},
+    parse_int: {"type": "integer", "minimum": SMALLINT_MIN, "maximum": SMALLINT_MAX},
+    parse_text: {"type": "string", "minLength": 1},
     parse_moment: OpenApiTypes.DATETIME,
 }
 

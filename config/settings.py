@@ -166,6 +166,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_METADATA_CLASS": "config.api_metadata.OptionsMetadata",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Concordance API",
@@ -176,6 +177,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation's error answers (400/401/403/404/413/429), documented once: config/schema.py.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.schema.document_errors"],
     # Same field name, different choice sets across apps: name each enum explicitly.
     "ENUM_NAME_OVERRIDES": {
         "RaterKindEnum": "annotate.models.Rater.Kind",

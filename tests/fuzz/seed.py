@@ -21,8 +21,9 @@ from django.contrib.auth import get_user_model  # noqa: E402
 
 from annotate.models import Pair  # noqa: E402
 from annotate.roles import user_set_role  # noqa: E402
+from judges.models import Run  # noqa: E402
+from judges.services import judge_create  # noqa: E402
 from annotate.services import (  # noqa: E402
-    judge_rater_get_or_create,
     preference_submit,
     project_create,
     rater_for_user,
@@ -38,7 +39,10 @@ def main() -> None:
     user_set_role(user=annotator, role="annotator")
     project = project_create(name="fuzz project", guidelines="Be kind.")
     project.members.add(admin, annotator)
-    judge = judge_rater_get_or_create(name="fuzz-judge", model="model-a")
+    judge_row = judge_create(name="fuzz-judge", model_ref="fuzz/model", response_model="model-a")
+    judge = judge_row.rater
+    # A finished run for the run endpoints to read (starting one needs a worker).
+    Run.objects.create(judge=judge_row, project=project, protocols=["ranking"], status=Run.Status.DONE, created_by=admin)
     mine = rater_for_user(user=annotator)
     for i in range(3):
         item = project.items.create(external_id=f"q{i}", prompt=f"Question {i}?")
