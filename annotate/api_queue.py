@@ -32,7 +32,6 @@ from .roles import authenticated
 from .selectors import project_get_for_user
 from .services import rater_for_user
 
-
 _CONFLICT = OpenApiResponse(
     {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
     description="The task is no longer yours to submit (expired, skipped, or already undone).",

@@ -21,14 +21,14 @@ from django.contrib.auth import get_user_model  # noqa: E402
 
 from annotate.models import Pair  # noqa: E402
 from annotate.roles import user_set_role  # noqa: E402
-from judges.models import Run  # noqa: E402
-from judges.services import judge_create  # noqa: E402
 from annotate.services import (  # noqa: E402
     preference_submit,
     project_create,
     rater_for_user,
     ratings_submit,
 )
+from judges.models import Run  # noqa: E402
+from judges.services import judge_create  # noqa: E402
 
 
 def main() -> None:
