@@ -1,9 +1,10 @@
-# Concordance: `make run` starts the app with a demo project; `make test` runs the test suite.
+# Concordance: `make run` starts the app with a demo project; `make test` runs the test suite,
+# `make test-fast` all of it but the slow model and browser tests, `make fuzz` schemathesis.
 PY ?= .venv/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/concordance
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run test lint bench
+.PHONY: install run test test-fast fuzz lint bench
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	python3.11 -m venv .venv
@@ -23,6 +24,14 @@ run: install
 
 test: install .venv/.llama
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: no real models (slow) and no Chromium (browser), and no llama.cpp build.
+test-fast: install
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+# schemathesis against a live gunicorn on a fresh database, as an admin and as an annotator.
+fuzz: install
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) tests/fuzz/schemathesis_run.py $(FUZZ_ARGS)
 
 lint: install
 	.venv/bin/ruff check .

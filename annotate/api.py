@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.generics import GenericAPIView
@@ -455,13 +455,21 @@ RATER_FILTERS: list[Filter] = [
 ]
 
 
+def _RATER_OR_OWN(**kwargs: Any) -> PolymorphicProxySerializer:  # noqa: N802
+    """What a rater read returns: the full rater to researchers, the annotator's own without `model`."""
+    return PolymorphicProxySerializer(
+        component_name="RaterForViewer", serializers=[s.RaterSerializer, s.AnnotatorRaterSerializer],
+        resource_type_field_name=None, **kwargs,
+    )
+
+
 class RaterListApi(BaseApi):
     filters = RATER_FILTERS
 
     @extend_schema(
         operation_id="raters_list",
         parameters=openapi_parameters(RATER_FILTERS),
-        responses=_schema_responses(s.RaterSerializer(many=True)),
+        responses=_schema_responses(_RATER_OR_OWN(many=True)),
         description="Annotators see only their own rater, without `model`.",
     )
     def get(self, request: Request) -> ApiResponse:
@@ -474,7 +482,7 @@ class RaterDetailApi(DetailApi):
 
     @extend_schema(
         operation_id="raters_retrieve",
-        responses=_schema_responses(s.RaterSerializer),
+        responses=_schema_responses(_RATER_OR_OWN()),
         description="Annotators may read only their own rater, without `model`.",
     )
     def get(self, request: Request, pk: int) -> ApiResponse:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from .bounds import INTEGER_MAX, SMALLINT_MAX, SMALLINT_MIN
 from .errors import ValidationError
 from .models import Assignment, Project
 from .queue import (
@@ -30,6 +31,11 @@ from .queue import (
 from .roles import authenticated
 from .selectors import project_get_for_user
 from .services import rater_for_user
+
+_CONFLICT = OpenApiResponse(
+    {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+    description="The task is no longer yours to submit (expired, skipped, or already undone).",
+)
 
 
 def _error(exc: Exception) -> ApiResponse:
@@ -93,12 +99,16 @@ class QueueNextApi(APIView):
 class QueueSubmitApi(APIView):
     class QueueSubmitInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField()
-        values = serializers.DictField(child=serializers.IntegerField(), required=False)
-        shown_strength = serializers.IntegerField(required=False)
+        # Bounded by the columns (smallint); the service then checks the project's own scale.
+        values = serializers.DictField(
+            child=serializers.IntegerField(min_value=SMALLINT_MIN, max_value=SMALLINT_MAX), required=False
+        )
+        shown_strength = serializers.IntegerField(min_value=SMALLINT_MIN, max_value=SMALLINT_MAX, required=False)
         justification = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-        time_on_task_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+        time_on_task_ms = serializers.IntegerField(required=False, min_value=0, max_value=INTEGER_MAX, allow_null=True)
 
-    @extend_schema(request=QueueSubmitInputSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    @extend_schema(request=QueueSubmitInputSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 409: _CONFLICT},
                    summary="Submit a rating or ranking for a claimed task (idempotent per view_key)")
     def post(self, request: Request) -> ApiResponse:
         serializer = self.QueueSubmitInputSerializer(data=request.data)
@@ -132,7 +142,7 @@ class QueueSkipApi(APIView):
         view_key = serializers.UUIDField()
         reason = serializers.CharField(max_length=2000)
 
-    @extend_schema(request=QueueSkipInputSerializer, responses={200: OpenApiTypes.OBJECT}, summary="Skip a claimed task with a reason")
+    @extend_schema(request=QueueSkipInputSerializer, responses={200: OpenApiTypes.OBJECT, 409: _CONFLICT}, summary="Skip a claimed task with a reason")
     def post(self, request: Request) -> ApiResponse:
         serializer = self.QueueSkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -147,7 +157,7 @@ class QueueUndoApi(APIView):
     class QueueUndoInputSerializer(serializers.Serializer):
         view_key = serializers.UUIDField(required=False, allow_null=True)
 
-    @extend_schema(request=QueueUndoInputSerializer, responses={200: OpenApiTypes.OBJECT}, summary="Undo the newest submission")
+    @extend_schema(request=QueueUndoInputSerializer, responses={200: OpenApiTypes.OBJECT, 409: _CONFLICT}, summary="Undo the newest submission")
     def post(self, request: Request, project_id: int) -> ApiResponse:
         project = project_get_for_user(request.user, project_id)
         serializer = self.QueueUndoInputSerializer(data=request.data)

@@ -19,26 +19,36 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
+from .bounds import BIGINT_MAX, SMALLINT_MAX, SMALLINT_MIN, text_problem
+
+# Every parser raises ValueError on a value the database could not compare (past a column's
+# width, a NUL character, a moment outside the calendar): the caller's 400 names the parameter.
+
 
 def parse_id(raw: str) -> int:
     value = int(raw)
-    if value < 1:
+    if not 1 <= value <= BIGINT_MAX:
         raise ValueError
     return value
 
 
 def parse_int(raw: str) -> int:
-    return int(raw)
+    """A rated value or a strength: both are smallint columns."""
+    value = int(raw)
+    if not SMALLINT_MIN <= value <= SMALLINT_MAX:
+        raise ValueError
+    return value
 
 
 def parse_text(raw: str) -> str:
-    if not raw:
+    if not raw or text_problem(raw):
         raise ValueError
     return raw
 
 
 def parse_moment(raw: str) -> dt.datetime:
-    """An ISO 8601 date-time, or a date meaning its midnight (UTC when no zone is given)."""
+    """An ISO 8601 date-time, or a date meaning its midnight (UTC when no zone is given),
+    returned in UTC: PostgreSQL refuses offsets past 15:59 that ISO 8601 allows."""
     moment = parse_datetime(raw)
     if moment is None:
         day = parse_date(raw)
@@ -47,7 +57,10 @@ def parse_moment(raw: str) -> dt.datetime:
         moment = dt.datetime.combine(day, dt.time.min)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, dt.UTC)
-    return moment
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise ValueError from exc
 
 
 def choice(values: Iterable[str]) -> Callable[[str], str]:
@@ -62,16 +75,18 @@ def choice(values: Iterable[str]) -> Callable[[str], str]:
     return parse
 
 
-_OPENAPI_TYPES: dict[Callable, OpenApiTypes] = {
-    parse_id: OpenApiTypes.INT,
-    parse_int: OpenApiTypes.INT,
+# Each parser's bounds, written into the schema so clients (and schemathesis) know them.
+_OPENAPI_TYPES: dict[Callable, OpenApiTypes | dict] = {
+    parse_id: {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX},
+    parse_int: {"type": "integer", "minimum": SMALLINT_MIN, "maximum": SMALLINT_MAX},
+    parse_text: {"type": "string", "minLength": 1},
     parse_moment: OpenApiTypes.DATETIME,
 }
 
 _HINTS: dict[Callable, str] = {
-    parse_id: "a positive integer id",
-    parse_int: "an integer",
-    parse_text: "a non-empty string",
+    parse_id: f"a positive integer id up to {BIGINT_MAX}",
+    parse_int: f"an integer from {SMALLINT_MIN} to {SMALLINT_MAX}",
+    parse_text: "a non-empty string without NUL characters",
     parse_moment: "an ISO 8601 date or date-time",
 }
 
@@ -132,7 +147,7 @@ def filter_queryset(
         try:
             value = spec.parse(raw)
         except (TypeError, ValueError):
-            errors[spec.param] = [f"Expected {spec.hint()}, got {raw!r}."]
+            errors[spec.param] = [f"Expected {spec.hint()}, got {raw[:80]!r}."]
             continue
         queryset = queryset.filter(spec.condition(value))
     if errors:

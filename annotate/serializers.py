@@ -8,11 +8,14 @@ Two rules hold here rather than in the views, so no view can forget them:
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import importers
+from .bounds import BIGINT_MAX, INTEGER_MAX, json_problem, name_problem
 from .models import (
     Attribute,
     Item,
@@ -31,6 +34,33 @@ class RawIntegerField(serializers.JSONField):
     """An integer the service validates itself (type and scale), so its error names the field."""
 
 
+def storable_json(value: object) -> None:
+    """A JSON value a jsonb column can hold (no NUL in keys or strings, bounded depth)."""
+    problem = json_problem(value)
+    if problem:
+        raise serializers.ValidationError(f"This value {problem}.")
+
+
+def project_name(value: str) -> None:
+    problem = name_problem(value)
+    if problem:
+        raise serializers.ValidationError(f"A project name {problem}.")
+
+
+class IdField(serializers.IntegerField):
+    """A row id: a positive bigint."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=1, max_value=BIGINT_MAX, **kwargs)
+
+
+class MillisecondsField(serializers.IntegerField):
+    """Time on task, optional: a PositiveIntegerField (32 bits, about 24 days)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=0, max_value=INTEGER_MAX, required=False, allow_null=True, default=None, **kwargs)
+
+
 # --- Projects ---------------------------------------------------------------------------------
 
 
@@ -45,7 +75,9 @@ class AttributeInputSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     min_value = serializers.IntegerField(required=False, default=0, min_value=-100, max_value=100)
     max_value = serializers.IntegerField(required=False, default=4, min_value=-100, max_value=100)
-    anchors = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+    anchors = serializers.DictField(
+        child=serializers.CharField(), required=False, default=dict, validators=[storable_json]
+    )
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -64,7 +96,8 @@ class ProjectUpdateSerializer(serializers.Serializer):
     """The settings a project may change after creation; attributes stay fixed because stored
     ratings were given on their scales."""
 
-    name = serializers.CharField(max_length=200)
+    # Not trimmed: a name with a newline is refused, not silently changed.
+    name = serializers.CharField(max_length=200, trim_whitespace=False, validators=[project_name])
     guidelines = serializers.CharField(allow_blank=True, required=False)
     protocols = serializers.ChoiceField(choices=Project.Protocols.choices, required=False)
     ranking_scale = serializers.ChoiceField(choices=Project.RankingScale.choices, required=False)
@@ -72,7 +105,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
     justification_required_above = serializers.IntegerField(min_value=0, max_value=3, required=False)
     gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     attention_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
-    claim_seconds = serializers.IntegerField(min_value=1, required=False)
+    claim_seconds = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False)
     same_rater_both_protocols = serializers.BooleanField(required=False)
 
 
@@ -83,7 +116,10 @@ class ProjectCreateSerializer(ProjectUpdateSerializer):
 
 
 class ProjectImportSerializer(serializers.Serializer):
-    project = serializers.CharField(max_length=200, help_text="Project name; created if it does not exist.")
+    project = serializers.CharField(
+        max_length=200, trim_whitespace=False, validators=[project_name],
+        help_text="Project name; created if it does not exist.",
+    )
     format = serializers.ChoiceField(choices=importers.FORMATS)
     files = serializers.ListField(
         child=serializers.FileField(), min_length=1, help_text="The format's files, in its order."
@@ -143,13 +179,13 @@ class ResponseInputSerializer(serializers.Serializer):
 
 
 class ItemCreateSerializer(serializers.Serializer):
-    project = serializers.IntegerField(min_value=1)
+    project = IdField()
     external_id = serializers.CharField(max_length=200)
     prompt = serializers.CharField()
     # DRF's serializer metaclass pops declared fields off the class, so this does not shadow
     # Serializer.context at run time; the stubs cannot see that.
     context = serializers.CharField(required=False, allow_blank=True, default="")  # type: ignore[assignment]
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = serializers.DictField(required=False, default=dict, validators=[storable_json])
     role = serializers.ChoiceField(choices=Item.Role.choices, required=False, default=Item.Role.TASK)
     responses = ResponseInputSerializer(many=True, required=False, default=list)
     pairs = serializers.ListField(
@@ -217,19 +253,19 @@ class RatingSerializer(serializers.ModelSerializer):
 
 
 class RatingCreateSerializer(serializers.Serializer):
-    response = serializers.IntegerField(min_value=1)
+    response = IdField()
     # Values pass through unconverted so the service's check (integer, inside the attribute's
     # scale) is the one that answers, naming the attribute.
     values = serializers.DictField(
-        child=RawIntegerField(), allow_empty=False, help_text='{"helpfulness": 3, ...}'
+        child=RawIntegerField(), allow_empty=False, help_text='{"helpfulness": 3, ...}', validators=[storable_json]
     )
-    rater = serializers.IntegerField(
-        min_value=1, required=False, help_text="Rater id; the caller's own human rater when omitted."
+    rater = IdField(required=False, help_text="Rater id; the caller's own human rater when omitted.")
+    time_on_task_ms = MillisecondsField()
+    probabilities = serializers.DictField(
+        child=serializers.DictField(), required=False, allow_null=True, default=None, validators=[storable_json]
     )
-    time_on_task_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
-    probabilities = serializers.DictField(child=serializers.DictField(), required=False, allow_null=True, default=None)
     expected_values = serializers.DictField(
-        child=serializers.FloatField(), required=False, allow_null=True, default=None
+        child=serializers.FloatField(), required=False, allow_null=True, default=None, validators=[storable_json]
     )
 
 
@@ -251,12 +287,12 @@ class PreferenceSerializer(serializers.ModelSerializer):
 
 
 class PreferenceCreateSerializer(serializers.Serializer):
-    pair = serializers.IntegerField(min_value=1)
+    pair = IdField()
     strength = RawIntegerField(help_text="Negative: A (stored order) better; inside the project's scale.")
     shown_order = serializers.ChoiceField(choices=ShownOrder.choices, required=False, default=ShownOrder.AB)
     justification = serializers.CharField(required=False, allow_blank=True, default="")
-    rater = serializers.IntegerField(
-        min_value=1, required=False, help_text="Rater id; the caller's own human rater when omitted."
+    rater = IdField(required=False, help_text="Rater id; the caller's own human rater when omitted.")
+    time_on_task_ms = MillisecondsField()
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(), required=False, allow_null=True, default=None, validators=[storable_json]
     )
-    time_on_task_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
-    probabilities = serializers.DictField(child=serializers.FloatField(), required=False, allow_null=True, default=None)

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.UploadLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -251,6 +252,7 @@ REST_FRAMEWORK = {
         "anon": env_str("CONCORDANCE_API_ANON_RATE", "60/minute"),
         "user": env_str("CONCORDANCE_API_USER_RATE", "1200/minute"),
     },
+    "DEFAULT_METADATA_CLASS": "config.api_metadata.OptionsMetadata",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Concordance API",
@@ -263,6 +265,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation's error answers (400/401/403/404/413/429), documented once: config/schema.py.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.schema.document_errors"],
     # Same field name, different choice sets across apps: name each enum explicitly.
     "ENUM_NAME_OVERRIDES": {
         "RaterKindEnum": "annotate.models.Rater.Kind",
@@ -308,6 +312,8 @@ CONCORDANCE = {
     "BOOTSTRAP_ROUNDS": env_int("CONCORDANCE_BOOTSTRAP_ROUNDS", 1000),
     # Finished export jobs (their files under VAR_DIR/exports/) are removed after this long.
     "EXPORT_KEEP_HOURS": env_int("CONCORDANCE_EXPORT_KEEP_HOURS", 24),
+    # Largest request body (an import's files together); larger is answered 413 (config/middleware.py).
+    "MAX_UPLOAD_MB": env_int("CONCORDANCE_MAX_UPLOAD_MB", 512),
 }
 
 # Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn

@@ -16,6 +16,9 @@ from config.docs import docs_page
 # still our static files only: the split Swagger view serves its init script as a file.
 docs_csp = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["'self'", "blob:"]})
 
+# Unmatched URLs under /api/ answer JSON like the API's own 404s (config/http_errors.py).
+handler404 = "config.http_errors.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico whatever the page links; answer with ours, not a 404.

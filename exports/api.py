@@ -70,7 +70,10 @@ class ProjectExportApi(APIView):
 
     @extend_schema(
         parameters=[InputSerializer, OpenApiParameter("format", OpenApiTypes.STR, enum=list(FORMATS))],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            (200, media): OpenApiTypes.BINARY
+            for media in ("text/csv", "application/jsonl", "application/zip", "application/vnd.apache.parquet")
+        },
         summary="Download a project export (researchers and admins)",
     )
     def get(self, request: Request, pk: int) -> FileResponse | StreamingHttpResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -197,12 +198,30 @@ def jsonl_chunks(rows: Iterable[dict], chunk_bytes: int = CHUNK_BYTES) -> Iterat
         yield b"".join(buf)
 
 
+# OWASP's CSV injection rule: a cell a spreadsheet would read as a formula gets a leading single
+# quote (https://owasp.org/www-community/attacks/CSV_Injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: object) -> object:
+    """A cell safe to open in a spreadsheet. Numbers stay numbers: a strength of -2 (an int, or
+    text that is only a number) is read as the number -2, never run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _safe_row(row: dict) -> dict:
+    return {key: csv_cell(value) for key, value in row.items()}
+
+
 def csv_chunks(rows: Iterable[dict], columns: list[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     sink = io.StringIO()
     writer = csv.DictWriter(sink, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(_safe_row(row))
         if sink.tell() >= chunk_bytes:
             yield sink.getvalue().encode()
             sink.seek(0)
@@ -216,7 +235,7 @@ def write_csv(rows: Iterable[dict], fh: IO[str], columns: list[str]) -> int:
     writer.writeheader()
     n = 0
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(_safe_row(row))
         n += 1
     return n
 

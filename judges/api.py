@@ -12,8 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate.bounds import INTEGER_MAX
 from annotate.errors import ValidationError
+from annotate.filters import Filter, choice, filter_queryset, lookup, openapi_parameters, parse_id
 from annotate.roles import authenticated, is_researcher
+from annotate.serializers import IdField, storable_json
 
 from . import selectors, services
 from .models import Judge, PromptTemplate, Run
@@ -55,7 +58,7 @@ class JudgeInput(serializers.Serializer):
     device = serializers.CharField(max_length=20, required=False)
     base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
     api_key_env = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    decoding = serializers.JSONField(required=False)
+    decoding = serializers.JSONField(required=False, validators=[storable_json])
     rationale = serializers.BooleanField(required=False)
 
 
@@ -67,6 +70,8 @@ class JudgeUpdateInput(JudgeInput):
 
 
 class JudgeListApi(APIView):
+    pagination_class = PageNumberPagination  # read by the schema: the list is a page, not an array
+
     @extend_schema(responses=JudgeOutput(many=True))
     def get(self, request: Request) -> Response:
         _researcher(request)
@@ -179,29 +184,31 @@ class RunOutput(serializers.ModelSerializer):
 
 class RunStartInput(serializers.Serializer):
     judge = serializers.PrimaryKeyRelatedField(queryset=Judge.objects.select_related("rater"))
-    project = serializers.IntegerField()
+    project = IdField()
     protocols = serializers.ListField(
         child=serializers.ChoiceField(choices=["rating", "ranking"]), default=["rating", "ranking"]
     )
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.JUDGE)
-    limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    limit = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False, allow_null=True)
     filters = serializers.JSONField(
-        required=False, default=dict,
+        required=False, default=dict, validators=[storable_json],
         help_text='Subset of the project: {"roles": ["gold"], "items": ["q1"], "models": ["m1"], '
                   '"unjudged_only": true}; empty: everything.',
     )
 
 
+RUN_FILTERS: list[Filter] = [
+    Filter("project", parse_id, lookup("project_id"), "Project id."),
+    Filter("status", choice(Run.Status.values), lookup("status"), "Run status."),
+]
+
+
 class RunListApi(APIView):
-    @extend_schema(responses=RunOutput(many=True))
+    pagination_class = PageNumberPagination  # read by the schema: the list is a page, not an array
+
+    @extend_schema(responses=RunOutput(many=True), parameters=openapi_parameters(RUN_FILTERS))
     def get(self, request: Request) -> Response:
-        runs = selectors.runs_for_user(request.user)
-        project = request.query_params.get("project")
-        if project:
-            runs = runs.filter(project_id=project)
-        status_ = request.query_params.get("status")
-        if status_:
-            runs = runs.filter(status=status_)
+        runs = filter_queryset(selectors.runs_for_user(request.user), request.query_params, RUN_FILTERS, researcher=True)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(RunOutput(page, many=True).data)

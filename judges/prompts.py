@@ -103,12 +103,17 @@ def template_problems(*, protocol: str, system: str, user: str) -> list[tuple[st
         problems.append(("user", "The user message is empty."))
     for field, text in (("system", system), ("user", user)):
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                      if name is not None]
         except ValueError as exc:
             problems.append((field, f"{exc} (write a literal brace as {{{{ or }}}})."))
             continue
-        for name in names:
-            base = name.split(".")[0].split("[")[0]
+        for name, spec, conversion in fields:
+            problem = _placeholder_problem(name, spec, conversion)
+            if problem:
+                problems.append((field, problem))
+                continue
+            base = name
             if base not in PLACEHOLDERS[protocol]:
                 known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS[protocol]))
                 problems.append((field, f"Unknown placeholder {{{name}}}; a {protocol} template knows {known}."))
@@ -117,6 +122,21 @@ def template_problems(*, protocol: str, system: str, user: str) -> list[tuple[st
         if name not in used and not any(f == "user" and "empty" in m for f, m in problems):
             problems.append(("user", f"The template never shows {{{name}}} to the judge."))
     return problems
+
+
+def _placeholder_problem(name: str, spec: str | None, conversion: str | None) -> str | None:
+    """Only plain `{name}` is a placeholder: the rest of str.format's mini-language reaches into
+    the values (`{prompt.__class__}`, `{prompt[0]}`) or can ask for any width (`{prompt:>999999999}`)."""
+    shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+    if not name or name.isdigit():
+        return f"Placeholder {shown} is positional; name the value, e.g. {{prompt}}."
+    if not name.isidentifier():
+        return f"Placeholder {shown} uses attribute or index access; write a plain name such as {{prompt}}."
+    if conversion:
+        return f"Placeholder {shown} has a conversion (!{conversion}); write a plain {{{name}}}."
+    if spec:
+        return f"Placeholder {shown} has a format spec (:{spec}); write a plain {{{name}}}."
+    return None
 
 
 # A fixed example for previews of an edited template (the judge pages).

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.api import viewer_for
+from annotate.bounds import SMALLINT_MAX
 from annotate.selectors import projects_for_user
 
 from .cache import cached_report
@@ -23,10 +24,10 @@ class ProjectReportApi(APIView):
         since = serializers.DateTimeField(required=False)
         until = serializers.DateTimeField(required=False)
         exclude_gold = serializers.BooleanField(required=False, default=False)
-        wildbench_k = serializers.IntegerField(required=False, min_value=0)
+        wildbench_k = serializers.IntegerField(required=False, min_value=0, max_value=SMALLINT_MAX)
         details = serializers.BooleanField(required=False, default=False)
         rounds = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
-        seed = serializers.IntegerField(required=False, min_value=0)
+        seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
 
     @extend_schema(
         parameters=[OpenApiParameter(name, str, required=False) for name in InputSerializer().fields.keys()],

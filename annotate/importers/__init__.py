@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ImportFileError
+from ..bounds import name_problem
+from ..errors import ImportFileError, ValidationError
 from .formats import PARSERS
 from .writer import ImportResult, write_import
 
@@ -40,6 +41,9 @@ def parse_files(*, fmt: str, paths: list[Path]):
 def import_files(*, project_name: str, fmt: str, paths: list[Path], user: Any = None) -> ImportResult:
     """Parse every file, check every value against the project's scales, then write it all in
     one transaction; raises ImportFileError (file, line, field) and writes nothing on bad input."""
+    problem = name_problem(project_name)
+    if problem:
+        raise ValidationError(f"A project name {problem}.", field="project")
     parsed = parse_files(fmt=fmt, paths=paths)
     return write_import(project_name=project_name, parsed=parsed, user=user)
 

@@ -4,16 +4,60 @@ into a ParsedImport and raises ImportFileError naming file, line and field on ba
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..bounds import EXTERNAL_ID_LENGTH, JSON_MAX_DEPTH, MODEL_LENGTH, NAME_LENGTH, json_problem, text_problem
 from ..errors import ImportFileError
 from .spec import ItemSpec, ParsedImport, PreferenceSpec, ProjectDefaults, RatingSpec, ResponseSpec, Where
 
 csv.field_size_limit(1 << 28)
+
+_BOM = b"\xef\xbb\xbf"
+_TOO_DEEP = f"JSON nests too deeply to read (more than {JSON_MAX_DEPTH} levels is never annotation data)"
+
+
+# --- Reading text: every decoding error becomes file:line ----------------------------------
+
+
+def _decode_line(raw: bytes, path: Path, number: int) -> str:
+    if number == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    if b"\x00" in raw:
+        # No UTF-8 text holds a NUL byte; an image, archive or spreadsheet does.
+        raise ImportFileError("this is a binary file, not UTF-8 text (it holds NUL bytes)", path=str(path), line=number)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"not valid UTF-8 text (byte {exc.start + 1} of the line); save the file as UTF-8",
+            path=str(path), line=number,
+        ) from None
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines (with their endings), decoded one at a time: constant memory, and a bad
+    byte is reported with its line."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            yield number, _decode_line(raw, path, number)
+
+
+def _csv_rows(path: Path, reader: Any) -> Iterator[Any]:
+    """Rows of a csv reader (or DictReader) over _text_lines, with csv's own errors (a NUL, an
+    unterminated quote, a quote inside a field) as ImportFileError at the line they stopped on."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ImportFileError(f"malformed CSV: {exc}", path=str(path), line=reader.line_num or 1) from None
+
+
+def _csv_lines(path: Path) -> Iterable[str]:
+    return (text for _, text in _text_lines(path))
 
 
 def _digest(*parts: str) -> str:
@@ -48,27 +92,44 @@ def _text(row: dict, key: str, where: Where) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=number) from exc
-            if not isinstance(row, dict):
-                raise ImportFileError("each line must be a JSON object", path=str(path), line=number)
-            yield number, row
+    for number, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=number) from exc
+        except RecursionError:
+            raise ImportFileError(_TOO_DEEP, path=str(path), line=number) from None
+        if not isinstance(row, dict):
+            raise ImportFileError("each line must be a JSON object", path=str(path), line=number)
+        yield number, row
 
 
 def _read_json_list(path: Path) -> list[dict]:
+    """A JSON file holding one list of objects (PandaLM's layout); a row's 'line' is its position."""
+    raw = path.read_bytes()
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise ImportFileError("this is a binary file, not UTF-8 text (it holds NUL bytes)", path=str(path), line=line)
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ImportFileError("not valid UTF-8 text; save the file as UTF-8", path=str(path), line=line) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFileError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc
+    except RecursionError:
+        raise ImportFileError(_TOO_DEEP, path=str(path), line=1) from None
     if not isinstance(data, list):
-        raise ImportFileError("expected a JSON list of objects", path=str(path), line=1)
+        raise ImportFileError(f"expected a JSON list of objects, got {type(data).__name__}", path=str(path), line=1)
+    for index, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise ImportFileError(f"expected an object, got {type(row).__name__}", path=str(path), line=index + 1)
     return data
 
 
@@ -80,9 +141,18 @@ def _parse_rater(text: object, where: Where, field: str) -> tuple[str, str]:
     kind, name = text.split(":", 1)
     if kind not in ("human", "judge") or not name:
         raise ImportFileError(
-            f"a rater is written 'human:NAME' or 'judge:NAME', got {text!r}", path=where.path, line=where.line, field=field
+            f"a rater is written 'human:NAME' or 'judge:NAME', got {text!r:.80}", path=where.path, line=where.line, field=field
         )
+    _check_name(name, where, field)
     return kind, name
+
+
+def _check_name(name: str, where: Where, field: str) -> None:
+    problem = text_problem(name) or (
+        f"is longer than {NAME_LENGTH} characters" if len(name) > NAME_LENGTH else None
+    )
+    if problem:
+        raise ImportFileError(f"a rater's name {problem}", path=where.path, line=where.line, field=field)
 
 
 # --- jsonl --------------------------------------------------------------------------------
@@ -107,6 +177,7 @@ def _jsonl_raters(parsed: ParsedImport, raters: object, where: Where) -> None:
         if not isinstance(rater, dict):
             raise ImportFileError("each rater must be an object", path=where.path, line=where.line, field=f"raters[{i}]")
         name = _require(rater, "name", where)
+        _check_name(name, where, f"raters[{i}].name")
         kind = rater.get("kind", "human")
         if kind not in ("human", "judge"):
             raise ImportFileError(f"kind must be 'human' or 'judge', got {kind!r}", path=where.path, line=where.line, field=f"raters[{i}].kind")
@@ -179,7 +250,13 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         shown = pref.get("shown_order", "ab")
         if shown not in ("ab", "ba"):
             raise ImportFileError(f"shown_order must be 'ab' or 'ba', got {shown!r}", path=where.path, line=where.line, field=f + ".shown_order")
-        parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), strength, where, shown, pref.get("justification") or ""))
+        justification = pref.get("justification") or ""
+        if not isinstance(justification, str) or text_problem(justification):
+            raise ImportFileError(
+                "justification must be text without NUL characters", path=where.path, line=where.line,
+                field=f + ".justification",
+            )
+        parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), strength, where, shown, justification))
 
 
 def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
@@ -210,26 +287,34 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
     """One response a row: item_id, prompt, context?, response_id, model?, text."""
     parsed = ParsedImport()
     for path in paths:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ImportFileError(f"missing column(s) {', '.join(missing)}; the header must name {', '.join(CSV_COLUMNS)} (context, model optional)", path=str(path), line=1, field=missing[0])
-            for row in reader:
-                where = Where(str(path), reader.line_num)
-                for column in CSV_COLUMNS:
-                    if not (row.get(column) or "").strip() and column != "text":
-                        raise ImportFileError("empty value", path=where.path, line=where.line, field=column)
-                item_id = row["item_id"]
-                item = parsed.items.get(item_id)
-                if item is None:
-                    item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "")
-                elif item.prompt != row["prompt"]:
-                    raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
-                rid = row["response_id"]
-                if rid in item.responses:
-                    raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
-                item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
+        reader = csv.DictReader(_csv_lines(path), strict=True)
+        try:
+            fieldnames = reader.fieldnames or []
+        except csv.Error as exc:
+            raise ImportFileError(f"malformed CSV header: {exc}", path=str(path), line=1) from None
+        missing = [c for c in CSV_COLUMNS if c not in fieldnames]
+        if missing:
+            raise ImportFileError(f"missing column(s) {', '.join(missing)}; the header must name {', '.join(CSV_COLUMNS)} (context, model optional)", path=str(path), line=1, field=missing[0])
+        for row in _csv_rows(path, reader):
+            where = Where(str(path), reader.line_num)
+            for column in CSV_COLUMNS:
+                if row.get(column) is None:
+                    raise ImportFileError("missing value: the row has fewer columns than the header", path=where.path, line=where.line, field=column)
+                if not row[column].strip() and column != "text":
+                    raise ImportFileError("empty value", path=where.path, line=where.line, field=column)
+            for column, limit in (("item_id", EXTERNAL_ID_LENGTH), ("response_id", EXTERNAL_ID_LENGTH), ("model", MODEL_LENGTH)):
+                if len(row.get(column) or "") > limit:
+                    raise ImportFileError(f"longer than {limit} characters", path=where.path, line=where.line, field=column)
+            item_id = row["item_id"]
+            item = parsed.items.get(item_id)
+            if item is None:
+                item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "")
+            elif item.prompt != row["prompt"]:
+                raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
+            rid = row["response_id"]
+            if rid in item.responses:
+                raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
+            item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
     return parsed
 
 
@@ -406,14 +491,13 @@ def parse_sparse_feedback(paths: list[Path]) -> ParsedImport:
 
 
 def _read_csv_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != width:
-                raise ImportFileError(f"expected {width} columns, got {len(row)}", path=str(path), line=reader.line_num)
-            yield reader.line_num, row
+    reader = csv.reader(_csv_lines(path), strict=True)
+    for row in _csv_rows(path, reader):
+        if not row:
+            continue
+        if len(row) != width:
+            raise ImportFileError(f"expected {width} columns, got {len(row)}", path=str(path), line=reader.line_num)
+        yield reader.line_num, row
 
 
 # --- HelpSteer2 and HelpSteer2-Preference -------------------------------------------------
@@ -474,12 +558,71 @@ def parse_helpsteer2_preference(paths: list[Path]) -> ParsedImport:
     return parsed
 
 
+# --- What the database can hold, for every format -----------------------------------------
+
+# Field names as the jsonl format spells them; csv names its columns.
+JSONL_FIELDS = {"id": "id", "prompt": "prompt", "context": "context", "metadata": "metadata",
+                "response_id": "responses[{i}].id", "text": "responses[{i}].text", "model": "responses[{i}].model"}
+CSV_FIELDS = {"id": "item_id", "prompt": "prompt", "context": "context", "metadata": "metadata",
+              "response_id": "response_id", "text": "text", "model": "model"}
+
+
+def check_bounds(parsed: ParsedImport, fields: dict[str, str] = JSONL_FIELDS) -> None:
+    """Every parsed value fits its column (annotate.bounds), or ImportFileError at its line."""
+
+    def fail(where: Where, key: str, message: str, i: int = 0) -> None:
+        raise ImportFileError(message, path=where.path, line=where.line, field=fields[key].format(i=i))
+
+    def text(value: object, where: Where, key: str, i: int = 0, limit: int | None = None) -> None:
+        if not isinstance(value, str):
+            fail(where, key, f"expected a string, got {type(value).__name__}", i)
+            return
+        problem = text_problem(value)
+        if problem:
+            fail(where, key, problem, i)
+        if limit is not None and len(value) > limit:
+            fail(where, key, f"longer than {limit} characters ({len(value)})", i)
+
+    for item in parsed.items.values():
+        w = item.where
+        text(item.external_id, w, "id", limit=EXTERNAL_ID_LENGTH)
+        text(item.prompt, w, "prompt")
+        text(item.context, w, "context")
+        if not isinstance(item.metadata, dict):
+            fail(w, "metadata", f"expected an object, got {type(item.metadata).__name__}")
+        problem = json_problem(item.metadata)
+        if problem:
+            fail(w, "metadata", problem)
+        for i, response in enumerate(item.responses.values()):
+            text(response.external_id, w, "response_id", i, EXTERNAL_ID_LENGTH)
+            text(response.text, w, "text", i)
+            text(response.model, w, "model", i, MODEL_LENGTH)
+    for preference in parsed.preferences:
+        if not isinstance(preference.justification, str) or text_problem(preference.justification):
+            raise ImportFileError("justification must be text without NUL characters",
+                                  path=preference.where.path, line=preference.where.line, field="justification")
+
+
+def _checked(parse: Callable[[list[Path]], ParsedImport], fields: dict[str, str] = JSONL_FIELDS
+             ) -> Callable[[list[Path]], ParsedImport]:
+    @functools.wraps(parse)
+    def run(paths: list[Path]) -> ParsedImport:
+        try:
+            parsed = parse(paths)
+        except RecursionError:  # a safety net: the readers catch it where they know the line
+            raise ImportFileError(_TOO_DEEP, path=str(paths[0]) if paths else "-") from None
+        check_bounds(parsed, fields)
+        return parsed
+
+    return run
+
+
 PARSERS: dict[str, Callable[[list[Path]], ParsedImport]] = {
-    "jsonl": parse_jsonl,
-    "csv": parse_csv,
-    "pandalm": parse_pandalm,
-    "autoj": parse_autoj,
-    "sparse-feedback": parse_sparse_feedback,
-    "helpsteer2": parse_helpsteer2,
-    "helpsteer2-preference": parse_helpsteer2_preference,
+    "jsonl": _checked(parse_jsonl),
+    "csv": _checked(parse_csv, CSV_FIELDS),
+    "pandalm": _checked(parse_pandalm),
+    "autoj": _checked(parse_autoj),
+    "sparse-feedback": _checked(parse_sparse_feedback),
+    "helpsteer2": _checked(parse_helpsteer2),
+    "helpsteer2-preference": _checked(parse_helpsteer2_preference),
 }
