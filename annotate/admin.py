@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Assignment, Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from .models import (
+    Assignment,
+    Attribute,
+    Item,
+    Membership,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+)
 
 
 class AttributeInline(admin.TabularInline):
@@ -18,13 +29,19 @@ class AttributeInline(admin.TabularInline):
     fields = ["position", "name", "min_value", "max_value", "description", "anchors"]
 
 
+class MembershipInline(admin.TabularInline):
+    # Members carry a per-project role (annotate.access), so they are edited as rows.
+    model = Membership
+    extra = 1
+    raw_id_fields = ["user"]
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "protocols", "ranking_scale", "overlap", "gold_rate", "attention_rate", "created_at"]
     list_filter = ["protocols", "ranking_scale"]
     search_fields = ["name"]
-    filter_horizontal = ["members"]
-    inlines = [AttributeInline]
+    inlines = [MembershipInline, AttributeInline]
 
 
 @admin.register(Attribute)

@@ -8,14 +8,12 @@ from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from . import access
 from .errors import ImportFileError
 from .importers import FORMATS, import_files
-from .roles import is_researcher
-from .selectors import projects_for_user
 
 FORMAT_HELP: dict[str, str] = {
     "jsonl": "One item per line: id, prompt, context?, responses [{id, model, text}], pairs?, ratings?, preferences?.",
@@ -30,11 +28,10 @@ FORMAT_HELP: dict[str, str] = {
 
 @login_required
 def import_page(request: HttpRequest) -> HttpResponse:
-    if not is_researcher(request.user):
-        raise PermissionDenied
+    access.require_researcher(request.user)
     context: dict[str, Any] = {
         "formats": [(f, FORMAT_HELP.get(f, "")) for f in FORMATS],
-        "projects": projects_for_user(request.user),
+        "projects": access.projects_visible(request.user, need="research"),
         "error": None,
         "result": None,
     }
@@ -45,11 +42,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
         if not name or not files:
             context["error"] = "Name a project and choose at least one file."
         else:
-            existing = projects_for_user(request.user).filter(name=name).exists()
-            from .models import Project
-
-            if not existing and Project.objects.filter(name=name).exists():
-                raise PermissionDenied  # a project of someone else's: don't write into it
+            access.project_for_import(request.user, name)  # someone else's project: 403, nothing written
             with tempfile.TemporaryDirectory() as tmp:
                 paths = []
                 for upload in files:

@@ -4,15 +4,13 @@ htmx until the job ends (status 286 stops the polling)."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from annotate import access
 from annotate.errors import ValidationError
 from annotate.models import Project, Rater
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user
 
 from .forms import ExportForm
 from .jobs import export_job_file, export_job_start, export_job_status
@@ -23,11 +21,8 @@ HTMX_STOP_POLLING = 286
 
 
 def project_for_export(request: HttpRequest, project_id: int) -> Project:
-    """Exports hold every annotation of a project: researchers and admins only."""
-    project = project_get_for_user(request.user, project_id)
-    if not is_researcher(request.user):
-        raise PermissionDenied
-    return project
+    """Exports hold every annotation of a project: its researchers (archived projects too)."""
+    return access.project_for(request.user, project_id, need="research", archived=True)
 
 
 def _judges(project: Project) -> list[str]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from annotate import access
 from annotate.models import Project
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user
 
 from . import charts
 from .cache import cached_report
@@ -29,11 +27,9 @@ VERDICTS = ["A", "tie", "B"]
 
 
 def project_for_reports(request: HttpRequest, project_id: int) -> Project:
-    """Reports show every rater's annotations and the judge audit: researchers and admins."""
-    project = project_get_for_user(request.user, project_id)
-    if not is_researcher(request.user):
-        raise PermissionDenied
-    return project
+    """Reports show every rater's annotations and the judge audit: the project's researchers
+    (archived projects keep their reports)."""
+    return access.project_for(request.user, project_id, need="research", archived=True)
 
 
 @login_required
