@@ -275,6 +275,7 @@ class RunListApi(APIView):
 
     @extend_schema(request=RunStartInput, responses={201: RunOutput})
     def post(self, request: Request) -> Response:
+        access.require_researcher(request.user)  # before the body is read: no hints for annotators
         data = RunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
