@@ -174,6 +174,15 @@ def _judge_page(
 
 @login_required
 @require_POST
+def judge_archive(request: HttpRequest, judge_id: int) -> HttpResponse:
+    """Archive, never delete: the judge's runs, judgments and annotations are research data."""
+    judge = services.judge_archive(judge=access.judge_for(request.user, judge_id, need="edit"))
+    messages.success(request, f"Judge {judge.rater.name} archived; its runs and judgments stay in the reports.")
+    return redirect("judges:judges")
+
+
+@login_required
+@require_POST
 def judge_template(request: HttpRequest, judge_id: int) -> HttpResponse:
     """Save an edited template as a new version (the judge uses it from its next judgment on)."""
     judge = access.judge_for(request.user, judge_id, need="edit")

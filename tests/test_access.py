@@ -264,3 +264,35 @@ def test_annotators_get_a_403_page_in_the_layout_and_no_api_link(two_labs):
     assert 'class="topbar"' in body and "researchers" in body and 'href="/"' in body
     client.force_login(two_labs["rx"])
     assert b'href="/api/docs/"' in client.get("/").content
+
+
+def test_the_judge_page_offers_changes_only_to_who_may_make_them(two_labs):
+    judge = _judge_of_rx(two_labs)
+    judge.shared_with.add(two_labs["y"])
+    client = APIClient()
+    client.force_login(two_labs["ry"])
+    page = client.get(reverse("judges:judge", args=[judge.pk])).content.decode()
+    assert "rx's judge" in page and "Save settings" not in page and "Archive this judge" not in page
+    assert client.post(reverse("judges:judge-archive", args=[judge.pk])).status_code == 403
+    client.force_login(two_labs["rx"])
+    page = client.get(reverse("judges:judge", args=[judge.pk])).content.decode()
+    assert "Save settings" in page and "Archive this judge" in page
+    assert client.post(reverse("judges:judge-archive", args=[judge.pk])).status_code == 302
+    judge.refresh_from_db()
+    assert judge.archived_at is not None and Judgment.objects.filter(run__judge=judge).count() == 1
+    listed = client.get(reverse("judges:judges")).content.decode()
+    assert reverse("judges:judge", args=[judge.pk]) not in listed
+
+
+def test_the_run_form_offers_only_judges_usable_on_the_project(two_labs):
+    mine = _judge_of_rx(two_labs)
+    theirs = api(two_labs["ry"]).post("/api/judges/", {"name": "ry-judge", "model_ref": "m"}, format="json")
+    client = APIClient()
+    client.force_login(two_labs["rx"])
+    page = client.get(reverse("judges:runs", args=[two_labs["x"].pk])).content.decode()
+    assert "rx-judge" in page and "ry-judge" not in page
+    refused = client.post(reverse("judges:runs", args=[two_labs["x"].pk]),
+                          {"judge": theirs.json()["id"], "kind": "judge", "protocols": ["rating"]})
+    assert refused.status_code == 422 or "Select a valid choice" in refused.content.decode()
+    assert not Run.objects.filter(judge_id=theirs.json()["id"]).exists()
+    assert Run.objects.filter(judge=mine).count() == 1

@@ -74,6 +74,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
+    "judges:judge-archive": {"post": PAGE_JUDGE},
     "judges:template-preview": {"post": PAGE_JUDGE},
     "judges:runs": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:run": {"get": PAGE_RESEARCH_P},
