@@ -211,8 +211,10 @@ def project_for_import(user: AnyUser, name: str) -> Project | None:
     project = Project.objects.filter(name=name).first()
     if project is None:
         return None
-    if not projects_visible(user, need="research").filter(pk=project.pk).exists():
+    if not projects_visible(user, need="research", archived=True).filter(pk=project.pk).exists():
         raise PermissionDenied("A project of this name exists and you are not one of its researchers.")
+    if project.archived_at is not None:
+        raise PermissionDenied(ARCHIVED)
     return project
 
 
