@@ -31,6 +31,7 @@ from .models import (
     Attribute,
     AuditEvent,
     Item,
+    Membership,
     Pair,
     Preference,
     Project,
@@ -114,13 +115,19 @@ class AttributeInline(admin.TabularInline):
     fields = ["position", "name", "min_value", "max_value", "description", "anchors"]
 
 
+class MembershipInline(admin.TabularInline):
+    # Members carry a per-project role (annotate.access), so they are edited as rows.
+    model = Membership
+    extra = 1
+    raw_id_fields = ["user"]
+
+
 @admin.register(Project)
 class ProjectAdmin(AuditedAdmin):
     list_display = ["name", "protocols", "ranking_scale", "overlap", "gold_rate", "attention_rate", "created_at"]
     list_filter = ["protocols", "ranking_scale"]
     search_fields = ["name"]
-    filter_horizontal = ["members"]
-    inlines = [AttributeInline]
+    inlines = [MembershipInline, AttributeInline]
 
     def audit_state(self, obj: Any) -> dict[str, Any]:
         # The attributes are part of a project's settings; members are recorded on their own

@@ -1,9 +1,10 @@
 """REST API for projects, items, responses, pairs, raters, ratings, preferences and import.
 
-Every view asks `viewer_for` who is calling: that is the one permission check (role, then the
-projects the role can see). Annotators read their own projects, rater and annotations; they never
-receive a response's `model` (which would un-blind them) and submit annotations through the task
-queue, not here. Researchers and admins see everything in their projects.
+Every view asks `viewer_for` who is calling, and annotate.access (the one permission module)
+what they may see: annotators read their own projects, rater and annotations; they never receive
+a response's `model` (which would un-blind them) and submit annotations through the task queue,
+not here. Researchers see everything in the projects they research. Nobody writes an annotation
+in another rater's name.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
@@ -27,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from . import importers
+from . import access, importers
 from . import serializers as s
 from .errors import ImportFileError
 from .errors import ValidationError as ServiceValidationError
@@ -44,6 +46,7 @@ from .filters import (
 )
 from .models import (
     Item,
+    Membership,
     Pair,
     Preference,
     Project,
@@ -52,20 +55,16 @@ from .models import (
     Response,
     ShownOrder,
 )
-from .roles import Role, authenticated, user_role
-from .selectors import project_get_for_user, projects_for_user
+from .roles import Role, authenticated
 from .services import (
     item_create,
     preference_submit,
     project_create,
     project_update,
-    rater_for_user,
     ratings_submit,
 )
 
 # --- Who is calling ---------------------------------------------------------------------------
-
-_RANK: dict[Role, int] = {"annotator": 0, "researcher": 1, "admin": 2}
 
 
 @dataclass(frozen=True)
@@ -75,24 +74,26 @@ class Viewer:
 
     @property
     def is_researcher(self) -> bool:
-        return _RANK[self.role] >= _RANK["researcher"]
+        return access.RANK[self.role] >= access.RANK["researcher"]
 
     def projects(self) -> QuerySet[Project]:
-        return projects_for_user(self.user)
+        """The live projects the caller is a member of (what they may list)."""
+        return access.projects_visible(self.user)
+
+    def research_projects(self) -> QuerySet[Project]:
+        """The projects whose data the caller may read (archived ones included: their history)."""
+        return access.projects_visible(self.user, need="research", archived=True)
 
 
 def viewer_for(request: Request, *, minimum: Role = "annotator") -> Viewer:
-    """The caller and their role; 401 without credentials, 403 without a role or below minimum."""
+    """The caller and their global role; 401 without credentials, 403 without a role or below minimum."""
     cached = getattr(request, "_concordance_viewer", None)
     if cached is None:
         if not request.user or not request.user.is_authenticated:
             raise NotAuthenticated
-        role = user_role(request.user)
-        if role is None:
-            raise PermissionDenied("You have no role in Concordance yet; ask an admin for one.")
-        cached = Viewer(user=request.user, role=role)
+        cached = Viewer(user=request.user, role=access.require_role(request.user))
         request._concordance_viewer = cached  # type: ignore[attr-defined]
-    if _RANK[cached.role] < _RANK[minimum]:
+    if access.RANK[cached.role] < access.RANK[minimum]:
         raise PermissionDenied(
             "Researchers and admins only."
             if request.method in SAFE_METHODS
@@ -157,37 +158,16 @@ def _schema_responses(ok: Any, code: int = 200) -> dict:
     }
 
 
-# --- Scopes: what each role may see -----------------------------------------------------------
-
-
-def raters_for(viewer: Viewer) -> QuerySet[Rater]:
-    """Admins: all raters. Annotators: their own. Researchers: judges, plus humans who are members
-    of or annotated in their projects (Exists keeps this one row per rater on large tables)."""
-    if viewer.role == "admin":
-        return Rater.objects.all()
-    if not viewer.is_researcher:
-        return Rater.objects.filter(user=viewer.user)
-    projects = viewer.projects()
-    return Rater.objects.filter(
-        Q(kind=Rater.Kind.JUDGE)
-        | Q(user__isnull=False, user__in=Project.members.through.objects.filter(project__in=projects).values("user"))
-        | Q(Exists(Rating.objects.filter(rater=OuterRef("pk"), response__item__project__in=projects)))
-        | Q(Exists(Preference.objects.filter(rater=OuterRef("pk"), pair__item__project__in=projects)))
-    )
+# --- Scopes: what each role may see (annotate.access decides) --------------------------------
 
 
 def _rater_in_project(project_id: int) -> Q:
     return (
-        Q(user__in=Project.members.through.objects.filter(project_id=project_id).values("user"))
+        Q(project_id=project_id)
+        | Q(user__in=Membership.objects.filter(project_id=project_id).values("user"))
         | Q(Exists(Rating.objects.filter(rater=OuterRef("pk"), response__item__project_id=project_id)))
         | Q(Exists(Preference.objects.filter(rater=OuterRef("pk"), pair__item__project_id=project_id)))
     )
-
-
-def _rater_for_write(viewer: Viewer, rater_id: int | None) -> Rater | None:
-    if rater_id is None:
-        return rater_for_user(user=viewer.user)
-    return raters_for(viewer).filter(pk=rater_id).first()
 
 
 # --- Writes the services module does not have yet ---------------------------------------------
@@ -235,7 +215,8 @@ class ProjectListApi(BaseApi):
 class ProjectDetailApi(BaseApi):
     @extend_schema(operation_id="projects_retrieve", responses=_schema_responses(s.ProjectSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
-        return ApiResponse(s.ProjectSerializer(project_get_for_user(request.user, pk)).data)
+        project = access.project_for(request.user, pk, need="annotate", archived=True)
+        return ApiResponse(s.ProjectSerializer(project).data)
 
     @extend_schema(
         operation_id="projects_update",
@@ -253,8 +234,22 @@ class ProjectDetailApi(BaseApi):
     def patch(self, request: Request, pk: int) -> ApiResponse:
         return self._update(request, pk, partial=True)
 
+    @extend_schema(
+        operation_id="projects_archive",
+        responses={204: None, 401: OpenApiResponse(description="No credentials."),
+                   403: OpenApiResponse(description="Not a researcher of this project.")},
+        description="Archives the project: it leaves lists and queues; its annotations, reports and "
+        "exports stay. Nothing annotated is deleted through the API.",
+    )
+    def delete(self, request: Request, pk: int) -> ApiResponse:
+        project = access.project_for(request.user, pk, need="research", archived=True)
+        if project.archived_at is None:
+            project.archived_at = timezone.now()
+            project.save(update_fields=["archived_at"])
+        return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+
     def _update(self, request: Request, pk: int, *, partial: bool) -> ApiResponse:
-        project = project_get_for_user(request.user, pk)
+        project = access.project_for(request.user, pk, need="research")
         data = s.ProjectUpdateSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         name = data.validated_data.get("name")
@@ -281,8 +276,7 @@ class ProjectImportApi(BaseApi):
         data.is_valid(raise_exception=True)
         name: str = data.validated_data["project"]
         # Importing into an existing project writes to it: only its members (or admins) may.
-        if Project.objects.filter(name=name).exists() and not self.viewer.projects().filter(name=name).exists():
-            raise PermissionDenied("You are not a member of that project.")
+        access.project_for_import(request.user, name)
         try:
             result = importers.import_uploads(
                 project_name=name, fmt=data.validated_data["format"], files=data.validated_data["files"],
@@ -329,7 +323,7 @@ class ItemListApi(BaseApi):
         responses=_schema_responses(s.ItemSerializer(many=True)),
     )
     def get(self, request: Request) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.projects()).prefetch_related("responses")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses")
         if request.query_params.get("model"):
             items = items.distinct()  # a join through responses repeats an item per matching response
         return self.list_response(items, s.ItemSerializer)
@@ -343,7 +337,7 @@ class ItemListApi(BaseApi):
         data = s.ItemCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        project = self.viewer.projects().filter(pk=fields.pop("project")).first()
+        project = access.projects_visible(request.user, need="research").filter(pk=fields.pop("project")).first()
         if project is None:
             return field_error("project", "No such project among yours.")
         if Item.objects.filter(project=project, external_id=fields["external_id"]).exists():
@@ -368,7 +362,7 @@ class DetailApi(BaseApi):
 class ItemDetailApi(DetailApi):
     @extend_schema(operation_id="items_retrieve", responses=_schema_responses(s.ItemSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.projects()).prefetch_related("responses")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses")
         return ApiResponse(s.ItemSerializer(self.visible(items, pk)).data)
 
 
@@ -392,14 +386,14 @@ class ResponseListApi(BaseApi):
     )
     def get(self, request: Request) -> ApiResponse:
         return self.list_response(
-            Response.objects.filter(item__project__in=self.viewer.projects()), s.ResponseSerializer
+            Response.objects.filter(item__project__in=self.viewer.research_projects()), s.ResponseSerializer
         )
 
 
 class ResponseDetailApi(DetailApi):
     @extend_schema(operation_id="responses_retrieve", responses=_schema_responses(s.ResponseSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
-        response = self.visible(Response.objects.filter(item__project__in=self.viewer.projects()), pk)
+        response = self.visible(Response.objects.filter(item__project__in=self.viewer.research_projects()), pk)
         return ApiResponse(s.ResponseSerializer(response).data)
 
 
@@ -428,7 +422,7 @@ class PairListApi(BaseApi):
         responses=_schema_responses(s.PairSerializer(many=True)),
     )
     def get(self, request: Request) -> ApiResponse:
-        pairs = Pair.objects.filter(item__project__in=self.viewer.projects()).select_related(
+        pairs = Pair.objects.filter(item__project__in=self.viewer.research_projects()).select_related(
             "response_a", "response_b"
         )
         return self.list_response(pairs, s.PairSerializer)
@@ -438,7 +432,9 @@ class PairDetailApi(DetailApi):
     @extend_schema(operation_id="pairs_retrieve", responses=_schema_responses(s.PairSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
         pair = self.visible(
-            Pair.objects.filter(item__project__in=self.viewer.projects()).select_related("response_a", "response_b"),
+            Pair.objects.filter(item__project__in=self.viewer.research_projects()).select_related(
+                "response_a", "response_b"
+            ),
             pk,
         )
         return ApiResponse(s.PairSerializer(pair).data)
@@ -474,7 +470,7 @@ class RaterListApi(BaseApi):
     )
     def get(self, request: Request) -> ApiResponse:
         serializer = s.RaterSerializer if self.viewer.is_researcher else s.AnnotatorRaterSerializer
-        return self.list_response(raters_for(self.viewer).select_related("user"), serializer)
+        return self.list_response(access.raters_visible(request.user).select_related("user"), serializer)
 
 
 class RaterDetailApi(DetailApi):
@@ -486,7 +482,7 @@ class RaterDetailApi(DetailApi):
         description="Annotators may read only their own rater, without `model`.",
     )
     def get(self, request: Request, pk: int) -> ApiResponse:
-        rater = self.visible(raters_for(self.viewer).select_related("user"), pk)
+        rater = self.visible(access.raters_visible(request.user).select_related("user"), pk)
         serializer = s.RaterSerializer if self.viewer.is_researcher else s.AnnotatorRaterSerializer
         return ApiResponse(serializer(rater).data)
 
@@ -507,9 +503,11 @@ RATING_FILTERS: list[Filter] = [
 
 
 def ratings_for(viewer: Viewer) -> QuerySet[Rating]:
-    ratings = Rating.objects.filter(response__item__project__in=viewer.projects())
+    own = Q(rater__user=viewer.user, response__item__project__in=viewer.projects())
     if not viewer.is_researcher:
-        ratings = ratings.filter(rater__user=viewer.user)
+        ratings = Rating.objects.filter(own)
+    else:
+        ratings = Rating.objects.filter(own | Q(response__item__project__in=viewer.research_projects()))
     return ratings.select_related("rater", "attribute", "response")
 
 
@@ -542,9 +540,7 @@ class RatingListApi(BaseApi):
         )
         if response is None:
             return field_error("response", "No such response in your projects.")
-        rater = _rater_for_write(self.viewer, fields.pop("rater", None))
-        if rater is None:
-            return field_error("rater", "No such rater.")
+        rater = access.rater_for_write(request.user, fields.pop("rater", None))
         try:
             ratings = ratings_submit(rater=rater, response=response, **fields)
         except ServiceValidationError as exc:
@@ -572,9 +568,11 @@ PREFERENCE_FILTERS: list[Filter] = [
 
 
 def preferences_for(viewer: Viewer) -> QuerySet[Preference]:
-    preferences = Preference.objects.filter(pair__item__project__in=viewer.projects())
+    own = Q(rater__user=viewer.user, pair__item__project__in=viewer.projects())
     if not viewer.is_researcher:
-        preferences = preferences.filter(rater__user=viewer.user)
+        preferences = Preference.objects.filter(own)
+    else:
+        preferences = Preference.objects.filter(own | Q(pair__item__project__in=viewer.research_projects()))
     return preferences.select_related("rater", "pair")
 
 
@@ -611,9 +609,7 @@ class PreferenceListApi(BaseApi):
         )
         if pair is None:
             return field_error("pair", "No such pair in your projects.")
-        rater = _rater_for_write(self.viewer, fields.pop("rater", None))
-        if rater is None:
-            return field_error("rater", "No such rater.")
+        rater = access.rater_for_write(request.user, fields.pop("rater", None))
         try:
             preference, created = preference_submit(rater=rater, pair=pair, **fields)
         except ServiceValidationError as exc:

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from .access import project_for, require_role
 from .bounds import INTEGER_MAX, SMALLINT_MAX, SMALLINT_MIN
 from .errors import ValidationError
 from .models import Assignment, Project
@@ -29,7 +30,6 @@ from .queue import (
     progress_for,
 )
 from .roles import authenticated
-from .selectors import project_get_for_user
 from .services import rater_for_user
 
 _CONFLICT = OpenApiResponse(
@@ -85,7 +85,7 @@ class QueueNextApi(APIView):
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim or resume the next task")
     def post(self, request: Request, project_id: int) -> ApiResponse:
-        project = project_get_for_user(request.user, project_id)
+        project = project_for(request.user, project_id, need="annotate")
         rater = rater_for_user(user=authenticated(request.user))
         assignment = assignment_claim_next(project=project, rater=rater)
         body: dict = {"task": task_payload(assignment, project) if assignment else None}
@@ -111,6 +111,7 @@ class QueueSubmitApi(APIView):
                    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 409: _CONFLICT},
                    summary="Submit a rating or ranking for a claimed task (idempotent per view_key)")
     def post(self, request: Request) -> ApiResponse:
+        require_role(request.user)
         serializer = self.QueueSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -144,6 +145,7 @@ class QueueSkipApi(APIView):
 
     @extend_schema(request=QueueSkipInputSerializer, responses={200: OpenApiTypes.OBJECT, 409: _CONFLICT}, summary="Skip a claimed task with a reason")
     def post(self, request: Request) -> ApiResponse:
+        require_role(request.user)
         serializer = self.QueueSkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -159,7 +161,7 @@ class QueueUndoApi(APIView):
 
     @extend_schema(request=QueueUndoInputSerializer, responses={200: OpenApiTypes.OBJECT, 409: _CONFLICT}, summary="Undo the newest submission")
     def post(self, request: Request, project_id: int) -> ApiResponse:
-        project = project_get_for_user(request.user, project_id)
+        project = project_for(request.user, project_id, need="annotate")
         serializer = self.QueueUndoInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

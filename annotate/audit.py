@@ -21,12 +21,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models.signals import m2m_changed
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from .models import AuditEvent, Project
+from .models import AuditEvent, Membership, Project
 
 _request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
 
@@ -136,3 +136,27 @@ def _members_changed(
         after = _member_names(project)
         before = sorted(set(after) - changed) if action == "post_add" else sorted(set(after) | changed)
         audit_record(action="project.members", obj=project, before={"members": before}, after={"members": after})
+
+
+def _membership_state(membership: Membership) -> dict[str, str]:
+    return {"user": membership.user.get_username(), "role": membership.role or "global"}
+
+
+# Membership rows saved one by one (the admin's inline, a role change) send no m2m_changed;
+# `project.members.add()` bulk-creates its rows and sends only m2m_changed, so nothing is
+# recorded twice.
+@receiver(pre_save, sender=Membership, dispatch_uid="audit_membership_before")
+def _membership_before(sender: type, instance: Membership, **kwargs: object) -> None:
+    stored = Membership.objects.filter(pk=instance.pk).select_related("user").first() if instance.pk else None
+    instance._audit_before = _membership_state(stored) if stored is not None else None  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=Membership, dispatch_uid="audit_membership_saved")
+def _membership_saved(sender: type, instance: Membership, **kwargs: object) -> None:
+    audit_record(action="project.membership", obj=instance.project,
+                 before=getattr(instance, "_audit_before", None), after=_membership_state(instance))
+
+
+@receiver(post_delete, sender=Membership, dispatch_uid="audit_membership_deleted")
+def _membership_deleted(sender: type, instance: Membership, **kwargs: object) -> None:
+    audit_record(action="project.membership", obj=instance.project, before=_membership_state(instance), after=None)

@@ -85,8 +85,10 @@ class Project(models.Model):
         help_text="The annotator who rates an item's responses also ranks its pair.",
     )
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="projects"
+        settings.AUTH_USER_MODEL, blank=True, related_name="projects", through="Membership"
     )
+    # Archived, not deleted: its annotations stay for reports and exports (annotate.access).
+    archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +118,30 @@ class Project(models.Model):
     @property
     def strength_bounds(self) -> tuple[int, int]:
         return (-1, 1) if self.ranking_scale == self.RankingScale.TERNARY else (-3, 3)
+
+
+class Membership(models.Model):
+    """A user's role in one project. `project.members.add(user)` makes a membership whose role
+    is blank: the user's global role, whatever it later becomes. The global role is the ceiling
+    (a global annotator is never more than an annotator anywhere); annotate.access decides."""
+
+    class Role(models.TextChoices):
+        GLOBAL = "", "As the user's global role"
+        ANNOTATOR = "annotator", "Annotator"
+        REVIEWER = "reviewer", "Reviewer"
+        RESEARCHER = "researcher", "Researcher"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, blank=True, default=Role.GLOBAL)
+
+    class Meta:
+        # The table Django made for the plain many-to-many, kept: no copy of the rows.
+        db_table = "annotate_project_members"
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.project_id} ({self.role or 'global role'})"
 
 
 class Attribute(models.Model):
@@ -234,12 +260,26 @@ class Rater(models.Model):
     )
     # For a judge: the response model it *is*, so its own responses can be found (self-preference).
     model = models.CharField(max_length=200, blank=True)
+    # Set for a rater an import created: it exists only inside that project, so an imported
+    # "human:alice" is never the user alice, nor another project's "human:alice" or a real judge.
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="imported_raters"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["kind", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "name"], name="rater_unique_kind_name"),
+            models.UniqueConstraint(
+                fields=["kind", "name"], condition=Q(project__isnull=True), name="rater_unique_kind_name"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "kind", "name"], condition=Q(project__isnull=False),
+                name="rater_unique_in_project",
+            ),
+            models.CheckConstraint(
+                condition=Q(project__isnull=True) | Q(user__isnull=True), name="rater_imported_has_no_user"
+            ),
             models.CheckConstraint(
                 condition=Q(user__isnull=True) | Q(kind="human"), name="rater_user_only_for_humans"
             ),
@@ -259,7 +299,8 @@ class ShownOrder(models.TextChoices):
 
 
 class Rating(models.Model):
-    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="ratings")
+    # PROTECT: deleting a rater never takes its annotations with it (they are the research data).
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="ratings")
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="ratings")
     attribute = models.ForeignKey(Attribute, on_delete=models.CASCADE, related_name="ratings")
     value = models.SmallIntegerField()
@@ -288,7 +329,8 @@ class Rating(models.Model):
 
 
 class Preference(models.Model):
-    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="preferences")
+    # PROTECT: deleting a rater never takes its annotations with it (they are the research data).
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="preferences")
     # Copied from the rater so the database can hold humans and judges to different uniqueness.
     rater_kind = models.CharField(max_length=5, choices=Rater.Kind.choices)
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="preferences")

@@ -1,4 +1,5 @@
-"""Roles are Django groups; a superuser counts as admin."""
+"""Global roles are Django groups; a superuser counts as admin. What a role may do is decided in
+annotate.access, the one place; this module only stores the groups."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Literal, cast
 
 from django.contrib.auth.models import AnonymousUser, Group, User
 
-Role = Literal["annotator", "researcher", "admin"]
-ROLES: tuple[Role, ...] = ("annotator", "researcher", "admin")
+Role = Literal["annotator", "reviewer", "researcher", "admin"]
+ROLES: tuple[Role, ...] = ("annotator", "reviewer", "researcher", "admin")
 
 
 def ensure_role_groups() -> None:
@@ -22,28 +23,8 @@ def authenticated(user: User | AnonymousUser) -> User:
     return cast(User, user)
 
 
-def user_role(user: User | AnonymousUser) -> Role | None:
-    """The strongest role the user holds, or None."""
-    if not user.is_authenticated:
-        return None
-    if user.is_superuser:
-        return "admin"
-    names = set(user.groups.values_list("name", flat=True))
-    strongest_first: tuple[Role, ...] = ("admin", "researcher", "annotator")
-    for role in strongest_first:
-        if role in names:
-            return role
-    return None
-
-
-def is_researcher(user: User | AnonymousUser) -> bool:
-    return user_role(user) in ("researcher", "admin")
-
-
-def is_admin(user: User | AnonymousUser) -> bool:
-    return user_role(user) == "admin"
-
-
 def user_set_role(*, user: User, role: Role) -> None:
     ensure_role_groups()
     user.groups.set([Group.objects.get(name=role)])
+    if hasattr(user, "_concordance_role"):
+        delattr(user, "_concordance_role")  # annotate.access caches the role on the user

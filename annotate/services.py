@@ -79,18 +79,19 @@ def rater_for_user(*, user: User) -> Rater:
     rater = Rater.objects.filter(user=user).first()
     if rater is not None:
         return rater
-    rater, _ = Rater.objects.get_or_create(
-        kind=Rater.Kind.HUMAN, name=user.get_username(), defaults={"user": user}
-    )
-    if rater.user_id is None:
-        rater.user = user
-        rater.save(update_fields=["user"])
+    # Never adopt an existing rater of the same name (an imported "human:alice" is not the user
+    # alice): a name already taken gets the user id beside it.
+    name = user.get_username()
+    if Rater.objects.filter(kind=Rater.Kind.HUMAN, name=name, project__isnull=True).exists():
+        name = f"{name} (user {user.pk})"
+    rater, _ = Rater.objects.get_or_create(user=user, defaults={"kind": Rater.Kind.HUMAN, "name": name})
     return rater
 
 
 def judge_rater_get_or_create(*, name: str, model: str = "") -> Rater:
+    # project=None: a real judge is never an imported rater of the same name.
     rater, created = Rater.objects.get_or_create(
-        kind=Rater.Kind.JUDGE, name=name, defaults={"model": model}
+        kind=Rater.Kind.JUDGE, name=name, project=None, defaults={"model": model}
     )
     if not created and model and rater.model != model:
         rater.model = model

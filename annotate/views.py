@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import dashboard
+from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
@@ -35,8 +35,7 @@ from .queue import (
     open_claims_elsewhere,
     progress_for,
 )
-from .roles import authenticated, is_researcher, user_role
-from .selectors import project_get_for_user, projects_for_user
+from .roles import authenticated
 from .services import rater_for_user
 
 # Display labels for the strength the annotator gives about what they see: A is the left
@@ -77,9 +76,10 @@ def _url_or_none(name: str, *args: object) -> str | None:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    researcher = is_researcher(request.user)
+    researcher = can_research(request.user)
     rows = []
-    for project in projects_for_user(request.user).order_by("name"):
+    for project, role in projects_with_roles(request.user):
+        researcher = role in ("researcher", "admin")
         rows.append(
             {
                 "project": project,
@@ -91,7 +91,8 @@ def home(request: HttpRequest) -> HttpResponse:
             }
         )
     return render(
-        request, "annotate/home.html", {"rows": rows, "role": user_role(request.user), "researcher": researcher}
+        request, "annotate/home.html",
+        {"rows": rows, "role": global_role(request.user), "researcher": can_research(request.user)},
     )
 
 
@@ -199,7 +200,7 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 
 
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
-    project = project_get_for_user(request.user, project_id)
+    project = project_for(request.user, project_id, need="annotate")
     return project, rater_for_user(user=authenticated(request.user))
 
 
@@ -330,10 +331,8 @@ def undo(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _researcher_project(request: HttpRequest, project_id: int) -> Project:
-    project = project_get_for_user(request.user, project_id)
-    if not is_researcher(request.user):
-        raise PermissionDenied
-    return project
+    # The dashboard and pair pages show every rater's labels: the project's researchers only.
+    return project_for(request.user, project_id, need="research", archived=True)
 
 
 @login_required
@@ -349,7 +348,7 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
         request,
         "annotate/dashboard.html",
         {
-            "project": project, "can_research": is_researcher(request.user),
+            "project": project, "can_research": can_research_in(request.user, project),
             "protocols": dashboard.protocol_progress(project=project),
             "annotators": dashboard.annotator_rows(project=project),
             "days": dashboard.annotations_per_day(project=project),
@@ -367,7 +366,7 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
         request,
         "annotate/pair.html",
         {
-            "project": project, "pair": pair, "item": pair.item, "can_research": is_researcher(request.user),
+            "project": project, "pair": pair, "item": pair.item, "can_research": can_research_in(request.user, pair.item.project),
             "prompt_html": render_markdown(pair.item.prompt),
             "context_html": render_markdown(pair.item.context) if pair.item.context else "",
             "a_html": render_markdown(pair.response_a.text),

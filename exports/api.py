@@ -16,17 +16,15 @@ from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from annotate import access
 from annotate.errors import ValidationError
 from annotate.models import Project
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user
 
 from .filenames import export_stem
 from .formats import DPO_SOURCES
@@ -77,9 +75,8 @@ class ProjectExportApi(APIView):
         summary="Download a project export (researchers and admins)",
     )
     def get(self, request: Request, pk: int) -> FileResponse | StreamingHttpResponse:
-        project = project_get_for_user(request.user, pk)
-        if not is_researcher(request.user):
-            raise PermissionDenied("Exports are for researchers and admins.")
+        # Exports hold every annotation of a project: its researchers (archived projects too).
+        project = access.project_for(request.user, pk, need="research", archived=True)
         data_in = self.InputSerializer(data=request.query_params)
         data_in.is_valid(raise_exception=True)
         data = data_in.validated_data

@@ -4,15 +4,13 @@ htmx until the job ends (status 286 stops the polling)."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from annotate import access
 from annotate.errors import ValidationError
 from annotate.models import Project, Rater
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user
 
 from .forms import ExportForm
 from .jobs import export_job_file, export_job_start, export_job_status
@@ -23,11 +21,8 @@ HTMX_STOP_POLLING = 286
 
 
 def project_for_export(request: HttpRequest, project_id: int) -> Project:
-    """Exports hold every annotation of a project: researchers and admins only."""
-    project = project_get_for_user(request.user, project_id)
-    if not is_researcher(request.user):
-        raise PermissionDenied
-    return project
+    """Exports hold every annotation of a project: its researchers (archived projects too)."""
+    return access.project_for(request.user, project_id, need="research", archived=True)
 
 
 def _judges(project: Project) -> list[str]:
@@ -52,7 +47,7 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
                 return _job_partial(request, project, job_id)
             return redirect("exports:job", project_id=project.pk, job_id=job_id)
     context = {"project": project, "form": form, "items": item_count(project, ExportFilters()),
-               "can_research": is_researcher(request.user)}
+               "can_research": access.can_research_in(request.user, project)}
     return render(request, "exports/project.html", context)
 
 
@@ -81,7 +76,7 @@ def job(request: HttpRequest, project_id: int, job_id: str) -> HttpResponse:
         return _job_partial(request, project, job_id)
     status = _job_or_404(project, job_id)
     return render(request, "exports/job.html",
-                  {"project": project, "job": status, "can_research": is_researcher(request.user)})
+                  {"project": project, "job": status, "can_research": access.can_research_in(request.user, project)})
 
 
 @login_required

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.db import transaction
+from django.db.models import Avg, Count, Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import access
 from annotate.bounds import INTEGER_MAX
 from annotate.errors import ValidationError
 from annotate.filters import Filter, choice, filter_queryset, lookup, openapi_parameters, parse_id
-from annotate.roles import authenticated, is_researcher
+from annotate.models import Project
+from annotate.roles import authenticated
 from annotate.serializers import IdField, storable_json
 
 from . import selectors, services
 from .models import Judge, PromptTemplate, Run
-
-
-def _researcher(request: Request) -> None:
-    if not is_researcher(request.user):
-        raise PermissionDenied("Judges and runs are for researchers and admins.")
 
 
 def _invalid(exc: ValidationError) -> DRFValidationError:
@@ -33,6 +30,10 @@ def _invalid(exc: ValidationError) -> DRFValidationError:
 
 class JudgeOutput(serializers.ModelSerializer):
     name = serializers.CharField(source="rater.name")
+    owner: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    shared_with: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     response_model = serializers.CharField(source="rater.model")
     rater = serializers.IntegerField(source="rater_id")
     rating_template: serializers.StringRelatedField = serializers.StringRelatedField()
@@ -43,7 +44,7 @@ class JudgeOutput(serializers.ModelSerializer):
         fields = [
             "id", "rater", "name", "response_model", "backend", "model_ref", "gguf_file", "revision", "dtype",
             "device", "base_url", "api_key_env", "decoding", "rationale", "rating_template", "ranking_template",
-            "created_at",
+            "owner", "shared_with", "shared_with_owner_projects", "created_at",
         ]
 
 
@@ -60,6 +61,42 @@ class JudgeInput(serializers.Serializer):
     api_key_env = serializers.CharField(max_length=100, required=False, allow_blank=True)
     decoding = serializers.JSONField(required=False, validators=[storable_json])
     rationale = serializers.BooleanField(required=False)
+    shared_with = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False,
+        help_text="Ids of projects you research whose researchers may use (not change) this judge.",
+    )
+    shared_with_owner_projects = serializers.BooleanField(
+        required=False, help_text="Usable in every project its owner researches (default true)."
+    )
+
+    def sharing(self) -> dict | None:
+        """The validated sharing fields, or None when the request leaves sharing as it is."""
+        data = self.validated_data
+        if "shared_with" not in data and "shared_with_owner_projects" not in data:
+            return None
+        return {"shared_with": data.get("shared_with"), "owner_projects": data.get("shared_with_owner_projects")}
+
+    def settings(self) -> dict:
+        return {k: v for k, v in self.validated_data.items() if k not in ("shared_with", "shared_with_owner_projects")}
+
+
+def _apply_sharing(request: Request, judge: Judge, data: JudgeInput) -> None:
+    sharing = data.sharing()
+    if sharing is None:
+        return
+    ids = sharing["shared_with"]
+    if ids is None:
+        projects: list[Project] = list(judge.shared_with.all())
+    else:
+        projects = list(access.projects_visible(request.user, need="research").filter(pk__in=ids))
+        missing = sorted(set(ids) - {p.pk for p in projects})
+        if missing:
+            raise DRFValidationError({"shared_with": [f"Not projects you research: {missing}."]})
+    owner_projects = sharing["owner_projects"]
+    services.judge_share(
+        judge=judge, projects=projects,
+        owner_projects=judge.shared_with_owner_projects if owner_projects is None else owner_projects,
+    )
 
 
 class JudgeUpdateInput(JudgeInput):
@@ -74,19 +111,21 @@ class JudgeListApi(APIView):
 
     @extend_schema(responses=JudgeOutput(many=True))
     def get(self, request: Request) -> Response:
-        _researcher(request)
+        access.require_researcher(request.user)
         paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(selectors.judges_list(), request, view=self)
+        judges = access.judges_visible(request.user).prefetch_related("shared_with")
+        page = paginator.paginate_queryset(judges, request, view=self)
         return paginator.get_paginated_response(JudgeOutput(page, many=True).data)
 
     @extend_schema(request=JudgeInput, responses={201: JudgeOutput})
     def post(self, request: Request) -> Response:
-        _researcher(request)
+        access.require_researcher(request.user)
         data = JudgeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
         try:
-            judge = services.judge_create(**fields)
+            with transaction.atomic():
+                judge = services.judge_create(owner=authenticated(request.user), **data.settings())
+                _apply_sharing(request, judge, data)
         except ValidationError as exc:
             raise _invalid(exc) from exc
         return Response(JudgeOutput(judge).data, status=status.HTTP_201_CREATED)
@@ -95,30 +134,25 @@ class JudgeListApi(APIView):
 class JudgeDetailApi(APIView):
     @extend_schema(responses=JudgeOutput)
     def get(self, request: Request, judge_id: int) -> Response:
-        _researcher(request)
-        return Response(JudgeOutput(get_object_or_404(selectors.judges_list(), pk=judge_id)).data)
+        return Response(JudgeOutput(access.judge_for(request.user, judge_id)).data)
 
     @extend_schema(request=JudgeUpdateInput, responses=JudgeOutput)
     def patch(self, request: Request, judge_id: int) -> Response:
-        _researcher(request)
-        judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+        judge = access.judge_for(request.user, judge_id, need="edit")
         data = JudgeUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         try:
-            judge = services.judge_update(judge=judge, **data.validated_data)
+            with transaction.atomic():
+                judge = services.judge_update(judge=judge, **data.settings())
+                _apply_sharing(request, judge, data)
         except ValidationError as exc:
             raise _invalid(exc) from exc
         return Response(JudgeOutput(judge).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, description="Archives the judge (its owner or an admin): it leaves "
+                   "the lists and can start no run; its runs, judgments and annotations stay.")
     def delete(self, request: Request, judge_id: int) -> Response:
-        _researcher(request)
-        judge = get_object_or_404(Judge, pk=judge_id)
-        # The rater goes too only if it has no annotations: they are research data.
-        rater = judge.rater
-        judge.delete()
-        if not rater.ratings.exists() and not rater.preferences.exists():
-            rater.delete()
+        services.judge_archive(judge=access.judge_for(request.user, judge_id, need="edit"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -139,8 +173,7 @@ class JudgeTemplatesApi(APIView):
 
     @extend_schema(responses=TemplateOutput(many=True))
     def get(self, request: Request, judge_id: int) -> Response:
-        _researcher(request)
-        judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+        judge = access.judge_for(request.user, judge_id)
         names = {judge.rating_template.name, judge.ranking_template.name}
         versions = PromptTemplate.objects.filter(name__in=names).order_by("protocol", "-version")
         return Response(TemplateOutput(versions, many=True).data)
@@ -148,8 +181,7 @@ class JudgeTemplatesApi(APIView):
     @extend_schema(request=TemplateInput, responses={201: TemplateOutput, 200: TemplateOutput})
     def post(self, request: Request, judge_id: int) -> Response:
         """201 with the new version; 200 with the current one when nothing changed."""
-        _researcher(request)
-        judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+        judge = access.judge_for(request.user, judge_id, need="edit")
         data = TemplateInput(data=request.data)
         data.is_valid(raise_exception=True)
         protocol = data.validated_data["protocol"]
@@ -174,6 +206,8 @@ class RunOutput(serializers.ModelSerializer):
         ]
 
     def get_progress(self, run: Run) -> dict:
+        if hasattr(run, "n_ok"):  # the list's counts, annotated in one query (RunListApi)
+            return _listed_progress(run)
         p = selectors.run_progress(run=run)
         return {
             "done": p.done, "pending": p.pending, "claimed": p.claimed, "ok": p.ok,
@@ -182,8 +216,40 @@ class RunOutput(serializers.ModelSerializer):
         }
 
 
+def _with_counts(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """Each run's judgment counts in the list's one query (run_progress per row was N+1)."""
+    by = {f"n_{s}": Count("judgments", filter=Q(judgments__status=s))
+          for s in ("pending", "claimed", "ok", "unparseable", "error")}
+    return runs.annotate(**by, mean_mass=Avg("judgments__valid_mass"))
+
+
+def _listed_progress(run: Run) -> dict:
+    counts = {s: getattr(run, f"n_{s}") for s in ("pending", "claimed", "ok", "unparseable", "error")}
+    done = counts["ok"] + counts["unparseable"] + counts["error"]
+    p = selectors.Progress(
+        total=run.total, pending=counts["pending"], claimed=counts["claimed"], ok=counts["ok"],
+        unparseable=counts["unparseable"], error=counts["error"], per_second=None, eta_seconds=None,
+        recent_errors=[], mean_valid_mass=getattr(run, "mean_mass", None),
+    )
+    end = run.finished_at
+    if run.started_at and done:
+        from django.utils import timezone
+
+        elapsed = ((end or timezone.now()) - run.started_at).total_seconds()
+        if elapsed > 0:
+            p.per_second = done / elapsed
+            if not run.is_finished and p.per_second:
+                p.eta_seconds = (run.total - done) / p.per_second
+    return {
+        "done": p.done, "pending": p.pending, "claimed": p.claimed, "ok": p.ok,
+        "unparseable": p.unparseable, "error": p.error, "per_second": p.per_second,
+        "eta_seconds": p.eta_seconds, "mean_valid_mass": p.mean_valid_mass,
+    }
+
+
 class RunStartInput(serializers.Serializer):
-    judge = serializers.PrimaryKeyRelatedField(queryset=Judge.objects.select_related("rater"))
+    # Any live judge id; whether the caller may run it on the project is annotate.access's call.
+    judge = serializers.PrimaryKeyRelatedField(queryset=Judge.objects.filter(archived_at__isnull=True).select_related("rater"))
     project = IdField()
     protocols = serializers.ListField(
         child=serializers.ChoiceField(choices=["rating", "ranking"]), default=["rating", "ranking"]
@@ -208,17 +274,22 @@ class RunListApi(APIView):
 
     @extend_schema(responses=RunOutput(many=True), parameters=openapi_parameters(RUN_FILTERS))
     def get(self, request: Request) -> Response:
-        runs = filter_queryset(selectors.runs_for_user(request.user), request.query_params, RUN_FILTERS, researcher=True)
+        access.require_researcher(request.user)
+        runs = filter_queryset(
+            _with_counts(access.runs_visible(request.user)), request.query_params, RUN_FILTERS, researcher=True
+        )
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(RunOutput(page, many=True).data)
 
     @extend_schema(request=RunStartInput, responses={201: RunOutput})
     def post(self, request: Request) -> Response:
+        access.require_researcher(request.user)  # before the body is read: no hints for annotators
         data = RunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        project = selectors.project_get_for_researcher(request.user, v["project"])
+        project = access.project_for(request.user, v["project"], need="research")
+        access.judge_check_usable(request.user, v["judge"], project)
         try:
             run = services.run_start(
                 judge=v["judge"], project=project, protocols=v["protocols"], kind=v["kind"],
@@ -232,18 +303,18 @@ class RunListApi(APIView):
 class RunDetailApi(APIView):
     @extend_schema(responses=RunOutput)
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(RunOutput(selectors.run_get_for_user(request.user, run_id)).data)
+        return Response(RunOutput(access.run_for(request.user, run_id)).data)
 
 
 class RunCancelApi(APIView):
     @extend_schema(request=None, responses=RunOutput)
     def post(self, request: Request, run_id: int) -> Response:
-        run = services.run_cancel(run=selectors.run_get_for_user(request.user, run_id))
+        run = services.run_cancel(run=access.run_for(request.user, run_id))
         return Response(RunOutput(run).data)
 
 
 class RunResumeApi(APIView):
     @extend_schema(request=None, responses=RunOutput)
     def post(self, request: Request, run_id: int) -> Response:
-        run = services.run_resume(run=selectors.run_get_for_user(request.user, run_id))
+        run = services.run_resume(run=access.run_for(request.user, run_id))
         return Response(RunOutput(run).data)

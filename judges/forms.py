@@ -3,14 +3,17 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.contrib.auth.models import AnonymousUser, User
 
+from annotate import access
 from annotate.models import Item, Project, Response
 
 from .models import Judge, Run
 
 
 class RunStartForm(forms.Form):
-    judge = forms.ModelChoiceField(queryset=Judge.objects.select_related("rater"))
+    # Narrowed in __init__ to the judges the user may run on the project (annotate.access).
+    judge = forms.ModelChoiceField(queryset=Judge.objects.none())
     kind = forms.ChoiceField(choices=Run.Kind.choices, initial=Run.Kind.JUDGE)
     protocols = forms.MultipleChoiceField(
         choices=[("rating", "Rating"), ("ranking", "Ranking")], initial=["rating", "ranking"],
@@ -32,8 +35,14 @@ class RunStartForm(forms.Form):
     )
     unjudged_only = forms.BooleanField(required=False, label="Only what this judge has not annotated yet")
 
-    def __init__(self, *args, project: Project | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, project: Project | None = None, user: User | AnonymousUser | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if project is not None and user is not None:
+            judge_field = self.fields["judge"]
+            assert isinstance(judge_field, forms.ModelChoiceField)
+            judge_field.queryset = access.judges_usable(user, project)
         if project is not None:
             names = (
                 Response.objects.filter(item__project=project).exclude(model="")
@@ -84,10 +93,28 @@ class JudgeForm(forms.Form):
         help_text='JSON, e.g. {"temperature": 0, "max_batch_size": 64, "min_valid_mass": null}',
     )
 
-    def __init__(self, *args, editing: bool = False, **kwargs) -> None:
+    shared_with = forms.ModelMultipleChoiceField(
+        queryset=Project.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        label="Shared with projects", help_text="Researchers of these projects may use it (not change it).",
+    )
+    shared_with_owner_projects = forms.BooleanField(
+        required=False, initial=True, label="Shared with all my projects",
+        help_text="Usable in every project you research, not only those ticked.",
+    )
+    SHARING_FIELDS = ("shared_with", "shared_with_owner_projects")
+
+    def __init__(self, *args, editing: bool = False, user: User | AnonymousUser | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if editing:
             del self.fields["name"]
+        shared = self.fields["shared_with"]
+        assert isinstance(shared, forms.ModelMultipleChoiceField)
+        if user is not None:
+            shared.queryset = access.projects_visible(user, need="research")
+
+    def settings_data(self) -> dict:
+        """The judge's own fields, for judge_create / judge_update (sharing is set apart)."""
+        return {k: v for k, v in self.cleaned_data.items() if k not in self.SHARING_FIELDS}
 
     def clean_decoding(self) -> dict:
         text = (self.cleaned_data.get("decoding") or "").strip() or "{}"

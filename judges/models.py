@@ -76,6 +76,18 @@ class Judge(models.Model):
         "a number t: the argmax over valid labels whenever they hold at least t of the mass (0: always).",
     )
     rationale = models.BooleanField(default=False, help_text="Write a rationale before the verdict.")
+    # Who may edit it and where it may be used (annotate.access): the owner edits it; it is used
+    # in the projects named here, or in every project of its owner's. No owner (the default
+    # SmolLM2 judge, judges made before owners existed): usable in every project, edited by admins.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="judges"
+    )
+    shared_with = models.ManyToManyField(Project, blank=True, related_name="shared_judges")
+    shared_with_owner_projects = models.BooleanField(
+        default=True, help_text="Usable in every project its owner researches, not only those named."
+    )
+    # Archived, not deleted: its runs and judgments stay for reports; it leaves lists and runs.
+    archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -96,8 +108,9 @@ class Run(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
-    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_runs")
+    # PROTECT: a judge or project with runs is archived, never deleted out from under its judgments.
+    judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="runs")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="judge_runs")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.JUDGE)
     protocols = models.JSONField(default=list)
     limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items.")

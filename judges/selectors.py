@@ -1,43 +1,14 @@
-"""Reads for judges and runs, with the permission checks in one place."""
+"""Reads for judges and runs. Who may read which judge or run: annotate.access."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import PermissionDenied
-from django.db.models import Avg, Count, QuerySet
-from django.shortcuts import get_object_or_404
+from django.db.models import Avg, Count
 from django.utils import timezone
 
-from annotate.models import Project
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user, projects_for_user
-
 from .models import Judge, Judgment, Run
-
-
-def project_get_for_researcher(user: User | AnonymousUser, project_id: int) -> Project:
-    """Runs cost compute and show which model wrote what: researchers and admins only."""
-    project = project_get_for_user(user, project_id)
-    if not is_researcher(user):
-        raise PermissionDenied
-    return project
-
-
-def run_get_for_user(user: User | AnonymousUser, run_id: int) -> Run:
-    if not is_researcher(user):
-        raise PermissionDenied
-    return get_object_or_404(
-        Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user)), pk=run_id
-    )
-
-
-def runs_for_user(user: User | AnonymousUser) -> QuerySet[Run]:
-    if not is_researcher(user):
-        return Run.objects.none()
-    return Run.objects.select_related("judge__rater", "project").filter(project__in=projects_for_user(user))
 
 
 def judge_model_found(*, judge: Judge) -> tuple[bool | None, str]:
@@ -68,10 +39,6 @@ def judge_model_found(*, judge: Judge) -> tuple[bool | None, str]:
         return True, "in this machine's Hugging Face cache"
     return False, ("neither a local directory nor a cached hub id on this machine; nothing is downloaded at "
                    "run time, so fetch it first (huggingface-cli download) where the workers run")
-
-
-def judges_list() -> QuerySet[Judge]:
-    return Judge.objects.select_related("rater", "rating_template", "ranking_template")
 
 
 @dataclass

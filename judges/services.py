@@ -143,8 +143,10 @@ def judge_create(
     backend: str = Judge.Backend.TRANSFORMERS,
     rating_template: PromptTemplate | None = None,
     ranking_template: PromptTemplate | None = None,
+    owner: User | None = None,
     **options: object,
 ) -> Judge:
+    """`owner`: the researcher it belongs to (annotate.access); None: the installation's."""
     unknown = set(options) - set(JUDGE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown judge field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
@@ -162,10 +164,27 @@ def judge_create(
             rater=rater, backend=backend, model_ref=model_ref,
             rating_template=rating_template or prompt_template_default(protocol="rating"),
             ranking_template=ranking_template or prompt_template_default(protocol="ranking"),
-            **options,
+            owner=owner, **options,
         )
         audit_record(action="judge.create", obj=judge, before=None, after=audit_snapshot(judge))
         return judge
+
+
+def judge_share(*, judge: Judge, projects: Iterable[Project], owner_projects: bool) -> Judge:
+    """Where the judge may be used besides its owner's own use (annotate.access decides who may)."""
+    judge.shared_with.set(list(projects))
+    if judge.shared_with_owner_projects != owner_projects:
+        judge.shared_with_owner_projects = owner_projects
+        judge.save(update_fields=["shared_with_owner_projects"])
+    return judge
+
+
+def judge_archive(*, judge: Judge) -> Judge:
+    """Archive, never delete: its runs, judgments and annotations are research data."""
+    if judge.archived_at is None:
+        judge.archived_at = timezone.now()
+        judge.save(update_fields=["archived_at"])
+    return judge
 
 
 def judge_update(*, judge: Judge, response_model: str | None = None, **fields: object) -> Judge:

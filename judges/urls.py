@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.judge_list, name="judges"),
     path("<int:judge_id>/", views.judge_detail, name="judge"),
     path("<int:judge_id>/template/", views.judge_template, name="judge-template"),
+    path("<int:judge_id>/archive/", views.judge_archive, name="judge-archive"),
     path("<int:judge_id>/template/preview/", views.template_preview, name="template-preview"),
     path("projects/<int:project_id>/runs/", views.runs, name="runs"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),

@@ -8,13 +8,13 @@ import json
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from annotate import access
 from annotate.errors import ValidationError
-from annotate.roles import authenticated, is_researcher
+from annotate.roles import authenticated
 
 from . import prompts, selectors, services
 from .forms import JudgeForm, RunStartForm, TemplateForm
@@ -26,10 +26,12 @@ HTMX_STOP_POLLING = 286
 
 @login_required
 def runs(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = selectors.project_get_for_researcher(request.user, project_id)
-    form = RunStartForm(request.POST or None, project=project)
+    # Reading the runs of an archived project is allowed; starting one is not.
+    project = access.project_for(request.user, project_id, need="research", archived=request.method != "POST")
+    form = RunStartForm(request.POST or None, project=project, user=request.user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        access.judge_check_usable(request.user, data["judge"], project)
         try:
             run = services.run_start(
                 judge=data["judge"], project=project, protocols=data["protocols"] or ["rating", "ranking"],
@@ -41,25 +43,25 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
             return redirect("judges:run", run_id=run.pk)
-    project_runs = selectors.runs_for_user(request.user).filter(project=project)
+    project_runs = access.runs_visible(request.user).filter(project=project)
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
-                                                "can_research": is_researcher(request.user)})
+                                                "can_research": True})  # project_for(need="research") let them in
 
 
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get_for_user(request.user, run_id)
+    run = access.run_for(request.user, run_id)
     judgments = run.judgments.exclude(status__in=[Judgment.Status.PENDING, Judgment.Status.CLAIMED]).order_by(
         "-completed_at"
     ).select_related("attribute", "pair", "response")[:25]
     context = {"run": run, "progress": selectors.run_progress(run=run), "judgments": judgments,
-               "project": run.project, "can_research": is_researcher(request.user)}
+               "project": run.project, "can_research": access.can_research_in(request.user, run.project)}
     return render(request, "judges/run.html", context)
 
 
 @login_required
 def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get_for_user(request.user, run_id)
+    run = access.run_for(request.user, run_id)
     response = render(request, "judges/_progress.html", {"run": run, "progress": selectors.run_progress(run=run)})
     if run.is_finished:
         response.status_code = HTMX_STOP_POLLING
@@ -69,7 +71,7 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get_for_user(request.user, run_id)
+    run = access.run_for(request.user, run_id)
     services.run_cancel(run=run)
     return redirect("judges:run", run_id=run.pk)
 
@@ -77,18 +79,12 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get_for_user(request.user, run_id)
+    run = access.run_for(request.user, run_id)
     services.run_resume(run=run)
     return redirect("judges:run", run_id=run.pk)
 
 
 # -- judges ----------------------------------------------------------------------------------------
-
-
-def _require_researcher(request: HttpRequest) -> None:
-    # Judges cost compute and know which model wrote what: researchers and admins only.
-    if not is_researcher(request.user):
-        raise PermissionDenied
 
 
 def _add_error(form: forms.Form, exc: ValidationError) -> None:
@@ -100,37 +96,49 @@ def _add_error(form: forms.Form, exc: ValidationError) -> None:
 def _settings_initial(judge: Judge) -> dict:
     fields = {name: getattr(judge, name) for name in services.JUDGE_FIELDS}
     fields["decoding"] = json.dumps(judge.decoding or {})
-    return fields | {"response_model": judge.rater.model}
+    return fields | {
+        "response_model": judge.rater.model,
+        "shared_with": list(judge.shared_with.all()),
+        "shared_with_owner_projects": judge.shared_with_owner_projects,
+    }
+
+
+def _save_sharing(judge: Judge, form: JudgeForm) -> None:
+    data = form.cleaned_data
+    services.judge_share(
+        judge=judge, projects=data.get("shared_with") or [],
+        owner_projects=bool(data.get("shared_with_owner_projects")),
+    )
 
 
 @login_required
 def judge_list(request: HttpRequest) -> HttpResponse:
-    _require_researcher(request)
-    form = JudgeForm(request.POST or None, initial={"backend": Judge.Backend.TRANSFORMERS})
+    access.require_researcher(request.user)
+    form = JudgeForm(request.POST or None, initial={"backend": Judge.Backend.TRANSFORMERS}, user=request.user)
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
         try:
-            judge = services.judge_create(**data)
+            judge = services.judge_create(owner=authenticated(request.user), **form.settings_data())
         except ValidationError as exc:
             _add_error(form, exc)
         else:
+            _save_sharing(judge, form)
             messages.success(request, f"Judge {judge.rater.name} created.")
             return redirect("judges:judge", judge_id=judge.pk)
-    context = {"judges": selectors.judges_list(), "form": form}
+    context = {"judges": access.judges_visible(request.user), "form": form}
     return render(request, "judges/judges.html", context, status=422 if form.errors else 200)
 
 
 @login_required
 def judge_detail(request: HttpRequest, judge_id: int) -> HttpResponse:
-    _require_researcher(request)
-    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
-    form = JudgeForm(request.POST or None, initial=_settings_initial(judge), editing=True)
+    judge = access.judge_for(request.user, judge_id, need="edit" if request.method == "POST" else "use")
+    form = JudgeForm(request.POST or None, initial=_settings_initial(judge), editing=True, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
-            services.judge_update(judge=judge, **form.cleaned_data)
+            services.judge_update(judge=judge, **form.settings_data())
         except ValidationError as exc:
             _add_error(form, exc)
         else:
+            _save_sharing(judge, form)
             messages.success(request, "Settings saved.")
             return redirect("judges:judge", judge_id=judge.pk)
     return _judge_page(request, judge, settings_form=form)
@@ -157,8 +165,10 @@ def _judge_page(
         })
     failed = settings_form is not None and bool(settings_form.errors) or any(f.errors for f in template_forms.values())
     context = {
-        "judge": judge, "form": settings_form or JudgeForm(initial=_settings_initial(judge), editing=True),
-        "sections": sections, "runs": selectors.runs_for_user(request.user).filter(judge=judge)[:10],
+        "judge": judge,
+        "form": settings_form or JudgeForm(initial=_settings_initial(judge), editing=True, user=request.user),
+        "editable": access.judge_editable(request.user, judge),
+        "sections": sections, "runs": access.runs_visible(request.user).filter(judge=judge)[:10],
         "model_found": selectors.judge_model_found(judge=judge),
     }
     return render(request, "judges/judge.html", context, status=422 if failed else 200)
@@ -166,10 +176,18 @@ def _judge_page(
 
 @login_required
 @require_POST
+def judge_archive(request: HttpRequest, judge_id: int) -> HttpResponse:
+    """Archive, never delete: the judge's runs, judgments and annotations are research data."""
+    judge = services.judge_archive(judge=access.judge_for(request.user, judge_id, need="edit"))
+    messages.success(request, f"Judge {judge.rater.name} archived; its runs and judgments stay in the reports.")
+    return redirect("judges:judges")
+
+
+@login_required
+@require_POST
 def judge_template(request: HttpRequest, judge_id: int) -> HttpResponse:
     """Save an edited template as a new version (the judge uses it from its next judgment on)."""
-    _require_researcher(request)
-    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+    judge = access.judge_for(request.user, judge_id, need="edit")
     form = TemplateForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -194,8 +212,7 @@ def judge_template(request: HttpRequest, judge_id: int) -> HttpResponse:
 @require_POST
 def template_preview(request: HttpRequest, judge_id: int) -> HttpResponse:
     """The edited template filled with a fixed example, or what is wrong with it (htmx, as you type)."""
-    _require_researcher(request)
-    judge = get_object_or_404(selectors.judges_list(), pk=judge_id)
+    judge = access.judge_for(request.user, judge_id, need="use")
     protocol = request.POST.get("protocol", "")
     if protocol not in services.PROTOCOLS:
         return HttpResponse(status=400)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import access
 from annotate.api import viewer_for
 from annotate.bounds import SMALLINT_MAX
-from annotate.selectors import projects_for_user
 
 from .cache import cached_report
 from .selectors import ReportFilters
@@ -35,8 +34,8 @@ class ProjectReportApi(APIView):
         summary="The project's report: agreement, judge vs gold, consistency, bias audit, leaderboards.",
     )
     def get(self, request: Request, pk: int) -> Response:
-        viewer = viewer_for(request, minimum="researcher")
-        project = get_object_or_404(projects_for_user(viewer.user), pk=pk)
+        viewer_for(request)  # 401 without credentials, as the rest of the API
+        project = access.project_for(request.user, pk, need="research", archived=True)
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data

@@ -6,14 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from annotate import access
 from annotate.models import Project
-from annotate.roles import is_researcher
-from annotate.selectors import project_get_for_user
 from annotate.verdicts import VERDICT_LABELS
 
 from . import charts, glossary
@@ -31,11 +29,9 @@ VERDICTS = list(VERDICT_LABELS)
 
 
 def project_for_reports(request: HttpRequest, project_id: int) -> Project:
-    """Reports show every rater's annotations and the judge audit: researchers and admins."""
-    project = project_get_for_user(request.user, project_id)
-    if not is_researcher(request.user):
-        raise PermissionDenied
-    return project
+    """Reports show every rater's annotations and the judge audit: the project's researchers
+    (archived projects keep their reports)."""
+    return access.project_for(request.user, project_id, need="research", archived=True)
 
 
 @login_required
@@ -48,7 +44,7 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
     report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
     context = {
         "project": proj,
-        "can_research": is_researcher(request.user),
+        "can_research": access.can_research_in(request.user, project),
         "form": form,
         "page": page,
         "pages": PAGES,

@@ -311,17 +311,20 @@ def test_rating_create_uses_service_validation_naming_the_attribute(data, resear
     assert missing.status_code == 400 and "response" in missing.json()
 
 
-def test_rating_create_for_a_judge_rater_and_resubmit_replaces(data, researcher):
+def test_rating_create_as_oneself_and_resubmit_replaces(data, researcher):
     client = client_for(researcher)
-    payload = {"response": data["a"].pk, "rater": data["judge"].pk, "values": {"coherence": 2, "verbosity": 1}}
+    payload = {"response": data["a"].pk, "values": {"coherence": 2, "verbosity": 1}}
     created = client.post("/api/ratings/", payload, format="json")
     assert created.status_code == 201, created.content
     assert sorted(r["attribute"] for r in created.json()) == ["coherence", "verbosity"]
     client.post("/api/ratings/", {**payload, "values": {"coherence": 4}}, format="json")
-    stored = Rating.objects.get(rater=data["judge"], response=data["a"], attribute__name="coherence")
+    me = Rater.objects.get(user=researcher)
+    stored = Rating.objects.get(rater=me, response=data["a"], attribute__name="coherence")
     assert stored.value == 4
-    unknown_rater = client.post("/api/ratings/", {**payload, "rater": 999999}, format="json")
-    assert unknown_rater.status_code == 400 and unknown_rater.json()["field"] == "rater"
+    # A judge's ratings come only from its runs; another rater's id is refused (tests/test_access.py).
+    as_judge = client.post("/api/ratings/", {**payload, "rater": data["judge"].pk}, format="json")
+    assert as_judge.status_code == 403
+    assert not Rating.objects.filter(rater=data["judge"], response=data["a"]).exists()
 
 
 def test_preference_create_is_idempotent_and_validates_strength(data, researcher):

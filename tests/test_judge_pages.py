@@ -21,8 +21,8 @@ def judged_project(researcher):
 
 
 @pytest.fixture
-def tiny_judge(tiny_model_dir):  # noqa: F811
-    return services.judge_create(name="tiny-pages", model_ref=str(tiny_model_dir))
+def tiny_judge(tiny_model_dir, researcher):  # noqa: F811
+    return services.judge_create(name="tiny-pages", model_ref=str(tiny_model_dir), owner=researcher)
 
 
 def test_runs_page_lists_runs_and_starts_one(client, researcher, judged_project, tiny_judge):
@@ -88,15 +88,18 @@ def test_api_judges_crud_and_runs_start_list_cancel(researcher, judged_project, 
     assert api.post(f"/api/runs/{run_id}/resume/").data["status"] == "running"
     assert Judgment.objects.filter(run_id=run_id).count() == 2
 
+    # DELETE archives: the judge leaves the list, its run and judgments stay.
     assert api.delete(f"/api/judges/{judge_id}/").status_code == 204
-    assert not Judge.objects.filter(pk=judge_id).exists()
+    assert Judge.objects.get(pk=judge_id).archived_at is not None
+    assert Judgment.objects.filter(run_id=run_id).count() == 2
+    assert api.get("/api/judges/").data["count"] == 0
 
 
 def test_api_refuses_annotators(annotator):
     api = APIClient()
     api.force_authenticate(annotator)
     assert api.get("/api/judges/").status_code == 403
-    assert api.get("/api/runs/").data["count"] == 0
+    assert api.get("/api/runs/").status_code == 403
 
 
 @pytest.mark.parametrize(("decoding", "field"), [

@@ -46,7 +46,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         attributes = {a.name: a for a in project.attributes.all()}
         _validate(project, attributes, parsed)
         before = _counts(project)
-        raters = _raters(parsed.raters)
+        raters = _raters(project, parsed.raters)
         item_ids = _items(project, parsed)
         response_ids = _responses(parsed, item_ids)
         pair_ids = _pairs(parsed, item_ids, response_ids)
@@ -126,10 +126,14 @@ def _counts(project: Project) -> dict[str, int]:
     }
 
 
-def _raters(declared: dict[RaterKey, str]) -> dict[RaterKey, int]:
+def _raters(project: Project, declared: dict[RaterKey, str]) -> dict[RaterKey, int]:
+    """The project's own raters for the file's "kind:name" labels (annotate.access): an imported
+    "human:alice" is never the user alice's rater, another project's, or a real judge's."""
     ids: dict[RaterKey, int] = {}
     for (kind, name), model in declared.items():
-        rater, created = Rater.objects.get_or_create(kind=kind, name=name, defaults={"model": model})
+        rater, created = Rater.objects.get_or_create(
+            kind=kind, name=name, project=project, defaults={"model": model}
+        )
         if not created and model and rater.model != model:
             rater.model = model
             rater.save(update_fields=["model"])

@@ -10,8 +10,8 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from reports import glossary
 from annotate.verdicts import VERDICT_LABELS
+from reports import glossary
 
 register = template.Library()
 
