@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -17,6 +17,11 @@ from annotate.roles import authenticated, is_researcher
 
 from . import selectors, services
 from .models import Judge, PromptTemplate, Run
+
+
+class BrokerDown(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "broker_unavailable"
 
 
 def _researcher(request: Request) -> None:
@@ -206,7 +211,7 @@ class RunListApi(APIView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(RunOutput(page, many=True).data)
 
-    @extend_schema(request=RunStartInput, responses={201: RunOutput})
+    @extend_schema(request=RunStartInput, responses={201: RunOutput, 503: None})
     def post(self, request: Request) -> Response:
         data = RunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -219,6 +224,8 @@ class RunListApi(APIView):
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc
+        except services.BrokerUnavailable as exc:
+            raise BrokerDown(str(exc)) from exc
         return Response(RunOutput(run).data, status=status.HTTP_201_CREATED)
 
 

@@ -28,6 +28,7 @@ HTMX_STOP_POLLING = 286
 def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     project = selectors.project_get_for_researcher(request.user, project_id)
     form = RunStartForm(request.POST or None, project=project)
+    code = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -38,11 +39,14 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
             )
         except ValidationError as exc:
             _add_error(form, exc)
+        except services.BrokerUnavailable as exc:
+            form.add_error(None, str(exc))
+            code = 503
         else:
-            messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
+            messages.success(request, f"Run {run.pk} started: a worker is planning its judgments.")
             return redirect("judges:run", run_id=run.pk)
     project_runs = selectors.runs_for_user(request.user).filter(project=project)
-    return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form})
+    return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form}, status=code)
 
 
 @login_required

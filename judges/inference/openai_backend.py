@@ -103,7 +103,7 @@ def network_summary(reason: object) -> str:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # urllib follows redirects by default, with the Authorization header: a server could send
     # the judge's key on to any host. A 3xx becomes an HTTPError instead.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
         return None
 
 
