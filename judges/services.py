@@ -1,6 +1,6 @@
 """Writes for judges and runs. Keyword-only, typed; views, the API, the command and the Celery
-tasks all call these. Annotations go through annotate's services, so a judge's ratings and
-preferences pass the same checks and land in the same tables as a human's."""
+tasks all call these. A judge's ratings and preferences pass annotate's checks (scale, strength)
+and land in the same tables as a human's, a batch at a time (judgments_store)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ def test_runs_page_lists_runs_and_starts_one(client, researcher, judged_project,
     assert response.status_code == 302 and response["Location"] == reverse("judges:run", kwargs={"run_id": run.pk})
     # The page only records the run; a worker plans it (the task's body, run here).
     assert run.planned_at is None and not run.judgments.exists()
+    assert "Waiting for a worker to plan" in client.get(response["Location"]).content.decode()
     services.run_plan(run_id=run.pk)
     run.refresh_from_db()
     assert run.total == 2 and run.created_by == researcher
