@@ -316,6 +316,25 @@ CONCORDANCE = {
     "MAX_UPLOAD_MB": env_int("CONCORDANCE_MAX_UPLOAD_MB", 512),
 }
 
+# -- judge workers: secrets, egress and faults (judges.services.judge_egress_check) -------------
+# A judge's `api_key_env` may name only an environment variable with this prefix, so a judge
+# can never send DATABASE_URL or DJANGO_SECRET_KEY to a server.
+JUDGE_SECRET_PREFIX = env_str("CONCORDANCE_JUDGE_SECRET_PREFIX", "CONCORDANCE_JUDGE_KEY_")
+# Hosts an `openai` judge's base_url may point at: exact names, or ".example.org" for a domain
+# and its subdomains. Loopback (a server on the worker's own machine) by default.
+JUDGE_ALLOWED_HOSTS = env_list("CONCORDANCE_JUDGE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "::1"])
+# A batch whose errors are transient (5xx, 429, connection refused, the database away) is retried
+# this many times with exponential backoff (2 s, 4 s, ... at most 120 s); then its judgments fail
+# with the reason on the run page.
+JUDGE_RETRIES = env_int("CONCORDANCE_JUDGE_RETRIES", 5)
+# Seconds to wait for the broker when a run or an export starts; past it the request answers 503.
+BROKER_SEND_TIMEOUT = env_int("CONCORDANCE_BROKER_SEND_TIMEOUT", 3)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SEND_TIMEOUT
+CELERY_TASK_ROUTES |= {
+    "judges.tasks.run_plan": {"queue": "default"},
+    "exports.tasks.export_job": {"queue": "default"},
+}
+
 # Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn
 # worker on the machine, so a report is computed once, not once per process.
 CACHES = {

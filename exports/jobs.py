@@ -1,21 +1,28 @@
-"""Export jobs for the export page: run in a background thread, write under VAR_DIR/exports/<id>/
-and keep their state in a status.json the page polls.
+"""Export jobs for the export page: a Celery task (exports.tasks.export_job, queue `default`)
+writes under VAR_DIR/exports/<id>/ and keeps the job's state in a status.json the page polls.
 
-A thread rather than a Celery task: an export is I/O against our own database and disk, needs no
-GPU queue, and the page must work on a bare `make run` where no worker may be listening. The
-status file is replaced atomically, so a poll never reads half a write.
+A task rather than a thread in the web process: a web worker recycled or killed mid-export left
+its job "running" for good. The worker holds an exclusive lock on the job's folder while it
+writes (flock: the OS drops it when the process dies), so a job whose status says queued or
+running while nobody holds its lock was lost with its worker, and the next worker to start sends
+it again (`export_jobs_resume`); a second delivery of the same job finds the lock taken or the
+job finished and does nothing. The web process and the workers share VAR_DIR/exports (one
+machine, or a shared volume). The status file is replaced atomically, so a poll never reads
+half a write.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
-import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -23,12 +30,18 @@ from django.db import connection
 
 from annotate.errors import ConcordanceError
 from annotate.models import Project
+from config.celery import task_send
 
 from .filenames import export_stem
+from .selectors import ExportFilters
 from .services import ExportOptions, export_options_validate, export_write
 
-# A poll rewrites nothing; the writer thread updates status at most this often.
+# A poll rewrites nothing; the writer updates status at most this often.
 PROGRESS_EVERY_S = 0.5
+# A job lost with its worker is sent again at most this many times, then marked failed.
+MAX_ATTEMPTS = 3
+# A queued job nobody holds is taken to be lost (its message with it) after this long.
+QUEUED_LOST_AFTER_S = 60
 
 
 def jobs_root() -> Path:
@@ -73,9 +86,89 @@ def _out_path(folder: Path, project: Project, fmt: str) -> Path:
     return folder / f"{slug}.jsonl"
 
 
+@contextmanager
+def _job_lock(job_id: str) -> Iterator[bool]:
+    """Hold the job's lock while it runs; yields False when another process holds it."""
+    fd = os.open(_job_dir(job_id) / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _options_from_status(status: dict) -> ExportOptions:
+    o = dict(status["options"])
+    filters = dict(o.pop("filters"))
+    filters["splits"] = tuple(tuple(split) for split in filters.get("splits", ()))
+    return ExportOptions(filters=ExportFilters(**filters), **o)
+
+
+def export_job_execute(*, job_id: str) -> str:
+    """The body of the Celery task: run the job unless it is finished or running elsewhere.
+    Returns the state it leaves the job in."""
+    status = export_job_status(job_id=job_id)
+    if status is None:
+        return "missing"
+    if status["state"] in ("done", "failed"):
+        return status["state"]
+    with _job_lock(job_id) as mine:
+        if not mine:
+            return "running elsewhere"
+        status = export_job_status(job_id=job_id) or status
+        if status["state"] in ("done", "failed"):
+            return status["state"]
+        project = Project.objects.filter(pk=status["project_id"]).first()
+        if project is None:
+            status.update(state="failed", error="The project no longer exists.", finished_at=time.time())
+            _write_status(job_id, status)
+            return "failed"
+        export_job_run(job_id=job_id, project=project, options=_options_from_status(status))
+    return (export_job_status(job_id=job_id) or {}).get("state", "missing")
+
+
+def export_jobs_resume(*, now: float | None = None) -> int:
+    """Send again the jobs lost with a worker: queued or running, and nobody holds their lock
+    (queued ones only after QUEUED_LOST_AFTER_S, since their message may just be waiting).
+    Called when a worker starts. A job lost MAX_ATTEMPTS times is marked failed."""
+    from .tasks import export_job
+
+    now = time.time() if now is None else now
+    root = jobs_root()
+    if not root.is_dir():
+        return 0
+    sent = 0
+    for folder in root.iterdir():
+        status = export_job_status(job_id=folder.name) if len(folder.name) == 32 and folder.is_dir() else None
+        if status is None or status["state"] not in ("queued", "running"):
+            continue
+        if status["state"] == "queued" and now - float(status.get("queued_at") or status["started_at"]) < QUEUED_LOST_AFTER_S:
+            continue
+        with _job_lock(folder.name) as free:
+            if not free:
+                continue  # a live worker is on it
+            attempts = int(status.get("attempts", 1))
+            if attempts >= MAX_ATTEMPTS:
+                status.update(state="failed", error=f"The worker running this export stopped {attempts} times.",
+                              finished_at=now)
+            else:
+                status.update(state="queued", attempts=attempts + 1, queued_at=now)
+            _write_status(folder.name, status)
+        if status["state"] == "queued":
+            export_job.delay(folder.name)
+            sent += 1
+    return sent
+
+
 def export_job_run(*, job_id: str, project: Project, options: ExportOptions) -> None:
-    """The body of a job (the thread's target; tests call it directly)."""
+    """Write one job's files and keep its status (the task's work; tests call it directly)."""
     status = export_job_status(job_id=job_id) or {}
+    status.update(state="running")
+    _write_status(job_id, status)
     out_dir = _job_dir(job_id) / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     last = 0.0
@@ -106,7 +199,7 @@ def export_job_run(*, job_id: str, project: Project, options: ExportOptions) -> 
         status.update(state="failed", error=message, trace=traceback.format_exc(), finished_at=time.time())
         _write_status(job_id, status)
     finally:
-        # The thread's own connection: Django opens one per thread and never closes it for us.
+        # A long export's connection is not kept idle in the worker between tasks.
         connection.close()
 
 
@@ -135,8 +228,11 @@ def export_jobs_prune(*, keep_seconds: float, now: float | None = None) -> int:
 
 
 def export_job_start(*, project: Project, options: ExportOptions, user_id: int | None, run: bool = True) -> str:
-    """Validate, record the job and start its thread; returns the job id. Old finished jobs are
-    pruned first, so the exports folder holds about a day of files, not every export ever."""
+    """Validate, record the job and send it to a worker; returns the job id. Old finished jobs
+    are pruned first, so the exports folder holds about a day of files, not every export ever.
+
+    If the broker does not take the task the job is removed again and BrokerUnavailable says so
+    (a 503 for the page): no job is left "queued" that nothing will run."""
     options = export_options_validate(options=options)
     export_jobs_prune(keep_seconds=settings.CONCORDANCE["EXPORT_KEEP_HOURS"] * 3600)
     job_id = uuid.uuid4().hex
@@ -144,11 +240,14 @@ def export_job_start(*, project: Project, options: ExportOptions, user_id: int |
     _write_status(job_id, {
         "id": job_id, "project_id": project.pk, "user_id": user_id, "format": options.format,
         "options": dataclasses.asdict(options), "state": "queued", "done": 0, "total": 0,
-        "files": [], "rows": {}, "error": "", "started_at": time.time(),
+        "files": [], "rows": {}, "error": "", "started_at": time.time(), "queued_at": time.time(), "attempts": 1,
     })
     if run:
-        threading.Thread(
-            target=export_job_run, kwargs={"job_id": job_id, "project": project, "options": options},
-            name=f"export-{job_id[:8]}", daemon=True,
-        ).start()
+        from .tasks import export_job
+
+        try:
+            task_send(export_job, (job_id,))
+        except Exception:
+            shutil.rmtree(_job_dir(job_id), ignore_errors=True)
+            raise
     return job_id

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 from annotate import access
 from annotate.errors import ValidationError
 from annotate.models import Project, Rater
+from config.celery import BrokerUnavailable
 
 from .forms import ExportForm
 from .jobs import export_job_file, export_job_start, export_job_status
@@ -37,18 +38,22 @@ def _judges(project: Project) -> list[str]:
 def project(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_export(request, project_id)
     form = ExportForm(request.POST or None, judges=_judges(project))
+    code = 200
     if request.method == "POST" and form.is_valid():
         try:
             job_id = export_job_start(project=project, options=form.options(), user_id=request.user.pk)
         except ValidationError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        except BrokerUnavailable as exc:
+            form.add_error(None, str(exc))
+            code = 503
         else:
             if request.headers.get("HX-Request"):
                 return _job_partial(request, project, job_id)
             return redirect("exports:job", project_id=project.pk, job_id=job_id)
     context = {"project": project, "form": form, "items": item_count(project, ExportFilters()),
                "can_research": access.can_research_in(request.user, project)}
-    return render(request, "exports/project.html", context)
+    return render(request, "exports/project.html", context, status=code)
 
 
 def _job_or_404(project: Project, job_id: str) -> dict:

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Avg, Count, Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -22,6 +23,11 @@ from annotate.serializers import IdField, storable_json
 
 from . import selectors, services
 from .models import Judge, PromptTemplate, Run
+
+
+class BrokerDown(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "broker_unavailable"
 
 
 def _invalid(exc: ValidationError) -> DRFValidationError:
@@ -282,7 +288,7 @@ class RunListApi(APIView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(RunOutput(page, many=True).data)
 
-    @extend_schema(request=RunStartInput, responses={201: RunOutput})
+    @extend_schema(request=RunStartInput, responses={201: RunOutput, 503: None})
     def post(self, request: Request) -> Response:
         access.require_researcher(request.user)  # before the body is read: no hints for annotators
         data = RunStartInput(data=request.data)
@@ -297,6 +303,8 @@ class RunListApi(APIView):
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc
+        except services.BrokerUnavailable as exc:
+            raise BrokerDown(str(exc)) from exc
         return Response(RunOutput(run).data, status=status.HTTP_201_CREATED)
 
 

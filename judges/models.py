@@ -126,6 +126,9 @@ class Run(models.Model):
     lease_seconds = models.PositiveIntegerField(default=300)
     # The current watchdog chain; a watchdog carrying another token stops (one chain per run).
     watch_token = models.CharField(max_length=32, blank=True)
+    # Set when every judgment of the run exists (planning runs in a worker, judges.tasks.run_plan);
+    # a run without it is still being planned, or its planner died and the watchdog plans it again.
+    planned_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -172,6 +175,9 @@ class Judgment(models.Model):
     status = models.CharField(max_length=11, choices=Status.choices, default=Status.PENDING)
     claim_token = models.CharField(max_length=32, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The claim holds until then; its worker renews it while the batch runs (a heartbeat), so
+    # only the claims of a worker that died or hung run out and are handed out again.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     template = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     raw_text = models.TextField(blank=True)

@@ -55,6 +55,8 @@ class Progress:
     # Mean share of the next-token probability the valid answers held, over the judgments that
     # read token probabilities: how much the judge answers inside the scale at all.
     mean_valid_mass: float | None = None
+    # A worker has not planned the run's judgments yet (judges.tasks.run_plan).
+    planning: bool = False
 
     @property
     def done(self) -> int:
@@ -62,6 +64,8 @@ class Progress:
 
     @property
     def percent(self) -> int:
+        if self.planning:
+            return 0
         return int(100 * self.done / self.total) if self.total else 100
 
 
@@ -82,4 +86,5 @@ def run_progress(*, run: Run) -> Progress:
         total=run.total, pending=counts.get("pending", 0), claimed=counts.get("claimed", 0),
         ok=counts.get("ok", 0), unparseable=counts.get("unparseable", 0), error=counts.get("error", 0),
         per_second=per_second, eta_seconds=eta, recent_errors=errors, mean_valid_mass=mass,
+        planning=run.planned_at is None and not run.is_finished,
     )

@@ -1,26 +1,36 @@
 """Writes for judges and runs. Keyword-only, typed; views, the API, the command and the Celery
-tasks all call these. Annotations go through annotate's services, so a judge's ratings and
-preferences pass the same checks and land in the same tables as a human's."""
+tasks all call these. A judge's ratings and preferences pass annotate's checks (scale, strength)
+and land in the same tables as a human's, a batch at a time (judgments_store)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import threading
 import urllib.error
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Max, Q
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate.audit import audit_record, audit_snapshot
 from annotate.errors import ValidationError
-from annotate.models import Item, Preference, Project, Rating, Response, ShownOrder
-from annotate.services import judge_rater_get_or_create, pair_get_or_create, preference_submit, ratings_submit
+from annotate.models import Item, Preference, Project, Rater, Rating, Response, ShownOrder
+from annotate.services import (
+    judge_rater_get_or_create,
+    pair_get_or_create,
+    validate_rating_value,
+    validate_strength,
+)
 from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
+from config.celery import BrokerUnavailable, task_send
 
 from . import prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
@@ -32,6 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_JUDGE_NAME = "smollm2-135m"
 DEFAULT_JUDGE_MODEL = "SmolLM2-135M-Instruct"
 PROTOCOLS = ("rating", "ranking")
+__all__ = ["BrokerUnavailable"]  # raised by run_start; pages and the API answer it with 503
+
 # Errors worth a retry with backoff: the database or the model server went away for a moment.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError, InterfaceError, ConnectionError, TimeoutError, urllib.error.URLError,
@@ -129,6 +141,52 @@ def judge_template_edit(*, judge: Judge, protocol: str, system: str, user: str) 
     return template
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def judge_egress_check(*, api_key_env: str, base_url: str) -> None:
+    """Where a judge may send requests and which secret it may send: the one check, run when a
+    judge is saved (the error names the field) and again by the worker before any request, so a
+    judge saved before a setting was tightened cannot get past it either.
+
+    api_key_env: only an environment variable whose name starts with the operator's
+    JUDGE_SECRET_PREFIX (never DATABASE_URL or DJANGO_SECRET_KEY). base_url: http(s) only, no
+    credentials in it, and only a host the operator allows (JUDGE_ALLOWED_HOSTS: exact names,
+    ".example.org" for a domain and its subdomains, "*" for any; loopback by default).
+    """
+    prefix = settings.JUDGE_SECRET_PREFIX
+    if api_key_env:
+        if not _ENV_NAME.fullmatch(api_key_env):
+            raise ValidationError("api_key_env must be an environment variable's name.", field="api_key_env")
+        if not prefix or not api_key_env.startswith(prefix) or api_key_env == prefix:
+            raise ValidationError(
+                f"api_key_env may name only a variable starting with {prefix!r} (the operator's "
+                f"CONCORDANCE_JUDGE_SECRET_PREFIX), not {api_key_env!r}." if prefix else
+                "This server allows no judge secrets (CONCORDANCE_JUDGE_SECRET_PREFIX is empty).",
+                field="api_key_env",
+            )
+    if not base_url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValidationError(f"base_url is not a valid URL: {exc}.", field="base_url") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("base_url must be an http:// or https:// URL with a host, "
+                              "e.g. http://127.0.0.1:8000/v1.", field="base_url")
+    if parts.username or parts.password:
+        raise ValidationError("base_url must not carry credentials; name the key in api_key_env.", field="base_url")
+    host = parts.hostname.rstrip(".").lower()
+    allowed = [h.strip().lower().rstrip(".") for h in settings.JUDGE_ALLOWED_HOSTS if h.strip()]
+    if not any(a == "*" or host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a)))
+               for a in allowed):
+        raise ValidationError(
+            f"base_url's host {host!r} is not one this server may call (CONCORDANCE_JUDGE_ALLOWED_HOSTS: "
+            f"{', '.join(allowed) or 'none'}).", field="base_url",
+        )
+
+
 JUDGE_FIELDS = (
     "backend", "model_ref", "gguf_file", "revision", "dtype", "device", "base_url", "api_key_env",
     "decoding", "rationale",
@@ -156,6 +214,7 @@ def judge_create(
         raise ValidationError("A judge needs a model reference.", field="model_ref")
     if "decoding" in options:
         options["decoding"] = decoding_validate(options["decoding"])
+    judge_egress_check(api_key_env=str(options.get("api_key_env") or ""), base_url=str(options.get("base_url") or ""))
     with transaction.atomic():
         rater = judge_rater_get_or_create(name=name, model=response_model)
         if Judge.objects.filter(rater=rater).exists():
@@ -194,6 +253,10 @@ def judge_update(*, judge: Judge, response_model: str | None = None, **fields: o
     if "decoding" in fields:
         fields["decoding"] = decoding_validate(fields["decoding"])
     before = {**audit_snapshot(judge), "response_model": judge.rater.model}
+    judge_egress_check(
+        api_key_env=str(fields.get("api_key_env", judge.api_key_env) or ""),
+        base_url=str(fields.get("base_url", judge.base_url) or ""),
+    )
     for key, value in fields.items():
         setattr(judge, key, value)
     with transaction.atomic():
@@ -231,6 +294,9 @@ def judge_get_or_create_default() -> Judge:
 
 
 def judge_backend_config(*, judge: Judge) -> BackendConfig:
+    """What a worker loads or calls; the egress check runs first, so no secret is read and no
+    request leaves for a host the operator does not allow (a ValidationError fails the batch)."""
+    judge_egress_check(api_key_env=judge.api_key_env, base_url=judge.base_url)
     decoding = judge.decoding or {}
     return BackendConfig(
         backend=judge.backend, model_ref=judge.model_ref, gguf_file=judge.gguf_file,
@@ -321,8 +387,14 @@ def run_start(
     lease_seconds: int = 300,
     created_by: User | None = None,
     filters: dict | None = None,
+    plan_now: bool = False,
 ) -> Run:
-    """Plan every judgment of the run and enqueue its batches once the transaction commits."""
+    """Record the run and send its planning to a worker (judges.tasks.run_plan): planning reads
+    every item, response and pair, which is no work for a web request.
+
+    The broker must take the planning task before we answer: if it does not, the run is removed
+    again (nothing was planned or enqueued yet) and BrokerUnavailable says so, which pages and
+    the API answer with 503. `plan_now` plans in this process instead (the run_judge command)."""
     filters = run_filters_validate(project=project, filters=filters)
     if kind not in Run.Kind.values:
         raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
@@ -336,23 +408,49 @@ def run_start(
         wanted = [p for p in wanted if (project.uses_rating if p == "rating" else project.uses_ranking)]
         if not wanted:
             raise ValidationError("The project uses none of the chosen protocols.", field="protocols")
+    run = Run.objects.create(
+        judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
+        limit=limit, filters=filters, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
+        created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
+    )
+    if plan_now:
+        run_plan(run_id=run.pk)
+    else:
+        from .tasks import run_plan as run_plan_task
+
+        try:
+            task_send(run_plan_task, (run.pk,))
+        except BrokerUnavailable:
+            run.delete()
+            raise
+    run.refresh_from_db()
+    return run
+
+
+def run_plan(*, run_id: int) -> int | None:
+    """Plan every judgment of a run once and enqueue its batches (the body of judges.tasks.run_plan).
+
+    One transaction holding the run's row lock: a planner killed half-way leaves nothing
+    planned and the lock gone, and the watchdog (or resume) plans the run again; a second
+    planner of the same run waits on the lock and then finds the run planned. Returns the
+    number of judgments planned, 0 when there was nothing to do, None when the run is not (yet)
+    visible: the task retries, since run_start may send the task before its caller commits."""
     with transaction.atomic():
-        run = Run.objects.create(
-            judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
-            limit=limit, filters=filters, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
-            created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
-        )
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return None
+        if run.planned_at is not None or run.status != Run.Status.RUNNING:
+            return 0
         units = list(_plan(run=run))
         Judgment.objects.bulk_create(units, batch_size=2000)
-        run.total = len(units)
-        run.save(update_fields=["total"])
+        run.total, run.planned_at = len(units), timezone.now()
+        run.save(update_fields=["total", "planned_at"])
         if run.total == 0:
             _run_finish(run=run)
-            run.refresh_from_db()
         else:
             run_enqueue(run=run, judgment_ids=Judgment.objects.filter(run=run).values_list("id", flat=True))
             _watch_start(run=run)
-    return run
+        return run.total
 
 
 def _plan(*, run: Run) -> Iterable[Judgment]:
@@ -490,9 +588,15 @@ def run_resume(*, run: Run) -> Run:
         run.refresh_from_db()
         if run.status != Run.Status.RUNNING:
             return run
+        if run.planned_at is None:
+            # Its planner died (or the run was cancelled before it was planned): plan it now.
+            from .tasks import run_plan as run_plan_task
+
+            transaction.on_commit(lambda: task_send(run_plan_task, (run.pk,)))
+            return run
         # Claims of a cancelled run belong to batches that stopped; hand them out again.
         Judgment.objects.filter(run=run, status=Judgment.Status.CLAIMED).update(
-            status=Judgment.Status.PENDING, claim_token=""
+            status=Judgment.Status.PENDING, claim_token="", lease_expires_at=None
         )
         pending = Judgment.objects.filter(run=run, status=Judgment.Status.PENDING).values_list("id", flat=True)
         if not run_enqueue(run=run, judgment_ids=pending):
@@ -505,28 +609,48 @@ def run_resume(*, run: Run) -> Run:
 def run_watch(*, run_id: int, token: str) -> int | None:
     """The run's watchdog: seconds until the next look, or None when it should stop.
 
-    A worker killed mid-batch leaves its judgments claimed, and its broker message may come
-    back only after the broker's visibility timeout (an hour on Redis) or never (filesystem
-    transport). Claims older than the run's lease are handed out again; when nothing at all
-    has finished for a lease, pending judgments are enqueued again too. Duplicate batches are
-    harmless: every claim is guarded.
+    Only claims whose lease ran out are handed out again: their worker died or hung (a live
+    worker renews its lease while it works, however long the batch). They go back to pending
+    with a message each, so a claim is re-enqueued once, not at every look. Pending judgments
+    are never re-enqueued here: each has its message in the broker already (a batch that hit a
+    transient error keeps its claims, with a lease that covers its retry's countdown). A run
+    whose planner died is planned again.
     """
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.status != Run.Status.RUNNING or run.watch_token != token:
         return None
+    if run.planned_at is None:
+        _replan_if_orphaned(run=run)
+        return _watch_interval(run)
     if run_refresh(run=run):
         return None
     now = timezone.now()
-    cutoff = now - timedelta(seconds=run.lease_seconds)
-    stale = Q(status=Judgment.Status.CLAIMED, claimed_at__lt=cutoff)
-    last = Judgment.objects.filter(run=run).aggregate(last=Max("completed_at"))["last"] or run.started_at
-    if last is None or last < cutoff:
-        stale |= Q(status=Judgment.Status.PENDING)
-    ids = list(Judgment.objects.filter(Q(run=run) & stale).values_list("id", flat=True))
-    if ids:
-        log.warning("run %s: re-enqueueing %d stalled judgments", run.pk, len(ids))
-        run_enqueue(run=run, judgment_ids=ids)
+    with transaction.atomic():
+        stale = Judgment.objects.filter(run=run, status=Judgment.Status.CLAIMED).filter(
+            Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+        )
+        # skip_locked: a row a worker is storing right now is not stale, whatever its lease says.
+        ids = list(stale.select_for_update(skip_locked=True).values_list("id", flat=True))
+        if ids:
+            log.warning("run %s: %d claims outlived their lease; handing them out again", run.pk, len(ids))
+            Judgment.objects.filter(id__in=ids).update(
+                status=Judgment.Status.PENDING, claim_token="", lease_expires_at=None
+            )
+            run_enqueue(run=run, judgment_ids=ids)
     return _watch_interval(run)
+
+
+def _replan_if_orphaned(*, run: Run) -> bool:
+    """Send the run's planning again when no planner holds its row (the last one died)."""
+    with transaction.atomic():
+        free = Run.objects.select_for_update(skip_locked=True).filter(pk=run.pk, planned_at__isnull=True)
+        if not free.exists():
+            return False
+        from .tasks import run_plan as run_plan_task
+
+        transaction.on_commit(lambda: run_plan_task.delay(run.pk))
+    log.warning("run %s: not planned yet and no planner holds it; planning it again", run.pk)
+    return True
 
 
 def runs_watch_restart() -> int:
@@ -563,78 +687,162 @@ def _run_finish(*, run: Run) -> None:
 # -- processing a batch -------------------------------------------------------------------------
 
 
-def judgments_claim(*, run: Run, judgment_ids: Sequence[int]) -> tuple[str, list[Judgment]]:
-    """Claim the still-open judgments among `judgment_ids` for this worker.
+def judgments_claim(
+    *, run: Run, judgment_ids: Sequence[int], token: str = ""
+) -> tuple[str, list[Judgment]]:
+    """Claim the still-open judgments among `judgment_ids` for this worker, under a lease.
 
     The guarded UPDATE is the race: two workers holding the same batch (a redelivered message,
     a watchdog re-enqueue) both run it, Postgres re-checks the WHERE on each locked row, and
-    only one sees it open. A claim older than the lease counts as open (its worker died)."""
-    token = uuid.uuid4().hex
+    only one sees it open. A claim whose lease ran out counts as open (its worker died). A retry
+    of a batch passes its `token` and takes back the claims it kept over its countdown."""
+    token = token or uuid.uuid4().hex
     now = timezone.now()
-    cutoff = now - timedelta(seconds=run.lease_seconds)
-    Judgment.objects.filter(run=run, id__in=list(judgment_ids)).filter(
-        Q(status=Judgment.Status.PENDING) | Q(status=Judgment.Status.CLAIMED, claimed_at__lt=cutoff)
-    ).update(status=Judgment.Status.CLAIMED, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
+    open_ = Q(status=Judgment.Status.PENDING) | Q(
+        Q(status=Judgment.Status.CLAIMED) & (Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
+    ) | Q(status=Judgment.Status.CLAIMED, claim_token=token)
+    Judgment.objects.filter(run=run, id__in=list(judgment_ids)).filter(open_).update(
+        status=Judgment.Status.CLAIMED, claim_token=token, claimed_at=now,
+        lease_expires_at=now + timedelta(seconds=run.lease_seconds), attempts=F("attempts") + 1,
+    )
     claimed = list(
-        Judgment.objects.filter(claim_token=token)
+        Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED)
         .select_related("item", "response", "attribute", "pair__response_a", "pair__response_b")
         .order_by("id")
     )
     return token, claimed
 
 
-def judgments_release(*, token: str) -> None:
-    """Give claimed judgments back (a transient error): another attempt may take them at once."""
-    Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
-        status=Judgment.Status.PENDING, claim_token=""
+def judgments_lease_renew(*, token: str, seconds: float) -> int:
+    """Extend the lease of the judgments this worker holds (its heartbeat)."""
+    return Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=seconds)
     )
 
 
-def judgments_process(*, run_id: int, judgment_ids: Sequence[int]) -> int:
-    """Claim, judge and store one batch; returns how many judgments this call finished."""
+def judgments_release(*, token: str) -> None:
+    """Give claimed judgments back: another attempt may take them at once."""
+    Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
+        status=Judgment.Status.PENDING, claim_token="", lease_expires_at=None
+    )
+
+
+class LeaseKeeper:
+    """Renews a batch's lease every third of it while the batch runs, from a thread of its own
+    (one forward pass or one server call can take longer than a lease; a heartbeat between
+    sub-batches would not come in time). A killed worker's thread dies with it and the lease
+    runs out; a live one's claims are never taken over, so no finished work is rolled back."""
+
+    def __init__(self, *, token: str, lease_seconds: int) -> None:
+        self.token, self.lease_seconds = token, lease_seconds
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(max(0.5, self.lease_seconds / 3)):
+                try:
+                    judgments_lease_renew(token=self.token, seconds=self.lease_seconds)
+                    self.beats += 1
+                except TRANSIENT_ERRORS:
+                    log.warning("could not renew the lease of batch %s", self.token[:8], exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+class BatchRetry(Exception):
+    """A transient error hit a batch that keeps its claims over the retry's countdown."""
+
+    def __init__(self, token: str, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.token, self.cause = token, cause
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed judgment says on the run page: our own messages as they are, an upstream
+    server's failure as the backend summarised it (status and reason class, never its body)."""
+    from .inference.openai_backend import ServerError, UpstreamError
+
+    if isinstance(exc, ValidationError | UpstreamError | ServerError):
+        return str(exc)
+    if isinstance(exc, urllib.error.URLError):  # a backend without its own summary
+        return "server unreachable"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def judgments_process(
+    *, run_id: int, judgment_ids: Sequence[int], token: str = "", retry_in: float | None = None,
+) -> int:
+    """Claim, judge and store one batch; returns how many judgments this call finished.
+
+    A transient error (the model server or the database away for a moment) raises BatchRetry
+    when `retry_in` says the task will retry: the claims stay this batch's, leased over the
+    countdown, so the retry takes them back (and a worker that dies meanwhile leaves claims that
+    run out). Without `retry_in` (the last attempt) the judgments fail with the reason. Any
+    other error fails them at once: a 4xx, a bad URL, a host the operator does not allow."""
     run = Run.objects.select_related("judge__rater", "judge__rating_template", "judge__ranking_template",
                                      "project").get(pk=run_id)
     if run.status != Run.Status.RUNNING:
         return 0
-    token, claimed = judgments_claim(run=run, judgment_ids=judgment_ids)
+    token, claimed = judgments_claim(run=run, judgment_ids=judgment_ids, token=token)
     if not claimed:
         run_refresh(run=run)
         return 0
     finished = 0
     try:
-        backend = load_backend(judge_backend_config(judge=run.judge))
-        decoding = judge_decoding(judge=run.judge)
-        scoring = [j for j in claimed if j.protocol != Judgment.Protocol.GENERATE]
-        writing = [j for j in claimed if j.protocol == Judgment.Protocol.GENERATE]
-        if scoring:
-            requests = [judgment_request(run=run, judgment=j) for j in scoring]
-            results = backend.score(requests, decoding=decoding)
-            by_id = {j.id: j for j in scoring}
-            for result in results:
-                finished += judgment_store(run=run, judgment=by_id[int(result.key)], result=result, token=token)  # type: ignore[call-overload]  # key echoes our id
-        if writing:
-            prompts_ = [(j.id, generation_messages(judgment=j)) for j in writing]
-            outputs = backend.generate(prompts_, decoding=decoding)
-            by_id = {j.id: j for j in writing}
-            for output in outputs:
-                finished += generation_store(
-                    run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[call-overload]  # key echoes our id
-                    latency_ms=output.latency_ms, token=token,
+        with LeaseKeeper(token=token, lease_seconds=run.lease_seconds):
+            backend = load_backend(judge_backend_config(judge=run.judge))
+            decoding = judge_decoding(judge=run.judge)
+            scoring = [j for j in claimed if j.protocol != Judgment.Protocol.GENERATE]
+            writing = [j for j in claimed if j.protocol == Judgment.Protocol.GENERATE]
+            if scoring:
+                requests = [judgment_request(run=run, judgment=j) for j in scoring]
+                results = backend.score(requests, decoding=decoding)
+                by_id = {j.id: j for j in scoring}
+                finished += judgments_store(
+                    run=run, token=token,
+                    outcomes=[(by_id[int(r.key)], r) for r in results],  # type: ignore[call-overload]  # key echoes our id
                 )
-    except TRANSIENT_ERRORS:
-        # The claims must not outlive this attempt: the task's retry (or another worker)
-        # takes them now rather than after the lease.
-        judgments_release(token=token)
-        raise
+            if writing:
+                prompts_ = [(j.id, generation_messages(judgment=j)) for j in writing]
+                outputs = backend.generate(prompts_, decoding=decoding)
+                by_id = {j.id: j for j in writing}
+                for output in outputs:
+                    finished += generation_store(
+                        run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[call-overload]  # key echoes our id
+                        latency_ms=output.latency_ms, token=token,
+                    )
+    except TRANSIENT_ERRORS as exc:
+        if retry_in is not None:
+            try:
+                judgments_lease_renew(token=token, seconds=retry_in + run.lease_seconds)
+            except TRANSIENT_ERRORS:
+                pass  # the database is the trouble: the lease runs out and the watchdog steps in
+            raise BatchRetry(token, exc) from exc
+        log.warning("run %s: batch failed after its retries: %s", run.pk, failure_reason(exc))
+        finished += _fail(token=token, reason=f"{failure_reason(exc)} (gave up after the retries)")
     except Exception as exc:
-        # Not going to get better by retrying (bad model path, a scale the tokenizer cannot
-        # score): the judgments say so, and the run still finishes.
+        # Not going to get better by retrying (bad model path, a 4xx, a host not allowed): the
+        # judgments say so, and the run still finishes.
         log.exception("run %s: batch failed", run.pk)
-        finished += Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
-            status=Judgment.Status.ERROR, error=f"{type(exc).__name__}: {exc}", completed_at=timezone.now()
-        )
+        finished += _fail(token=token, reason=failure_reason(exc))
     run_refresh(run=run)
     return finished
+
+
+def _fail(*, token: str, reason: str) -> int:
+    return Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED).update(
+        status=Judgment.Status.ERROR, error=reason, completed_at=timezone.now()
+    )
 
 
 def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
@@ -697,55 +905,89 @@ def _close(*, judgment: Judgment, token: str, **fields: object) -> bool:
     )
 
 
-def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: str) -> int:
-    """Store one result and, when it parsed, the judge's rating or preference."""
-    template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
-    common = {
-        "template": template, "raw_text": _clean(result.raw_text), "probabilities": result.probabilities,
-        "source": result.source, "valid_mass": result.valid_mass, "latency_ms": result.latency_ms,
-        "note": result.note, "error": result.error,
-    }
+# The judgment fields a batch's store writes (one UPDATE per 500 judgments).
+_STORED_FIELDS = [
+    "status", "completed_at", "template", "raw_text", "probabilities", "source", "valid_mass", "verdict",
+    "expected_value", "latency_ms", "note", "error", "rating", "preference",
+]
+
+
+def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]], token: str) -> int:
+    """Store a batch's results and the judge's ratings and preferences, in a fixed number of
+    queries whatever the batch size (lock, upsert ratings, upsert preferences, update judgments).
+
+    Only judgments this worker still holds are stored (the row lock guards against a worker
+    that took them over). A re-run replaces the judge's rating or preference of the same unit,
+    preferences exactly as ratings (upserts on the unique constraints): a report after a
+    template change shows the new verdicts. Older judgments keep their own verdict, text and
+    probabilities: the history of their run. Values pass annotate's checks (scale, strength)."""
+    if not outcomes:
+        return 0
+    now = timezone.now()
+    rater = run.judge.rater
     with transaction.atomic():
-        if result.status != "ok" or result.label is None:
-            status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
-            return int(_close(judgment=judgment, token=token, status=status, **common))
-        rater = run.judge.rater
-        if judgment.protocol == Judgment.Protocol.RATING:
-            assert judgment.attribute is not None and judgment.response is not None
-            name = judgment.attribute.name
-            expected = result.expected([int(label) for label in result.probabilities or {}])
-            (rating,) = ratings_submit(
-                rater=rater, response=judgment.response, values={name: int(result.label)},
-                time_on_task_ms=result.latency_ms,
-                probabilities={name: result.probabilities} if result.probabilities else None,
-                expected_values={name: expected} if expected is not None else None,
+        held = set(
+            Judgment.objects.select_for_update()
+            .filter(id__in=[j.id for j, _ in outcomes], claim_token=token, status=Judgment.Status.CLAIMED)
+            .values_list("id", flat=True)
+        )
+        rows: list[Judgment] = []
+        ratings: list[tuple[Judgment, Rating]] = []
+        preferences: list[tuple[Judgment, Preference]] = []
+        for judgment, result in outcomes:
+            if judgment.id not in held:
+                continue  # another worker took it over after our lease ran out: its write stands
+            template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
+            judgment.template = template
+            judgment.raw_text, judgment.probabilities = _clean(result.raw_text), result.probabilities
+            judgment.source, judgment.valid_mass, judgment.latency_ms = result.source, result.valid_mass, result.latency_ms
+            judgment.note, judgment.error, judgment.completed_at = result.note, result.error, now
+            rows.append(judgment)
+            if result.status != "ok" or result.label is None:
+                judgment.status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
+                continue
+            judgment.status, judgment.verdict = Judgment.Status.OK, result.label
+            if judgment.protocol == Judgment.Protocol.RATING:
+                assert judgment.attribute is not None and judgment.response is not None
+                value = validate_rating_value(attribute=judgment.attribute, value=int(result.label))
+                judgment.expected_value = result.expected([int(label) for label in result.probabilities or {}])
+                ratings.append((judgment, Rating(
+                    rater=rater, response=judgment.response, attribute=judgment.attribute, value=value,
+                    time_on_task_ms=result.latency_ms, probabilities=result.probabilities,
+                    expected_value=judgment.expected_value,
+                )))
+            else:
+                assert judgment.pair is not None
+                order = ShownOrder(judgment.shown_order)
+                # Read at [[A]] / [[B]] / [[C]]: a verdict, not a strength (annotate.verdicts).
+                strength = validate_strength(project=run.project, strength=judge_verdict_strength(result.label, order))
+                preferences.append((judgment, Preference(
+                    rater=rater, rater_kind=Rater.Kind.JUDGE, pair=judgment.pair, strength=strength,
+                    shown_order=order, justification=_clean(result.rationale), time_on_task_ms=result.latency_ms,
+                    verdict_only=True,
+                    probabilities=stored_order_probabilities(result.probabilities, order) if result.probabilities else None,
+                )))
+        if ratings:
+            Rating.objects.bulk_create(
+                [r for _, r in ratings], update_conflicts=True, unique_fields=["rater", "response", "attribute"],
+                update_fields=["value", "time_on_task_ms", "probabilities", "expected_value", "updated_at"],
             )
-            done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
-                          expected_value=expected, rating=rating, **common)
-        else:
-            assert judgment.pair is not None
-            order = ShownOrder(judgment.shown_order)
-            strength = judge_verdict_strength(result.label, order)
-            preference, _ = preference_submit(
-                rater=rater, pair=judgment.pair, strength=strength, shown_order=order,
-                justification=_clean(_rationale(result.raw_text)), time_on_task_ms=result.latency_ms,
-                probabilities=stored_order_probabilities(result.probabilities, order) if result.probabilities else None,
-                verdict_only=True,  # read at [[A]] / [[B]] / [[C]]: a verdict, not a strength
+            for judgment, rating in ratings:
+                judgment.rating = rating
+        if preferences:
+            Preference.objects.bulk_create(
+                [p for _, p in preferences], update_conflicts=True, unique_fields=["rater", "pair", "shown_order"],
+                update_fields=["strength", "verdict_only", "justification", "probabilities", "time_on_task_ms", "updated_at"],
             )
-            done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, verdict=result.label,
-                          preference=preference, **common)
-        if not done:
-            # Another worker took this judgment over after our lease ran out; its write (the
-            # same annotation, by the unique constraints) stands and ours rolls back.
-            transaction.set_rollback(True)
-        return int(done)
+            for judgment, preference in preferences:
+                judgment.preference = preference
+        Judgment.objects.bulk_update(rows, _STORED_FIELDS, batch_size=500)
+    return len(rows)
 
 
-def _rationale(raw_text: str) -> str:
-    from .inference.transformers_backend import RATIONALE_CUE
-
-    at = raw_text.find(RATIONALE_CUE)
-    return raw_text[:at].strip() if at > 0 else ""
+def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: str) -> int:
+    """One result (judgments_store of a batch of one)."""
+    return judgments_store(run=run, outcomes=[(judgment, result)], token=token)
 
 
 def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str) -> int:

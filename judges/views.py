@@ -29,6 +29,7 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     # Reading the runs of an archived project is allowed; starting one is not.
     project = access.project_for(request.user, project_id, need="research", archived=request.method != "POST")
     form = RunStartForm(request.POST or None, project=project, user=request.user)
+    code = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         access.judge_check_usable(request.user, data["judge"], project)
@@ -40,12 +41,16 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
             )
         except ValidationError as exc:
             _add_error(form, exc)
+        except services.BrokerUnavailable as exc:
+            form.add_error(None, str(exc))
+            code = 503
         else:
-            messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
+            messages.success(request, f"Run {run.pk} started: a worker is planning its judgments.")
             return redirect("judges:run", run_id=run.pk)
     project_runs = access.runs_visible(request.user).filter(project=project)
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
-                                                "can_research": True})  # project_for(need="research") let them in
+                                                "can_research": True},  # project_for(need="research") let them in
+                  status=code)
 
 
 @login_required

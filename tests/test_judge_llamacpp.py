@@ -95,7 +95,7 @@ def test_a_judge_run_through_llamacpp_stores_every_judgment_once_and_honestly(ll
     judge = services.judge_create(name="smollm2-llamacpp", backend="openai", model_ref="smollm2",
                                   base_url=llama_server, response_model="SmolLM2-135M-Instruct")
     project = make_project(name="llama.cpp", items=2)
-    run = services.run_start(judge=judge, project=project)
+    run = services.run_start(plan_now=True, judge=judge, project=project)
     services.judgments_process(run_id=run.pk, judgment_ids=list(run.judgments.values_list("id", flat=True)))
     run.refresh_from_db()
     judgments = list(Judgment.objects.filter(run=run))
@@ -115,7 +115,7 @@ def test_a_generate_run_through_llamacpp_writes_responses_as_the_judges_model(ll
                                   base_url=llama_server, response_model="SmolLM2-135M-Instruct",
                                   decoding={"max_new_tokens": 24})
     project = make_project(name="llama.cpp generate", items=1)
-    run = services.run_start(judge=judge, project=project, kind=Run.Kind.GENERATE)
+    run = services.run_start(plan_now=True, judge=judge, project=project, kind=Run.Kind.GENERATE)
     services.judgments_process(run_id=run.pk, judgment_ids=list(run.judgments.values_list("id", flat=True)))
     (judgment,) = Judgment.objects.filter(run=run)
     assert judgment.status == "ok" and judgment.generated is not None

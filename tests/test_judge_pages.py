@@ -32,13 +32,18 @@ def test_runs_page_lists_runs_and_starts_one(client, researcher, judged_project,
     response = client.post(url, {"judge": tiny_judge.pk, "kind": "judge", "protocols": ["ranking"]})
     run = Run.objects.get(project=judged_project)
     assert response.status_code == 302 and response["Location"] == reverse("judges:run", kwargs={"run_id": run.pk})
+    # The page only records the run; a worker plans it (the task's body, run here).
+    assert run.planned_at is None and not run.judgments.exists()
+    assert "Waiting for a worker to plan" in client.get(response["Location"]).content.decode()
+    services.run_plan(run_id=run.pk)
+    run.refresh_from_db()
     assert run.total == 2 and run.created_by == researcher
     assert f"#{run.pk}" in client.get(url).content.decode()
 
 
 def test_progress_polls_until_the_run_is_done_then_answers_286(client, researcher, judged_project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=judged_project, protocols=["ranking"])
     progress = reverse("judges:run-progress", kwargs={"run_id": run.pk})
     page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
     assert 'id="run-progress"' in page and 'hx-trigger="every 2s"' in page
@@ -51,7 +56,7 @@ def test_progress_polls_until_the_run_is_done_then_answers_286(client, researche
 
 def test_cancel_and_resume_from_the_run_page(client, researcher, judged_project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=judged_project, protocols=["ranking"])
     client.post(reverse("judges:run-cancel", kwargs={"run_id": run.pk}))
     assert Run.objects.get(pk=run.pk).status == "cancelled"
     client.post(reverse("judges:run-resume", kwargs={"run_id": run.pk}))
@@ -62,7 +67,7 @@ def test_annotators_cannot_see_runs(client, annotator, judged_project, tiny_judg
     judged_project.members.add(annotator)
     client.force_login(annotator)
     assert client.get(reverse("judges:runs", kwargs={"project_id": judged_project.pk})).status_code == 403
-    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=judged_project, protocols=["ranking"])
     assert client.get(reverse("judges:run", kwargs={"run_id": run.pk})).status_code == 403
 
 
@@ -81,7 +86,9 @@ def test_api_judges_crud_and_runs_start_list_cancel(researcher, judged_project, 
                        format="json")
     assert started.status_code == 201, started.data
     run_id = started.data["id"]
-    assert started.data["total"] == 2 and started.data["progress"]["pending"] == 2
+    assert started.data["total"] == 0 and started.data["status"] == "running"
+    services.run_plan(run_id=run_id)  # what the worker's run_plan task does
+    assert api.get(f"/api/runs/{run_id}/").data["progress"]["pending"] == 2
     listed = api.get(f"/api/runs/?project={judged_project.pk}").data
     assert [r["id"] for r in listed["results"]] == [run_id]
     assert api.post(f"/api/runs/{run_id}/cancel/").data["status"] == "cancelled"
@@ -272,6 +279,8 @@ def test_runs_page_starts_a_filtered_run(client, researcher, judged_project, tin
                                  "models": ["good-model"], "items": "item-0"})
     assert response.status_code == 302
     run = Run.objects.get(project=judged_project)
+    services.run_plan(run_id=run.pk)
+    run.refresh_from_db()
     assert run.filters == {"models": ["good-model"], "items": ["item-0"]} and run.total == 1
     refused = client.post(url, {"judge": tiny_judge.pk, "kind": "judge", "protocols": ["rating"], "items": "nope"})
     assert refused.status_code == 200 and "not in project" in refused.content.decode()
@@ -290,7 +299,7 @@ def test_api_run_filters(researcher, judged_project, tiny_judge):
 
 def test_run_page_says_what_part_of_the_project_the_run_covers(client, researcher, judged_project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=judged_project, protocols=["ranking"],
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=judged_project, protocols=["ranking"],
                              filters={"models": ["bad-model"], "unjudged_only": True})
     page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
     assert "responses by bad-model" in page and "only what tiny-pages had not annotated" in page
@@ -319,7 +328,7 @@ def test_run_page_shows_how_much_the_judge_answers_inside_the_scale(client, rese
     from django.db.models import Avg
 
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=judged_project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=judged_project)
     services.judgments_process(run_id=run.pk, judgment_ids=list(run.judgments.values_list("id", flat=True)))
     mean = Judgment.objects.filter(run=run).aggregate(m=Avg("valid_mass"))["m"]
     assert mean is not None and 0 < mean < 1

@@ -31,20 +31,20 @@ def _process(run: Run) -> None:
 
 def test_run_plans_every_response_attribute_and_both_orders_of_every_pair(tiny_judge):
     project = make_project(items=3)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     assert run.total == 3 * 2 * 1 + 3 * 2
     orders = Judgment.objects.filter(run=run, protocol="ranking").values_list("pair_id", "shown_order")
     assert sorted(orders) == sorted((p.pk, o) for p in Pair.objects.filter(item__project=project) for o in ("ab", "ba"))
 
 
 def test_limit_counts_items(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=3), protocols=["ranking"], limit=1)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=3), protocols=["ranking"], limit=1)
     assert run.total == 2
 
 
 def test_processing_stores_every_judgment_once_with_its_evidence(tiny_judge):
     project = make_project(items=2)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     _process(run)
     assert run.status == Run.Status.DONE
     judgments = list(Judgment.objects.filter(run=run))
@@ -64,7 +64,7 @@ def test_processing_stores_every_judgment_once_with_its_evidence(tiny_judge):
 
 def test_unparseable_answers_are_stored_as_unparseable_never_guessed(tiny_judge):
     project = make_project(items=3)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     _process(run)
     unparseable = Judgment.objects.filter(run=run, status="unparseable")
     # A random model's greedy token is almost never a label: the seed makes this certain here.
@@ -78,7 +78,7 @@ def test_unparseable_answers_are_stored_as_unparseable_never_guessed(tiny_judge)
 
 
 def test_a_second_claim_of_the_same_batch_gets_nothing(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
     _, first = services.judgments_claim(run=run, judgment_ids=ids)
     _, second = services.judgments_claim(run=run, judgment_ids=ids)
@@ -91,16 +91,16 @@ def test_a_second_claim_of_the_same_batch_gets_nothing(tiny_judge):
 
 
 def test_a_claim_older_than_the_lease_is_handed_out_again(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=1)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=1)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
     services.judgments_claim(run=run, judgment_ids=ids)
-    Judgment.objects.filter(run=run).update(claimed_at=run.started_at.replace(year=2000))
+    Judgment.objects.filter(run=run).update(lease_expires_at=run.started_at.replace(year=2000))
     _, again = services.judgments_claim(run=run, judgment_ids=ids)
     assert len(again) == 2 and all(j.attempts == 2 for j in again)
 
 
 def test_cancel_stops_work_and_resume_finishes_it(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=2), protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=2), protocols=["ranking"])
     services.run_cancel(run=run)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
     assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0
@@ -112,7 +112,7 @@ def test_cancel_stops_work_and_resume_finishes_it(tiny_judge):
 
 
 def test_watchdog_re_enqueues_stalled_work_and_stops_when_done(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=4)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=1), protocols=["ranking"], lease_seconds=4)
     assert services.run_watch(run_id=run.pk, token="someone-else") is None
     assert services.run_watch(run_id=run.pk, token=run.watch_token) == 2
     _process(run)
@@ -121,7 +121,7 @@ def test_watchdog_re_enqueues_stalled_work_and_stops_when_done(tiny_judge):
 
 def test_generate_run_writes_responses_as_the_judges_model_and_pairs_them(tiny_judge):
     project = make_project(items=2)
-    run = services.run_start(judge=tiny_judge, project=project, kind="generate")
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, kind="generate")
     assert run.total == 2
     _process(run)
     own = Response.objects.filter(item__project=project, model="tiny-llama")
@@ -130,7 +130,7 @@ def test_generate_run_writes_responses_as_the_judges_model_and_pairs_them(tiny_j
         others = response.item.responses.exclude(pk=response.pk)
         assert Pair.objects.filter(response_b=response).count() == others.count() == 2
     # Judging the project now includes pairs that contain the judge's own responses.
-    judged = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"])
+    judged = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"])
     assert Judgment.objects.filter(run=judged, pair__response_b__model="tiny-llama").count() == 8
 
 
@@ -139,11 +139,11 @@ def test_protocols_the_project_does_not_use_are_refused(tiny_judge):
     project.protocols = "ranking"
     project.save()
     with pytest.raises(ValidationError):
-        services.run_start(judge=tiny_judge, project=project, protocols=["rating"])
+        services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["rating"])
 
 
 def test_template_edits_make_a_new_version_and_old_judgments_keep_theirs(tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=make_project(items=1), protocols=["ranking"])
     _process(run)
     old = tiny_judge.ranking_template
     new = services.judge_template_edit(judge=tiny_judge, protocol="ranking", system="Judge.",
@@ -185,7 +185,7 @@ def test_a_responses_attribute_ratings_share_one_batch_and_its_prefix(tiny_judge
     from judges.inference.base import Decoding
 
     project = make_project(items=3, attributes=FIVE_ATTRIBUTES)
-    run = services.run_start(judge=tiny_judge, project=project, protocols=["rating"], batch_size=12)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["rating"], batch_size=12)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
     batches = services.run_batches(run=run, judgment_ids=ids)
     assert sorted(i for b in batches for i in b) == sorted(ids)
@@ -216,7 +216,7 @@ def test_a_responses_attribute_ratings_share_one_batch_and_its_prefix(tiny_judge
 
 def test_both_orders_of_a_pair_share_a_batch_and_the_items_prompt_group(tiny_judge):
     project = make_project(items=3)
-    run = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"], batch_size=3)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"], batch_size=3)
     judgments = list(Judgment.objects.filter(run=run).select_related("item", "pair"))
     batches = services.run_batches(run=run, judgment_ids=[j.id for j in judgments])
     assert all(len(b) <= 3 for b in batches)
@@ -236,7 +236,7 @@ def test_a_judge_with_valid_mass_floor_zero_annotates_every_item_by_the_argmax(t
     judge = services.judge_create(name="tiny-floor", model_ref=str(tiny_model_dir),
                                   decoding={"max_new_tokens": 8, "min_valid_mass": 0})
     project = make_project(items=3)
-    run = services.run_start(judge=judge, project=project)
+    run = services.run_start(plan_now=True, judge=judge, project=project)
     _process(run)
     judgments = list(Judgment.objects.filter(run=run))
     assert {j.status for j in judgments} == {"ok"}
@@ -257,13 +257,13 @@ def _planned(run: Run) -> list[tuple]:
 def test_filters_narrow_a_run_by_role_item_and_model(tiny_judge):
     project = make_project(items=3)
     project.items.filter(external_id="item-2").update(role="gold")
-    gold = services.run_start(judge=tiny_judge, project=project, filters={"roles": ["gold"]})
+    gold = services.run_start(plan_now=True, judge=tiny_judge, project=project, filters={"roles": ["gold"]})
     assert {item for _, item, _, _ in _planned(gold)} == {"item-2"}
     assert gold.filters == {"roles": ["gold"]}
-    one = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"], filters={"items": ["item-0"]})
+    one = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"], filters={"items": ["item-0"]})
     assert _planned(one) == [("ranking", "item-0", None, "ab"), ("ranking", "item-0", None, "ba")]
     # A model filter rates only that model's responses, and keeps every pair that holds one.
-    by_model = services.run_start(judge=tiny_judge, project=project, filters={"models": ["bad-model"]})
+    by_model = services.run_start(plan_now=True, judge=tiny_judge, project=project, filters={"models": ["bad-model"]})
     rated = [(item, model) for protocol, item, model, _ in _planned(by_model) if protocol == "rating"]
     assert rated == [("item-0", "bad-model"), ("item-1", "bad-model"), ("item-2", "bad-model")]
     assert sum(p == "ranking" for p, *_ in _planned(by_model)) == 3 * 2
@@ -273,13 +273,13 @@ def test_unjudged_only_skips_what_the_judge_annotated(tiny_model_dir):  # noqa: 
     judge = services.judge_create(name="tiny-unjudged", model_ref=str(tiny_model_dir),
                                   decoding={"min_valid_mass": 0})
     project = make_project(items=2)
-    first = services.run_start(judge=judge, project=project, filters={"items": ["item-0"]})
+    first = services.run_start(plan_now=True, judge=judge, project=project, filters={"items": ["item-0"]})
     _process(first)
     assert first.total == 2 * 1 + 2
-    rest = services.run_start(judge=judge, project=project, filters={"unjudged_only": True})
+    rest = services.run_start(plan_now=True, judge=judge, project=project, filters={"unjudged_only": True})
     assert {item for _, item, _, _ in _planned(rest)} == {"item-1"} and rest.total == first.total
     _process(rest)
-    nothing = services.run_start(judge=judge, project=project, filters={"unjudged_only": True})
+    nothing = services.run_start(plan_now=True, judge=judge, project=project, filters={"unjudged_only": True})
     assert nothing.total == 0 and nothing.status == Run.Status.DONE
 
 
@@ -295,14 +295,14 @@ def test_unjudged_only_skips_what_the_judge_annotated(tiny_model_dir):  # noqa: 
 def test_bad_filters_are_refused_naming_the_key(tiny_judge, filters, field, message):
     project = make_project(items=1)
     with pytest.raises(ValidationError) as caught:
-        services.run_start(judge=tiny_judge, project=project, filters=filters)
+        services.run_start(plan_now=True, judge=tiny_judge, project=project, filters=filters)
     assert caught.value.field == field and message in str(caught.value)
     assert not Run.objects.exists()
 
 
 def test_the_closing_instruction_matches_how_the_answer_is_read(tiny_judge):
     project = make_project(items=1)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     by_protocol = {j.protocol: j for j in Judgment.objects.filter(run=run)}
     rating = services.judgment_request(run=run, judgment=by_protocol["rating"]).messages[-1]["content"]
     ranking = services.judgment_request(run=run, judgment=by_protocol["ranking"]).messages[-1]["content"]

@@ -39,7 +39,7 @@ def test_smollm2_judges_a_project_end_to_end_in_both_orders():
     judge = services.judge_get_or_create_default()
     project = make_project(name="SmolLM2 e2e", items=1)
     pair = Pair.objects.get(item__project=project)
-    run = services.run_start(judge=judge, project=project)
+    run = services.run_start(plan_now=True, judge=judge, project=project)
     _process(run)
     assert run.status == Run.Status.DONE and run.total == 4
     ranking = Judgment.objects.filter(run=run, protocol="ranking")
@@ -196,7 +196,7 @@ def openai_judge(openai_server):
 def test_openai_backend_reads_verdicts_from_server_logprobs(openai_server, openai_judge):
     openai_server.logprobs = True
     project = make_project(name="HTTP logprobs", items=1)
-    run = services.run_start(judge=openai_judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=openai_judge, project=project, protocols=["ranking"])
     _process(run)
     judgments = list(Judgment.objects.filter(run=run))
     assert run.status == Run.Status.DONE and len(judgments) == 2
@@ -211,7 +211,7 @@ def test_openai_backend_reads_verdicts_from_server_logprobs(openai_server, opena
 def test_openai_backend_falls_back_to_text_and_says_so(openai_server, openai_judge):
     openai_server.logprobs = False
     project = make_project(name="HTTP text", items=1)
-    run = services.run_start(judge=openai_judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=openai_judge, project=project, protocols=["ranking"])
     _process(run)
     judgments = list(Judgment.objects.filter(run=run))
     assert {j.source for j in judgments} == {"text"}
@@ -219,3 +219,22 @@ def test_openai_backend_falls_back_to_text_and_says_so(openai_server, openai_jud
     for j in judgments:
         if j.status == "ok":
             assert j.probabilities is None and j.preference.probabilities is None and j.verdict in "ABC"
+
+
+def test_openai_backend_keeps_the_rationale_as_the_preferences_justification(openai_server):
+    # Before issue 10 the openai backend's rationale was always dropped (the justification was
+    # looked for after the transformers backend's own cue, which a server never writes).
+    from judges.inference.openai_backend import rationale_of
+
+    openai_server.logprobs = True
+    judge = services.judge_create(
+        name="smollm2-http-rationale", backend="openai", model_ref="SmolLM2-135M-Instruct", rationale=True,
+        base_url=f"http://127.0.0.1:{openai_server.server_address[1]}/v1", decoding={"rationale_tokens": 40},
+    )
+    project = make_project(name="HTTP rationale", items=1)
+    run = services.run_start(plan_now=True, judge=judge, project=project, protocols=["ranking"])
+    _process(run)
+    ok = [j for j in Judgment.objects.filter(run=run) if j.status == "ok"]
+    assert ok, list(Judgment.objects.filter(run=run).values_list("raw_text", flat=True))
+    for j in ok:
+        assert j.preference.justification and j.preference.justification == rationale_of(j.raw_text, "[[")

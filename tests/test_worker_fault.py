@@ -2,7 +2,7 @@
 
 The test database is committed (transaction=True) so the subprocesses see it: the run is started
 with `manage.py run_judge` and judged by `celery -A config worker -Q default,gpu -c 1`, over
-Redis (db 7) and over the default filesystem:// broker. The judge is a tiny random Llama with a
+Redis (the suite's CELERY_BROKER_URL, db 7 by default) and over the default filesystem:// broker. The judge is a tiny random Llama with a
 short rationale, so batches take a moment and the kill lands mid-run.
 """
 
@@ -27,7 +27,9 @@ from judges.models import Judgment, Run
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/7"
+# The suite's Redis (make test's REDIS_URL, or a helper's own db number); db 7 without one.
+_BROKER = os.environ.get("CELERY_BROKER_URL", "")
+REDIS_URL = _BROKER if _BROKER.startswith("redis://") else "redis://127.0.0.1:6379/7"
 FINAL = ("ok", "unparseable", "error")
 
 

@@ -64,6 +64,9 @@ class ScoreResult:
     valid_mass: float | None = None
     note: str = ""
     error: str = ""
+    # What the judge wrote before its verdict (rationale judges only): kept as the
+    # justification of its preference, whichever backend wrote it.
+    rationale: str = ""
 
     def expected(self, values: Sequence[float]) -> float | None:
         """The expected score sum_s s * p(s), with `values` aligned to the request's labels."""

@@ -18,9 +18,12 @@ note, no probabilities). Requests go out concurrently: the server batches.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -52,7 +55,59 @@ MAX_PREFILL_TOKENS = 2
 
 
 class ServerError(ConnectionError):
-    """A 5xx or an unreachable server: transient, the task retries with backoff."""
+    """A 5xx, a 429 or an unreachable server: transient, the task retries with backoff. Its
+    message is a summary (status code and reason class), never the server's reply."""
+
+
+class UpstreamError(Exception):
+    """A reply that retrying will not change (a 4xx other than 429, a redirect, a reply that is
+    not a chat completion): the judgments fail with this summary, never the server's body."""
+
+
+# What a status code means for the researcher reading the run page; the body is never shown:
+# the server is the researcher's choice, and its reply could carry anything.
+HTTP_REASONS = {
+    400: "bad request", 401: "unauthorized: check the judge's API key", 403: "forbidden",
+    404: "not found: check base_url and the model name", 405: "method not allowed", 408: "request timeout",
+    413: "request too large", 422: "request not understood", 429: "rate limited",
+}
+
+
+def http_summary(code: int) -> str:
+    if code in HTTP_REASONS:
+        reason = HTTP_REASONS[code]
+    elif 300 <= code < 400:
+        reason = "redirect refused: base_url must be the server's final address"
+    elif code >= 500:
+        reason = "server error"
+    else:
+        reason = "client error"
+    return f"HTTP {code} ({reason})"
+
+
+def network_summary(reason: object) -> str:
+    """A short class for why a connection failed (URLError.reason or the exception itself)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return "host not found"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(reason, ssl.SSLError):
+        return "TLS error"
+    if isinstance(reason, ConnectionError):
+        return "connection lost"
+    return "server unreachable"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # urllib follows redirects by default, with the Authorization header: a server could send
+    # the judge's key on to any host. A 3xx becomes an HTTPError instead.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 class OpenAIBackend:
@@ -88,15 +143,36 @@ class OpenAIBackend:
         headers = {"Content-Type": "application/json"}
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return json.loads(response.read())
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        except ValueError as exc:
+            raise UpstreamError("base_url is not a valid http(s) URL") from exc
+        try:
+            with _OPENER.open(request, timeout=300) as response:
+                raw = response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
+            exc.close()
             if exc.code >= 500 or exc.code == 429:
-                raise ServerError(f"HTTP {exc.code} from {self.url}: {detail}") from exc
-            raise ValueError(f"HTTP {exc.code} from {self.url}: {detail}") from exc
+                raise ServerError(http_summary(exc.code)) from None
+            raise UpstreamError(http_summary(exc.code)) from None
+        except urllib.error.URLError as exc:
+            raise ServerError(network_summary(exc.reason)) from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            raise ServerError(network_summary(exc)) from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise UpstreamError("the server's reply is not JSON") from None
+        if not isinstance(payload, dict):
+            raise UpstreamError("the server's reply is not a JSON object")
+        return payload
+
+    @staticmethod
+    def _choice(payload: dict) -> dict:
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise UpstreamError("the server's reply holds no completion (no choices)")
+        return choices[0]
 
     def score(self, requests: Sequence[ScoreRequest], *, decoding: Decoding) -> list[ScoreResult]:
         with ThreadPoolExecutor(self.workers) as pool:
@@ -109,7 +185,7 @@ class OpenAIBackend:
         if prefill:
             try:
                 declined = not self.prefill_honoured(request)
-            except ValueError as exc:
+            except UpstreamError as exc:
                 return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
             prefill = not declined
         messages = list(request.messages)
@@ -127,11 +203,10 @@ class OpenAIBackend:
         if prefill:
             body |= {"continue_final_message": True, "add_generation_prompt": False}
         try:
-            payload = self._post(body)
-        except ValueError as exc:
+            choice = self._choice(self._post(body))
+        except UpstreamError as exc:
             return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
         latency_ms = int((time.perf_counter() - started) * 1000)
-        choice = payload["choices"][0]
         content = choice.get("message", {}).get("content") or ""
         # A continuation of "[[" never starts with "[": a server that wrote one began a new answer.
         ignored = prefill and content.lstrip().startswith(request.cue[:1])
@@ -145,6 +220,8 @@ class OpenAIBackend:
         if ignored or declined:
             result.note = "; ".join(n for n in (PREFILL_IGNORED_NOTE, result.note) if n)
         result.raw_text, result.latency_ms = text, latency_ms
+        if decoding.rationale:
+            result.rationale = rationale_of(content, request.cue)
         return result
 
     def generate(
@@ -156,12 +233,18 @@ class OpenAIBackend:
                 "model": self.config.model_ref, "messages": list(prompt[1]),
                 "max_tokens": decoding.max_new_tokens, "temperature": decoding.temperature,
             }
-            payload = self._post(body)
-            text = payload["choices"][0].get("message", {}).get("content") or ""
+            text = self._choice(self._post(body)).get("message", {}).get("content") or ""
             return GenerateResult(key=prompt[0], text=text.strip(), latency_ms=int((time.perf_counter() - started) * 1000))
 
         with ThreadPoolExecutor(self.workers) as pool:
             return list(pool.map(one, prompts))
+
+
+def rationale_of(content: str, cue: str) -> str:
+    """What the model wrote before its verdict: the text before the last cue ("[["), as the
+    transformers backend keeps the text it generated before its fixed cue."""
+    at = content.rfind(cue)
+    return content[:at].strip() if at > 0 else ""
 
 
 def read_logprobs(

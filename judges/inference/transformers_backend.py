@@ -157,6 +157,7 @@ class TransformersBackend:
                 results.append(ScoreResult(key=r.key, status="error", error=errors[i], latency_ms=latency_ms))
                 continue
             results.append(self._read(r, logits[i], ids, prefix, latency_ms, decoding.min_valid_mass))
+            results[-1].rationale = rationales[i].strip()
         return results
 
     def _read(

@@ -47,10 +47,12 @@ class Command(BaseCommand):
                 judge=judge, project=project, protocols=options["protocols"] or ["rating", "ranking"],
                 kind=str(options["kind"]), limit=options["limit"], batch_size=int(options["batch_size"]),
                 lease_seconds=int(options["lease_seconds"]),
+                # Not a web request: plan here and say how many judgments were queued.
+                plan_now=True,
                 filters={"roles": options["roles"] or [], "items": options["items"] or [],
                          "models": options["models"] or [], "unjudged_only": bool(options["unjudged_only"])},
             )
-        except ValidationError as exc:
+        except (ValidationError, services.BrokerUnavailable) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"run {run.pk}: {run.total} judgments queued ({judge} on {project})")
         while options["wait"] and not run.is_finished:
