@@ -18,7 +18,7 @@ from annotate.roles import authenticated, is_researcher
 
 from . import prompts, selectors, services
 from .forms import JudgeForm, RunStartForm, TemplateForm
-from .models import Judge, Judgment, PromptTemplate
+from .models import Judge, PromptTemplate, Run
 
 # htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
 HTMX_STOP_POLLING = 286
@@ -41,27 +41,28 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Run {run.pk} started: {run.total} judgments queued.")
             return redirect("judges:run", run_id=run.pk)
-    project_runs = selectors.runs_for_user(request.user).filter(project=project)
+    project_runs = selectors.runs_with_counts(selectors.runs_for_user(request.user).filter(project=project))
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form})
 
 
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get_for_user(request.user, run_id)
-    judgments = run.judgments.exclude(status__in=[Judgment.Status.PENDING, Judgment.Status.CLAIMED]).order_by(
-        "-completed_at"
-    ).select_related("attribute", "pair", "response")[:25]
-    context = {"run": run, "progress": selectors.run_progress(run=run), "judgments": judgments}
-    return render(request, "judges/run.html", context)
+    return render(request, "judges/run.html", _run_live(run))
 
 
 @login_required
 def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The live part of the run page (progress, buttons, latest rows), polled until the run ends."""
     run = selectors.run_get_for_user(request.user, run_id)
-    response = render(request, "judges/_progress.html", {"run": run, "progress": selectors.run_progress(run=run)})
+    response = render(request, "judges/_progress.html", _run_live(run))
     if run.is_finished:
         response.status_code = HTMX_STOP_POLLING
     return response
+
+
+def _run_live(run: Run) -> dict:
+    return {"run": run, "progress": selectors.run_progress(run=run), "rows": selectors.run_rows(run=run)}
 
 
 @login_required
