@@ -102,10 +102,11 @@ def _seed_annotations(project: Project) -> None:
                 ratings_submit(rater=rater, response=response, values=values)
 
 
-# The demo's answers are short: SmolLM2-135M writes about 10 tokens a second per row on a busy
-# 2-core machine, and a newcomer should see its answers judged within minutes, not wait for
-# 256-token essays. Only the demo's own judge gets this (when its decoding does not say already).
-DEMO_MAX_NEW_TOKENS = 48
+# The demo's answers are short: on a busy 2-core machine SmolLM2-135M wrote about 1.4 tokens a
+# second over a batch of the demo's prompts (load average 9), and a newcomer should see its
+# answers judged within minutes, not wait for 256-token essays. Only the demo's own judge gets
+# this budget, and only when its decoding does not set one already.
+DEMO_MAX_NEW_TOKENS = 32
 
 
 def demo_judge():  # -> judges.models.Judge
