@@ -62,7 +62,8 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def _run_live(run: Run) -> dict:
-    return {"run": run, "progress": selectors.run_progress(run=run), "rows": selectors.run_rows(run=run)}
+    return {"run": run, "progress": selectors.run_progress(run=run), "rows": selectors.run_rows(run=run),
+            "max_new_tokens": services.judge_decoding(judge=run.judge).max_new_tokens}
 
 
 @login_required
