@@ -132,7 +132,7 @@ def run_progress(*, run: Run) -> Progress:
         if not run.is_finished:
             eta = max(0.0, remaining / per_second - (now - last).total_seconds())
     working = None
-    if begin is not None and times["first"] is not None:
+    if begin is not None and times["first"] is not None and (done or counts.get("claimed")):
         working = max(0.0, ((run.finished_at or now) - begin).total_seconds())
     tokens = run.generated_tokens if run.kind == Run.Kind.GENERATE else 0
     tokens_per_second = tokens / working if tokens and working else None
