@@ -220,3 +220,21 @@ def test_the_runs_table_shows_finish_time_and_outcome_counts(client, researcher,
     cells = re.findall(r'<td class="num[^"]*">(\d+)</td>', row)
     assert cells == [str(run.total), str(counts["ok"]), str(counts["unparseable"]), str(counts["error"])]
     assert sum(counts.values()) == run.total
+
+
+def test_a_longer_prompt_joins_the_batch_rather_than_costing_a_decoding_loop_of_its_own(tiny_model_dir):  # noqa: F811
+    backend = load_backend(BackendConfig(backend="transformers", model_ref=str(tiny_model_dir)))
+    calls: list[int] = []
+    real = backend.model.generate
+
+    def counting(*args, **kwargs):
+        calls.append(int(kwargs["input_ids"].shape[0]))
+        return real(*args, **kwargs)
+
+    backend.model.generate = counting
+    short = [(i, ({"role": "user", "content": "Hello?"},)) for i in range(4)]
+    longer = [(9, ({"role": "user", "content": "The capital of France is Paris. " * 4},))]
+    lengths = [len(backend.encode(backend.render(m))) for _, m in short + longer]
+    assert lengths[-1] > 1.5 * lengths[0]  # past the scoring cap of 10% padding, within generation's
+    backend.generate(short + longer, decoding=Decoding(max_new_tokens=8))
+    assert calls == [5]

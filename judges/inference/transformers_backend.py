@@ -37,6 +37,8 @@ from .batching import length_batches, run_halving_on_oom
 MIN_SHARED_PREFIX = 16
 # Rows of the vocabulary head upcast to float32 at a time (bf16/fp16 models): 16k x 4096 x 4 B = 256 MiB.
 HEAD_CHUNK = 16384
+# Generation batches may carry this share of padding (or the judge's cap, if higher); see generate().
+GENERATE_MIN_PADDING = 0.5
 # After a rationale the verdict is read right after this fixed cue (plus the request's cue).
 RATIONALE_CUE = "\n\nFinal answer: "
 
@@ -350,15 +352,19 @@ class TransformersBackend:
     ) -> list[GenerateResult]:
         """Answers to `prompts`, several per forward pass.
 
-        Batches are cut as for judging (`length_batches` with the same token budget, batch size
-        and padding cap), on prompt length plus the answer budget (the cache holds both).
+        Batches are cut as for judging (`length_batches`: neighbours in length share a batch,
+        with the same token budget and batch size), on prompt length plus the answer budget (the
+        cache holds both). The padding cap is at least GENERATE_MIN_PADDING: a pad token costs
+        only in the prefill and in attention, while each extra batch costs a whole decoding
+        loop (on the demo, a 60-token prompt split off from ten 30-token ones took 134 s alone).
         `on_tokens(n)` hears of the n new tokens of each decoding step (a run page's live count)
         and `on_result` of each answer as soon as its row ends, before the rest of its batch."""
         encoded = [self.encode(self.render(messages)) for _, messages in prompts]
         results: list[GenerateResult | None] = [None] * len(prompts)
         batches = length_batches(
             [len(e) + decoding.max_new_tokens for e in encoded],
-            batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size, max_padding=self.max_padding,
+            batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size,
+            max_padding=max(self.max_padding, GENERATE_MIN_PADDING),
         )
         for batch in batches:
             def run(rows: Sequence[int]) -> list[GenerateResult]:
