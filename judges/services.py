@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 import uuid
@@ -34,7 +35,7 @@ from config.celery import BrokerUnavailable, task_send
 
 from . import prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
-from .inference.base import Decoding
+from .inference.base import Backend, Decoding, GenerateResult
 from .models import Judge, Judgment, PromptTemplate, Run
 
 log = logging.getLogger(__name__)
@@ -813,14 +814,7 @@ def judgments_process(
                     outcomes=[(by_id[int(r.key)], r) for r in results],  # type: ignore[call-overload]  # key echoes our id
                 )
             if writing:
-                prompts_ = [(j.id, generation_messages(judgment=j)) for j in writing]
-                outputs = backend.generate(prompts_, decoding=decoding)
-                by_id = {j.id: j for j in writing}
-                for output in outputs:
-                    finished += generation_store(
-                        run=run, judgment=by_id[int(output.key)], text=output.text,  # type: ignore[call-overload]  # key echoes our id
-                        latency_ms=output.latency_ms, token=token,
-                    )
+                finished += generations_write(run=run, judgments=writing, backend=backend, decoding=decoding, token=token)
     except TRANSIENT_ERRORS as exc:
         if retry_in is not None:
             try:
@@ -883,6 +877,54 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
     # Both shown orders of a pair (and the item's other pairs in the batch) share the prompt.
     group = ("rating", judgment.response_id) if judgment.protocol == Judgment.Protocol.RATING else ("ranking", item.pk)
     return ScoreRequest(messages=messages, labels=labels, cue=prompts.CUE, key=judgment.id, prefix_group=group)
+
+
+# How often a generating batch writes its running token count (one UPDATE per interval).
+TOKEN_COUNT_INTERVAL_S = 1.0
+
+
+def generations_write(
+    *, run: Run, judgments: Sequence[Judgment], backend: Backend, decoding: Decoding, token: str
+) -> int:
+    """Write the answers of a batch, several prompts per forward pass, storing each one as soon
+    as the backend hands it over and counting tokens on the run as they are written, so the run
+    page moves while the batch is still in flight. Returns how many judgments were closed."""
+    by_id = {j.id: j for j in judgments}
+    stored: set[int] = set()
+    closed = 0
+    pending_tokens = 0
+    last_write = time.monotonic()
+
+    def flush_tokens() -> None:
+        nonlocal pending_tokens, last_write
+        if pending_tokens:
+            Run.objects.filter(pk=run.pk).update(generated_tokens=F("generated_tokens") + pending_tokens)
+        pending_tokens, last_write = 0, time.monotonic()
+
+    def on_tokens(n: int) -> None:
+        nonlocal pending_tokens
+        pending_tokens += n
+        if time.monotonic() - last_write >= TOKEN_COUNT_INTERVAL_S:
+            flush_tokens()
+
+    def on_result(output: GenerateResult) -> None:
+        nonlocal closed
+        key = int(output.key)  # type: ignore[call-overload]  # the key echoes our id
+        if key in stored:
+            return
+        stored.add(key)
+        flush_tokens()
+        closed += generation_store(run=run, judgment=by_id[key], text=output.text,
+                                   latency_ms=output.latency_ms, token=token)
+
+    try:
+        outputs = backend.generate([(j.id, generation_messages(judgment=j)) for j in judgments],
+                                   decoding=decoding, on_tokens=on_tokens, on_result=on_result)
+        for output in outputs:  # a backend that does not report answers one by one
+            on_result(output)
+    finally:
+        flush_tokens()
+    return closed
 
 
 def generation_messages(*, judgment: Judgment) -> tuple[dict[str, str], ...]:

@@ -18,7 +18,7 @@ from annotate.roles import authenticated
 
 from . import prompts, selectors, services
 from .forms import JudgeForm, RunStartForm, TemplateForm
-from .models import Judge, Judgment, PromptTemplate
+from .models import Judge, PromptTemplate, Run
 
 # htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
 HTMX_STOP_POLLING = 286
@@ -47,7 +47,7 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Run {run.pk} started: a worker is planning its judgments.")
             return redirect("judges:run", run_id=run.pk)
-    project_runs = access.runs_visible(request.user).filter(project=project)
+    project_runs = selectors.runs_with_counts(access.runs_visible(request.user).filter(project=project))
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
                                                 "can_research": True},  # project_for(need="research") let them in
                   status=code)
@@ -56,21 +56,23 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = access.run_for(request.user, run_id)
-    judgments = run.judgments.exclude(status__in=[Judgment.Status.PENDING, Judgment.Status.CLAIMED]).order_by(
-        "-completed_at"
-    ).select_related("attribute", "pair", "response")[:25]
-    context = {"run": run, "progress": selectors.run_progress(run=run), "judgments": judgments,
-               "project": run.project, "can_research": access.can_research_in(request.user, run.project)}
+    context = {**_run_live(run), "project": run.project, "can_research": access.can_research_in(request.user, run.project)}
     return render(request, "judges/run.html", context)
 
 
 @login_required
 def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The live part of the run page (progress, buttons, latest rows), polled until the run ends."""
     run = access.run_for(request.user, run_id)
-    response = render(request, "judges/_progress.html", {"run": run, "progress": selectors.run_progress(run=run)})
+    response = render(request, "judges/_progress.html", _run_live(run))
     if run.is_finished:
         response.status_code = HTMX_STOP_POLLING
     return response
+
+
+def _run_live(run: Run) -> dict:
+    return {"run": run, "progress": selectors.run_progress(run=run), "rows": selectors.run_rows(run=run),
+            "max_new_tokens": services.judge_decoding(judge=run.judge).max_new_tokens}
 
 
 @login_required

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -107,8 +107,12 @@ class Backend(Protocol):
     def score(self, requests: Sequence[ScoreRequest], *, decoding: Decoding) -> list[ScoreResult]: ...
 
     def generate(
-        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
-    ) -> list[GenerateResult]: ...
+        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding,
+        on_tokens: Callable[[int], None] | None = None, on_result: Callable[[GenerateResult], None] | None = None,
+    ) -> list[GenerateResult]:
+        """Answers in prompt order; `on_tokens(n)` hears of new tokens as they are written (where
+        the backend sees them) and `on_result` of each answer once it is complete."""
+        ...
 
 
 def answer_given(*, greedy_is_label: bool, valid_mass: float, min_valid_mass: float | None) -> bool:

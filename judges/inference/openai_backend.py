@@ -28,8 +28,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .base import (
     BackendConfig,
@@ -225,7 +225,8 @@ class OpenAIBackend:
         return result
 
     def generate(
-        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
+        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding,
+        on_tokens: Callable[[int], None] | None = None, on_result: Callable[[GenerateResult], None] | None = None,
     ) -> list[GenerateResult]:
         def one(prompt: tuple[object, tuple[Message, ...]]) -> GenerateResult:
             started = time.perf_counter()
@@ -237,7 +238,12 @@ class OpenAIBackend:
             return GenerateResult(key=prompt[0], text=text.strip(), latency_ms=int((time.perf_counter() - started) * 1000))
 
         with ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(one, prompts))
+            futures = [pool.submit(one, p) for p in prompts]
+            # Reported from this thread (the caller stores them), as each answer arrives.
+            for future in as_completed(futures):
+                if on_result is not None:
+                    on_result(future.result())
+            return [f.result() for f in futures]
 
 
 def rationale_of(content: str, cue: str) -> str:

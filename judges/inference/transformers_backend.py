@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -37,6 +37,8 @@ from .batching import length_batches, run_halving_on_oom
 MIN_SHARED_PREFIX = 16
 # Rows of the vocabulary head upcast to float32 at a time (bf16/fp16 models): 16k x 4096 x 4 B = 256 MiB.
 HEAD_CHUNK = 16384
+# Generation batches may carry this share of padding (or the judge's cap, if higher); see generate().
+GENERATE_MIN_PADDING = 0.5
 # After a rationale the verdict is read right after this fixed cue (plus the request's cue).
 RATIONALE_CUE = "\n\nFinal answer: "
 
@@ -148,9 +150,13 @@ class TransformersBackend:
                 errors.append(str(exc))
         sequences = [self.encode(t) for t in texts]
         logits = self.last_position_logits(sequences, [r.prefix_group for r in requests])
-        latency_ms = int((time.perf_counter() - started) * 1000 / len(requests))
+        # One pass serves the whole batch: each judgment's latency is its share of the batch's
+        # time, by its prompt's tokens (a long prompt cost more of it than a short one).
+        batch_ms = (time.perf_counter() - started) * 1000
+        tokens = sum(len(s) for s in sequences) or 1
         results = []
         for i, r in enumerate(requests):
+            latency_ms = int(batch_ms * len(sequences[i]) / tokens)
             prefix = rationales[i] + RATIONALE_CUE + r.cue if decoding.rationale else r.cue
             ids = label_ids[i]
             if ids is None:
@@ -342,24 +348,45 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(
-        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding
+        self, prompts: Sequence[tuple[object, tuple[Message, ...]]], *, decoding: Decoding,
+        on_tokens: Callable[[int], None] | None = None, on_result: Callable[[GenerateResult], None] | None = None,
     ) -> list[GenerateResult]:
+        """Answers to `prompts`, several per forward pass.
+
+        Batches are cut as for judging (`length_batches`: neighbours in length share a batch,
+        with the same token budget and batch size), on prompt length plus the answer budget (the
+        cache holds both). The padding cap is at least GENERATE_MIN_PADDING: a pad token costs
+        only in the prefill and in attention, while each extra batch costs a whole decoding
+        loop (on the demo, a 60-token prompt split off from ten 30-token ones took 134 s alone).
+        `on_tokens(n)` hears of the n new tokens of each decoding step (a run page's live count)
+        and `on_result` of each answer as soon as its row ends, before the rest of its batch."""
         encoded = [self.encode(self.render(messages)) for _, messages in prompts]
         results: list[GenerateResult | None] = [None] * len(prompts)
         batches = length_batches(
             [len(e) + decoding.max_new_tokens for e in encoded],
-            batch_tokens=self.config.batch_tokens,
-            max_batch_size=self.batch_size,
+            batch_tokens=self.config.batch_tokens, max_batch_size=self.batch_size,
+            max_padding=max(self.max_padding, GENERATE_MIN_PADDING),
         )
         for batch in batches:
-            def run(rows: Sequence[int]) -> list[tuple[str, float]]:
-                return self._generate_batch([encoded[i] for i in rows], decoding)
+            def run(rows: Sequence[int]) -> list[GenerateResult]:
+                def finished(row: int, result: GenerateResult) -> None:
+                    results[rows[row]] = result
+                    if on_result is not None:
+                        on_result(result)
 
-            for i, (text, seconds) in zip(batch, run_halving_on_oom(batch, run), strict=True):
-                results[i] = GenerateResult(key=prompts[i][0], text=text, latency_ms=int(seconds * 1000))
+                return self._generate_batch(
+                    [encoded[i] for i in rows], [prompts[i][0] for i in rows], decoding,
+                    on_tokens=on_tokens, on_row=finished,
+                )
+
+            run_halving_on_oom(batch, run)
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, rows: list[list[int]], decoding: Decoding) -> list[tuple[str, float]]:
+    def _generate_batch(
+        self, rows: list[list[int]], keys: list[object], decoding: Decoding, *,
+        on_tokens: Callable[[int], None] | None = None,
+        on_row: Callable[[int, GenerateResult], None] | None = None,
+    ) -> list[GenerateResult]:
         started = time.perf_counter()
         width = max(len(r) for r in rows)
         # Generation appends on the right, so prompts are padded on the left.
@@ -368,8 +395,14 @@ class TransformersBackend:
         for i, r in enumerate(rows):
             input_ids[i, width - len(r) :] = torch.tensor(r)
             mask[i, width - len(r) :] = 1
+        eos = _eos_ids(self.model, self.tokenizer)
+        watch = _RowWatch(
+            rows=rows, eos=eos, started=started,
+            decode=lambda ids: cast(str, self.tokenizer.decode(ids, skip_special_tokens=True)).strip(),
+            keys=keys, on_tokens=on_tokens, on_row=on_row,
+        )
         sample = decoding.temperature > 0
-        output = self.model.generate(
+        self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             max_new_tokens=decoding.max_new_tokens,
@@ -378,11 +411,80 @@ class TransformersBackend:
             top_p=None,
             top_k=None,
             pad_token_id=self.pad_id,
+            eos_token_id=sorted(eos) or None,
+            streamer=watch,
         )
-        seconds = (time.perf_counter() - started) / len(rows)
-        new = output[:, width:]
-        # One sequence of ids per row: decode gives one string each.
-        return [(cast(str, self.tokenizer.decode(t, skip_special_tokens=True)).strip(), seconds) for t in new]
+        watch.end()  # rows that used their whole budget end with the batch
+        return watch.results()
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """The tokens that end an answer: the model's generation config's, else the tokenizer's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = tokenizer.eos_token_id
+    if configured is None:
+        return set()
+    return {int(t) for t in (configured if isinstance(configured, list | tuple) else [configured])}
+
+
+class _RowWatch:
+    """A `generate` streamer that follows each row of a batch: counts the new tokens of every
+    step and hands a row's answer on the moment it writes an end token, so a run page shows
+    answers while longer ones in the same batch are still being written.
+
+    A row's latency is its share of the batch's time: the time until it ended, divided among
+    the rows by the tokens (prompt and answer) each had computed by then."""
+
+    def __init__(
+        self, *, rows: list[list[int]], eos: set[int], started: float, decode: Callable[[list[int]], str],
+        keys: list[object], on_tokens: Callable[[int], None] | None,
+        on_row: Callable[[int, GenerateResult], None] | None,
+    ) -> None:
+        self.prompt_tokens = [len(r) for r in rows]
+        self.eos = eos
+        self.started = started
+        self.decode = decode
+        self.keys = keys
+        self.on_tokens = on_tokens
+        self.on_row = on_row
+        self.answers: list[list[int]] = [[] for _ in rows]
+        self.done: list[GenerateResult | None] = [None] * len(rows)
+        self.seen_prompt = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.seen_prompt:  # the first call carries the prompts themselves
+            self.seen_prompt = True
+            return
+        new = 0
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if self.done[row] is not None:
+                continue
+            if int(token) in self.eos:
+                self._finish(row)
+                continue
+            self.answers[row].append(int(token))
+            new += 1
+        if new and self.on_tokens is not None:
+            self.on_tokens(new)
+
+    def end(self) -> None:
+        for row in range(len(self.done)):
+            if self.done[row] is None:
+                self._finish(row)
+
+    def _finish(self, row: int) -> None:
+        seconds = time.perf_counter() - self.started
+        computed = [p + len(a) for p, a in zip(self.prompt_tokens, self.answers, strict=True)]
+        share = computed[row] / max(1, sum(computed))
+        result = GenerateResult(key=self.keys[row], text=self.decode(self.answers[row]),
+                                latency_ms=int(seconds * share * 1000))
+        self.done[row] = result
+        if self.on_row is not None:
+            self.on_row(row, result)
+
+    def results(self) -> list[GenerateResult]:
+        return [r for r in self.done if r is not None]
 
 
 class _Past:
