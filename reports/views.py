@@ -44,7 +44,7 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
     report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
     context = {
         "project": proj,
-        "can_research": access.can_research_in(request.user, project),
+        "can_research": access.can_research_in(request.user, proj),
         "form": form,
         "page": page,
         "pages": PAGES,

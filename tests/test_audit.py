@@ -9,7 +9,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate.models import AuditEvent, Pair, Project, Rating
+from annotate.models import AuditEvent, Membership, Pair, Project, Rating
 from annotate.services import (
     judge_rater_get_or_create,
     preference_submit,
@@ -192,15 +192,22 @@ def test_admin_edits_are_recorded_with_the_admin_as_actor(project, admin_user, r
     url = reverse("admin:annotate_project_change", args=[project.pk])
     form = client.get(url).context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, list)}
-    data.update({
-        "name": project.name, "overlap": 7, "members": [researcher.pk],
-        "attributes-TOTAL_FORMS": "0", "attributes-INITIAL_FORMS": "0",
-    })
+    data.update({"name": project.name, "overlap": 7, "attributes-TOTAL_FORMS": "0", "attributes-INITIAL_FORMS": "0"})
+    # Members are the Membership inline (a role per project): keep the researcher, drop the others.
+    memberships = list(Membership.objects.filter(project=project).select_related("user").order_by("pk"))
+    data.update({"memberships-TOTAL_FORMS": str(len(memberships)), "memberships-INITIAL_FORMS": str(len(memberships))})
+    for i, m in enumerate(memberships):
+        data.update({f"memberships-{i}-id": m.pk, f"memberships-{i}-project": project.pk,
+                     f"memberships-{i}-user": m.user_id, f"memberships-{i}-role": m.role})
+        if m.user_id != researcher.pk:
+            data[f"memberships-{i}-DELETE"] = "on"
     response = client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     update = _events(project, "project.update")[-1]
     assert update.actor == admin_user
     assert (update.before["overlap"], update.after["overlap"]) == (3, 7)
     assert len(update.after["attributes"]) == 5
-    members = _events(project, "project.members")[-1]
-    assert members.actor == admin_user and members.after == {"members": ["researcher"]}
+    removed = _events(project, "project.membership")
+    assert {e.before["user"] for e in removed} == {"annotator", "annotator2"}
+    assert all(e.actor == admin_user and e.after is None for e in removed)
+    assert list(project.members.values_list("username", flat=True)) == ["researcher"]

@@ -54,7 +54,7 @@ def test_the_demo_judges_pairs_first_and_keeps_its_answers_short():
     ]
     assert steps[2]["filters"] == {"models": [judge.rater.model], "unjudged_only": True}
     # The first run is the small one: every pair of the demo in both shown orders.
-    first = services.run_start(judge=judge, project=project, protocols=steps[0]["protocols"])
+    first = services.run_start(plan_now=True, judge=judge, project=project, protocols=steps[0]["protocols"])
     assert first.total == 2 * Pair.objects.filter(item__project=project).count() == 22
     # A budget the researcher set stays theirs.
     services.judge_update(judge=judge, decoding={"max_new_tokens": 100})

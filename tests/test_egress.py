@@ -148,7 +148,7 @@ def test_the_api_and_the_page_refuse_them_naming_the_field(client, researcher):
     bad = api.post("/api/judges/", {"name": "x", "model_ref": "m", "backend": "openai",
                                     "base_url": "http://evil.example.com/v1"}, format="json")
     assert bad.status_code == 400 and "base_url" in bad.data
-    judge = _openai("ok", "http://127.0.0.1:8000/v1")
+    judge = _openai("ok", "http://127.0.0.1:8000/v1", owner=researcher)  # its owner may edit it
     patched = api.patch(f"/api/judges/{judge.pk}/", {"api_key_env": "DATABASE_URL"}, format="json")
     assert patched.status_code == 400 and "api_key_env" in patched.data
     judge.refresh_from_db()

@@ -131,7 +131,7 @@ def test_run_start_leaves_planning_to_a_worker_and_a_planner_that_died_is_replac
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_longer_than_its_lease_keeps_it_and_is_not_redone(tiny_model_dir):  # noqa: F811
     judge = services.judge_create(name="slow", model_ref=str(tiny_model_dir), rationale=True,
-                                  decoding={"rationale_tokens": 120, "min_valid_mass": 0})
+                                  decoding={"rationale_tokens": 600, "min_valid_mass": 0})
     run = services.run_start(plan_now=True, judge=judge, project=make_project(name="Long batch", items=4),
                              protocols=["ranking"], batch_size=8, lease_seconds=1)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
@@ -142,7 +142,7 @@ def test_a_batch_longer_than_its_lease_keeps_it_and_is_not_redone(tiny_model_dir
     while not Judgment.objects.filter(run=run, status="claimed").count() == 8:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(2.5)  # two and a half leases into the batch
+    time.sleep(2.5)  # two and a half leases into the batch (600 rationale tokens x 8 take longer, even on a quiet machine)
     assert worker.is_alive(), ("the batch finished within its lease; make it longer", first, list(Judgment.objects.filter(run=run).values_list("status", "error", "raw_text")))
     # A redelivered message and the watchdog both find the claims alive.
     assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0

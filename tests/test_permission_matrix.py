@@ -60,9 +60,10 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "favicon.ico": {"get": PUBLIC},
     "login": {"get": PUBLIC, "post": PUBLIC, "put": PUBLIC},
     "logout": {"post": ALL_LOGIN},
-    "schema": {"get": PUBLIC},  # production settings put these behind login (config.settings)
-    "api-docs": {"get": PUBLIC},
-    "api-redoc": {"get": PUBLIC},
+    # Behind login outside DEBUG (config.docs), which is how tests run: any signed-in user.
+    "schema": {"get": _profile(401, OK, OK, OK, OK, OK, OK)},
+    "api-docs": {"get": PAGE_ANY},
+    "api-redoc": {"get": PAGE_ANY},
     "home": {"get": PAGE_ANY},
     "import": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "annotate_task": {"get": PAGE_MEMBER},

@@ -44,7 +44,7 @@ def test_plain_placeholders_and_escaped_braces_are_fine():
 def test_api_refuses_attribute_access_with_a_400_naming_the_field(researcher):
     from judges.services import judge_create
 
-    judge = judge_create(name="j", model_ref="some/model")
+    judge = judge_create(name="j", model_ref="some/model", owner=researcher)  # its owner may edit it
     client = APIClient()
     client.force_authenticate(researcher)
     response = client.post(

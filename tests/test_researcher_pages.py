@@ -94,7 +94,7 @@ def test_pair_page_shows_a_judge_verdict_with_its_probability_not_a_strength(cli
     human = Rater.objects.create(kind="human", name="alice")
     # [[A]] in both orders, stored as the mildest strength -1 (A better) with its probabilities.
     for order, p_a in (("ab", 0.8), ("ba", 0.6)):
-        Preference.objects.create(rater=judge, rater_kind="judge", pair=pair, strength=-1, shown_order=order,
+        Preference.objects.create(rater=judge, rater_kind="judge", pair=pair, strength=-1, shown_order=order, verdict_only=True,
                                   probabilities={"A": p_a, "tie": 0.05, "B": 0.95 - p_a})  # fmt: skip
     Preference.objects.create(rater=human, rater_kind="human", pair=pair, strength=2, shown_order="ab")
     client.force_login(researcher)

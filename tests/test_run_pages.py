@@ -49,7 +49,7 @@ def _live(client, run: Run):
 
 def test_the_live_block_swaps_buttons_and_rows_when_the_run_ends(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"])
     running = _live(client, run)
     body = running.content.decode()
     assert running.status_code == 200 and 'hx-trigger="every 2s"' in body
@@ -70,7 +70,7 @@ def test_the_live_block_swaps_buttons_and_rows_when_the_run_ends(client, researc
 
 def test_a_cancelled_run_shows_resume_and_stops_polling(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"])
     services.run_cancel(run=run)
     answer = _live(client, run)
     body = answer.content.decode()
@@ -80,7 +80,7 @@ def test_a_cancelled_run_shows_resume_and_stops_polling(client, researcher, proj
 
 def test_rows_are_in_plan_order_and_link_to_their_pair(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     _process(run)
     body = _live(client, run).content.decode()
     shown = [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", body)]
@@ -116,7 +116,7 @@ def prompts_request(messages, *, key):
 
 def test_generate_runs_list_answers_not_judgments(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project, kind="generate")
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, kind="generate")
     body = _live(client, run).content.decode()
     assert "0 / 2 answers" in body and "No answer finished yet" in body
     _process(run)
@@ -131,7 +131,7 @@ def test_generate_runs_list_answers_not_judgments(client, researcher, project, t
 
 
 def test_generation_counts_tokens_and_stays_within_the_budget(project, tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=project, kind="generate")
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, kind="generate")
     _process(run)
     assert 0 < run.generated_tokens <= run.total * 6
     assert run.judgments.filter(status__in=["ok", "unparseable"]).count() == run.total
@@ -180,7 +180,7 @@ def test_a_row_that_ends_early_is_handed_over_before_its_batch_ends():
 
 def test_generate_progress_shows_tokens_per_second_and_a_bounded_eta(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project, kind="generate")
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, kind="generate")
     ids = list(run.judgments.values_list("id", flat=True))
     services.judgments_claim(run=run, judgment_ids=ids)
     Judgment.objects.filter(run=run).update(claimed_at=timezone.now() - timedelta(seconds=10))
@@ -197,7 +197,7 @@ def test_generate_progress_shows_tokens_per_second_and_a_bounded_eta(client, res
 
 
 def test_the_judging_rate_and_eta_come_from_measured_times(project, tiny_judge):
-    run = services.run_start(judge=tiny_judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project, protocols=["ranking"])
     now = timezone.now()
     first, second, *rest = list(run.judgments.order_by("id"))
     Judgment.objects.filter(run=run).update(claimed_at=now - timedelta(seconds=20))
@@ -211,7 +211,7 @@ def test_the_judging_rate_and_eta_come_from_measured_times(project, tiny_judge):
 
 def test_the_runs_table_shows_finish_time_and_outcome_counts(client, researcher, project, tiny_judge):
     client.force_login(researcher)
-    run = services.run_start(judge=tiny_judge, project=project)
+    run = services.run_start(plan_now=True, judge=tiny_judge, project=project)
     _process(run)
     counts = {s: run.judgments.filter(status=s).count() for s in ("ok", "unparseable", "error")}
     body = client.get(reverse("judges:runs", kwargs={"project_id": project.pk})).content.decode()

@@ -237,7 +237,7 @@ def test_a_judges_verdict_is_stored_and_shown_as_a_verdict(client, researcher, t
     project.members.add(researcher)
     judge = services.judge_create(name="tiny", model_ref=str(tiny_model_dir), response_model="tiny-llama",
                                   decoding={"max_new_tokens": 8, "min_valid_mass": 0})
-    run = services.run_start(judge=judge, project=project, protocols=["ranking"])
+    run = services.run_start(plan_now=True, judge=judge, project=project, protocols=["ranking"])
     services.judgments_process(run_id=run.pk, judgment_ids=list(Judgment.objects.filter(run=run).values_list("id", flat=True)))
     prefs = list(Preference.objects.filter(rater=judge.rater))
     assert prefs and all(p.verdict_only and abs(p.strength) <= 1 for p in prefs)
@@ -245,8 +245,9 @@ def test_a_judges_verdict_is_stored_and_shown_as_a_verdict(client, researcher, t
     client.force_login(researcher)
     page = client.get(f"/pairs/{p.pair_id}/").content.decode()
     label = ("A", "tie", "B")[verdict_code(p.strength)]
-    expected = {"A": "A is better", "tie": "Tie", "B": "B is better"}[label]
-    assert f"{expected} (p = {p.probabilities[label]:.2f})" in page
+    # The pair view's answer column names the verdict, the next column its probability.
+    assert f"verdict <strong>{label}</strong>" in page
+    assert f">{p.probabilities[label]:.2f}</td>" in page
     assert "slightly better" not in page
 
 

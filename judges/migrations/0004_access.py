@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0004_access'),
+        ('annotate', '0006_access'),
         ('judges', '0003_run_filters'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -157,7 +157,8 @@ class Command(BaseCommand):
         if existing:
             return existing[-1]
         run = run_start(judge=judge, project=Project.objects.get(pk=project_id), kind=step["kind"],
-                        protocols=step["protocols"] or ["rating", "ranking"], filters=step["filters"])
+                        protocols=step["protocols"] or ["rating", "ranking"], filters=step["filters"],
+                        plan_now=True)  # a command, not a web request: plan here, say the total at once
         unit = "answers to write" if run.kind == Run.Kind.GENERATE else "judgments"
         self.say(f"{step['title']} run #{run.pk} started: {run.total} {unit}; "
                  f"watch it at http://127.0.0.1:{port}/judges/runs/{run.pk}/")

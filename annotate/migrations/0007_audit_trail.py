@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0003_assignment_live_count_indexes'),
+        ('annotate', '0006_access'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

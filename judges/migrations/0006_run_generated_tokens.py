@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('judges', '0003_run_filters'),
+        ('judges', '0005_judgeops'),
     ]
 
     operations = [

@@ -31,7 +31,7 @@ def scope_imported_raters(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("annotate", "0003_assignment_live_count_indexes"),
+        ("annotate", "0005_preference_verdict_only"),
         ("judges", "0003_run_filters"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

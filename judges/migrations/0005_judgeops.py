@@ -12,7 +12,7 @@ def runs_before_this_were_planned(apps, schema_editor):  # noqa: ANN001, ANN201
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('judges', '0003_run_filters'),
+        ('judges', '0004_access'),
     ]
 
     operations = [
