@@ -17,7 +17,6 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
@@ -59,6 +58,7 @@ from .roles import Role, authenticated
 from .services import (
     item_create,
     preference_submit,
+    project_archive,
     project_create,
     project_update,
     ratings_submit,
@@ -242,10 +242,7 @@ class ProjectDetailApi(BaseApi):
         "exports stay. Nothing annotated is deleted through the API.",
     )
     def delete(self, request: Request, pk: int) -> ApiResponse:
-        project = access.project_for(request.user, pk, need="research", archived=True)
-        if project.archived_at is None:
-            project.archived_at = timezone.now()
-            project.save(update_fields=["archived_at"])
+        project_archive(project=access.project_for(request.user, pk, need="research", archived=True))
         return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
     def _update(self, request: Request, pk: int, *, partial: bool) -> ApiResponse:

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot, audit_snapshots
 from .errors import ValidationError
@@ -285,6 +286,17 @@ def item_create(
         )
         Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
     return item
+
+
+def project_archive(*, project: Project) -> Project:
+    """Archive, never delete (annotate.access): the project leaves lists and queues, its
+    annotations, reports and exports stay."""
+    if project.archived_at is None:
+        before = audit_snapshot(project)
+        project.archived_at = timezone.now()
+        project.save(update_fields=["archived_at"])
+        audit_record(action="project.archive", obj=project, before=before, after=audit_snapshot(project))
+    return project
 
 
 def project_update(*, project: Project, **fields: object) -> Project:

@@ -242,8 +242,10 @@ def judge_share(*, judge: Judge, projects: Iterable[Project], owner_projects: bo
 def judge_archive(*, judge: Judge) -> Judge:
     """Archive, never delete: its runs, judgments and annotations are research data."""
     if judge.archived_at is None:
+        before = audit_snapshot(judge)
         judge.archived_at = timezone.now()
         judge.save(update_fields=["archived_at"])
+        audit_record(action="judge.archive", obj=judge, before=before, after=audit_snapshot(judge))
     return judge
 
 

@@ -211,3 +211,17 @@ def test_admin_edits_are_recorded_with_the_admin_as_actor(project, admin_user, r
     assert {e.before["user"] for e in removed} == {"annotator", "annotator2"}
     assert all(e.actor == admin_user and e.after is None for e in removed)
     assert list(project.members.values_list("username", flat=True)) == ["researcher"]
+
+
+def test_archiving_a_project_and_a_judge_is_recorded_with_who_did_it(project, researcher):
+    from judges.services import judge_archive
+
+    api = APIClient()
+    api.force_authenticate(researcher)
+    assert api.delete(f"/api/projects/{project.pk}/").status_code == 204
+    (event,) = _events(project, "project.archive")
+    assert event.actor == researcher and event.before["archived_at"] is None and event.after["archived_at"]
+    judge = judge_create(name="archived-judge", model_ref="m", owner=researcher)
+    judge_archive(judge=judge)
+    judge_archive(judge=judge)  # archiving again changes nothing and records nothing
+    assert len(_events(judge, "judge.archive")) == 1
