@@ -7,6 +7,7 @@ host, a 500. Runs go through the services the Celery task calls, as in test_judg
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -32,6 +33,7 @@ class Upstream(ThreadingHTTPServer):
 
     def __init__(self, status: int, location: str = "") -> None:
         self.status, self.location = status, location
+        self.reply = ""
         self.seen: list[dict[str, str]] = []
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -50,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen.append(dict(self.headers))
         if self.headers.get("Content-Length"):
             self.rfile.read(int(self.headers["Content-Length"]))
-        body = SECRET_BODY.encode()
+        body = (self.server.reply or SECRET_BODY).encode()
         self.send_response(self.server.status)
         if self.server.location:
             self.send_header("Location", self.server.location)
@@ -256,3 +258,14 @@ def test_a_wrong_server_url_fails_after_the_retries_with_the_reason_on_the_run_p
     run.project.members.add(researcher)
     client.force_login(researcher)
     assert "connection refused" in client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
+
+
+def test_the_openai_backends_rationale_is_kept_as_the_justification(upstream):
+    # A server that writes an explanation, then its verdict (no logprobs: parsed from the text).
+    server = upstream(200)
+    server.reply = json.dumps({"choices": [{"message": {"content": "B repeats a false sum. [[A]]"}}]})
+    judge = _openai("explains", server.url, rationale=True)
+    run = _run(judge)
+    judgments = list(Judgment.objects.filter(run=run))
+    assert {j.status for j in judgments} == {"ok"}
+    assert {j.preference.justification for j in judgments} == {"B repeats a false sum."}

@@ -131,27 +131,27 @@ def test_run_start_leaves_planning_to_a_worker_and_a_planner_that_died_is_replac
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_longer_than_its_lease_keeps_it_and_is_not_redone(tiny_model_dir):  # noqa: F811
     judge = services.judge_create(name="slow", model_ref=str(tiny_model_dir), rationale=True,
-                                  decoding={"rationale_tokens": 600, "min_valid_mass": 0})
-    run = services.run_start(plan_now=True, judge=judge, project=make_project(name="Long batch", items=4),
-                             protocols=["ranking"], batch_size=8, lease_seconds=1)
+                                  decoding={"rationale_tokens": 300, "min_valid_mass": 0})
+    run = services.run_start(plan_now=True, judge=judge, project=make_project(name="Long batch", items=8),
+                             protocols=["ranking"], batch_size=16, lease_seconds=1)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
     first: list[int] = []
     worker = threading.Thread(target=lambda: first.append(services.judgments_process(run_id=run.pk, judgment_ids=ids)))
     worker.start()
     deadline = time.monotonic() + 30
-    while not Judgment.objects.filter(run=run, status="claimed").count() == 8:
+    while not Judgment.objects.filter(run=run, status="claimed").count() == 16:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(2.5)  # two and a half leases into the batch (600 rationale tokens x 8 take longer, even on a quiet machine)
+    time.sleep(1.6)  # more than a lease and a half into the batch
     assert worker.is_alive(), ("the batch finished within its lease; make it longer", first, list(Judgment.objects.filter(run=run).values_list("status", "error", "raw_text")))
     # A redelivered message and the watchdog both find the claims alive.
     assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0
     assert services.run_watch(run_id=run.pk, token=run.watch_token) is not None
-    assert Judgment.objects.filter(run=run, status="claimed").count() == 8
+    assert Judgment.objects.filter(run=run, status="claimed").count() == 16
     worker.join(120)
-    assert first == [8]
+    assert first == [16]
     judgments = list(Judgment.objects.filter(run=run))
     assert {j.status for j in judgments} == {"ok"} and {j.attempts for j in judgments} == {1}
-    assert Preference.objects.filter(rater=judge.rater).count() == 8
+    assert Preference.objects.filter(rater=judge.rater).count() == 16
     # Both backends keep the rationale as the preference's justification.
     assert all(j.preference.justification for j in judgments)

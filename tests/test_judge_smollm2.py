@@ -220,21 +220,3 @@ def test_openai_backend_falls_back_to_text_and_says_so(openai_server, openai_jud
         if j.status == "ok":
             assert j.probabilities is None and j.preference.probabilities is None and j.verdict in "ABC"
 
-
-def test_openai_backend_keeps_the_rationale_as_the_preferences_justification(openai_server):
-    # Before issue 10 the openai backend's rationale was always dropped (the justification was
-    # looked for after the transformers backend's own cue, which a server never writes).
-    from judges.inference.openai_backend import rationale_of
-
-    openai_server.logprobs = True
-    judge = services.judge_create(
-        name="smollm2-http-rationale", backend="openai", model_ref="SmolLM2-135M-Instruct", rationale=True,
-        base_url=f"http://127.0.0.1:{openai_server.server_address[1]}/v1", decoding={"rationale_tokens": 40},
-    )
-    project = make_project(name="HTTP rationale", items=1)
-    run = services.run_start(plan_now=True, judge=judge, project=project, protocols=["ranking"])
-    _process(run)
-    ok = [j for j in Judgment.objects.filter(run=run) if j.status == "ok"]
-    assert ok, list(Judgment.objects.filter(run=run).values_list("raw_text", flat=True))
-    for j in ok:
-        assert j.preference.justification and j.preference.justification == rationale_of(j.raw_text, "[[")
