@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +122,11 @@ def test_a_researchers_first_hour_on_the_demo(live_server, browser_page, worker)
     page.click("#run-start button[type=submit]")
     page.wait_for_url("**/judges/runs/*/")
     run = Run.objects.get(project=project)
+    # The page records the run; the worker plans it (judges.tasks.run_plan) and the page says so.
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while run.planned_at is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run.refresh_from_db()
     assert run.total == 2
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     assert page.locator("#run-actions button", has_text="Cancel").count() == 1
