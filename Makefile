@@ -18,9 +18,12 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 
 install: .venv/.installed
 
-# The tests' llama.cpp server: compiled from source, so only `make test` pays for it.
+# The tests' llama.cpp server: compiled from source, so only `make test` pays for it. A portable
+# build: llama.cpp's native one (AVX-512/AMX kernels picked for the build machine's CPU) segfaulted
+# on its first completion on this project's machines, and pip's cache would hand that wheel to CI.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 .venv/.llama: requirements-llama.txt .venv/.installed
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) .venv/bin/pip install -q -r requirements-llama.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) .venv/bin/pip install -q -r requirements-llama.txt
 	touch $@
 
 # `exec`: the demo replaces the shell, so Ctrl-C and a SIGTERM to make (which forwards it)
