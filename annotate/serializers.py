@@ -224,7 +224,7 @@ class RatingCreateSerializer(serializers.Serializer):
         child=RawIntegerField(), allow_empty=False, help_text='{"helpfulness": 3, ...}'
     )
     rater = serializers.IntegerField(
-        min_value=1, required=False, help_text="Rater id; the caller's own human rater when omitted."
+        min_value=1, required=False, help_text="Only the caller's own rater id (or omit it): another rater's is refused with 403."
     )
     time_on_task_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
     probabilities = serializers.DictField(child=serializers.DictField(), required=False, allow_null=True, default=None)
@@ -254,7 +254,7 @@ class PreferenceCreateSerializer(serializers.Serializer):
     shown_order = serializers.ChoiceField(choices=ShownOrder.choices, required=False, default=ShownOrder.AB)
     justification = serializers.CharField(required=False, allow_blank=True, default="")
     rater = serializers.IntegerField(
-        min_value=1, required=False, help_text="Rater id; the caller's own human rater when omitted."
+        min_value=1, required=False, help_text="Only the caller's own rater id (or omit it): another rater's is refused with 403."
     )
     time_on_task_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
     probabilities = serializers.DictField(child=serializers.FloatField(), required=False, allow_null=True, default=None)
