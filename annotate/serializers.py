@@ -259,7 +259,7 @@ class RatingCreateSerializer(serializers.Serializer):
     values = serializers.DictField(
         child=RawIntegerField(), allow_empty=False, help_text='{"helpfulness": 3, ...}', validators=[storable_json]
     )
-    rater = IdField(required=False, help_text="Rater id; the caller's own human rater when omitted.")
+    rater = IdField(required=False, help_text="Only the caller's own rater id (or omit it): another rater's is refused with 403.")
     time_on_task_ms = MillisecondsField()
     probabilities = serializers.DictField(
         child=serializers.DictField(), required=False, allow_null=True, default=None, validators=[storable_json]
@@ -291,7 +291,7 @@ class PreferenceCreateSerializer(serializers.Serializer):
     strength = RawIntegerField(help_text="Negative: A (stored order) better; inside the project's scale.")
     shown_order = serializers.ChoiceField(choices=ShownOrder.choices, required=False, default=ShownOrder.AB)
     justification = serializers.CharField(required=False, allow_blank=True, default="")
-    rater = IdField(required=False, help_text="Rater id; the caller's own human rater when omitted.")
+    rater = IdField(required=False, help_text="Only the caller's own rater id (or omit it): another rater's is refused with 403.")
     time_on_task_ms = MillisecondsField()
     probabilities = serializers.DictField(
         child=serializers.FloatField(), required=False, allow_null=True, default=None, validators=[storable_json]

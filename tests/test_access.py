@@ -296,3 +296,9 @@ def test_the_run_form_offers_only_judges_usable_on_the_project(two_labs):
     assert refused.status_code == 422 or "Select a valid choice" in refused.content.decode()
     assert not Run.objects.filter(judge_id=theirs.json()["id"]).exists()
     assert Run.objects.filter(judge=mine).count() == 1
+
+
+def test_an_archived_project_takes_no_import_and_says_so(two_labs):
+    assert api(two_labs["rx"]).delete(f"/api/projects/{two_labs['x'].pk}/").status_code == 204
+    refused = _import(two_labs["rx"], "X", _lines(2))
+    assert refused.status_code == 403 and "archived" in refused.json()["detail"]

@@ -237,3 +237,30 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
             got[caller] = _classify(response)
             transaction.set_rollback(True)
     assert got == EXPECTED[key][method], f"{method.upper()} {url}"
+
+
+# With P archived, what its researcher still gets: reading, reports and exports stay; new work
+# (the queue, a run, settings changes, imports) is refused with 403 and the reason.
+ARCHIVED_REFUSED = {
+    ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
+    ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
+    ("api-project", "put"), ("api-project", "patch"),
+}
+P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
+
+
+@pytest.mark.parametrize(("key", "pattern", "kwargs", "method"), P_ROUTES, ids=[f"{c[3]} {c[0]}" for c in P_ROUTES])
+def test_an_archived_project_keeps_its_history_and_takes_no_new_work(world, key, pattern, kwargs, method):
+    from annotate.models import Project
+
+    Project.objects.filter(pk=world["objects"]["project"]).update(archived_at="2026-01-01T00:00:00Z")
+    url = _url(key, pattern, kwargs, world)
+    client = Client()
+    client.force_login(world["users"]["res_this"])
+    send = getattr(client, method)
+    response = send(url) if method == "get" else send(url, data={}, content_type="application/json") \
+        if url.startswith("/api/") else send(url, data={})
+    expected = 403 if (key, method) in ARCHIVED_REFUSED else OK
+    assert _classify(response) == expected, f"{method.upper()} {url}"
+    if expected == 403 and not url.startswith("/api/"):
+        assert "archived" in response.content.decode()
