@@ -109,7 +109,7 @@ def main() -> int:
            "DJANGO_SECRET_KEY": "fuzz-" + os.urandom(24).hex(), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
            # Production settings over plain HTTP on loopback: no redirect to https.
            "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_HSTS_SECONDS": "0",
-           "CONCORDANCE_VAR_DIR": str(Path(args.report_dir) / "var"), "DJANGO_LOG_LEVEL": "WARNING"}
+           "CONCORDANCE_VAR_DIR": str(Path(args.report_dir).resolve() / "var"), "DJANGO_LOG_LEVEL": "WARNING"}
     drop_database(maintenance, db_name)
     admin_sql(maintenance, f'CREATE DATABASE "{db_name}"')
     server = None
@@ -128,7 +128,7 @@ def main() -> int:
         failed = 0
         for role, token in tokens.items():
             print(f"== schemathesis as {role}", flush=True)
-            report = Path(args.report_dir) / role
+            report = Path(args.report_dir).resolve() / role
             report.mkdir(parents=True, exist_ok=True)
             config = report / "schemathesis.toml"
             config.write_text(CONFIG)
