@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from .bounds import name_problem
 from .errors import ImportFileError, ValidationError
 from .importers import FORMATS, import_files
 from .roles import is_researcher
@@ -44,6 +45,9 @@ def import_page(request: HttpRequest) -> HttpResponse:
         files = request.FILES.getlist("files")
         if not name or not files:
             context["error"] = "Name a project and choose at least one file."
+        elif problem := name_problem(name):
+            # Checked before the lookup below: PostgreSQL cannot even compare a name with a NUL.
+            context["error"] = f"Import failed, nothing was written. A project name {problem}."
         else:
             existing = projects_for_user(request.user).filter(name=name).exists()
             from .models import Project
