@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from . import access
+from .bounds import name_problem
 from .errors import ImportFileError, ValidationError
 from .importers import FORMATS, import_uploads
 
@@ -50,6 +51,9 @@ def import_page(request: HttpRequest) -> HttpResponse:
         files = request.FILES.getlist("files")
         if not name or not files:
             context["error"] = "Name a project and choose at least one file."
+        elif problem := name_problem(name):
+            # Checked before the lookup below: PostgreSQL cannot even compare a name with a NUL.
+            context["error"] = f"Import failed, nothing was written. A project name {problem}."
         else:
             access.project_for_import(request.user, name)  # someone else's project: 403, nothing written
             try:

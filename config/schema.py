@@ -3,8 +3,8 @@
 A drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]), so no view
 has to list them and none can forget: 400 (DRF's per-field messages, or a service's
 `{"detail", "field"}`, or an import's file/line/field), 401, 403, 404 (any id, any page), 413 (a
-body past the upload limit) and, where DRF throttles, 429. schemathesis (tests/fuzz/) checks the
-API against this.
+body past the upload limit), 414 (a query string past gunicorn's limit) and, where DRF throttles,
+429. schemathesis (tests/fuzz/) checks the API against this.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ DESCRIPTIONS = {
     "403": "No role, or not allowed for this role.",
     "404": "No such object among yours (or no such page).",
     "413": "The request body is larger than the upload limit (CONCORDANCE_MAX_UPLOAD_MB).",
+    "414": "The URL (its query string) is longer than the server takes (gunicorn: about 4 KB).",
     "429": "Too many requests; retry after the Retry-After header's seconds.",
 }
 
@@ -75,6 +76,10 @@ def document_errors(result: dict, generator: Any, request: Any = None, public: b
             _document_400(responses)
             for code in ("401", "403", "404"):
                 responses[code] = {"description": _description(responses.get(code), code), "content": _json(_ref("Error"))}
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                # gunicorn refuses a request line past its limit before Django sees it.
+                responses["414"] = {"description": DESCRIPTIONS["414"],
+                                    "content": {"text/html": {"schema": {"type": "string"}}}}
             if "requestBody" in operation:
                 responses["413"] = {"description": DESCRIPTIONS["413"], "content": _json(_ref("UploadTooLarge"))}
             if throttled:

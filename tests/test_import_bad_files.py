@@ -236,3 +236,12 @@ def test_page_answers_a_bad_project_name_with_the_error(researcher, client):
     assert response.status_code == 200
     assert b"one line of printable text" in response.content
     assert not Project.objects.exists()
+
+
+@pytest.mark.django_db
+def test_page_answers_a_nul_in_the_project_name_with_the_error(researcher, client):
+    client.force_login(researcher)
+    upload = SimpleUploadedFile("a.jsonl", line(GOOD_LINE).encode())
+    response = client.post("/import/", {"project": "bad\x00name", "format": "jsonl", "files": [upload]})
+    assert response.status_code == 200
+    assert b"one line of printable text" in response.content

@@ -106,6 +106,7 @@ def slow_tiny_judge(tiny_model_dir):  # noqa: F811
                                  decoding={"rationale_tokens": 24, "max_batch_size": 2})
 
 
+@pytest.mark.slow  # minutes on a busy 2-core machine: the full suite runs it, not the fast lane
 def test_kill_9_mid_run_then_a_new_worker_completes_every_judgment_once(env, workers, slow_tiny_judge):
     import redis
 

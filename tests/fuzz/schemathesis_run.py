@@ -109,7 +109,7 @@ def main() -> int:
            "DJANGO_SECRET_KEY": "fuzz-" + os.urandom(24).hex(), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
            # Production settings over plain HTTP on loopback: no redirect to https.
            "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_HSTS_SECONDS": "0",
-           "CONCORDANCE_VAR_DIR": str(Path(args.report_dir) / "var"), "DJANGO_LOG_LEVEL": "WARNING",
+           "CONCORDANCE_VAR_DIR": str(Path(args.report_dir).resolve() / "var"), "DJANGO_LOG_LEVEL": "WARNING",
            # The fuzzer is one client sending hundreds of requests a minute: the throttles (tested
            # on their own) would answer it 429 instead of exercising the views.
            "CONCORDANCE_API_ANON_RATE": "100000/minute", "CONCORDANCE_API_USER_RATE": "100000/minute"}
@@ -131,7 +131,7 @@ def main() -> int:
         failed = 0
         for role, token in tokens.items():
             print(f"== schemathesis as {role}", flush=True)
-            report = Path(args.report_dir) / role
+            report = Path(args.report_dir).resolve() / role
             report.mkdir(parents=True, exist_ok=True)
             config = report / "schemathesis.toml"
             config.write_text(CONFIG)
@@ -141,7 +141,8 @@ def main() -> int:
                  "--seed", str(args.seed), "--workers", "2", "--phases", "examples,coverage,fuzzing",
                  "--request-timeout", "30", "--suppress-health-check", "all",
                  "--report", "junit", "--report-dir", str(report)],
-                cwd=ROOT, env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+                # Its own cache (.schemathesis/) goes beside the reports, not into the checkout.
+                cwd=report, env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
             ).returncode
             failed |= code
         return failed
