@@ -38,3 +38,13 @@ def task_send(task: Any, args: tuple = (), **options: Any) -> None:
         )
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE) from exc
+
+
+def broker_check() -> None:
+    """BrokerUnavailable unless the broker takes a connection now: for writes that enqueue
+    after their commit (resuming a run), asked before anything is changed."""
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
+    except (OperationalError, OSError) as exc:
+        raise BrokerUnavailable(BROKER_DOWN_MESSAGE) from exc

@@ -322,7 +322,10 @@ class RunCancelApi(APIView):
 
 
 class RunResumeApi(APIView):
-    @extend_schema(request=None, responses=RunOutput)
+    @extend_schema(request=None, responses={200: RunOutput, 503: None})
     def post(self, request: Request, run_id: int) -> Response:
-        run = services.run_resume(run=access.run_for(request.user, run_id))
+        try:
+            run = services.run_resume(run=access.run_for(request.user, run_id))
+        except services.BrokerUnavailable as exc:
+            raise BrokerDown(str(exc)) from exc
         return Response(RunOutput(run).data)

@@ -31,7 +31,7 @@ from annotate.services import (
     validate_strength,
 )
 from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
-from config.celery import BrokerUnavailable, task_send
+from config.celery import BrokerUnavailable, broker_check, task_send
 
 from . import prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
@@ -582,7 +582,11 @@ def run_cancel(*, run: Run) -> Run:
 
 
 def run_resume(*, run: Run) -> Run:
-    """Pick a cancelled or stalled run up again: every unfinished judgment is enqueued anew."""
+    """Pick a cancelled or stalled run up again: every unfinished judgment is enqueued anew.
+
+    Its batches are sent after the commit, so the broker is asked first: when it is down the
+    run stays as it was and BrokerUnavailable says so (503 on the page and the API)."""
+    broker_check()
     with transaction.atomic():
         token = uuid.uuid4().hex
         Run.objects.filter(pk=run.pk).exclude(status=Run.Status.DONE).update(

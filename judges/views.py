@@ -87,7 +87,10 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     run = access.run_for(request.user, run_id)
-    services.run_resume(run=run)
+    try:
+        services.run_resume(run=run)
+    except services.BrokerUnavailable as exc:
+        messages.error(request, str(exc))
     return redirect("judges:run", run_id=run.pk)
 
 

@@ -45,7 +45,9 @@ page.force_login(user)
 form = page.post(f"/judges/projects/{project}/runs/", {"judge": judge, "kind": "judge", "protocols": ["ranking"]})
 export = page.post(f"/exports/projects/{project}/", {"format": "dpo", "raters": "humans", "dpo_source": "human",
                                                     "min_agreement": "0", "splits": "train=1", "seed": "0", "licence": "other"})
+resumed = api.post(f"/api/runs/{sys.argv[4]}/resume/") if len(sys.argv) > 4 else None
 print(json.dumps({"api": [started.status_code, started.json()], "page": [form.status_code, form.content.decode()],
+                  "resume": [resumed.status_code, resumed.json()] if resumed is not None else None,
                   "export": [export.status_code, export.content.decode()]}))
 """
 
@@ -86,6 +88,23 @@ def test_broker_down_answers_503_and_leaves_no_run_or_export_behind(env, researc
     assert not Run.objects.exists() and not Judgment.objects.exists()
     exports = tmp_path / "var" / "exports"
     assert not exports.exists() or not any(exports.iterdir())
+
+
+def test_resuming_a_run_while_the_broker_is_down_answers_503_and_leaves_the_run_as_it_was(env, researcher, judge):  # noqa: F811
+    from django.utils import timezone
+
+    project = make_project(name="Resume, broker down", items=1)
+    project.members.add(researcher)
+    run = Run.objects.create(judge=judge, project=project, status=Run.Status.CANCELLED, planned_at=timezone.now(),
+                             protocols=["ranking"], started_at=timezone.now(), finished_at=timezone.now())
+    down = env | {"CELERY_BROKER_URL": f"redis://127.0.0.1:{_closed_port()}/0"}
+    out = subprocess.run([sys.executable, "-c", BROKER_DOWN_SCRIPT, researcher.username, str(project.pk), str(judge.pk),
+                          str(run.pk)], cwd=ROOT, env=down, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    code, body = json.loads(out.stdout.strip().splitlines()[-1])["resume"]
+    assert code == 503 and "nothing was started" in body["detail"]
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED  # not flipped to running with no batch sent
 
 
 def test_a_run_is_planned_and_judged_by_a_worker_and_a_lost_plan_is_planned_again(env, workers, judge):  # noqa: F811
