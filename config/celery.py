@@ -45,6 +45,6 @@ def broker_check() -> None:
     after their commit (resuming a run), asked before anything is changed."""
     try:
         with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=1, timeout=3)
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE) from exc
