@@ -124,6 +124,10 @@ def _consistency(report: dict, project: Project) -> dict:
         "thin": thin,
         "by_strength": by_strength,
         "cross": cross,
+        # Open only where some row has enough data to show a figure: a table of "too few to
+        # say" rows is a section with nothing to say, and folds like an empty one.
+        "by_strength_says": any(not glossary.too_few(row["n"]) for r in by_strength.values() for row in r),
+        "cross_says": any(not glossary.too_few(row.get("n")) for row in cross),
     }
 
 

@@ -532,3 +532,9 @@ def test_bias_page_without_both_order_raters_shows_no_empty_columns(client, rese
     assert "1 raters with too few to say" in position and "(n = 9)" in position
     lead = body[body.index('class="headline"'):body.index("</p>", body.index('class="headline"'))]
     assert "first-shown win rate" in lead and "95% CI" in lead
+
+
+def test_a_table_of_only_too_few_rows_folds_like_an_empty_section(client, researcher, thin):
+    body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, "consistency"])).content.decode()
+    by_strength = body[body.index("By ranking strength") - 200:body.index("By ranking strength")]
+    assert '<details class="report-section" >' in by_strength or '<details class="report-section">' in by_strength
