@@ -13,12 +13,12 @@ import urllib.error
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from annotate.audit import audit_record, audit_snapshot
@@ -619,9 +619,13 @@ def run_watch(*, run_id: int, token: str) -> int | None:
     Only claims whose lease ran out are handed out again: their worker died or hung (a live
     worker renews its lease while it works, however long the batch). They go back to pending
     with a message each, so a claim is re-enqueued once, not at every look. Pending judgments
-    are never re-enqueued here: each has its message in the broker already (a batch that hit a
-    transient error keeps its claims, with a lease that covers its retry's countdown). A run
-    whose planner died is planned again.
+    normally have their message in the broker already, so a run that is progressing never has
+    them re-sent; but a worker killed with -9 takes the batches it had prefetched with it (Redis
+    gives them back only after its visibility timeout, an hour; the filesystem broker never), so
+    a run that is *stalled* (nothing claimed, nothing finished for a whole lease) has its pending
+    judgments sent again, each at most once a lease (`lease_expires_at` marks the re-send on a
+    pending row). A duplicate message is harmless: claims are guarded. A run whose planner died
+    is planned again.
     """
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.status != Run.Status.RUNNING or run.watch_token != token:
@@ -644,7 +648,32 @@ def run_watch(*, run_id: int, token: str) -> int | None:
                 status=Judgment.Status.PENDING, claim_token="", lease_expires_at=None
             )
             run_enqueue(run=run, judgment_ids=ids)
+    if not ids:  # (stale claims just sent again are that look's re-send)
+        _resend_if_stalled(run=run, now=now)
     return _watch_interval(run)
+
+
+def _resend_if_stalled(*, run: Run, now: datetime) -> int:
+    """Send the pending judgments of a stalled run again (see run_watch); returns how many."""
+    lease = timedelta(seconds=run.lease_seconds)
+    judgments = Judgment.objects.filter(run=run)
+    if judgments.filter(status=Judgment.Status.CLAIMED).exists():
+        return 0
+    last = judgments.aggregate(claimed=Max("claimed_at"), completed=Max("completed_at"))
+    activity = max([t for t in (last["claimed"], last["completed"], run.planned_at) if t is not None], default=None)
+    if activity is not None and activity > now - lease:
+        return 0
+    with transaction.atomic():
+        due = judgments.filter(status=Judgment.Status.PENDING).filter(
+            Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+        )
+        ids = list(due.select_for_update(skip_locked=True).values_list("id", flat=True))
+        if not ids:
+            return 0
+        log.warning("run %s: stalled for a lease with %d judgments pending; sending them again", run.pk, len(ids))
+        Judgment.objects.filter(id__in=ids).update(lease_expires_at=now + lease)
+        run_enqueue(run=run, judgment_ids=ids)
+    return len(ids)
 
 
 def _replan_if_orphaned(*, run: Run) -> bool:

@@ -116,6 +116,22 @@ def test_the_watchdog_hands_out_only_claims_whose_lease_ran_out(argmax_judge):
     assert Judgment.objects.filter(claim_token=live).count() == 2
 
 
+def test_a_stalled_run_has_its_pending_judgments_sent_again_once_a_lease(argmax_judge):
+    # A worker killed with -9 takes its prefetched batches along (Redis returns them after an
+    # hour, the filesystem broker never): nothing claimed, nothing finished for a whole lease.
+    run = services.run_start(plan_now=True, judge=argmax_judge, project=make_project(name="Stalled", items=2),
+                             protocols=["ranking"], batch_size=2, lease_seconds=60)
+    assert services.run_watch(run_id=run.pk, token=run.watch_token) == 30
+    assert not Judgment.objects.filter(run=run, lease_expires_at__isnull=False).exists()  # just planned: not stalled
+    Run.objects.filter(pk=run.pk).update(planned_at=timezone.now() - timedelta(seconds=61))
+    assert services.run_watch(run_id=run.pk, token=run.watch_token) == 30
+    resent = list(Judgment.objects.filter(run=run).values_list("status", "lease_expires_at"))
+    assert len(resent) == 4 and all(status == "pending" and until is not None for status, until in resent)
+    marks = sorted(until for _, until in resent)
+    assert services.run_watch(run_id=run.pk, token=run.watch_token) == 30  # within the lease: no second re-send
+    assert sorted(Judgment.objects.filter(run=run).values_list("lease_expires_at", flat=True)) == marks
+
+
 def test_run_start_leaves_planning_to_a_worker_and_a_planner_that_died_is_replaced(argmax_judge):
     project = make_project(name="Plan later", items=2)
     run = services.run_start(judge=argmax_judge, project=project, protocols=["ranking"])
