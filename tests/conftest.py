@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,25 @@ def project(db, researcher, annotator, other_annotator):
     project = project_create(name="Test project", guidelines="Be *careful*.")
     project.members.add(researcher, annotator, other_annotator)
     return project
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's Chromium through Playwright, for every browser test (never `playwright install`).
+
+    Skips, saying why, where chromium is absent (`make test` on a machine without it); .ci/run
+    installs it, so the skip never fires there."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are
+    # still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

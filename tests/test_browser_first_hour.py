@@ -21,7 +21,6 @@ from django.db import connection
 from annotate.demo import DEMO_PASSWORD, demo_judge, demo_project_create
 from judges.models import Judgment, Run
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "test-output"
 # SmolLM2's GGUF is de-quantized when the worker loads it: seconds on an idle machine, minutes on
@@ -59,21 +58,11 @@ def worker(tmp_path: Path) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture
-def browser_page():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the ORM calls below run beside Playwright's loop
+def browser_page(chromium):
     OUT.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    return page
 
 
 def _shot(page, name: str) -> None:

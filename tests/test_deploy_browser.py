@@ -3,8 +3,6 @@ every refused script, style, worker or image), htmx still swaps, and the docs pa
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -12,24 +10,12 @@ from annotate.models import Pair
 from annotate.roles import user_set_role
 from annotate.services import project_create
 
-CHROMIUM = "/usr/bin/chromium"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield chromium
-        chromium.close()
+def browser(chromium):
+    return chromium
 
 
 def _login(browser, live_server, username: str, password: str):
