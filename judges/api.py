@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Avg, Count, Q, QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -222,35 +222,16 @@ class RunOutput(serializers.ModelSerializer):
         }
 
 
-def _with_counts(runs: QuerySet[Run]) -> QuerySet[Run]:
-    """Each run's judgment counts in the list's one query (run_progress per row was N+1)."""
-    by = {f"n_{s}": Count("judgments", filter=Q(judgments__status=s))
-          for s in ("pending", "claimed", "ok", "unparseable", "error")}
-    return runs.annotate(**by, mean_mass=Avg("judgments__valid_mass"))
-
-
 def _listed_progress(run: Run) -> dict:
+    """A listed run's progress from selectors.runs_with_counts, by the run page's rate rule."""
     counts = {s: getattr(run, f"n_{s}") for s in ("pending", "claimed", "ok", "unparseable", "error")}
     done = counts["ok"] + counts["unparseable"] + counts["error"]
-    p = selectors.Progress(
-        total=run.total, pending=counts["pending"], claimed=counts["claimed"], ok=counts["ok"],
-        unparseable=counts["unparseable"], error=counts["error"], per_second=None, eta_seconds=None,
-        recent_errors=[], mean_valid_mass=getattr(run, "mean_mass", None),
+    # The annotations runs_with_counts added (not model fields, so read by name).
+    first, last, mass = (getattr(run, name) for name in ("first_claim", "last_done", "mean_mass"))
+    per_second, eta = selectors.rate_and_eta(
+        run=run, done=done, begin=first or run.started_at, last=last, now=timezone.now()
     )
-    end = run.finished_at
-    if run.started_at and done:
-        from django.utils import timezone
-
-        elapsed = ((end or timezone.now()) - run.started_at).total_seconds()
-        if elapsed > 0:
-            p.per_second = done / elapsed
-            if not run.is_finished and p.per_second:
-                p.eta_seconds = (run.total - done) / p.per_second
-    return {
-        "done": p.done, "pending": p.pending, "claimed": p.claimed, "ok": p.ok,
-        "unparseable": p.unparseable, "error": p.error, "per_second": p.per_second,
-        "eta_seconds": p.eta_seconds, "mean_valid_mass": p.mean_valid_mass,
-    }
+    return {"done": done, **counts, "per_second": per_second, "eta_seconds": eta, "mean_valid_mass": mass}
 
 
 class RunStartInput(serializers.Serializer):
@@ -282,7 +263,7 @@ class RunListApi(APIView):
     def get(self, request: Request) -> Response:
         access.require_researcher(request.user)
         runs = filter_queryset(
-            _with_counts(access.runs_visible(request.user)), request.query_params, RUN_FILTERS, researcher=True
+            selectors.runs_with_counts(access.runs_visible(request.user)), request.query_params, RUN_FILTERS, researcher=True
         )
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(runs, request, view=self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet
@@ -87,6 +88,21 @@ class Progress:
         return "answers" if self.kind == Run.Kind.GENERATE else "judgments"
 
 
+def rate_and_eta(
+    *, run: Run, done: int, begin: datetime | None, last: datetime | None, now: datetime
+) -> tuple[float | None, float | None]:
+    """Units per second and seconds left, for the run page and the runs API alike.
+
+    The rate as of the latest finished unit (not "now"): between two batches it would sink
+    while nothing can finish, and the ETA would climb for no reason."""
+    if not (done and begin is not None and last is not None and (last - begin).total_seconds() > 0):
+        return None, None
+    per_second = done / (last - begin).total_seconds()
+    if run.is_finished:
+        return per_second, None
+    return per_second, max(0.0, max(0, run.total - done) / per_second - (now - last).total_seconds())
+
+
 def run_progress(*, run: Run) -> Progress:
     judgments = Judgment.objects.filter(run=run)
     counts = dict(judgments.values_list("status").annotate(n=Count("id")))
@@ -96,14 +112,7 @@ def run_progress(*, run: Run) -> Progress:
     begin = times["first"] or run.started_at
     last = times["last"]
     remaining = max(0, run.total - done)
-    per_second = None
-    eta = None
-    # The rate as of the latest finished unit (not "now"): between two batches it would sink
-    # while nothing can finish, and the ETA would climb for no reason.
-    if done and begin is not None and last is not None and (last - begin).total_seconds() > 0:
-        per_second = done / (last - begin).total_seconds()
-        if not run.is_finished:
-            eta = max(0.0, remaining / per_second - (now - last).total_seconds())
+    per_second, eta = rate_and_eta(run=run, done=done, begin=begin, last=last, now=now)
     working = None
     if begin is not None and times["first"] is not None and (done or counts.get("claimed")):
         working = max(0.0, ((run.finished_at or now) - begin).total_seconds())
@@ -179,9 +188,11 @@ def _pair_url(pair_id: int | None) -> str | None:
 
 
 def runs_with_counts(runs: QuerySet[Run]) -> QuerySet[Run]:
-    """Runs with how their finished units came out (ok, unparseable, error), for the runs table."""
+    """Runs with their judgment counts by status (n_pending ... n_error), mean valid mass and
+    first claim / last completion, in the list's one query (run_progress per row was N+1): the
+    runs table and the runs API both read them."""
+    by = {f"n_{s}": Count("judgments", filter=Q(judgments__status=s)) for s in Judgment.Status.values}
     return runs.annotate(
-        n_ok=Count("judgments", filter=Q(judgments__status=Judgment.Status.OK)),
-        n_unparseable=Count("judgments", filter=Q(judgments__status=Judgment.Status.UNPARSEABLE)),
-        n_error=Count("judgments", filter=Q(judgments__status=Judgment.Status.ERROR)),
+        **by, mean_mass=Avg("judgments__valid_mass"),
+        first_claim=Min("judgments__claimed_at"), last_done=Max("judgments__completed_at"),
     )
