@@ -173,10 +173,16 @@ class Item(models.Model):
         TASK = "task", "Task"
         GOLD = "gold", "Gold (known answer)"
         ATTENTION = "attention", "Attention check"
+        # A pair with an objectively correct answer (JudgeBench-style): a probe of judges.
+        SANITY = "sanity", "Sanity (objectively correct answer)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
     external_id = models.CharField(max_length=200)
     prompt = models.TextField()
+    # A multi-turn conversation, when the item has one: [{"role": "user"|"assistant"|"system",
+    # "content": str}, ...], the last turn the one the responses answer. `prompt` then holds
+    # that last user turn, so every reader of `prompt` keeps working.
+    conversation = models.JSONField(null=True, blank=True)
     context = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.TASK)
