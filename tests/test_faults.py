@@ -147,7 +147,9 @@ def test_run_start_leaves_planning_to_a_worker_and_a_planner_that_died_is_replac
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_longer_than_its_lease_keeps_it_and_is_not_redone(tiny_model_dir):  # noqa: F811
     judge = services.judge_create(name="slow", model_ref=str(tiny_model_dir), rationale=True,
-                                  decoding={"rationale_tokens": 300, "min_valid_mass": 0})
+                                  decoding={"rationale_tokens": 1500, "min_valid_mass": 0})
+    # 1,500 rationale tokens for 16 pairs: a few seconds even on a fast machine (300 finished
+    # inside the 1.6 s window on one CI run), so the batch outlives its 1 s lease.
     run = services.run_start(plan_now=True, judge=judge, project=make_project(name="Long batch", items=8),
                              protocols=["ranking"], batch_size=16, lease_seconds=1)
     ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
@@ -163,8 +165,10 @@ def test_a_batch_longer_than_its_lease_keeps_it_and_is_not_redone(tiny_model_dir
     # A redelivered message and the watchdog both find the claims alive.
     assert services.judgments_process(run_id=run.pk, judgment_ids=ids) == 0
     assert services.run_watch(run_id=run.pk, token=run.watch_token) is not None
-    assert Judgment.objects.filter(run=run, status="claimed").count() == 16
-    worker.join(120)
+    # Nothing was taken back: every judgment is still the first worker's claim, or done by it
+    # (the batch may finish between the watchdog's pass and this query).
+    assert set(Judgment.objects.filter(run=run).values_list("status", flat=True)) <= {"claimed", "ok"}
+    worker.join(300)
     assert first == [16]
     judgments = list(Judgment.objects.filter(run=run))
     assert {j.status for j in judgments} == {"ok"} and {j.attempts for j in judgments} == {1}
