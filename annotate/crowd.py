@@ -75,15 +75,16 @@ class StudyLinkError(Exception):
 
 
 def study_token(study: Study) -> str:
-    return signing.dumps(study.pk, salt=STUDY_SALT)
+    """The study's id, signed: the same token every time (it is pasted into the platform once)."""
+    return signing.Signer(salt=STUDY_SALT).sign(str(study.pk))
 
 
 def study_from_token(token: str) -> Study:
     try:
-        study_id = signing.loads(token, salt=STUDY_SALT)
+        study_id = signing.Signer(salt=STUDY_SALT).unsign(token)
     except signing.BadSignature as exc:
         raise StudyLinkError("This is not a study link of ours.", status=404) from exc
-    study = Study.objects.select_related("project").filter(pk=study_id).first() if isinstance(study_id, int) else None
+    study = Study.objects.select_related("project").filter(pk=int(study_id)).first() if study_id.isdigit() else None
     if study is None:
         raise StudyLinkError("This is not a study link of ours.", status=404)
     return study

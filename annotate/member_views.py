@@ -27,11 +27,13 @@ from .members import (
     invite_from_token,
     invite_revoke,
     invite_send_email,
-    invite_token,
     member_remove,
     member_set_role,
     members_of,
     open_invites,
+)
+from .members import (
+    invite_token as token_for_invite,
 )
 from .models import Invite, Membership
 
@@ -74,7 +76,7 @@ class SignupForm(forms.Form):
 
 
 def _accept_url(request: HttpRequest, invite: Invite) -> str:
-    return request.build_absolute_uri(reverse("invite_accept", args=[invite_token(invite)]))
+    return request.build_absolute_uri(reverse("invite_accept", args=[token_for_invite(invite)]))
 
 
 def _members_page(request: HttpRequest, project_id: int, *, form: InviteForm | None = None,
@@ -99,6 +101,7 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET: the page. POST: change one member's role in this project."""
     if request.method == "GET":
         return _members_page(request, project_id)
+    project_for(request.user, project_id, need="research")  # refuse before reading the form
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a member and a role.")
@@ -153,7 +156,8 @@ def invite_revoke_view(request: HttpRequest, project_id: int, invite_id: int) ->
 
 
 @require_http_methods(["GET", "POST"])
-def invite_accept_view(request: HttpRequest, token: str) -> HttpResponse:
+def invite_accept_view(request: HttpRequest, invite_token: str) -> HttpResponse:
+    token = invite_token
     """Anyone with the link: a signed-in user joins with one button; a visitor makes an account
     (username and password) or logs in first."""
     try:

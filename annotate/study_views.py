@@ -144,7 +144,7 @@ def _go_on(request: HttpRequest, participant: Participant) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def study_entry(request: HttpRequest, token: str) -> HttpResponse:
+def study_entry(request: HttpRequest, study_token: str) -> HttpResponse:
     """The study link the platform opens, with the participant id in its query string.
 
     A signed-in user who is not a study participant (a researcher trying the link) is asked first:
@@ -155,13 +155,13 @@ def study_entry(request: HttpRequest, token: str) -> HttpResponse:
             "title": "Too many visits", "message": "Too many study links were opened from here in the last "
             "minute. Wait a minute and reload this page."}, status=429)
     try:
-        study = study_from_token(token)
+        study = study_from_token(study_token)
         query = request.POST if request.method == "POST" else request.GET
         params = {k: str(query.get(k, ""))[:PARAM_LIMIT] for k in query}
         user = request.user
         if request.method == "GET" and user.is_authenticated and not Participant.objects.filter(user_id=user.pk).exists():
             return render(request, "annotate/study_confirm.html", {
-                "study": study, "params": sorted(params.items()), "token": token})
+                "study": study, "params": sorted(params.items()), "token": study_token})
         participant = participant_enter(study=study, params=params)
     except StudyLinkError as exc:
         return _link_error(request, exc)
@@ -184,10 +184,10 @@ def _own_participant(request: HttpRequest, token: str) -> Participant:
 
 @login_required
 @require_GET
-def study_complete(request: HttpRequest, token: str) -> HttpResponse:
+def study_complete(request: HttpRequest, study_token: str) -> HttpResponse:
     """The end of the study: to the platform with the code, once the participant has finished;
     before that, back to the queue (the code is never shown early)."""
-    participant = _own_participant(request, token)
+    participant = _own_participant(request, study_token)
     if participant.completed_at is None and not participant_finished(participant, queue_empty=True):
         return redirect("annotate_task", project_id=participant.study.project_id)
     return HttpResponseRedirect(participant_complete(participant))
@@ -195,9 +195,9 @@ def study_complete(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def study_return(request: HttpRequest, token: str) -> HttpResponse:
+def study_return(request: HttpRequest, study_token: str) -> HttpResponse:
     """Leave without finishing: claims are given back now, then to the platform's return URL."""
-    participant = _own_participant(request, token)
+    participant = _own_participant(request, study_token)
     participant_return(participant)
     if participant.study.return_url:
         return HttpResponseRedirect(participant.study.return_url)

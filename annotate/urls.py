@@ -19,13 +19,13 @@ urlpatterns = [
     path("projects/<int:project_id>/invites/", member_views.invite_create_view, name="project_invite_create"),
     path("projects/<int:project_id>/invites/<int:invite_id>/revoke/", member_views.invite_revoke_view,
          name="project_invite_revoke"),
-    path("invites/<str:token>/", member_views.invite_accept_view, name="invite_accept"),
+    path("invites/<str:invite_token>/", member_views.invite_accept_view, name="invite_accept"),
     # Crowd studies (issue 12): researchers' pages, and the participant's link, completion and return.
     path("projects/<int:project_id>/studies/", study_views.studies, name="project_studies"),
     path("studies/<int:study_id>/close/", study_views.study_close_view, name="study_close"),
     path("studies/<int:study_id>/payments/", study_views.study_payments, name="study_payments"),
     path("studies/<int:study_id>/payments.csv", study_views.study_payments_csv, name="study_payments_csv"),
-    path("study/<str:token>/", study_views.study_entry, name="study_entry"),
-    path("study/<str:token>/complete/", study_views.study_complete, name="study_complete"),
-    path("study/<str:token>/return/", study_views.study_return, name="study_return"),
+    path("study/<str:study_token>/", study_views.study_entry, name="study_entry"),
+    path("study/<str:study_token>/complete/", study_views.study_complete, name="study_complete"),
+    path("study/<str:study_token>/return/", study_views.study_return, name="study_return"),
 ]
