@@ -31,6 +31,13 @@ Archiving
     exports; archived judges leave the judge lists and cannot start runs, and their runs and
     judgments stay in the reports.
 
+Invitations and study participants (issue 12)
+    A project's researchers invite with a role no higher than their own global role
+    (invite_roles); accepting raises the accepter's global role to the invited one where lower
+    (global_role_on_accept), so the membership is not capped below what was offered. A crowd-study
+    participant's account (annotate.crowd: a bearer link signs it in) is a global annotator with
+    one membership, and never joins another project (is_participant: invitations refuse it).
+
 Annotations
     A human writes annotations only as themselves (their own rater); a judge's annotations come
     only from its runs. Imported raters belong to the project they were imported into.

@@ -101,11 +101,15 @@ def completion_url(study: Study) -> str:
     return study.completion_url.replace("{code}", quote(study.completion_code, safe=""))
 
 
+def rate_window() -> int:
+    """The current minute: the window visits are counted in."""
+    return int(timezone.now().timestamp() // 60)
+
+
 def link_rate_ok(address: str) -> bool:
     """Whether this client address may open another study link this minute (a fixed window)."""
     limit = settings.STUDY_LINK_RATE_PER_MINUTE
-    window = int(timezone.now().timestamp() // 60)
-    key = f"concordance:study-link:{address}:{window}"
+    key = f"concordance:study-link:{address}:{rate_window()}"
     cache.add(key, 0, timeout=120)
     try:
         seen = cache.incr(key)

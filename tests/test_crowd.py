@@ -120,11 +120,19 @@ def test_forged_and_closed_study_links_are_refused(study, researcher):
     assert closed.status_code == 410 and "closed" in closed.content.decode()
 
 
-def test_study_links_are_rate_limited_per_address(study, settings):
+def test_study_links_are_rate_limited_per_address(study, settings, monkeypatch):
+    import annotate.crowd
+
     settings.STUDY_LINK_RATE_PER_MINUTE = 3
+    minute = [1000]
+    monkeypatch.setattr(annotate.crowd, "rate_window", lambda: minute[0])  # no minute ticks mid-test
     answers = [Client().get(_link(study, pid=f"pid{n}")).status_code for n in range(5)]
     assert answers == [302, 302, 302, 429, 429]
     assert Participant.objects.count() == 3
+    other = Client(REMOTE_ADDR="10.0.0.2")  # another address has its own count
+    assert other.get(_link(study, pid="pid9")).status_code == 302
+    minute[0] += 1  # the next minute starts afresh
+    assert Client().get(_link(study, pid="pid4")).status_code == 302
 
 
 def test_a_signed_in_researcher_is_asked_before_becoming_a_participant(study, researcher):
@@ -260,3 +268,20 @@ def test_a_participant_account_never_joins_another_project(study, researcher):
     client.force_login(participant.user)
     assert client.post(reverse("invite_accept", args=[token])).status_code == 403
     assert list(projects_visible(participant.user)) == [study.project]
+
+
+def test_the_training_step_hook_sits_between_the_link_and_the_queue(study, crowd_project, monkeypatch):
+    """study_gate is where the training/qualification round joins (helper "campaign"): whatever URL
+    it gives is where the link leads, before the queue; None (today) leads to the queue."""
+    import annotate.study_views as study_views
+
+    seen: list[Participant] = []
+
+    def gate(participant: Participant) -> str | None:
+        seen.append(participant)
+        return "/training-here/"
+
+    monkeypatch.setattr(study_views, "study_gate", gate)
+    response = Client().get(_link(study))
+    assert response.status_code == 302 and response["Location"] == "/training-here/"
+    assert [p.external_id for p in seen] == [PID]
