@@ -168,6 +168,9 @@ def study_entry(request: HttpRequest, study_token: str) -> HttpResponse:
     if request.user.pk != participant.user_id:
         login(request, participant.user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[SESSION_KEY] = participant.pk
+    # A bearer account on what may be a shared machine: the session ends with the browser (the
+    # platform's link signs the participant in again).
+    request.session.set_expiry(0)
     return _go_on(request, participant)
 
 

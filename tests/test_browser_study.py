@@ -46,6 +46,7 @@ def test_a_participant_goes_from_the_study_link_through_ten_tasks_to_the_complet
     assert "/annotate/" in page.url
     assert page.get_by_text("Leave the study without finishing").is_visible()
     page.screenshot(path=str(OUT / "study-task.png"), full_page=True)
+    assert _serious(page, ".study-bar") == []
 
     for n in range(9):
         key = page.locator("#task").get_attribute("data-view-key") or ""
@@ -75,3 +76,54 @@ def test_a_participant_goes_from_the_study_link_through_ten_tasks_to_the_complet
     # Ten done, nothing held past the quota: the two other tasks stay free for other participants.
     assignments = Assignment.objects.filter(rater__user=participant.user)
     assert assignments.filter(status="done").count() == 10 and not assignments.exclude(status="done").exists()
+
+
+def _serious(page, context: str | None = None) -> list[str]:
+    """axe-core's serious and critical violations on the page (or inside `context`, a selector)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, context=context)
+    return [f"{v['id']}: {v['help']}" for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_the_researcher_makes_a_study_and_an_invitation_with_the_keyboard_and_the_pages_pass_axe(
+    live_server, chromium
+):
+    from django.contrib.auth import get_user_model
+
+    from annotate.models import Invite, Membership, Study
+    from annotate.roles import user_set_role
+
+    study = _study()
+    researcher = get_user_model().objects.create_user(username="res", password="pw-res-123")
+    user_set_role(user=researcher, role="researcher")
+    Membership.objects.create(project=study.project, user=researcher, role="researcher")
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(10_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.keyboard.type("res")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-res-123")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto(f"{live_server.url}/projects/{study.project_id}/studies/")
+    assert _serious(page) == []
+    page.get_by_label("Name").focus()
+    page.keyboard.type("Second wave")
+    page.keyboard.press("Enter")  # the form's defaults (Prolific's parameters, a code) do the rest
+    page.wait_for_selector("text=Study 'Second wave' made")
+    assert Study.objects.filter(name="Second wave", quota=10).exists()
+    page.screenshot(path=str(OUT / "studies.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/projects/{study.project_id}/members/")
+    assert _serious(page) == []
+    page.locator("#invite input[name=days]").focus()
+    page.keyboard.press("Enter")  # the default role (annotator), no address: a link open for 7 days
+    page.wait_for_selector("text=Invitation link made")
+    assert Invite.objects.filter(project=study.project, role="annotator", email="").count() == 1
+    assert page.get_by_label("Invitation link").input_value().startswith(f"{live_server.url}/invites/")
+    page.screenshot(path=str(OUT / "members.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/studies/{study.pk}/payments/")
+    assert _serious(page) == []

@@ -194,6 +194,12 @@ def test_a_return_frees_the_participants_claims_at_once(study, crowd_project):
     assert assignment_claim_next(project=crowd_project, rater=other).response_id == held.response_id  # type: ignore[union-attr]
     participant = Participant.objects.get()
     assert participant.returned_at is not None and participant.completed_at is None
+    assert AuditEvent.objects.get(action="study.return").after == {"participant": PID, "claims_released": 1}
+    # Back through the link while the study is open: the same participant goes on.
+    assert client.get(_link(study)).status_code == 302
+    participant.refresh_from_db()
+    assert participant.returned_at is None
+    assert client.session.get_expire_at_browser_close()
     # Someone else's session cannot return (or complete) a participant.
     assert Client().post(reverse("study_return", args=[study_token(study)])).status_code == 302  # to login
     stranger = Client()
