@@ -166,6 +166,9 @@ def test_the_quota_ends_at_the_completion_redirect_with_the_code(study, crowd_pr
     assert last.status_code == 200 and last["HX-Redirect"] == reverse("study_complete", args=[token])
     # No fourth task was claimed past the quota.
     assert Assignment.objects.filter(rater__user=Participant.objects.get().user).count() == 3
+    # Nor through the REST queue the pages sit beside.
+    api = client.post(reverse("api-queue-next", args=[crowd_project.pk]))
+    assert api.status_code == 409 and "completion" in api.json()["detail"]
     done = client.get(reverse("study_complete", args=[token]))
     assert done.status_code == 302
     assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
