@@ -294,3 +294,14 @@ def test_the_training_step_hook_sits_between_the_link_and_the_queue(study, crowd
     response = Client().get(_link(study))
     assert response.status_code == 302 and response["Location"] == "/training-here/"
     assert [p.external_id for p in seen] == [PID]
+
+
+def test_the_admin_shows_studies_participants_and_invitations_read_only(study, admin_user):
+    participant_enter(study=study, params={"PROLIFIC_PID": PID, "STUDY_ID": "STUDY1"})
+    client = Client()
+    client.force_login(admin_user)
+    for name in ("study", "participant", "invite"):
+        assert client.get(reverse(f"admin:annotate_{name}_changelist")).status_code == 200
+    page = client.get(reverse("admin:annotate_participant_changelist")).content.decode()
+    assert PID in page
+    assert client.get(reverse("admin:annotate_participant_add")).status_code == 403
