@@ -52,7 +52,7 @@ from django.utils import timezone
 from .audit import audit_record
 from .errors import ValidationError
 from .models import Assignment, Membership, Participant, Project, Rater, Study
-from .queue import assignment_release_claims
+from .queue import assignment_claim_next, assignment_release_claims
 from .roles import user_set_role
 from .services import rater_for_user
 
@@ -195,7 +195,12 @@ def participant_enter(*, study: Study, params: Mapping[str, str]) -> Participant
         try:
             participant = _participant_create(study=study, pid=pid, session_id=session_id)
         except IntegrityError:
-            participant = Participant.objects.select_related("user").get(study=study, external_id=pid)
+            # Another first visit of the same id won the race: theirs is ours. (A user account of the
+            # reserved name made by hand is not adopted: refused, not a 500.)
+            participant = Participant.objects.select_related("user").filter(study=study, external_id=pid).first()
+            if participant is None:
+                raise StudyLinkError("This participant id cannot join the study: ask the researcher.",
+                                     status=409) from None
     updates = {"last_seen_at": timezone.now()}
     if session_id and session_id != participant.session_id:
         updates["session_id"] = session_id  # type: ignore[assignment]
@@ -256,6 +261,22 @@ def participant_finished(participant: Participant, *, queue_empty: bool = False)
     """Quota reached, or nothing left to give after at least one task (they did all there was)."""
     done = participant_done(participant)
     return done >= participant.study.quota or (queue_empty and done > 0)
+
+
+def participant_may_complete(participant: Participant) -> bool:
+    """Whether the completion code may be given now: quota reached, or at least one task done and
+    the queue has nothing more for them. The queue is asked for real (a claim, or their open task,
+    means it is not empty: that task is then theirs to do), so visiting the completion URL early
+    never yields the code."""
+    if participant.completed_at is not None:
+        return True
+    done = participant_done(participant)
+    if done >= participant.study.quota:
+        return True
+    if done == 0:
+        return False
+    rater = rater_for_user(user=participant.user)
+    return assignment_claim_next(project=participant.study.project, rater=rater) is None
 
 
 def participant_complete(participant: Participant) -> str:

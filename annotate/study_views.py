@@ -26,6 +26,7 @@ from .crowd import (
     participant_enter,
     participant_finished,
     participant_in_session,
+    participant_may_complete,
     participant_return,
     payment_rows,
     study_close,
@@ -191,7 +192,7 @@ def study_complete(request: HttpRequest, study_token: str) -> HttpResponse:
     """The end of the study: to the platform with the code, once the participant has finished;
     before that, back to the queue (the code is never shown early)."""
     participant = _own_participant(request, study_token)
-    if participant.completed_at is None and not participant_finished(participant, queue_empty=True):
+    if not participant_may_complete(participant):
         return redirect("annotate_task", project_id=participant.study.project_id)
     return HttpResponseRedirect(participant_complete(participant))
 

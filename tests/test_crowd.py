@@ -159,6 +159,10 @@ def test_the_quota_ends_at_the_completion_redirect_with_the_code(study, crowd_pr
     page = client.get(reverse("annotate_task", args=[crowd_project.pk])).content.decode()
     assert "0 / 3" in page and "Leave the study without finishing" in page
     _submit_current(client, crowd_project)
+    # One task done and more in the queue: the completion URL still gives the queue, not the code.
+    early = client.get(reverse("study_complete", args=[token]))
+    assert early["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    assert Participant.objects.get().completed_at is None
     client.get(reverse("annotate_task", args=[crowd_project.pk]))
     _submit_current(client, crowd_project)
     client.get(reverse("annotate_task", args=[crowd_project.pk]))
@@ -208,6 +212,25 @@ def test_a_return_frees_the_participants_claims_at_once(study, crowd_project):
     stranger = Client()
     stranger.force_login(other.user)  # type: ignore[arg-type]
     assert stranger.post(reverse("study_return", args=[study_token(study)])).status_code == 403
+
+
+def test_a_dry_queue_after_some_tasks_completes_the_study_early(study, crowd_project):
+    crowd_project.items.exclude(external_id__in=["i0", "i1"]).delete()  # two tasks, quota three
+    client = Client()
+    client.get(_link(study))
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    _submit_current(client, crowd_project)
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    last = _submit_current(client, crowd_project, htmx=True)
+    assert last["HX-Redirect"] == reverse("study_complete", args=[study_token(study)])
+    done = client.get(last["HX-Redirect"])
+    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
+
+
+def test_a_reserved_participant_name_taken_by_hand_is_refused_not_a_500(study):
+    _user(f"study{study.pk}-{PID}", "annotator")
+    response = Client().get(_link(study))
+    assert response.status_code == 409 and not Participant.objects.exists()
 
 
 def test_a_return_url_sends_the_participant_back_to_the_platform(crowd_project):
