@@ -257,10 +257,14 @@ def study_gate(participant: Participant) -> str | None:
     return None
 
 
+def finished_after(*, done: int, quota: int, queue_empty: bool) -> bool:
+    """The one rule of a participant's end: quota reached, or nothing left to give after at least
+    one task (they did all there was)."""
+    return done >= quota or (queue_empty and done > 0)
+
+
 def participant_finished(participant: Participant, *, queue_empty: bool = False) -> bool:
-    """Quota reached, or nothing left to give after at least one task (they did all there was)."""
-    done = participant_done(participant)
-    return done >= participant.study.quota or (queue_empty and done > 0)
+    return finished_after(done=participant_done(participant), quota=participant.study.quota, queue_empty=queue_empty)
 
 
 def participant_may_complete(participant: Participant) -> bool:
@@ -271,10 +275,8 @@ def participant_may_complete(participant: Participant) -> bool:
     if participant.completed_at is not None:
         return True
     done = participant_done(participant)
-    if done >= participant.study.quota:
-        return True
-    if done == 0:
-        return False
+    if finished_after(done=done, quota=participant.study.quota, queue_empty=False) or done == 0:
+        return done > 0
     rater = rater_for_user(user=participant.user)
     return assignment_claim_next(project=participant.study.project, rater=rater) is None
 

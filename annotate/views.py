@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import dashboard, study_views
 from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from .crowd import finished_after
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
@@ -228,7 +229,7 @@ def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) ->
     """A study participant who has finished (quota, or the queue dry after a task) goes to the
     study's completion; None for everyone else (no query for them: annotate.crowd's session key)."""
     study = study_views.study_context(request, project.pk)
-    if study is None or not (study["done"] >= study["quota"] or (queue_empty and study["done"] > 0)):
+    if study is None or not finished_after(done=study["done"], quota=study["quota"], queue_empty=queue_empty):
         return None
     if _is_htmx(request):
         response = HttpResponse(status=200)
