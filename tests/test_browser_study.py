@@ -39,7 +39,7 @@ def test_a_participant_goes_from_the_study_link_through_ten_tasks_to_the_complet
     OUT.mkdir(exist_ok=True)
     study = _study()
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # a busy 2-core machine
     query = urlencode({"PROLIFIC_PID": PID, "STUDY_ID": "STUDY-9", "SESSION_ID": "sess-abc"})
     page.goto(f"{live_server.url}/study/{study_token(study)}/?{query}")
     page.wait_for_selector("body[data-task-ready]")
@@ -99,7 +99,7 @@ def test_the_researcher_makes_a_study_and_an_invitation_with_the_keyboard_and_th
     user_set_role(user=researcher, role="researcher")
     Membership.objects.create(project=study.project, user=researcher, role="researcher")
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # a busy 2-core machine
     page.goto(f"{live_server.url}/accounts/login/")
     page.keyboard.type("res")
     page.keyboard.press("Tab")
@@ -127,3 +127,25 @@ def test_the_researcher_makes_a_study_and_an_invitation_with_the_keyboard_and_th
 
     page.goto(f"{live_server.url}/studies/{study.pk}/payments/")
     assert _serious(page) == []
+
+
+def test_a_participant_who_leaves_early_frees_the_task_in_hand(live_server, chromium):
+    study = _study()
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)  # a busy 2-core machine
+    query = urlencode({"PROLIFIC_PID": "leaver01", "STUDY_ID": "STUDY-9", "SESSION_ID": "s1"})
+    page.goto(f"{live_server.url}/study/{study_token(study)}/?{query}")
+    page.wait_for_selector("body[data-task-ready]")
+    key = page.locator("#task").get_attribute("data-view-key") or ""
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_function("old => document.querySelector('#task').dataset.viewKey !== old", arg=key)
+    participant = Participant.objects.get()
+    held = Assignment.objects.get(rater__user=participant.user, status="claimed")
+    page.get_by_role("button", name="Leave the study without finishing").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=You left the study")
+    held.refresh_from_db()
+    participant.refresh_from_db()
+    assert held.status == "expired" and participant.returned_at is not None and participant.completed_at is None
+    assert Assignment.objects.filter(rater__user=participant.user, status="done").count() == 1
