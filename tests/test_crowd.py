@@ -328,3 +328,17 @@ def test_the_admin_shows_studies_participants_and_invitations_read_only(study, a
     page = client.get(reverse("admin:annotate_participant_changelist")).content.decode()
     assert PID in page
     assert client.get(reverse("admin:annotate_participant_add")).status_code == 403
+
+
+def test_the_study_hook_costs_an_ordinary_annotators_task_page_no_query(crowd_project, annotator,
+                                                                        django_assert_num_queries):
+    from django.contrib.sessions.backends.cache import SessionStore
+    from django.test import RequestFactory
+
+    from annotate.study_views import study_context
+
+    request = RequestFactory().get("/")
+    request.user = annotator
+    request.session = SessionStore()
+    with django_assert_num_queries(0):
+        assert study_context(request, crowd_project.pk) is None
