@@ -31,6 +31,13 @@ Archiving
     exports; archived judges leave the judge lists and cannot start runs, and their runs and
     judgments stay in the reports.
 
+Invitations and study participants (issue 12)
+    A project's researchers invite with a role no higher than their own global role
+    (invite_roles); accepting raises the accepter's global role to the invited one where lower
+    (global_role_on_accept), so the membership is not capped below what was offered. A crowd-study
+    participant's account (annotate.crowd: a bearer link signs it in) is a global annotator with
+    one membership, and never joins another project (is_participant: invitations refuse it).
+
 Annotations
     A human writes annotations only as themselves (their own rater); a judge's annotations come
     only from its runs. Imported raters belong to the project they were imported into.
@@ -47,7 +54,7 @@ from django.http import Http404
 
 from judges.models import Judge, Run
 
-from .models import Membership, Project, Rater
+from .models import Membership, Project, Rater, Study
 from .roles import Role
 
 Need = Literal["annotate", "review", "research"]
@@ -356,3 +363,60 @@ def rater_for_write(user: AnyUser, rater_id: int | None) -> Rater:
             "You write annotations only as yourself; leave out `rater` (a judge's come from its runs)."
         )
     return own
+
+
+# --- Invitations and crowd studies (issue 12) -----------------------------------------------------
+
+INVITE_ROLES: tuple[Role, ...] = ("annotator", "reviewer", "researcher")
+PARTICIPANTS_ONLY = "This page is for the study's participants, through the study's own link."
+PARTICIPANT_NO_INVITE = (
+    "This is a study participant's account: it annotates one project only and cannot join others. "
+    "Log in with your own account to accept the invitation."
+)
+
+
+def is_participant(user: AnyUser) -> bool:
+    """A crowd-study participant's account (annotate.crowd): annotate, in its one project, only."""
+    from .models import Participant
+
+    return user.is_authenticated and Participant.objects.filter(user_id=user.pk).exists()
+
+
+def invite_roles(user: AnyUser, project: Project) -> list[Role]:
+    """The roles `user` may invite people into `project` with: none unless they research it, and
+    never above their own global role (a researcher cannot mint an admin)."""
+    role = project_role(user, project)
+    if role is None or RANK[role] < RANK["researcher"]:
+        return []
+    ceiling = RANK[require_role(user)]
+    return [r for r in INVITE_ROLES if RANK[r] <= ceiling]
+
+
+def global_role_on_accept(current: Role | None, invited: Role) -> Role:
+    """The global role of someone who accepts an invitation: raised to the invited role when
+    below it (the membership alone would be capped by the global role, access's ceiling rule),
+    never lowered. The inviter could grant no more than their own role (invite_roles)."""
+    if current is None or RANK[current] < RANK[invited]:
+        return invited
+    return current
+
+
+def member_for(user: AnyUser, project_id: int, member_user_id: int) -> Membership:
+    """A membership of a project the user researches (404 for one that is not there)."""
+    project = project_for(user, project_id, need="research")
+    membership = Membership.objects.select_related("user").filter(project=project, user_id=member_user_id).first()
+    if membership is None:
+        raise Http404("No such member of this project.")
+    if membership.user_id == user.pk:
+        raise PermissionDenied("You cannot change or remove your own membership; ask another researcher of the project.")
+    return membership
+
+
+def study_for(user: AnyUser, study_id: int) -> Study:
+    """A study of a project the user researches: 404 outside their projects, 403 for annotators."""
+    require_role(user)
+    study = Study.objects.select_related("project").filter(pk=study_id).first()
+    if study is None:
+        raise Http404("No such study among your projects.")
+    project_for(user, study.project_id, need="research", archived=True)
+    return study

@@ -30,14 +30,17 @@ from .models import (
     Assignment,
     Attribute,
     AuditEvent,
+    Invite,
     Item,
     Membership,
     Pair,
+    Participant,
     Preference,
     Project,
     Rater,
     Rating,
     Response,
+    Study,
 )
 
 
@@ -224,6 +227,29 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_select_related = ["project", "rater"]
     raw_id_fields = ["project", "rater", "response", "pair"]
     show_full_result_count = False
+
+
+# Invitations, studies and participants are made and changed on the project's pages (members,
+# studies), which check the roles and audit every change; the admin only shows them.
+@admin.register(Invite)
+class InviteAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "role", "email", "created_by", "expires_at", "revoked_at", "uses"]
+    list_filter = ["project", "role"]
+    exclude = ["key"]  # half of the signed link: not for screens
+
+
+@admin.register(Study)
+class StudyAdmin(ReadOnlyAdmin):
+    list_display = ["id", "name", "project", "quota", "created_by", "created_at", "closed_at"]
+    list_filter = ["project"]
+
+
+@admin.register(Participant)
+class ParticipantAdmin(ReadOnlyAdmin):
+    list_display = ["id", "study", "external_id", "user", "started_at", "completed_at", "returned_at"]
+    list_filter = ["study"]
+    search_fields = ["=external_id"]
+    list_select_related = ["study", "user"]
 
 
 AUDIT_EVENT_FIELDS = ["at", "actor", "actor_name", "action", "object_type", "object_id", "object_repr", "before", "after"]

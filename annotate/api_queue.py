@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from .access import project_for, require_role
 from .bounds import INTEGER_MAX, SMALLINT_MAX, SMALLINT_MIN
+from .crowd import participant_finished, participant_in_session
 from .errors import ValidationError
 from .models import Assignment, Project
 from .queue import (
@@ -35,6 +36,12 @@ from .services import rater_for_user
 _CONFLICT = OpenApiResponse(
     {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
     description="The task is no longer yours to submit (expired, skipped, or already undone).",
+)
+
+
+_STUDY_DONE = OpenApiResponse(
+    {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+    description="A crowd-study participant who has done the study's quota gets no more tasks.",
 )
 
 
@@ -83,10 +90,16 @@ def task_payload(assignment: Assignment, project: Project) -> dict:
 class QueueNextApi(APIView):
     """Claim (or resume) the caller's next task in a project. POST: it holds a task."""
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim or resume the next task")
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _STUDY_DONE}, summary="Claim or resume the next task")
     def post(self, request: Request, project_id: int) -> ApiResponse:
         project = project_for(request.user, project_id, need="annotate")
         rater = rater_for_user(user=authenticated(request.user))
+        # A study participant (a session the study link opened) gets no task past the study's quota,
+        # here as on the pages (annotate.crowd); no query for anyone else.
+        participant = participant_in_session(request._request, project)
+        if participant is not None and participant_finished(participant):
+            return ApiResponse({"detail": "You have done this study's tasks: its completion page has your code."},
+                               status=status.HTTP_409_CONFLICT)
         assignment = assignment_claim_next(project=project, rater=rater)
         body: dict = {"task": task_payload(assignment, project) if assignment else None}
         if request.query_params.get("progress") == "1":

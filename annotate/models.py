@@ -483,3 +483,93 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_type}:{self.object_id}"
+
+
+class Invite(models.Model):
+    """An invitation into one project with a role: a link anyone holding it may use until it
+    expires or is revoked, or one sent to an email address (used once). The link carries a
+    signed token (annotate.members.invite_token) naming this row and its random key."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=10, choices=[c for c in Membership.Role.choices if c[0]])
+    email = models.EmailField(blank=True, help_text="Blank for a link invite.")
+    key = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="invites_made"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(role=""), name="invite_has_a_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invite to {self.project_id} as {self.role}" + (f" for {self.email}" if self.email else "")
+
+
+class Study(models.Model):
+    """A crowd-platform study (Prolific by default) that sends participants into one project.
+
+    The platform opens the study link with the participant's id in a query parameter; the names
+    of the parameters and the completion URL are per study, so any platform fits."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="studies")
+    name = models.CharField(max_length=200)
+    # The platform's own id of the study (Prolific's STUDY_ID); when set, a link whose study
+    # parameter differs is refused.
+    external_study_id = models.CharField(max_length=200, blank=True)
+    pid_param = models.CharField(max_length=60, default="PROLIFIC_PID")
+    study_param = models.CharField(max_length=60, default="STUDY_ID", blank=True)
+    session_param = models.CharField(max_length=60, default="SESSION_ID", blank=True)
+    quota = models.PositiveIntegerField(default=10, help_text="Tasks each participant does.")
+    completion_code = models.CharField(max_length=100)
+    # Where a participant who finished goes; "{code}" is replaced by the completion code.
+    completion_url = models.CharField(
+        max_length=500, default="https://app.prolific.com/submissions/complete?cc={code}"
+    )
+    # Where a participant who leaves without finishing goes (blank: a page of ours says so).
+    return_url = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="studies_made"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Closed, not deleted: its participants and their annotations stay.
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quota__gte=1), name="study_quota_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Participant(models.Model):
+    """One platform participant of a study: an account without a password, made on first visit.
+
+    The same participant id in the same study is always the same participant (and account)."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
+    external_id = models.CharField(max_length=64)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="participant")
+    session_id = models.CharField(max_length=128, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    returned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "started_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "external_id"], name="participant_once_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} in study {self.study_id}"

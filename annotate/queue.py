@@ -456,6 +456,20 @@ def assignment_undo(
     return newest
 
 
+def assignment_release_claims(*, project: Project, rater: Rater, now: datetime | None = None) -> int:
+    """Give back at once every task the annotator holds in the project (a study participant who
+    returns, a member removed): their slots go back to the pool now, not when the claims time out.
+
+    Released claims are marked expired, so the tasks are never served to this annotator again;
+    nothing they submitted is touched. Returns how many were released."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        released = Assignment.objects.filter(project=project, rater=rater, status=CLAIMED).update(
+            status=EXPIRED, expires_at=now
+        )
+    return released
+
+
 def newest_done(*, project: Project, rater: Rater) -> Assignment | None:
     return (
         Assignment.objects.filter(project=project, rater=rater, status=DONE).order_by("-completed_at", "-pk").first()

@@ -8,7 +8,7 @@ redirect, GET), so a reload never resubmits.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,8 +17,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dashboard
+from . import dashboard, study_views
 from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from .crowd import finished_after
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
@@ -192,6 +193,11 @@ def _task_context(
 
 
 def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
+    study = study_views.study_context(request, context["project"].pk)
+    if study is not None:
+        # A study participant's counter counts towards their quota (every task alike, checks too).
+        context["progress"] = replace(context["progress"], rater_done=study["done"], rater_target=study["quota"])
+        context["study"] = study
     if _is_htmx(request):
         return render(request, "annotate/_task.html", context, status=status)
     project = context["project"]
@@ -219,10 +225,35 @@ def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
     return assignment, waiting
 
 
+def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) -> HttpResponse | None:
+    """A study participant who has finished (quota, or the queue dry after a task) goes to the
+    study's completion; None for everyone else (no query for them: annotate.crowd's session key)."""
+    study = study_views.study_context(request, project.pk)
+    if study is None or not finished_after(done=study["done"], quota=study["quota"], queue_empty=queue_empty):
+        return None
+    if _is_htmx(request):
+        response = HttpResponse(status=200)
+        response["HX-Redirect"] = study["complete_url"]
+        return response
+    return redirect(study["complete_url"])
+
+
+def _claim_or_exit(request: HttpRequest, project: Project, rater: Rater) -> tuple[Assignment | None, int, HttpResponse | None]:
+    finished = _study_exit(request, project, queue_empty=False)
+    if finished is not None:
+        return None, 0, finished
+    assignment, waiting = _claim(project, rater)
+    if assignment is None:
+        return None, waiting, _study_exit(request, project, queue_empty=True)
+    return assignment, waiting, None
+
+
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
-        assignment, waiting = _claim(project, rater)
+        assignment, waiting, finished = _claim_or_exit(request, project, rater)
+        if finished is not None:
+            return finished
         context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
         return _render_task(request, context)
     if notice is not None:
@@ -239,7 +270,9 @@ def task(request: HttpRequest, project_id: int) -> HttpResponse:
     swapped in, and once nothing is left and no other annotator holds a claim that could come
     back, the answer carries 286 so htmx stops polling."""
     project, rater = _project_and_rater(request, project_id)
-    assignment, waiting = _claim(project, rater)
+    assignment, waiting, finished = _claim_or_exit(request, project, rater)
+    if finished is not None:
+        return finished
     notice = None
     status = 200
     if _is_htmx(request):

@@ -335,6 +335,21 @@ CELERY_TASK_ROUTES |= {
     "exports.tasks.export_job": {"queue": "default"},
 }
 
+# Email (project invitations): printed to the console unless a backend is set; Django's test
+# runner swaps in its in-memory outbox. Production: DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
+# with EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD / EMAIL_USE_TLS.
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "concordance@localhost")
+
+# Crowd studies (annotate/crowd.py): visits of study links per client address per minute before
+# 429. A link is a bearer credential: this bounds guessing participant ids and account flooding.
+STUDY_LINK_RATE_PER_MINUTE = env_int("CONCORDANCE_STUDY_LINK_RATE", 30)
+
 # Computed reports are cached (reports/cache.py); a file cache is shared by every gunicorn
 # worker on the machine, so a report is computed once, not once per process.
 CACHES = {

@@ -53,6 +53,8 @@ API_RESEARCH_P = _profile(401, 403, 403, 404, OK, 404, OK)
 # Researcher-only API views refuse annotators by role before looking the object up.
 API_RESEARCH_OBJ = _profile(401, 403, 403, 403, OK, 404, OK)
 API_JUDGE = _profile(401, 403, 403, 403, OK, 404, OK)
+# A study participant's own session only (none of these callers is one).
+PARTICIPANT = _profile(LOGIN, 403, 403, 403, 403, 403, 403)
 
 # route -> {method: expected answers}; "pk" routes also say what their pk is.
 EXPECTED: dict[str, dict[str, dict[str, object]]] = {
@@ -87,6 +89,21 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "exports:project": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "exports:job": {"get": PAGE_RESEARCH_P},
     "exports:job_file": {"get": PAGE_RESEARCH_P},
+    # Issue 12: membership and invitations (the project's researchers; the link is for anyone)...
+    "project_members": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "project_member_remove": {"post": PAGE_RESEARCH_P},
+    "project_invite_create": {"post": PAGE_RESEARCH_P},
+    "project_invite_revoke": {"post": PAGE_RESEARCH_P},
+    "invite_accept": {"get": PUBLIC, "post": PUBLIC},
+    # ...and crowd studies: the study link is public (a bearer link, annotate.crowd); completing
+    # and returning are for the participant the session was opened for, nobody else.
+    "project_studies": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "study_close": {"post": PAGE_RESEARCH_P},
+    "study_payments": {"get": PAGE_RESEARCH_P},
+    "study_payments_csv": {"get": PAGE_RESEARCH_P},
+    "study_entry": {"get": PUBLIC, "post": PUBLIC},
+    "study_complete": {"get": PARTICIPANT},
+    "study_return": {"post": PARTICIPANT},
     "api-projects": {"get": API_ANY_ROLE, "post": API_RESEARCHER},
     "api-projects-import": {"post": API_RESEARCHER},
     "api-project": {"get": API_MEMBER, "put": API_RESEARCH_OBJ, "patch": API_RESEARCH_OBJ,
@@ -192,9 +209,16 @@ def world(db, settings, tmp_path):
         {"id": job_id, "project_id": p.pk, "state": "done", "files": [file_name], "done": 1, "total": 1,
          "rows": {}, "error": "", "format": "annotations", "user_id": users["res_this"].pk, "started_at": 0}
     ))
+    from annotate.crowd import study_create, study_token
+    from annotate.members import invite_create, invite_token
+
+    study = study_create(project=p, creator=users["res_this"], name="S", completion_code="C")
+    invite = invite_create(inviter=users["res_this"], project=p, role="annotator")
     objects = {"project": p.pk, "item": item.pk, "response": a.pk, "pair": pair.pk, "rater": rater.pk}
     args = {"project_id": p.pk, "judge_id": judge.pk, "run_id": run.pk, "pair_id": pair.pk,
-            "job_id": job_id, "name": file_name, "page": "agreement"}
+            "job_id": job_id, "name": file_name, "page": "agreement",
+            "user_id": users["ann_this"].pk, "invite_id": invite.pk, "invite_token": invite_token(invite),
+            "study_id": study.pk, "study_token": study_token(study)}
     return {"users": users, "objects": objects, "args": args}
 
 
@@ -245,6 +269,9 @@ ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
     ("api-project", "put"), ("api-project", "patch"),
+    # Membership changes and new studies are new work; reading old studies' payments is not.
+    ("project_members", "get"), ("project_members", "post"), ("project_member_remove", "post"),
+    ("project_invite_create", "post"), ("project_invite_revoke", "post"), ("project_studies", "post"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
 
