@@ -18,6 +18,18 @@ def error_response(request: HttpRequest, *, status: int, title: str, detail: str
     return HttpResponse(html, status=status)
 
 
+# Why a page is missing, for a person: the same answer whether the address is wrong or the
+# project is one the user is not a member of (annotate.access answers 404 there, so that ids of
+# other projects are not confirmed), and where to go instead.
+NOT_FOUND_PAGE = (
+    "There is nothing at this address for you: it may be mistyped or out of date, or it belongs to "
+    "a project you are not a member of."
+)
+
+
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """handler404: a URL no route matches (e.g. /api/items/abc/) answers like DRF's 404s."""
-    return error_response(request, status=404, title="Not found", detail="Not found.")
+    """handler404: a URL no route matches (e.g. /api/items/abc/) answers like DRF's 404s; a page
+    says why it may be missing and where to go."""
+    if is_api(request):
+        return error_response(request, status=404, title="Not found", detail="Not found.")
+    return error_response(request, status=404, title="Page not found", detail=NOT_FOUND_PAGE)
