@@ -93,7 +93,29 @@ def from_helpsteer2(prompt: str) -> list[Turn] | None:
     turns: list[Turn] = []
     head = parts[0]
     if head.strip():
-        turns.append({"role": "user", "content": head.strip("\n")})
+        turns.append({"role": "user", "content": head})
+    # Contents are kept exactly (no stripping), so to_helpsteer2 gives the same string back: an
+    # export in HelpSteer2's layout re-imports to the same items (their ids digest this string).
     for marker, content in zip(parts[1::2], parts[2::2], strict=True):
-        turns.append({"role": _HELPSTEER2_ROLES[marker], "content": content.strip("\n")})
+        turns.append({"role": _HELPSTEER2_ROLES[marker], "content": content})
     return turns
+
+
+def to_helpsteer2(turns: list[Turn]) -> str:
+    """A conversation as one prompt string in HelpSteer2's layout (the inverse of from_helpsteer2):
+    what a text-only export (HelpSteer2, HelpSteer2-Preference, DPO rows) writes as its prompt."""
+    parts: list[str] = []
+    for i, turn in enumerate(turns):
+        role = turn["role"]
+        if i == 0 and role == "user":
+            parts.append(turn["content"])  # HelpSteer2 writes the first user turn bare
+            continue
+        marker = "<extra_id_0>System" if role == "system" else f"<extra_id_1>{role.capitalize()}"
+        parts.append(("\n" if parts else "") + f"{marker}\n{turn['content']}")
+    return "".join(parts)
+
+
+def prompt_text(prompt: str, turns: list[Turn] | None) -> str:
+    """An item's prompt as one string: the prompt, or a multi-turn conversation in HelpSteer2's
+    layout, so a flat export keeps the earlier turns."""
+    return to_helpsteer2(turns) if turns is not None and is_multi_turn(turns) else prompt

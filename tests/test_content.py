@@ -15,7 +15,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotate.conversation import conversation_problem, from_helpsteer2
+from annotate.conversation import conversation_problem, from_helpsteer2, to_helpsteer2
 from annotate.errors import ImportFileError
 from annotate.importers import import_files
 from annotate.markdown import code_css, render_markdown
@@ -73,6 +73,13 @@ def test_helpsteer2_markers_split_into_turns():
     assert from_helpsteer2("A single question, no markers.") is None
     opened = "<extra_id_0>System\nBe kind.\n<extra_id_1>User\nHi"
     assert from_helpsteer2(opened) == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}]
+
+
+def test_helpsteer2_layout_round_trips_exactly():
+    for prompt in (HELPSTEER2_PROMPT, "<extra_id_0>System\nBe kind.\n<extra_id_1>User\nHi\n<extra_id_1>Assistant\nHello\n<extra_id_1>User\n  spaced  "):
+        turns = from_helpsteer2(prompt)
+        assert turns is not None and to_helpsteer2(turns) == prompt
+    assert from_helpsteer2(to_helpsteer2(TURNS)) == TURNS
 
 
 # --- Imports ----------------------------------------------------------------------------------
@@ -173,6 +180,20 @@ def test_helpsteer2_multi_turn_prompts_import_as_turns(tmp_path):
                   name="pref.jsonl")
     ranked = import_files(project_name="hs2p", fmt="helpsteer2-preference", paths=[pref]).project
     assert Item.objects.get(project=ranked).conversation == from_helpsteer2(HELPSTEER2_PROMPT)
+
+
+def test_flat_exports_keep_the_earlier_turns_and_re_import_to_the_same_items(tmp_path):
+    from exports.services import ExportOptions, export_write
+
+    rating = {"helpfulness": 3, "correctness": 3, "coherence": 4, "complexity": 1, "verbosity": 2}
+    path = _jsonl(tmp_path, {"prompt": HELPSTEER2_PROMPT, "response": "Games, web apps.", **rating})
+    project = import_files(project_name="hs2x", fmt="helpsteer2", paths=[path]).project
+    out = tmp_path / "out.jsonl"
+    export_write(project=project, options=ExportOptions("helpsteer2"), out=out)
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["prompt"] for row in exported] == [HELPSTEER2_PROMPT]
+    again = import_files(project_name="hs2x", fmt="helpsteer2", paths=[out])
+    assert Item.objects.filter(project=again.project).count() == 1  # the same item, found by its id
 
 
 # --- API ----------------------------------------------------------------------------------------
