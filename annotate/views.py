@@ -124,6 +124,13 @@ def item_content(item: Item) -> dict:
     }
 
 
+def letter_keys(project: Project) -> tuple[int, int]:
+    """The strengths the A and B keys give (T gives 0): -2/2 where the scale has them, else its
+    strongest ends (a ternary scale's -1/1)."""
+    lo, hi = project.strength_bounds
+    return max(lo, -2), min(hi, 2)
+
+
 def _task_context(
     *,
     project: Project,
@@ -185,7 +192,7 @@ def _task_context(
         options = _strength_options(project)
         for option in options:
             option["checked"] = selected == option["value"]
-        lo, hi = project.strength_bounds
+        key_a, key_b = letter_keys(project)
         context.update(
             {
                 "left_html": render_markdown(left.text),
@@ -195,8 +202,7 @@ def _task_context(
                 "justification_error": errors.get("justification"),
                 "strength_error": errors.get("shown_strength") or errors.get("strength"),
                 "required_above": project.justification_required_above,
-                # A/B/T shortcuts: -2/2/0 where the scale has them, else its strongest ends.
-                "key_a": max(lo, -2), "key_b": min(hi, 2),
+                "key_a": key_a, "key_b": key_b,
             }
         )
     context.update(
@@ -231,9 +237,9 @@ def help_keys(project: Project) -> dict:
     if project.protocols != Project.Protocols.RATING:
         options = _strength_options(project)
         keys["ranking"] = options
-        lo, hi = project.strength_bounds
         labels = {o["value"]: o["label"] for o in options}
-        keys["letters"] = [("A", labels[max(lo, -2)]), ("T", labels[0]), ("B", labels[min(hi, 2)])]
+        key_a, key_b = letter_keys(project)
+        keys["letters"] = [("A", labels[key_a]), ("T", labels[0]), ("B", labels[key_b])]
     return keys
 
 
