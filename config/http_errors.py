@@ -33,3 +33,19 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if is_api(request):
         return error_response(request, status=404, title="Not found", detail="Not found.")
     return error_response(request, status=404, title="Page not found", detail=NOT_FOUND_PAGE)
+
+
+# A form posted without a valid CSRF token is, for a person, almost always a stale page: a form
+# left open across a logout, a login in another tab, or an expired session.
+CSRF_PAGE = (
+    "This form was sent from a page that is out of date (you may have logged out, or logged in "
+    "again in another tab), so nothing was saved. Reload the page and send it again."
+)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: Django's bare "403 Forbidden" page, replaced by one in the app's layout
+    that says what happened and what to do (the API answers JSON, like its other 403s)."""
+    if is_api(request):
+        return error_response(request, status=403, title="Forbidden", detail=f"CSRF check failed: {reason}")
+    return error_response(request, status=403, title="This page had expired", detail=CSRF_PAGE)

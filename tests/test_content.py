@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -444,3 +445,13 @@ def test_annotators_see_no_api_link_and_errors_render_in_the_layout(client, anno
     assert _api(annotator).get("/api/no/such/").json() == {"detail": "Not found."}  # the API stays JSON
     client.force_login(researcher)
     assert reverse("api-docs") in client.get(reverse("home")).content.decode()
+
+
+def test_a_stale_form_gets_a_page_in_the_layout_not_a_bare_403(annotator, project):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(annotator)
+    response = client.post(reverse("annotate_submit", args=[project.pk]), {"protocol": "ranking"})
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert 'class="topbar"' in page and "out of date" in page and "Reload the page" in page
+    assert Client(enforce_csrf_checks=True).post("/api/items/", {}).status_code in (401, 403)
