@@ -107,7 +107,8 @@ def test_pages_have_no_serious_axe_violation(live_server, chromium, shared_data,
             page.goto(f"{live_server.url}{reverse('annotate_task', args=[projects[name].pk])}")
             page.wait_for_selector("body[data-task-ready]")
             if name != "done":
-                page.locator("details.conversation > summary").click()  # the folded turns too
+                page.keyboard.press("c")  # the folded turns too, opened from the keyboard
+                assert page.locator("details.conversation").get_attribute("open") is not None
             page.screenshot(path=str(OUT / f"a11y-{name}-{width}.png"), full_page=True)
             problems += _serious(page, axe, f"{name} task page at {width}px")
         page.goto(f"{live_server.url}{reverse('annotate_task', args=[projects['ranking'].pk])}")
@@ -116,7 +117,14 @@ def test_pages_have_no_serious_axe_violation(live_server, chromium, shared_data,
         page.wait_for_selector("dialog#help[open]")
         problems += _serious(page, axe, f"keyboard help at {width}px")
         page.keyboard.press("Escape")
+        for label, url in (("projects", reverse("home")), ("403", reverse("annotate_dashboard", args=[projects["rating"].pk])),
+                           ("404", "/no/such/page/")):
+            page.goto(f"{live_server.url}{url}")
+            problems += _serious(page, axe, f"{label} page at {width}px")
         _login(context, live_server, "res")
+        pair = Pair.objects.get(item__project=projects["ranking"])
+        page.goto(f"{live_server.url}{reverse('annotate_pair', args=[pair.pk])}")
+        problems += _serious(page, axe, f"pair page at {width}px")
         pandalm = projects["pandalm"].pk
         for label, url in (("dashboard", reverse("annotate_dashboard", args=[pandalm])),
                            ("report", reverse("reports:project", args=[pandalm])),

@@ -266,6 +266,11 @@
       if (undo) { event.preventDefault(); undo.requestSubmit(); }
       return;
     }
+    if (lower === "c") {
+      const turns = $("#task details.conversation");
+      if (turns) { event.preventDefault(); turns.open = !turns.open; }
+      return;
+    }
     if (lower === "g") {
       const guide = $("#guidelines");
       if (guide) { event.preventDefault(); guide.open = !guide.open; }
