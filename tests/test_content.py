@@ -177,6 +177,9 @@ def test_helpsteer2_multi_turn_prompts_import_as_turns(tmp_path):
     assert [t["role"] for t in multi.conversation] == ["user", "assistant", "user"]
     assert multi.conversation[1]["content"] == "C# is a language.\n\nIt runs on .NET."
     assert Item.objects.get(project=project, prompt="Single turn?").conversation is None
+    odd = "Explain this string: x\n<extra_id_1>Assistant\nsure"  # ends with the assistant: not a chat to answer
+    kept = import_files(project_name="hs2odd", fmt="helpsteer2", paths=[_jsonl(tmp_path, {"prompt": odd, "response": "r", **rating}, name="odd.jsonl")])
+    assert Item.objects.get(project=kept.project).prompt == odd
     pref = _jsonl(tmp_path, {"prompt": HELPSTEER2_PROMPT, "response_1": "A", "response_2": "B", "preference_strength": -2},
                   name="pref.jsonl")
     ranked = import_files(project_name="hs2p", fmt="helpsteer2-preference", paths=[pref]).project

@@ -561,9 +561,10 @@ def _helpsteer2_item(item_id: str, prompt: str, where: Where, pairs: list | None
     becomes a conversation and the item's prompt its last user turn; the item id stays the digest
     of the whole prompt field, so a re-import of an older import still finds its items."""
     turns = from_helpsteer2(prompt)
-    if turns is None:
+    if turns is None or conversation_problem(turns) is not None:
+        # No markers, or markers that do not make a chat ending with the user (a prompt that
+        # merely mentions one): the prompt as it is, as before, rather than a refused file.
         return ItemSpec(item_id, prompt, where, pairs=pairs)
-    _checked_conversation(turns, where, "prompt")
     return ItemSpec(item_id, last_user_turn(turns), where, pairs=pairs, conversation=turns)
 
 
