@@ -19,10 +19,13 @@ so a cache keyed by the text can wrap it.
 from __future__ import annotations
 
 import sys
+from xml.etree import ElementTree
 
 import markdown as md
 import nh3
 from django.utils.safestring import SafeString, mark_safe
+from markdown.treeprocessors import Treeprocessor
+from markdown.util import STX
 from pygments.formatters import HtmlFormatter
 from pygments.token import STANDARD_TYPES
 
@@ -31,12 +34,16 @@ ALLOWED_TAGS: set[str] = {
     "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
     "table", "thead", "tbody", "tr", "th", "td", "a", "span", "div",
 }
+# Blocks of prose that take their own direction (dir="auto", set by _DirectionTreeprocessor): a
+# response whose first paragraph is English and whose second is Arabic reads each one its way.
+DIRECTED_BLOCKS: tuple[str, ...] = ("p", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "th", "td", "dt", "dd")
 ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "a": {"href", "title"},
     "code": {"class"},  # fenced code's language-xyz class
-    "th": {"align"},
-    "td": {"align"},
+    "th": {"align", "dir"},
+    "td": {"align", "dir"},
     "ol": {"start"},
+    **{tag: {"dir"} for tag in DIRECTED_BLOCKS if tag not in ("th", "td")},
 }
 # No images: an <img> would fetch from wherever a response points, and nothing loads from outside.
 URL_SCHEMES: set[str] = {"http", "https", "mailto"}
@@ -61,6 +68,19 @@ def code_css() -> str:
     return HtmlFormatter(style=CODE_STYLE).get_style_defs(f".{CODE_CLASS}") + "\n"
 
 
+class _DirectionTreeprocessor(Treeprocessor):
+    """dir="auto" on every block of prose. Only this sets the attribute (raw HTML never reaches
+    the tree and no extension parses attributes from the text), and a direction runs nothing."""
+
+    def run(self, root: ElementTree.Element) -> None:
+        for element in root.iter():
+            # A paragraph holding only a stashed block (a highlighted code block) is replaced by
+            # that block later, but only while it is a bare <p>: leave it bare.
+            stashed = element.tag == "p" and (element.text or "").startswith(STX) and not len(element)
+            if element.tag in DIRECTED_BLOCKS and not stashed:
+                element.set("dir", "auto")
+
+
 def _renderer() -> md.Markdown:
     renderer = md.Markdown(
         extensions=["fenced_code", "codehilite", "tables", "sane_lists"],
@@ -71,6 +91,7 @@ def _renderer() -> md.Markdown:
     # Raw HTML in a response is content to show, not markup to run.
     renderer.preprocessors.deregister("html_block")
     renderer.inlinePatterns.deregister("html")
+    renderer.treeprocessors.register(_DirectionTreeprocessor(renderer), "direction", 1)
     return renderer
 
 

@@ -272,6 +272,14 @@ def test_code_is_highlighted_with_token_classes_and_the_css_is_current():
     assert css == code_css()
 
 
+def test_each_block_takes_its_own_direction_and_code_stays_whole():
+    html = str(render_markdown("First in English.\n\nثم بالعربية.\n\n- item\n\n```python\nx = 1\n```\n\n> quoted"))
+    assert '<p dir="auto">First in English.</p>' in html and '<p dir="auto">ثم بالعربية.</p>' in html
+    assert '<li dir="auto">item</li>' in html and '<blockquote dir="auto">' in html
+    assert "<p></p>" not in html and '<p dir="auto"></p>' not in html  # the code block is not split out of a <p>
+    assert html.count('<div class="codehilite">') == 1
+
+
 def test_render_is_a_pure_function_of_its_text():
     text = "**a** ```x``` \n\n```js\nlet y = 2\n```"
     assert render_markdown(text) == render_markdown(text)
