@@ -466,3 +466,17 @@ def test_a_stale_form_gets_a_page_in_the_layout_not_a_bare_403(annotator, projec
     page = response.content.decode()
     assert 'class="topbar"' in page and "out of date" in page and "Reload the page" in page
     assert Client(enforce_csrf_checks=True).post("/api/items/", {}).status_code in (401, 403)
+
+
+def test_dashboard_says_a_low_gold_rate_in_words_not_only_in_red(client, annotator, researcher, project):
+    from annotate.services import preference_submit, rater_for_user
+
+    project.protocols = Project.Protocols.RANKING
+    project.save()
+    gold_item = project.items.create(external_id="g", prompt="Gold?", role=Item.Role.GOLD)
+    gold = Pair.objects.create(item=gold_item, response_a=gold_item.responses.create(external_id="a", text="right"),
+                               response_b=gold_item.responses.create(external_id="b", text="wrong"), gold_strength=-3)
+    preference_submit(rater=rater_for_user(user=annotator), pair=gold, strength=2)  # the wrong side
+    client.force_login(researcher)
+    body = client.get(reverse("annotate_dashboard", args=[project.pk])).content.decode()
+    assert '<span class="bad">0% <span class="flag">below 70%</span></span>' in body
