@@ -83,7 +83,7 @@ def task_payload(assignment: Assignment, project: Project) -> dict:
             "min": lo, "max": hi, "meaning": "negative: the first shown response (A) is better",
             "justification_required_above": project.justification_required_above,
         }
-    payload["item"] = {"id": item.pk, "prompt": item.prompt, "context": item.context}
+    payload["item"] = {"id": item.pk, "prompt": item.prompt, "context": item.context, "conversation": item.conversation}
     return payload
 
 

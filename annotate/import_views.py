@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from .models import Project
 
 FORMAT_HELP: dict[str, str] = {
-    "jsonl": "One item per line: id, prompt, context?, responses [{id, model, text}], pairs?, ratings?, preferences?.",
-    "csv": "One response per row: item_id, prompt, context?, response_id, model?, text.",
+    "jsonl": "One item per line: id, prompt (or conversation [{role, content}], ending with the user's turn), context?, responses [{id, model, text}], pairs?, ratings?, preferences?.",
+    "csv": "One response per row: item_id, prompt, context?, conversation? (the turns as JSON), response_id, model?, text.",
     "pandalm": "testset-v1.json, then optionally gpt-3.5-turbo-testset-v1.json and pandalm-7b-testset-v1.json.",
     "autoj": "autoj_pairwise.jsonl, then optionally the original-order and swapped-order verdict files.",
     "sparse-feedback": "The ratings CSV, then the rankings CSV (Peering Through Preferences).",
-    "helpsteer2": "HelpSteer2 JSONL: prompt, response and the five attribute scores.",
+    "helpsteer2": "HelpSteer2 JSONL: prompt (multi-turn prompts become conversations), response and the five attribute scores.",
     "helpsteer2-preference": "HelpSteer2-Preference JSONL: prompt, response_1, response_2, preference_strength, ...",
 }
 

@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from . import importers
 from .bounds import BIGINT_MAX, INTEGER_MAX, json_problem, name_problem
+from .conversation import conversation_problem, last_user_turn
 from .models import (
     Attribute,
     Item,
@@ -169,7 +170,8 @@ class ItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Item
-        fields = ["id", "project", "external_id", "prompt", "context", "metadata", "role", "created_at", "responses"]
+        fields = ["id", "project", "external_id", "prompt", "conversation", "context", "metadata", "role", "created_at",
+                  "responses"]
 
 
 class ResponseInputSerializer(serializers.Serializer):
@@ -178,10 +180,30 @@ class ResponseInputSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+@extend_schema_field({"type": "array", "nullable": True, "items": {
+    "type": "object", "required": ["role", "content"], "additionalProperties": False,
+    "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"}}}})
+class ConversationField(serializers.JSONField):
+    """An item's turns, checked by the one rule (annotate.conversation); the error says which turn."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if value is None:
+            return None
+        problem = conversation_problem(value)
+        if problem:
+            raise serializers.ValidationError(f"{problem.where} {problem.message}".strip())
+        return value
+
+
 class ItemCreateSerializer(serializers.Serializer):
     project = IdField()
     external_id = serializers.CharField(max_length=200)
-    prompt = serializers.CharField()
+    prompt = serializers.CharField(required=False, help_text="The user's question; with a conversation, its last user turn (may be omitted).")
+    conversation = ConversationField(
+        required=False, allow_null=True, default=None,
+        help_text='Earlier turns and the last user turn: [{"role": "system"|"user"|"assistant", "content": "..."}], ending with the user\'s.',
+    )
     # DRF's serializer metaclass pops declared fields off the class, so this does not shadow
     # Serializer.context at run time; the stubs cannot see that.
     context = serializers.CharField(required=False, allow_blank=True, default="")  # type: ignore[assignment]
@@ -197,6 +219,14 @@ class ItemCreateSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs: dict) -> dict:
+        turns = attrs.get("conversation")
+        if turns is not None:
+            # One text, not two that could disagree: the prompt is the conversation's last user turn.
+            if attrs.get("prompt") not in (None, last_user_turn(turns)):
+                raise serializers.ValidationError({"prompt": "The prompt differs from the conversation's last user turn; give one of them, or the same text."})
+            attrs["prompt"] = last_user_turn(turns)
+        elif not attrs.get("prompt"):
+            raise serializers.ValidationError({"prompt": "A prompt or a conversation is required."})
         ids = [r["external_id"] for r in attrs["responses"]]
         if len(ids) != len(set(ids)):
             raise serializers.ValidationError({"responses": "Response external ids must be unique."})

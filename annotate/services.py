@@ -271,12 +271,13 @@ def item_create(
     role: str = Item.Role.TASK,
     responses: Sequence[dict] = (),
     pairs: Sequence[Sequence[str]] | None = None,
+    conversation: list[dict] | None = None,
 ) -> Item:
     """An item with its responses and pairs in one transaction (every two responses by default)."""
     with transaction.atomic():
         item = Item.objects.create(
             project=project, external_id=external_id, prompt=prompt, context=context,
-            metadata=metadata or {}, role=role,
+            metadata=metadata or {}, role=role, conversation=conversation,
         )
         stored = {spec["external_id"]: Response.objects.create(item=item, **spec) for spec in responses}
         chosen = (

@@ -19,11 +19,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import dashboard, study_views
 from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from .conversation import ROLE_LABELS, is_multi_turn
 from .crowd import finished_after
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
-from .models import Assignment, Pair, Project, Rater
+from .models import Assignment, Item, Pair, Project, Rater
 from .queue import (
     SKIP_REASONS,
     QueueError,
@@ -109,6 +110,28 @@ def _strength_options(project: Project) -> list[dict]:
     return [{"value": v, "label": label, "key": str(i + 1)} for i, (v, label) in enumerate(sorted(labels.items()))]
 
 
+def item_content(item: Item) -> dict:
+    """What every page that shows an item renders of it: the prompt (the last user turn), the
+    conversation's earlier turns when it has some, and the context, each as sanitised HTML."""
+    turns = item.conversation if is_multi_turn(item.conversation) else None
+    earlier = [
+        {"role": turn["role"], "label": ROLE_LABELS.get(turn["role"], turn["role"]), "html": render_markdown(turn["content"])}
+        for turn in (turns or [])[:-1]
+    ]
+    return {
+        "prompt_html": render_markdown(item.prompt),
+        "earlier_turns": earlier,
+        "context_html": render_markdown(item.context) if item.context else "",
+    }
+
+
+def letter_keys(project: Project) -> tuple[int, int]:
+    """The strengths the A and B keys give (T gives 0): -2/2 where the scale has them, else its
+    strongest ends (a ternary scale's -1/1)."""
+    lo, hi = project.strength_bounds
+    return max(lo, -2), min(hi, 2)
+
+
 def _task_context(
     *,
     project: Project,
@@ -118,6 +141,7 @@ def _task_context(
     posted: dict | None = None,
     notice: Notice | None = None,
     waiting: int = 0,
+    generating: int = 0,
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
@@ -132,6 +156,8 @@ def _task_context(
         "skip_reasons": SKIP_REASONS.items(),
         # All done: how many tasks other annotators hold that could still come back to this one.
         "waiting": waiting,
+        # ... and generate runs in progress, whose new responses become new tasks.
+        "generating": generating,
     }
     if assignment is None:
         return context
@@ -167,7 +193,7 @@ def _task_context(
         options = _strength_options(project)
         for option in options:
             option["checked"] = selected == option["value"]
-        lo, hi = project.strength_bounds
+        key_a, key_b = letter_keys(project)
         context.update(
             {
                 "left_html": render_markdown(left.text),
@@ -177,19 +203,45 @@ def _task_context(
                 "justification_error": errors.get("justification"),
                 "strength_error": errors.get("shown_strength") or errors.get("strength"),
                 "required_above": project.justification_required_above,
-                # A/B/T shortcuts: -2/2/0 where the scale has them, else its strongest ends.
-                "key_a": max(lo, -2), "key_b": min(hi, 2),
+                "key_a": key_a, "key_b": key_b,
             }
         )
     context.update(
         {
             "item": item,
-            "prompt_html": render_markdown(item.prompt),
-            "context_html": render_markdown(item.context) if item.context else "",
+            **item_content(item),
             "general_error": errors.get("__all__"),
         }
     )
     return context
+
+
+# The rating keys are single digits (annotate.js reads one key a value).
+DIGIT_KEYS = range(0, 10)
+
+
+def help_keys(project: Project) -> dict:
+    """The keyboard help for this project's scales: the digits its attributes take (0-4 for
+    HelpSteer2's, 1-7 for a seven-point one) and what each ranking key means, so the overlay never
+    lists a key that does nothing."""
+    keys: dict = {"rating": [], "ranking": [], "letters": []}
+    if project.protocols != Project.Protocols.RANKING:
+        scales: dict[tuple[int, int], list[str]] = {}
+        for attribute in project.attributes.all():
+            scales.setdefault((attribute.min_value, attribute.max_value), []).append(attribute.name)
+        for (lo, hi), names in sorted(scales.items()):
+            typed = [v for v in range(lo, hi + 1) if v in DIGIT_KEYS]
+            keys["rating"].append({
+                "low": typed[0] if typed else None, "high": typed[-1] if typed else None,
+                "untyped": len(typed) < hi - lo + 1, "attributes": names, "all": len(scales) == 1,
+            })
+    if project.protocols != Project.Protocols.RATING:
+        options = _strength_options(project)
+        keys["ranking"] = options
+        labels = {o["value"]: o["label"] for o in options}
+        key_a, key_b = letter_keys(project)
+        keys["letters"] = [("A", labels[key_a]), ("T", labels[0]), ("B", labels[key_b])]
+    return keys
 
 
 def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
@@ -201,6 +253,7 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
     if _is_htmx(request):
         return render(request, "annotate/_task.html", context, status=status)
     project = context["project"]
+    context["help_keys"] = help_keys(project)
     context["guidelines_html"] = render_markdown(project.guidelines) if project.guidelines else ""
     return render(request, "annotate/task.html", context, status=status)
 
@@ -208,6 +261,14 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
     project = project_for(request.user, project_id, need="annotate")
     return project, rater_for_user(user=authenticated(request.user))
+
+
+def generating_runs(project: Project) -> int:
+    """Generate runs in progress on the project: each writes new responses, so new tasks (rating
+    the answers, comparing them in pairs) can still come to an annotator who is done now."""
+    from judges.models import Run  # judges builds on annotate: imported where it is needed
+
+    return Run.objects.filter(project=project, kind=Run.Kind.GENERATE, status=Run.Status.RUNNING).count()
 
 
 def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
@@ -254,7 +315,8 @@ def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice |
         assignment, waiting, finished = _claim_or_exit(request, project, rater)
         if finished is not None:
             return finished
-        context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+        context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
+                                generating=generating_runs(project) if assignment is None else 0)
         return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
@@ -273,14 +335,16 @@ def task(request: HttpRequest, project_id: int) -> HttpResponse:
     assignment, waiting, finished = _claim_or_exit(request, project, rater)
     if finished is not None:
         return finished
+    generating = generating_runs(project) if assignment is None else 0
     notice = None
     status = 200
     if _is_htmx(request):
         if assignment is not None:
             notice = Notice("A task has opened up for you.", "info")
-        elif waiting == 0:
+        elif waiting == 0 and generating == 0:
             status = HTMX_STOP_POLLING
-    context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+    context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
+                            generating=generating)
     return _render_task(request, context, status=status)
 
 
@@ -400,8 +464,7 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
         "annotate/pair.html",
         {
             "project": project, "pair": pair, "item": pair.item, "can_research": can_research_in(request.user, pair.item.project),
-            "prompt_html": render_markdown(pair.item.prompt),
-            "context_html": render_markdown(pair.item.context) if pair.item.context else "",
+            **item_content(pair.item),
             "a_html": render_markdown(pair.response_a.text),
             "b_html": render_markdown(pair.response_b.text),
             **dashboard.pair_annotations(pair=pair),

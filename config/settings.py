@@ -89,6 +89,8 @@ else:
         )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# A failed CSRF check answers a page in the app's layout saying what to do, not Django's bare 403.
+CSRF_FAILURE_VIEW = "config.http_errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

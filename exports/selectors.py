@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from annotate.conversation import prompt_text
 from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
 from annotate.verdicts import combine_strengths
 
@@ -137,12 +138,13 @@ def item_batches(
     last = 0
     done = 0
     while True:
-        rows = list(base.filter(id__gt=last).values_list("id", "external_id", "prompt", "role")[:batch])
+        rows = list(base.filter(id__gt=last).values_list("id", "external_id", "prompt", "conversation", "role")[:batch])
         if not rows:
             return
         last = rows[-1][0]
-        yield [ItemRow(id=i, external_id=e, prompt=p, role=r, split=split_for_item(e, filters))
-               for i, e, p, r in rows]
+        # A multi-turn item's prompt is written with its earlier turns (HelpSteer2's layout).
+        yield [ItemRow(id=i, external_id=e, prompt=prompt_text(p, c), role=r, split=split_for_item(e, filters))
+               for i, e, p, c, r in rows]
         done += len(rows)
         if on_progress is not None:
             on_progress(done)

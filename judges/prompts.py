@@ -9,7 +9,7 @@ after the cue "[[".
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 CUE = "[["
 # MT-Bench's three verdicts, in this order: the first response, the second, a tie.
@@ -182,6 +182,19 @@ def render_messages(*, system: str, user: str, values: Mapping[str, object]) -> 
         messages.append({"role": "system", "content": system.format_map(filled)})
     messages.append({"role": "user", "content": user.format_map(filled)})
     return tuple(messages)
+
+
+# How a conversation's roles read in a judge's prompt (plain text: a judge template is text).
+TURN_HEADINGS: dict[str, str] = {"system": "[System]", "user": "[User]", "assistant": "[Assistant]"}
+
+
+def conversation_text(prompt: str, conversation: Sequence[Mapping[str, str]] | None) -> str:
+    """What `{prompt}` shows a judge: the prompt itself, or, for a multi-turn item, every turn
+    under its role's heading, the last one being the user turn the responses answer. A judge that
+    saw only the last turn ("what is it used for?") could not tell what the answer is about."""
+    if not conversation or len(conversation) < 2:
+        return prompt
+    return "\n\n".join(f"{TURN_HEADINGS.get(turn['role'], turn['role'])}\n{turn['content']}" for turn in conversation)
 
 
 def anchors_text(anchors: Mapping[str, str]) -> str:

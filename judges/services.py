@@ -882,7 +882,8 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
         assert attribute is not None and judgment.response is not None
         template = judge.rating_template
         values = {
-            "prompt": item.prompt, "context": item.context, "response": judgment.response.text,
+            "prompt": prompts.conversation_text(item.prompt, item.conversation), "context": item.context,
+            "response": judgment.response.text,
             "attribute": attribute.name, "description": attribute.description,
             "min_value": attribute.min_value, "max_value": attribute.max_value,
             "anchors": prompts.anchors_text(attribute.anchors or {}),
@@ -901,7 +902,7 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
         )
         template = judge.ranking_template
         values = {
-            "prompt": item.prompt, "context": item.context,
+            "prompt": prompts.conversation_text(item.prompt, item.conversation), "context": item.context,
             "response_first": first.text, "response_second": second.text,
             "answer_format": prompts.answer_format(protocol="ranking", rationale=judge.rationale),
         }
@@ -963,9 +964,17 @@ def generations_write(
 
 
 def generation_messages(*, judgment: Judgment) -> tuple[dict[str, str], ...]:
+    """The chat a generate run continues: a multi-turn item's own turns as messages (its system
+    turn joined to ours: many chat templates take one system message, first), the context
+    before the last user turn."""
     item = judgment.item
     user = item.prompt if not item.context else f"{item.context}\n\n{item.prompt}"
-    return ({"role": "system", "content": prompts.GENERATE_SYSTEM}, {"role": "user", "content": user})
+    turns = list(item.conversation or [])[:-1]
+    system = prompts.GENERATE_SYSTEM
+    if turns and turns[0]["role"] == "system":
+        system = f"{system}\n\n{turns.pop(0)['content']}"
+    earlier = [{"role": turn["role"], "content": turn["content"]} for turn in turns]
+    return ({"role": "system", "content": system}, *earlier, {"role": "user", "content": user})
 
 
 def _clean(text: str) -> str:

@@ -54,7 +54,9 @@ def test_markdown_is_rendered_and_hostile_html_is_inert():
     assert not re.search(r"<[^>]+\son\w+\s*=", html), html  # no event handler attribute on any tag
     assert not re.search(r"<a\s[^>]*href=\"javascript", html)
     assert "<strong>bold</strong>" in html and "<code>code</code>" in html
-    assert "<pre><code class=\"language-python\">" in html
+    # Highlighted on the server (Pygments): token classes, no inline style (the CSP forbids it).
+    assert '<div class="codehilite"><pre>' in html and '<span class="nb">print</span>' in html
+    assert "style=" not in html
     assert "&lt;script&gt;" in html  # shown as text, not dropped silently
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bounds import EXTERNAL_ID_LENGTH, JSON_MAX_DEPTH, MODEL_LENGTH, NAME_LENGTH, json_problem, text_problem
+from ..conversation import conversation_problem, from_helpsteer2, last_user_turn
 from ..errors import ImportFileError
 from .spec import ItemSpec, ParsedImport, PreferenceSpec, ProjectDefaults, RatingSpec, ResponseSpec, Where
 
@@ -195,9 +196,11 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
     role = row.get("role", "task")
     if role not in ("task", "gold", "attention"):
         raise ImportFileError(f"role must be task, gold or attention, got {role!r}", path=where.path, line=where.line, field="role")
+    prompt, conversation = _jsonl_conversation(row, where)
     item = ItemSpec(
-        external_id=item_id, prompt=_require(row, "prompt", where), where=where,
+        external_id=item_id, prompt=prompt, where=where,
         context=row.get("context") or "", metadata=row.get("metadata") or {}, role=role,
+        conversation=conversation,
     )
     responses = _require(row, "responses", where, list)
     if len(responses) < 1:
@@ -259,6 +262,30 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), strength, where, shown, justification))
 
 
+def _checked_conversation(value: object, where: Where, field: str = "conversation") -> list[dict]:
+    problem = conversation_problem(value)
+    if problem:
+        raise ImportFileError(problem.message, path=where.path, line=where.line, field=field + problem.where)
+    assert isinstance(value, list)
+    return value
+
+
+def _jsonl_conversation(row: dict, where: Where) -> tuple[str, list[dict] | None]:
+    """An item's prompt and conversation: `conversation` (a list of turns) instead of, or beside,
+    `prompt`; the prompt is then the last user turn, and a `prompt` that says otherwise is refused
+    rather than one of the two silently winning."""
+    if row.get("conversation") is None:
+        return _require(row, "prompt", where), None
+    turns = _checked_conversation(row["conversation"], where)
+    prompt = last_user_turn(turns)
+    if row.get("prompt") is not None and row["prompt"] != prompt:
+        raise ImportFileError(
+            "prompt differs from the conversation's last user turn; give one of them, or the same text",
+            path=where.path, line=where.line, field="prompt",
+        )
+    return prompt, turns
+
+
 def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
     if not isinstance(pair, list) or len(pair) != 2:
         raise ImportFileError("a pair is a list of two response ids", path=where.path, line=where.line, field=field)
@@ -284,7 +311,8 @@ CSV_COLUMNS = ("item_id", "prompt", "response_id", "text")
 
 
 def parse_csv(paths: list[Path]) -> ParsedImport:
-    """One response a row: item_id, prompt, context?, response_id, model?, text."""
+    """One response a row: item_id, prompt, context?, conversation?, response_id, model?, text
+    (conversation: the item's turns as JSON text, its last user turn the prompt)."""
     parsed = ParsedImport()
     for path in paths:
         reader = csv.DictReader(_csv_lines(path), strict=True)
@@ -294,7 +322,7 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
             raise ImportFileError(f"malformed CSV header: {exc}", path=str(path), line=1) from None
         missing = [c for c in CSV_COLUMNS if c not in fieldnames]
         if missing:
-            raise ImportFileError(f"missing column(s) {', '.join(missing)}; the header must name {', '.join(CSV_COLUMNS)} (context, model optional)", path=str(path), line=1, field=missing[0])
+            raise ImportFileError(f"missing column(s) {', '.join(missing)}; the header must name {', '.join(CSV_COLUMNS)} (context, conversation, model optional)", path=str(path), line=1, field=missing[0])
         for row in _csv_rows(path, reader):
             where = Where(str(path), reader.line_num)
             for column in CSV_COLUMNS:
@@ -306,16 +334,39 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
                 if len(row.get(column) or "") > limit:
                     raise ImportFileError(f"longer than {limit} characters", path=where.path, line=where.line, field=column)
             item_id = row["item_id"]
+            conversation = _csv_conversation(row, where)
             item = parsed.items.get(item_id)
             if item is None:
-                item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "")
+                item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "",
+                                                        conversation=conversation)
             elif item.prompt != row["prompt"]:
                 raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
+            elif item.conversation != conversation:
+                raise ImportFileError(f"item {item_id!r} has a different conversation than at line {item.where.line}", path=where.path, line=where.line, field="conversation")
             rid = row["response_id"]
             if rid in item.responses:
                 raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
             item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
     return parsed
+
+
+def _csv_conversation(row: dict, where: Where) -> list[dict] | None:
+    """The optional `conversation` column: the turns as JSON text (empty: a single prompt). Its
+    last user turn must be the row's `prompt`, so the two columns cannot disagree."""
+    raw = (row.get("conversation") or "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=where.path, line=where.line, field="conversation") from None
+    except RecursionError:
+        raise ImportFileError(_TOO_DEEP, path=where.path, line=where.line, field="conversation") from None
+    turns = _checked_conversation(value, where)
+    if last_user_turn(turns) != row["prompt"]:
+        raise ImportFileError("the conversation's last user turn differs from the prompt column",
+                              path=where.path, line=where.line, field="conversation")
+    return turns
 
 
 # --- PandaLM ------------------------------------------------------------------------------
@@ -505,6 +556,18 @@ def _read_csv_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
 HELPSTEER2_ATTRIBUTE_NAMES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
 
+def _helpsteer2_item(item_id: str, prompt: str, where: Where, pairs: list | None = None) -> ItemSpec:
+    """An item of either HelpSteer2 layout. A multi-turn prompt (its `<extra_id_1>` markers)
+    becomes a conversation and the item's prompt its last user turn; the item id stays the digest
+    of the whole prompt field, so a re-import of an older import still finds its items."""
+    turns = from_helpsteer2(prompt)
+    if turns is None or conversation_problem(turns) is not None:
+        # No markers, or markers that do not make a chat ending with the user (a prompt that
+        # merely mentions one): the prompt as it is, as before, rather than a refused file.
+        return ItemSpec(item_id, prompt, where, pairs=pairs)
+    return ItemSpec(item_id, last_user_turn(turns), where, pairs=pairs, conversation=turns)
+
+
 def parse_helpsteer2(paths: list[Path]) -> ParsedImport:
     """The published HelpSteer2 layout: one response a line with its five aggregated ratings.
     Each line's ratings are stored as one human rater, 'helpsteer2'."""
@@ -516,7 +579,7 @@ def parse_helpsteer2(paths: list[Path]) -> ParsedImport:
             prompt = _require(row, "prompt", where)
             text = _require(row, "response", where)
             item_id = _digest(prompt)
-            item = parsed.items.setdefault(item_id, ItemSpec(item_id, prompt, where))
+            item = parsed.items.setdefault(item_id, _helpsteer2_item(item_id, prompt, where))
             rid = _digest(text)
             if rid in item.responses:
                 raise ImportFileError("this prompt and response appear twice", path=where.path, line=number, field="response")
@@ -539,7 +602,7 @@ def parse_helpsteer2_preference(paths: list[Path]) -> ParsedImport:
             r1 = _require(row, "response_1", where)
             r2 = _require(row, "response_2", where)
             item_id = _digest(prompt)
-            item = parsed.items.setdefault(item_id, ItemSpec(item_id, prompt, where, pairs=[]))
+            item = parsed.items.setdefault(item_id, _helpsteer2_item(item_id, prompt, where, pairs=[]))
             if "split" in row:
                 item.metadata["split"] = row["split"]
             a, b = _digest(r1), _digest(r2)
@@ -561,9 +624,9 @@ def parse_helpsteer2_preference(paths: list[Path]) -> ParsedImport:
 # --- What the database can hold, for every format -----------------------------------------
 
 # Field names as the jsonl format spells them; csv names its columns.
-JSONL_FIELDS = {"id": "id", "prompt": "prompt", "context": "context", "metadata": "metadata",
+JSONL_FIELDS = {"id": "id", "prompt": "prompt", "context": "context", "metadata": "metadata", "conversation": "conversation",
                 "response_id": "responses[{i}].id", "text": "responses[{i}].text", "model": "responses[{i}].model"}
-CSV_FIELDS = {"id": "item_id", "prompt": "prompt", "context": "context", "metadata": "metadata",
+CSV_FIELDS = {"id": "item_id", "prompt": "prompt", "context": "context", "metadata": "metadata", "conversation": "conversation",
               "response_id": "response_id", "text": "text", "model": "model"}
 
 
@@ -593,6 +656,10 @@ def check_bounds(parsed: ParsedImport, fields: dict[str, str] = JSONL_FIELDS) ->
         problem = json_problem(item.metadata)
         if problem:
             fail(w, "metadata", problem)
+        if item.conversation is not None:
+            turns = conversation_problem(item.conversation)
+            if turns:
+                fail(w, "conversation", f"{turns.where} {turns.message}".strip())
         for i, response in enumerate(item.responses.values()):
             text(response.external_id, w, "response_id", i, EXTERNAL_ID_LENGTH)
             text(response.text, w, "text", i)

@@ -32,6 +32,8 @@ class ItemSpec:
     context: str = ""
     metadata: dict = field(default_factory=dict)
     role: str = "task"
+    # The turns before and including `prompt` (annotate.conversation), or None for one prompt.
+    conversation: list[dict] | None = None
     responses: dict[str, ResponseSpec] = field(default_factory=dict)
     # Pairs in stored order (response external ids); None = every two responses pair up.
     pairs: list[tuple[str, str]] | None = None

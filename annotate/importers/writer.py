@@ -177,7 +177,8 @@ def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple
         with cursor.copy(f'COPY "_stage_{table}" ({quoted}) FROM STDIN') as copy:
             for row in rows:
                 if json_at:
-                    row = tuple(Jsonb(v) if i in json_at else v for i, v in enumerate(row))
+                    # None is SQL NULL (an item without a conversation), not the JSON value null.
+                    row = tuple(Jsonb(v) if i in json_at and v is not None else v for i, v in enumerate(row))
                 copy.write_row(row)
         stamp_cols = "".join(f', "{c}"' for c in stamps)
         stamp_vals = ", now()" * len(stamps)
@@ -189,8 +190,9 @@ def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple
 
 
 def _items(project: Project, parsed: ParsedImport) -> dict[str, int]:
-    rows = [(project.pk, s.external_id, s.prompt, s.context, s.metadata, s.role) for s in parsed.items.values()]
-    _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role"], rows)
+    rows = [(project.pk, s.external_id, s.prompt, s.context, s.metadata, s.role, s.conversation)
+            for s in parsed.items.values()]
+    _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role", "conversation"], rows)
     wanted = set(parsed.items)
     return {ext: pk for ext, pk in Item.objects.filter(project=project).values_list("external_id", "id").iterator(chunk_size=BATCH) if ext in wanted}
 

@@ -80,6 +80,8 @@
       return;
     }
     input.checked = true;
+    const note = $(".field-error.js-missing", all[focusIndex]);
+    if (note) { note.remove(); all[focusIndex].removeAttribute("aria-describedby"); }
     setFocus(focusIndex + 1);
   }
 
@@ -91,8 +93,54 @@
     const above = Number(form.dataset.requiredAbove);
     const needed = checked !== null && Math.abs(Number(checked.value)) > above;
     box.required = needed;
-    box.closest("label").classList.toggle("is-required", needed);
+    const label = $("label.justification", form);
+    if (label) label.classList.toggle("is-required", needed);
+    if (!needed || box.value.trim()) clearJustificationError();
     return needed;
+  }
+
+  // Say what is missing beside the field, in words a screen reader announces (role=alert, and
+  // the box's aria-describedby points at it): moving focus alone told nobody why.
+  function justificationMessage(form) {
+    return "Say why: a justification is required when one response is clearly better (beyond \u00b1" +
+      form.dataset.requiredAbove + ").";
+  }
+  function showJustificationError() {
+    const form = taskForm();
+    const box = form && $("textarea[name=justification]", form);
+    const note = $("#justification-error");
+    if (!box || !note) return;
+    note.textContent = justificationMessage(form);
+    note.hidden = false;
+    box.setAttribute("aria-invalid", "true");
+    box.focus();
+  }
+  function clearJustificationError() {
+    const note = $("#justification-error");
+    const box = $("#task-form textarea[name=justification]");
+    if (note && !note.hidden) { note.hidden = true; note.textContent = ""; }
+    if (box) box.removeAttribute("aria-invalid");
+  }
+  function justificationMissing() {
+    const form = taskForm();
+    if (!form || !form.classList.contains("ranking")) return false;
+    const box = $("textarea[name=justification]", form);
+    return Boolean(syncJustification()) && !box.value.trim();
+  }
+
+  // An attribute left unanswered: the same, beside its scale.
+  function showRatingMissing(row) {
+    let note = $(".field-error.js-missing", row);
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "error field-error js-missing";
+      note.setAttribute("role", "alert");
+      note.id = "missing-" + (row.dataset.attribute || "attribute");
+      row.appendChild(note);
+      row.setAttribute("aria-describedby", note.id);
+    }
+    const name = $(".attr-name", row);
+    note.textContent = "Choose a value for " + (name ? name.textContent : "this attribute") + ".";
   }
 
   function chooseStrength(input) {
@@ -115,13 +163,36 @@
       const missing = firstUnanswered();
       if (missing < rows().length) {
         setFocus(missing);
+        showRatingMissing(rows()[missing]);
         rows()[missing].classList.add("shake");
         setTimeout(() => rows()[missing] && rows()[missing].classList.remove("shake"), 300);
         return;
       }
     }
+    if (justificationMissing()) { showJustificationError(); return; }
     form.requestSubmit();
   }
+
+  // A click on Submit runs the browser's own check of `required` fields: show our message
+  // instead of its transient bubble, which screen readers do not reliably announce.
+  document.addEventListener("invalid", (event) => {
+    const field = event.target;
+    if (!field.form || field.form !== taskForm()) return;
+    if (field.name === "justification") {
+      event.preventDefault();
+      showJustificationError();
+    } else if (field.type === "radio" && field.name.startsWith("attr-")) {
+      const row = field.closest(".attribute");
+      if (row && row === $(".attribute:not(:has(input:checked))", field.form)) {
+        event.preventDefault();
+        setFocus(rows().indexOf(row));
+        showRatingMissing(row);
+      }
+    }
+  }, true);
+  document.addEventListener("input", (event) => {
+    if (event.target.name === "justification" && event.target.value.trim()) clearJustificationError();
+  });
 
   function toggleHelp() {
     const dialog = $("#help");
@@ -195,6 +266,11 @@
       if (undo) { event.preventDefault(); undo.requestSubmit(); }
       return;
     }
+    if (lower === "c") {
+      const turns = $("#task details.conversation");
+      if (turns) { event.preventDefault(); turns.open = !turns.open; }
+      return;
+    }
     if (lower === "g") {
       const guide = $("#guidelines");
       if (guide) { event.preventDefault(); guide.open = !guide.open; }
@@ -226,6 +302,8 @@
     if (input.name === "shown_strength") { syncJustification(); return; }
     const row = input.closest && input.closest("#task-form .attribute");
     if (row) {
+      const note = $(".field-error.js-missing", row);
+      if (note) { note.remove(); row.removeAttribute("aria-describedby"); }
       const index = rows().indexOf(row);
       if (index >= 0) setFocus(index + 1);
     }
