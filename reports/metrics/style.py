@@ -28,9 +28,13 @@ group; the length-controlled win rate is sigmoid(theta_m), the win rate the regr
 at equal length. AlpacaEval's instruction-difficulty term is left out: it needs a model fitted
 on a fixed baseline over every instruction, and here opponents vary. Ties count half.
 
-Both fits are unpenalised maximum likelihood by Newton's method; a model that never lost or
-never won has no finite maximum (the fit is then flagged, as the plain board is), and a
-ridge of RIDGE on the coefficients keeps the iterate finite in that case only.
+Both fits are maximum likelihood by Newton's method with a ridge of RIDGE on the coefficients,
+too small to move a well-posed fit (the tests hold it to scikit-learn's unpenalised fit) but
+enough to keep the iterate finite where no finite maximum exists: a model that never lost or
+never won (the fit is then flagged, as the plain board is), or a covariate that separates the
+outcomes. A style covariate that is a linear combination of the model indicators and the
+other covariates (e.g. one model always writes lists) carries no information of its own and
+is dropped (STYLE_FEATURES that were used are listed with the board).
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def standardise(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def weighted_logistic(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, *, ridge: float = 0.0, max_iter: int = 100, tol: float = 1e-10
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, *, ridge: float = RIDGE, max_iter: int = 100, tol: float = 1e-10
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-likelihood logistic regression without intercept (add a column of ones for one),
     weights w per row; Newton-Raphson. Returns (coefficients, covariance = inverse Hessian of
@@ -96,18 +100,36 @@ def weighted_logistic(
     beta = np.zeros(p)
     hessian = np.eye(p)
     for _ in range(max_iter):
-        eta = x @ beta
-        mu = 1.0 / (1.0 + np.exp(-eta))
+        mu = _mu(x @ beta)
         grad = x.T @ (w * (y - mu)) - ridge * beta
         hessian = (x * (w * mu * (1 - mu))[:, None]).T @ x + ridge * np.eye(p)
-        step = np.linalg.solve(hessian, grad)
+        step = np.linalg.lstsq(hessian, grad, rcond=None)[0]
         beta = beta + step
         if np.max(np.abs(step)) < tol:
             break
-    eta = x @ beta
-    mu = 1.0 / (1.0 + np.exp(-eta))
+    mu = _mu(x @ beta)
     hessian = (x * (w * mu * (1 - mu))[:, None]).T @ x + ridge * np.eye(p)
-    return beta, np.linalg.inv(hessian)
+    return beta, np.linalg.pinv(hessian)
+
+
+def _mu(eta: np.ndarray) -> np.ndarray:
+    # Clipped so exp never overflows while a separated fit walks off towards infinity.
+    return 1.0 / (1.0 + np.exp(-np.clip(eta, -35.0, 35.0)))
+
+
+def independent_columns(x: np.ndarray, fixed: int) -> np.ndarray:
+    """Mask of the columns to keep: the first `fixed` always, each later one only if it adds to
+    the rank of those kept before it."""
+    keep = np.zeros(x.shape[1], dtype=bool)
+    keep[:fixed] = True
+    rank = np.linalg.matrix_rank(x[:, :fixed]) if fixed else 0
+    for k in range(fixed, x.shape[1]):
+        trial = keep.copy()
+        trial[k] = True
+        r = np.linalg.matrix_rank(x[:, trial])
+        if r > rank:
+            keep, rank = trial, r
+    return keep
 
 
 def _outcome_rows(verdict: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,13 +182,17 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     # The model columns sum to zero on every row: fix the first model's beta at 0 (dropping its
     # column) and centre afterwards.
     x = design[:, 1:]
+    if used:
+        independent = independent_columns(x, m - 1)
+        used = [f for f, k in zip(used, independent[m - 1 :], strict=True) if k]
+        x = x[:, independent]
     v = comps["verdict"].to_numpy()
     rows, y, w = _outcome_rows(v)
     won = np.zeros((m, m))
     np.add.at(won, (ia, ib), np.where(v == A, 1.0, np.where(v == TIE, 0.5, 0.0)))
     np.add.at(won, (ib, ia), np.where(v == B, 1.0, np.where(v == TIE, 0.5, 0.0)))
     identifiable = mle_exists(won)
-    coef, cov = weighted_logistic(x[rows], y, w, ridge=0.0 if identifiable else RIDGE)
+    coef, cov = weighted_logistic(x[rows], y, w)
     beta = np.concatenate([[0.0], coef[: m - 1]])
     full_cov = np.zeros((m, m))
     full_cov[1:, 1:] = cov[: m - 1, : m - 1]
