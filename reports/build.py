@@ -53,7 +53,8 @@ from .selectors import (
     response_styles,
 )
 
-TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard")
+TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard",
+             "judge_cards", "evaluators")  # fmt: skip
 DEFAULT_ATTRIBUTES = ("helpfulness", "overall")
 
 
@@ -165,14 +166,13 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions, inputs: CardInpu
     pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
     # Issue 14 (reports/cards.py): judge report cards, the evaluator leaderboard, style control.
     inputs = inputs or CardInputs()
-    cards, gold_cards = judge_cards_section(prefs, verdicts, gold, shown, raters, inputs, pd.Index(item_ids), boot)
-    evaluators = evaluators_section(verdicts, gold_cards, boot)
+    pending["judge_cards"], gold_cards = judge_cards_section(prefs, verdicts, gold, shown, raters, inputs,
+                                                             pd.Index(item_ids), boot)  # fmt: skip
+    pending["evaluators"] = evaluators_section(verdicts, gold_cards, boot)
     styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
     boot.run()
 
     report = {key: pending[key]() for key in TOP_LEVEL}
-    report["judge_cards"] = cards()
-    report["evaluators"] = evaluators()
     for group, board in styled().items():
         # Each board gains its style-controlled twin (a group with comparisons always has a board).
         if group in report["leaderboard"]:

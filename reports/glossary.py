@@ -160,9 +160,6 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
                      "combined_verdict", "wildbench_k", "n", "ci", "too_few"),
     "evaluators": ("accuracy", "kappa_gold", "macro", "position_consistency", "preference_fairness",
                    "length_preference", "valid_mass", "human_reference", "gold", "n", "ci", "too_few"),
-    "judge_card": ("accuracy", "kappa_gold", "macro", "position_consistency", "first_position_rate",
-                   "preference_fairness", "repetition_stability", "length_preference", "dbg", "eo_gap",
-                   "valid_mass", "judgments_per_second", "gold", "n", "ci", "too_few"),
 }  # fmt: skip
 
 # Report filter fields whose label is a term.
