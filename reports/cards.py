@@ -102,7 +102,8 @@ def judge_cards_section(
             "gold": g,
             "position": position_both_orders(p, gold, boot) if both else None,
             "fairness": preference_fairness(p, boot) if both else None,
-            "repetition": repetition_stability(j, boot, temperature=temperature),
+            # Shi et al.'s stability is of pairwise verdicts: the ranking trials only.
+            "repetition": repetition_stability(j[j["protocol"] == "ranking"], boot, temperature=temperature),
             "length": length_bias(v, gold, boot),
             "self": self_preference(v, gold, model, boot) if model and model != "nan" else None,
             "mass": mean_valid_mass(j, boot),

@@ -191,3 +191,29 @@ def test_leaderboards_page_shows_the_style_controlled_board(client, researcher, 
     client.force_login(researcher)
     html = client.get(reverse("reports:page", args=[judged["project"].pk, "leaderboards"])).content.decode()
     assert "Style-controlled Bradley-Terry" in html and "LC win rate" in html
+
+
+def test_report_command_csv_has_card_and_style_rows(judged):
+    import csv
+
+    out = io.StringIO()
+    call_command("report", "Test project", "--format", "csv", "--rounds", "20", stdout=out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    card = {r["metric"]: r for r in rows if r["section"] == "judge_cards"}
+    assert set(card) == set(CARD_RATES)
+    assert float(card["preference_fairness"]["value"]) == -1.0 and card["preference_fairness"]["n"] == "12"
+    metrics = {r["metric"] for r in rows if r["section"] == "leaderboard"}
+    assert {"style_controlled_elo", "kendall_tau_style_vs_plain", "lc_win_rate"} <= metrics
+
+
+def test_card_is_recomputed_when_a_judgment_without_annotation_arrives(researcher, judged):
+    api = _api(researcher)
+    url = reverse("api-judge-card", args=[judged["judge"].pk])
+    before = api.get(url).json()["projects"][0]["valid_mass_n"]
+    run = Run.objects.filter(judge=judged["judge"]).order_by("id").last()
+    item = judged["project"].items.order_by("id").last()
+    pair = Pair.objects.get(item=item)
+    # An unparseable answer writes no preference, but it is a judgment with its valid mass.
+    Judgment.objects.create(run=run, protocol="ranking", item=item, pair=pair, shown_order="ba", status="unparseable",
+                            valid_mass=0.1, claimed_at=timezone.now(), completed_at=timezone.now())  # fmt: skip
+    assert api.get(url).json()["projects"][0]["valid_mass_n"] == before + 1
