@@ -29,6 +29,7 @@ from judges.models import Judge
 from . import charts, glossary
 from .cache import cached_report
 from .charts import Bar
+from .metrics.judge_card import POOLED_HUMANS
 
 # The evaluator leaderboard's columns: (key in the row, heading, is a rate in [0, 1]).
 EVALUATOR_COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -43,7 +44,6 @@ EVALUATOR_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("judgments_per_second", "judgments / s", False),
 )
 SORT_KEYS = {key for key, _, _ in EVALUATOR_COLUMNS} | {"rater", "project"}
-POOLED_HUMANS = "humans (each vs the others)"
 
 
 # --- the judge's card ------------------------------------------------------------------------

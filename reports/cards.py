@@ -169,26 +169,10 @@ def evaluators_section(
     """The evaluator leaderboard's reference rows: every human against the others' gold, each
     and pooled (the pooled row is the bar a judge must clear). The judges' rows are their cards."""
     humans = human_reference(verdicts, boot)
-    pooled = None
-    if len(humans) >= 2:
-        # Pooled: every human's verdicts against the gold of the others, one confusion; each
-        # human keeps their own leave-one-out gold, so concatenate the matched rows.
-        from annotate.verdicts import gold_verdicts
-
-        from .metrics.judge_card import against_gold as score
-        hv = verdicts[verdicts["kind"] == "human"]
-        matched = []
-        for rater in humans:
-            others = gold_verdicts(hv[hv["rater"] != rater])
-            matched.append(hv[hv["rater"] == rater][["pair", "verdict"]].merge(others, on="pair"))
-        m = pd.concat(matched, ignore_index=True)
-        # The pair key must be unique per (human, pair) for the merge inside against_gold.
-        m = m.assign(pair=np.arange(len(m)))
-        pooled = score(m[["pair", "verdict"]], m[["pair", "item", "gold"]], boot)
 
     def render() -> dict:
         rows = []
-        for rater, card in [*humans.items(), *([("humans (each vs the others)", pooled)] if pooled else [])]:
+        for rater, card in humans.items():
             row: dict[str, Any] = {"rater": rater, "n": card.n}
             for k, name in enumerate(CARD_SCORES):
                 _rate(row, name, card.estimate, k)

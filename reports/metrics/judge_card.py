@@ -85,15 +85,28 @@ def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) ->
     return GoldCard(n=len(m), estimate=boot.estimate(per_unit, _card_scores, n=len(m)), confusion=conf)
 
 
+POOLED_HUMANS = "humans (each vs the others)"
+
+
 def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCard]:
-    """Each human's combined verdicts against the gold of the other humans (leave-one-out)."""
+    """Each human's combined verdicts against the gold of the other humans (leave-one-out), and,
+    with two or more such humans, all of them pooled under POOLED_HUMANS: one confusion of every
+    human's verdicts against their own leave-one-out gold."""
     humans = verdicts[verdicts["kind"] == "human"]
     out: dict[str, GoldCard] = {}
+    matched = []
     for rater in humans["rater"].drop_duplicates():
         others = gold_verdicts(humans[humans["rater"] != rater])
-        card = against_gold(humans[humans["rater"] == rater], others, boot)
+        mine = humans[humans["rater"] == rater]
+        card = against_gold(mine, others, boot)
         if card.n:
             out[str(rater)] = card
+            matched.append(mine[["pair", "verdict"]].merge(others[others["gold"] >= 0], on="pair"))
+    if len(matched) >= 2:
+        m = pd.concat(matched, ignore_index=True)
+        # One row per (human, pair): a key of its own so the join inside against_gold is 1:1.
+        m = m.assign(pair=np.arange(len(m)))
+        out[POOLED_HUMANS] = against_gold(m[["pair", "verdict"]], m[["pair", "item", "gold"]], boot)
     return out
 
 

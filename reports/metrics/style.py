@@ -120,13 +120,15 @@ def _mu(eta: np.ndarray) -> np.ndarray:
 def independent_columns(x: np.ndarray, fixed: int) -> np.ndarray:
     """Mask of the columns to keep: the first `fixed` always, each later one only if it adds to
     the rank of those kept before it."""
+    # rank(X[:, S]) = rank of the Gram matrix's S x S block: p x p work instead of n x p.
+    gram = x.T @ x
     keep = np.zeros(x.shape[1], dtype=bool)
     keep[:fixed] = True
-    rank = np.linalg.matrix_rank(x[:, :fixed]) if fixed else 0
+    rank = np.linalg.matrix_rank(gram[:fixed, :fixed]) if fixed else 0
     for k in range(fixed, x.shape[1]):
         trial = keep.copy()
         trial[k] = True
-        r = np.linalg.matrix_rank(x[:, trial])
+        r = np.linalg.matrix_rank(gram[np.ix_(trial, trial)])
         if r > rank:
             keep, rank = trial, r
     return keep
