@@ -311,3 +311,30 @@ def test_report_has_judge_cards_evaluators_and_style_controlled_boards():
     assert {r["model"] for r in board["models"]} == {f"m{k}" for k in range(8)}
     assert -1 <= board["kendall_tau"] <= 1
     assert board["length_controlled"]
+
+
+def test_style_board_of_a_model_that_never_lost_is_finite_and_flagged():
+    comps = pd.DataFrame({"model_a": ["m0", "m0", "m1", "m1"], "model_b": ["m1", "m2", "m2", "m2"],
+                          "verdict": [A, A, A, B], "response_a": [0, 2, 4, 6], "response_b": [1, 3, 5, 7]})  # fmt: skip
+    styles = pd.DataFrame({"response": range(8), "length": [10, 20, 30, 40, 50, 60, 70, 80], "headers": 0,
+                           "list_items": [1, 0, 1, 0, 0, 1, 0, 1], "bold": 0})  # fmt: skip
+    board = style_controlled_bt(comps, styles)
+    assert not board.identifiable
+    assert np.isfinite(board.elo).all() and np.isfinite(board.ci).all()
+    # Four comparisons and two covariates leave style free to explain them; the plain fit keeps
+    # the never-beaten model on top.
+    plain = style_controlled_bt(comps, styles, control=False)
+    assert not plain.identifiable and np.isfinite(plain.elo).all()
+    assert plain.models[int(np.argmax(plain.elo))] == "m0"
+
+
+def test_a_style_covariate_that_repeats_the_model_indicators_is_dropped():
+    # m0's responses always have one list item, m1's none: the list difference is m0's indicator.
+    comps = pd.DataFrame({"model_a": ["m0", "m1"] * 6, "model_b": ["m1", "m0"] * 6, "verdict": [A, B, B, A] * 3,
+                          "response_a": range(0, 24, 2), "response_b": range(1, 24, 2)})  # fmt: skip
+    resp = np.arange(24)
+    model_of = np.where((resp % 2 == 0) == (resp // 2 % 2 == 0), "m0", "m1")
+    styles = pd.DataFrame({"response": resp, "length": 100 + (resp * 7) % 13, "headers": 0,
+                           "list_items": (model_of == "m0").astype(int), "bold": 0})  # fmt: skip
+    board = style_controlled_bt(comps, styles)
+    assert "list_items" not in board.features and "length" in board.features
