@@ -200,13 +200,56 @@ def _across(user: Any) -> list[dict]:
     return rows
 
 
+POOLED_LABEL = "all your projects"
+
+
+def pooled_rows(user: Any) -> list[dict]:
+    """The evaluator leaderboard pooled over the caller's projects: one report over their
+    annotation tables together (each pair keeps its own project's gold; items are the bootstrap
+    units across projects), cached until any of their annotations or judgments change. Empty
+    with fewer than two projects (the per-project rows say it all)."""
+    import hashlib
+    import json
+
+    import pandas as pd
+    from django.conf import settings
+    from django.core.cache import caches
+
+    from .build import ReportOptions, report_from_table
+    from .cache import CACHE_ALIAS, VERSION, annotations_fingerprint
+    from .cards import CardInputs
+    from .selectors import annotations_table, finish_table, judge_runs_table, judgments_table, response_styles
+
+    projects = list(access.projects_visible(user, need="research", archived=True).order_by("pk"))
+    if len(projects) < 2:
+        return []
+    rounds = settings.CONCORDANCE["BOOTSTRAP_ROUNDS"]
+    key = "reports:evaluators-pooled:" + hashlib.sha256(json.dumps(
+        [VERSION, rounds, [[p.pk, annotations_fingerprint(p)] for p in projects]], default=str).encode()).hexdigest()  # fmt: skip
+    cache = caches[CACHE_ALIAS]
+    rows = cache.get(key)
+    if rows is None:
+        tables = [annotations_table(p) for p in projects]
+        table = finish_table(pd.concat([t.astype({c: str for c in t.select_dtypes("category").columns}) for t in tables],
+                                       ignore_index=True))  # fmt: skip
+        inputs = CardInputs(judgments=pd.concat([judgments_table(p) for p in projects], ignore_index=True),
+                            runs=pd.concat([judge_runs_table(p) for p in projects], ignore_index=True),
+                            styles=pd.concat([response_styles(p) for p in projects], ignore_index=True))  # fmt: skip
+        report = report_from_table(table, ReportOptions(rounds=rounds), inputs)
+        rows = [{**r, "project": POOLED_LABEL} for r in evaluator_rows(report)]
+        cache.set(key, rows, timeout=60 * 60)
+    return rows
+
+
 @login_required
 @require_GET
 def evaluators_page(request: HttpRequest) -> HttpResponse:
     """Every evaluator of every project the caller researches, one row per (rater, project)."""
     access.require_researcher(request.user)
     context = evaluators_context(_across(request.user), request)
-    return render(request, "reports/evaluators.html", {**context, "min_n": glossary.MIN_N})
+    pooled = evaluators_context(pooled_rows(request.user), request)
+    return render(request, "reports/evaluators.html", {**context, "min_n": glossary.MIN_N,
+                                                       "pooled": pooled if pooled["evaluator_rows"] else None})
 
 
 class EvaluatorsApi(APIView):
@@ -225,6 +268,7 @@ class EvaluatorsApi(APIView):
         access.require_researcher(request.user)
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        rows = sort_rows(_across(request.user), params.validated_data.get("sort", "accuracy"),
-                         params.validated_data["dir"] == "desc")  # fmt: skip
-        return Response({"columns": [k for k, _, _ in EVALUATOR_COLUMNS], "rows": rows})
+        sort, descending = params.validated_data.get("sort", "accuracy"), params.validated_data["dir"] == "desc"
+        return Response({"columns": [k for k, _, _ in EVALUATOR_COLUMNS],
+                         "rows": sort_rows(_across(request.user), sort, descending),
+                         "pooled": sort_rows(pooled_rows(request.user), sort, descending)})  # fmt: skip

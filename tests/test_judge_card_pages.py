@@ -217,3 +217,30 @@ def test_card_is_recomputed_when_a_judgment_without_annotation_arrives(researche
     Judgment.objects.create(run=run, protocol="ranking", item=item, pair=pair, shown_order="ba", status="unparseable",
                             valid_mass=0.1, claimed_at=timezone.now(), completed_at=timezone.now())  # fmt: skip
     assert api.get(url).json()["projects"][0]["valid_mass_n"] == before + 1
+
+
+def test_evaluators_pooled_over_two_projects_adds_up_their_pairs(client, researcher, judged):
+    second = project_create(name="Second project")
+    second.members.add(researcher)
+    humans = list(Rater.objects.filter(kind="human", name__in=["h0", "h1", "h2"]).order_by("name"))
+    for i in range(5):
+        item = Item.objects.create(project=second, external_id=f"s{i}", prompt="p")
+        a = Response.objects.create(item=item, external_id="a", text="a" * (5 + i), model="alpha")
+        b = Response.objects.create(item=item, external_id="b", text="b" * 9, model="delta")
+        pair = Pair.objects.create(item=item, response_a=a, response_b=b)
+        for h in humans:
+            Preference.objects.create(rater=h, rater_kind="human", pair=pair, strength=1, shown_order="ab")
+        Preference.objects.create(rater=judged["judge"].rater, rater_kind="judge", pair=pair, strength=-1,
+                                  shown_order="ab")  # fmt: skip
+    data = _api(researcher).get(reverse("api-evaluators")).json()
+    per_project = {(r["rater"], r["project"]): r for r in data["rows"]}
+    pooled = {r["rater"]: r for r in data["pooled"]}
+    judge = "judge:card-judge"
+    assert per_project[(judge, "Second project")]["accuracy"] == 0.0  # it always said A, gold is B
+    assert pooled[judge]["n"] == per_project[(judge, "Test project")]["n"] + 5
+    expected = per_project[(judge, "Test project")]["accuracy"] * 12 / 17
+    assert pooled[judge]["accuracy"] == pytest.approx(expected)
+    assert pooled[judge]["project"] == "all your projects"
+    client.force_login(researcher)
+    html = client.get(reverse("reports:evaluators")).content.decode()
+    assert 'id="evaluator-table-pooled"' in html and "Pooled over your projects" in html
