@@ -4,6 +4,7 @@ list and start runs of a project, watch one run's progress live (htmx)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import messages
@@ -19,6 +20,10 @@ from annotate.roles import authenticated
 from . import prompts, selectors, services
 from .forms import JudgeForm, RunStartForm, TemplateForm
 from .models import Judge, PromptTemplate, Run
+
+# The judge's report card (issue 14) is drawn by the reports app, which reads judges; judges
+# never import reports, so reports.apps registers the function that builds the card's context.
+JUDGE_CARD: list[Callable[[HttpRequest, Judge], dict]] = []
 
 # htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
 HTMX_STOP_POLLING = 286
@@ -180,6 +185,7 @@ def _judge_page(
         "editable": access.judge_editable(request.user, judge),
         "sections": sections, "runs": access.runs_visible(request.user).filter(judge=judge)[:10],
         "model_found": selectors.judge_model_found(judge=judge),
+        **(JUDGE_CARD[0](request, judge) if JUDGE_CARD else {}),
     }
     return render(request, "judges/judge.html", context, status=422 if failed else 200)
 

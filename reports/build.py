@@ -20,6 +20,7 @@ from django.conf import settings
 from annotate.models import Project
 from annotate.verdicts import VERDICT_LABELS, combine_orders, gold_verdicts, verdict_of
 
+from .cards import CardInputs, evaluators_section, judge_cards_section, style_section
 from .metrics.agreement import (
     cohen_kappa_from_confusion,
     coincidences_per_unit,
@@ -42,9 +43,18 @@ from .metrics.judges import (
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
 from .metrics.verdicts import apply_wildbench_rule
-from .selectors import RANKING, RATING, ReportFilters, annotations_table
+from .selectors import (
+    RANKING,
+    RATING,
+    ReportFilters,
+    annotations_table,
+    judge_runs_table,
+    judgments_table,
+    response_styles,
+)
 
-TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard")
+TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard",
+             "judge_cards", "evaluators")  # fmt: skip
 DEFAULT_ATTRIBUTES = ("helpfulness", "overall")
 
 
@@ -73,7 +83,9 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
     )
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
-    return report_from_table(table, opts)
+    inputs = CardInputs(judgments=judgments_table(project), runs=judge_runs_table(project),
+                        styles=response_styles(project))  # fmt: skip
+    return report_from_table(table, opts, inputs)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -123,8 +135,8 @@ def choose_attribute(available: list[str], requested: str | None, order: list[st
 # --- the report ------------------------------------------------------------------------------
 
 
-def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
-    items, _ = pd.factorize(table["item"])
+def report_from_table(table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None) -> dict:
+    items, item_ids = pd.factorize(table["item"])
     table = table.assign(item=items)
     n_units = int(items.max()) + 1 if len(items) else 0
     boot = Resampler(n_units=n_units, rounds=opts.rounds, seed=opts.seed)
@@ -152,9 +164,19 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
     pending["length"] = _length(verdicts, gold, shown, boot)
     pending["calibration"] = _calibration(prefs, gold, shown, raters, boot)
     pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
+    # Issue 14 (reports/cards.py): judge report cards, the evaluator leaderboard, style control.
+    inputs = inputs or CardInputs()
+    pending["judge_cards"], gold_cards = judge_cards_section(prefs, verdicts, gold, shown, raters, inputs,
+                                                             pd.Index(item_ids), boot)  # fmt: skip
+    pending["evaluators"] = evaluators_section(verdicts, gold_cards, boot)
+    styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
     boot.run()
 
     report = {key: pending[key]() for key in TOP_LEVEL}
+    for group, board in styled().items():
+        # Each board gains its style-controlled twin (a group with comparisons always has a board).
+        if group in report["leaderboard"]:
+            report["leaderboard"][group]["style_controlled"] = board
     if opts.details:
         report["details"] = {
             "attribute": attribute,

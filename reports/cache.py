@@ -31,7 +31,7 @@ from .selectors import ReportFilters
 
 CACHE_ALIAS = "default"
 TIMEOUT_SECONDS = 60 * 60
-VERSION = 3  # bump when the report's content changes shape
+VERSION = 4  # bump when the report's content changes shape
 
 
 def annotations_fingerprint(project: Project) -> list[Any]:
@@ -43,6 +43,12 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     ):
         agg = qs.order_by().aggregate(n=Count("id"), top=Max("id"), last=Max("updated_at"))
         out.append([agg["n"], agg["top"], agg["last"].isoformat() if agg["last"] else None])
+    # The judge cards read judgments too (valid mass, repetition, throughput): an unparseable
+    # answer writes no annotation but changes them.
+    from judges.models import Judgment
+
+    judged = Judgment.objects.filter(run__project=project).order_by().aggregate(n=Count("id"), last=Max("completed_at"))
+    out.append([judged["n"], judged["last"].isoformat() if judged["last"] else None])
     raters = hashlib.sha256(
         json.dumps(list(Rater.objects.order_by("id").values_list("id", "kind", "name", "model"))).encode()
     ).hexdigest()

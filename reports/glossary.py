@@ -112,6 +112,38 @@ TERMS: dict[str, Term] = {
     "elo": Term("Elo", "400 points = 10:1 odds of winning; the mean model is anchored at 1000."),
     "mean_rating": Term("mean rating", "Mean score of a model's responses on the report's attribute."),
     "verdict": Term("verdict", "A, tie or B, in the pair's stored order: the sign of the strength."),
+    # Issue 14: the judge report card, the evaluator leaderboard, style control (reports/metrics/judge_card.py, style.py).
+    "kappa_gold": Term("κ vs gold", "Cohen's kappa between a rater's verdicts and gold: agreement beyond chance."),
+    "preference_fairness": Term(
+        "preference fairness",
+        "Shi et al.: (recency-preferred − primacy-preferred) / (their sum) over pairs seen in both orders; "
+        "0 = fair, −1 = always the first shown, +1 = always the second.",
+    ),
+    "repetition_stability": Term(
+        "repetition stability",
+        "Shi et al.: mean share of the most frequent verdict over units judged more than once; 1 by construction "
+        "for greedy decoding (temperature 0).",
+    ),
+    "length_preference": Term(
+        "P(prefers longer)", "Share of non-tied verdicts won by the longer response, beside gold's share on the same pairs."
+    ),
+    "valid_mass": Term(
+        "valid-answer mass", "Mean probability the judge's next token put on the valid labels (low = off-format)."
+    ),
+    "judgments_per_second": Term(
+        "judgments / s", "Finished judgments over the runs' working time (first claim to last completion)."
+    ),
+    "human_reference": Term(
+        "human reference", "Each human scored against the gold of the other humans: the bar a judge must clear."
+    ),
+    "style_control": Term(
+        "style-controlled",
+        "Chatbot Arena: Bradley-Terry with length and markdown (headers, lists, bold) differences as covariates.",
+    ),
+    "lc_win_rate": Term(
+        "LC win rate",
+        "AlpacaEval 2: win rate predicted at equal length by logit P(win) = θ + φ·tanh(Δlen / sd).",
+    ),
 }
 
 # The terms each report page prints, in the order its glossary lists them.
@@ -124,8 +156,10 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
     "bias": ("position_consistency", "first_position_rate", "first_shown_win_rate", "agreement_both_orders",
              "raw_win_rate", "gold_win_rate", "dbg", "eo_gap", "longer_wins", "ece", "gold", "wildbench_k", "n",
              "ci", "too_few"),
-    "leaderboards": ("bradley_terry", "elo", "mean_rating", "kendall_tau", "combined_verdict", "wildbench_k", "n",
-                     "ci", "too_few"),
+    "leaderboards": ("bradley_terry", "elo", "mean_rating", "kendall_tau", "style_control", "lc_win_rate",
+                     "combined_verdict", "wildbench_k", "n", "ci", "too_few"),
+    "evaluators": ("accuracy", "kappa_gold", "macro", "position_consistency", "preference_fairness",
+                   "length_preference", "valid_mass", "human_reference", "gold", "n", "ci", "too_few"),
 }  # fmt: skip
 
 # Report filter fields whose label is a term.

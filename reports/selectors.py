@@ -133,3 +133,70 @@ def finish_table(df: pd.DataFrame) -> pd.DataFrame:
     for col in CATEGORICAL:
         df[col] = df[col].fillna("").astype(str).astype("category")
     return df[COLUMNS]
+
+
+# --- the judge card's extra tables (issue 14): judgments, runs, response style ---------------
+
+
+def judgments_table(project: Project) -> pd.DataFrame:
+    """One row per finished judgment (ok or unparseable) of a judge run on the project: rater
+    label, item, unit (what was judged: a pair in one shown order or a response on one
+    attribute), the verdict or score the judge gave, valid mass, latency and prompt size. The
+    card's valid mass, repetition stability and throughput read it; trials of the same unit in
+    different runs are what repetition stability compares."""
+    from judges.models import Judgment
+
+    rows = (
+        Judgment.objects.filter(run__project=project, status__in=["ok", "unparseable"])
+        .exclude(protocol="generate")
+        .values_list("run__judge__rater__kind", "run__judge__rater__name", "item_id", "protocol", "pair_id",
+                     "shown_order", "response_id", "attribute_id", "status", "verdict", "valid_mass",
+                     "latency_ms", "size")  # fmt: skip
+        .order_by()
+    )
+    cols = ["kind", "name", "item", "protocol", "pair", "shown_order", "response", "attribute", "status", "verdict",
+            "valid_mass", "latency_ms", "size"]  # fmt: skip
+    df = pd.DataFrame.from_records(rows.iterator(chunk_size=20_000), columns=cols)
+    df["rater"] = df["kind"].astype(str) + ":" + df["name"].astype(str)
+    df["unit"] = np.where(
+        df["protocol"] == "ranking",
+        "p" + df["pair"].astype(str) + df["shown_order"].astype(str),
+        "r" + df["response"].astype(str) + "a" + df["attribute"].astype(str),
+    ) if len(df) else pd.Series(dtype=str)  # fmt: skip
+    # An unparseable answer is a trial with its own outcome: it counts against stability.
+    df["verdict"] = np.where(df["status"] == "unparseable", "?", df["verdict"].astype(str)) if len(df) else df["verdict"]
+    for col in ("valid_mass", "latency_ms", "size"):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    return df[["rater", "item", "protocol", "unit", "verdict", "valid_mass", "latency_ms", "size"]]
+
+
+def judge_runs_table(project: Project) -> pd.DataFrame:
+    """Per judge run of the project (kind judge): rater label, temperature, finished judgments,
+    first claim and last completion (the run's working time)."""
+    from django.db.models import Count, Max, Min, Q
+
+    from judges.models import Run
+
+    runs = (
+        Run.objects.filter(project=project, kind="judge")
+        .annotate(done=Count("judgments", filter=Q(judgments__status__in=["ok", "unparseable", "error"])),
+                  begin=Min("judgments__claimed_at"), end=Max("judgments__completed_at"))  # fmt: skip
+        .values_list("judge__rater__kind", "judge__rater__name", "judge__decoding", "done", "begin", "end")
+        .order_by()
+    )
+    out = pd.DataFrame.from_records(list(runs), columns=["kind", "name", "decoding", "done", "begin", "end"])
+    out["rater"] = out["kind"].astype(str) + ":" + out["name"].astype(str)
+    out["temperature"] = [float((d or {}).get("temperature", 0.0)) for d in out["decoding"]]
+    return out[["rater", "temperature", "done", "begin", "end"]]
+
+
+def response_styles(project: Project) -> pd.DataFrame:
+    """Per response of the project: its style features (reports.metrics.style.STYLE_FEATURES),
+    the covariates of the style-controlled leaderboard. Texts are read once, counted here."""
+    from annotate.models import Response
+
+    from .metrics.style import STYLE_FEATURES, markdown_counts
+
+    rows = Response.objects.filter(item__project=project).values_list("id", "text").order_by()
+    records = [{"response": pk, **markdown_counts(text or "")} for pk, text in rows.iterator(chunk_size=5_000)]
+    return pd.DataFrame.from_records(records, columns=["response", *STYLE_FEATURES])

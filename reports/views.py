@@ -16,6 +16,7 @@ from annotate.verdicts import VERDICT_LABELS
 
 from . import charts, glossary
 from .cache import cached_report
+from .card_views import project_evaluators
 from .charts import Bar
 from .forms import ReportFilterForm
 
@@ -24,6 +25,7 @@ PAGES = {
     "agreement": "Agreement",
     "bias": "Judge bias audit",
     "leaderboards": "Leaderboards",
+    "evaluators": "Evaluators",
 }
 VERDICTS = list(VERDICT_LABELS)
 
@@ -53,8 +55,9 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
         "report": report,
         "min_n": glossary.MIN_N,
         "min_models": glossary.MIN_MODELS_FOR_RANK,
-        **PAGE_CONTEXT[page](report, proj),
     }
+    # The evaluator leaderboard sorts by the query (reports/card_views.py); the others take none.
+    context.update(project_evaluators(report, proj, request) if page == "evaluators" else PAGE_CONTEXT[page](report, proj))
     template = "reports/_report.html" if request.headers.get("HX-Request") else "reports/page.html"
     return render(request, template, context)
 
@@ -281,11 +284,23 @@ def _leaderboards(report: dict, project: Project) -> dict:
             title="Mean rating (95% CI)", base_label=f"Bars start at the scale's minimum, {floor:g}.",
         ) if rt else None  # fmt: skip
         n_models = len({r["model"] for r in bt} & {r["model"] for r in rt})
+        style = board.get("style_controlled")
+        style_chart = None
+        if style and style["models"]:
+            s_elos = [v for r in style["models"] for v in [r["elo"], *(r["ci"] or [])] if v is not None]
+            s_spread = max([abs(e - ELO_REFERENCE) for e in s_elos] + [40.0]) * 1.1
+            style_chart = charts.bars_with_intervals(
+                [_bar(r["model"], r["elo"], r["ci"], f"plain {r['plain_elo']:.0f}") for r in style["models"]],
+                lo=ELO_REFERENCE - s_spread, hi=ELO_REFERENCE + s_spread, digits=0, reference=ELO_REFERENCE,
+                base=ELO_REFERENCE, title="Style-controlled Bradley-Terry (Elo scale, 95% Wald CI)",
+                base_label="Length and markdown differences held equal; bars from the mean model, 1000.",
+            )  # fmt: skip
         boards.append({"group": group, "bt_chart": bt_chart, "rt_chart": rt_chart, "tau": board["kendall_tau"],
                        "tau_ci": board.get("kendall_tau_ci"), "n_models": n_models,
                        "tau_too_few": glossary.too_few(n_models, minimum=glossary.MIN_MODELS_FOR_RANK),
                        "bt": bt, "ratings": rt, "identifiable": board.get("bradley_terry_identifiable"),
-                       "never_lost": board.get("never_lost", []), "never_won": board.get("never_won", [])})  # fmt: skip
+                       "never_lost": board.get("never_lost", []), "never_won": board.get("never_won", []),
+                       "style": style, "style_chart": style_chart})  # fmt: skip
     first = boards[0] if boards else None
     return {
         "lead_chart": first["bt_chart"] if first else None,

@@ -86,6 +86,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "judges:run-resume": {"post": PAGE_RESEARCH_P},
     "reports:project": {"get": PAGE_RESEARCH_P},
     "reports:page": {"get": PAGE_RESEARCH_P},
+    "reports:evaluators": {"get": PAGE_RESEARCHER},  # rows of the caller's own projects only
     "exports:project": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "exports:job": {"get": PAGE_RESEARCH_P},
     "exports:job_file": {"get": PAGE_RESEARCH_P},
@@ -130,6 +131,8 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "api-run-cancel": {"post": API_RESEARCH_P},
     "api-run-resume": {"post": API_RESEARCH_P},
     "api-project-report": {"get": API_RESEARCH_P},
+    "api-judge-card": {"get": API_JUDGE},
+    "api-evaluators": {"get": API_RESEARCHER},
     "api-project-export": {"get": API_RESEARCH_P},
 }
 PK_OF = {

@@ -125,7 +125,8 @@ def test_api_returns_the_issue_shape(researcher, annotator, filled):
     board = data["leaderboard"]["humans"]
     assert set(board) >= {"bradley_terry", "ratings", "kendall_tau"}
     assert set(board) - {"bradley_terry", "ratings", "kendall_tau"} == {
-        "kendall_tau_ci", "bradley_terry_identifiable", "never_lost", "never_won"
+        "kendall_tau_ci", "bradley_terry_identifiable", "never_lost", "never_won",
+        "style_controlled",  # issue 14: the style-controlled twin of the board
     }  # fmt: skip
     assert set(board["bradley_terry"][0]) == {"model", "elo", "ci"}
     assert set(board["ratings"][0]) == {"model", "mean", "ci"}

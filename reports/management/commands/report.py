@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.models import Project
 from reports.build import build_report
+from reports.cards import CARD_RATES
 from reports.selectors import ReportFilters
 
 
@@ -58,12 +59,26 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
             row.get("longer_wins_rate_ci"))  # fmt: skip
         add("length", row["rater"], "gold", "gold_longer_wins_rate", row["gold_longer_wins_rate"],
             row.get("n_gold", row["n"]), row.get("gold_longer_wins_rate_ci"))  # fmt: skip
+    for card in report.get("judge_cards", []):
+        ns = {"position_consistency": card["position_n"], "first_position_rate": card["n_inconsistent"],
+              "preference_fairness": card["position_n"], "repetition_stability": card["repetition_n"],
+              "length_preference": card["length_n"], "human_length_preference": card["human_length_n"],
+              "valid_mass": card["valid_mass_n"]}  # fmt: skip
+        for metric in CARD_RATES:
+            add("judge_cards", card["judge"], "", metric, card[metric], ns.get(metric, card["n"]), card.get(f"{metric}_ci"))
     for group, board in report["leaderboard"].items():
         for r in board["bradley_terry"]:
             add("leaderboard", group, r["model"], "elo", r["elo"], None, r["ci"])
         for r in board["ratings"]:
             add("leaderboard", group, r["model"], "mean_rating", r["mean"], None, r["ci"])
         add("leaderboard", group, "", "kendall_tau", board["kendall_tau"], None, board.get("kendall_tau_ci"))
+        style = board.get("style_controlled") or {}
+        for r in style.get("models", []):
+            add("leaderboard", group, r["model"], "style_controlled_elo", r["elo"], style["n"], r["ci"])
+        if style:
+            add("leaderboard", group, "", "kendall_tau_style_vs_plain", style["kendall_tau"], len(style["models"]))
+        for r in style.get("length_controlled", []):
+            add("leaderboard", group, r["model"], "lc_win_rate", r["lc_win_rate"], r["n"], r["lc_win_rate_ci"])
     return rows
 
 
