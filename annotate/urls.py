@@ -10,6 +10,8 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/submit/", views.submit, name="annotate_submit"),
     path("projects/<int:project_id>/annotate/skip/", views.skip, name="annotate_skip"),
     path("projects/<int:project_id>/annotate/undo/", views.undo, name="annotate_undo"),
+    path("projects/<int:project_id>/annotate/feedback/<uuid:view_key>/", views.training_feedback, name="annotate_feedback"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="annotate_dashboard"),
     path("pairs/<int:pair_id>/", views.pair_detail, name="annotate_pair"),
+    path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),
 ]

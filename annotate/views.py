@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dashboard
+from . import dashboard, training
 from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
@@ -26,7 +26,6 @@ from .models import Assignment, Pair, Project, Rater
 from .queue import (
     SKIP_REASONS,
     QueueError,
-    assignment_claim_next,
     assignment_skip,
     assignment_submit_preference,
     assignment_submit_rating,
@@ -117,6 +116,7 @@ def _task_context(
     posted: dict | None = None,
     notice: Notice | None = None,
     waiting: int = 0,
+    standing_message: str = "",
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
@@ -127,13 +127,19 @@ def _task_context(
         "progress": progress_for(project=project, rater=rater),
         "notice": notice,
         "errors": errors,
-        "undo_key": last.view_key if last else None,
+        "undo_key": last.view_key if last and not last.training else None,
         "skip_reasons": SKIP_REASONS.items(),
         # All done: how many tasks other annotators hold that could still come back to this one.
         "waiting": waiting,
+        # No task because of the annotator's standing (annotate.training), not an empty queue.
+        "standing_message": standing_message,
+        "training_round": None,
     }
     if assignment is None:
         return context
+    if assignment.training:
+        done = Assignment.objects.filter(project=project, rater=rater, training=True, status=Assignment.Status.DONE).count()
+        context["training_round"] = {"number": done + 1, "size": project.training_size}
     if assignment.protocol == Assignment.Protocol.RATING:
         response = assignment.response
         assert response is not None
@@ -204,26 +210,35 @@ def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, 
     return project, rater_for_user(user=authenticated(request.user))
 
 
-def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
-    """The annotator's next task; when there is none, the claims others hold that could reopen.
+def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int, str]:
+    """The annotator's next task through annotate.training's gate (training round, main
+    queue, or none while their standing holds them back, with the reason); when the queue has
+    none, the claims others hold that could reopen.
 
     A claim given back between the claim attempt and the count is in the pool but no longer
     counted, so a count of zero gets one more attempt: the done state stops checking back only
     once nothing is left and nothing is in flight."""
-    assignment = assignment_claim_next(project=project, rater=rater)
-    if assignment is not None:
-        return assignment, 0
+    gate = training.claim_next(project=project, rater=rater)
+    if gate.blocked:
+        return None, 0, gate.message
+    if gate.assignment is not None:
+        return gate.assignment, 0, ""
     waiting = open_claims_elsewhere(project=project, rater=rater)
+    assignment = None
     if waiting == 0:
-        assignment = assignment_claim_next(project=project, rater=rater)
-    return assignment, waiting
+        gate = training.claim_next(project=project, rater=rater)
+        assignment = gate.assignment
+    return assignment, waiting, gate.message
 
 
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
-        assignment, waiting = _claim(project, rater)
-        context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+        assignment, waiting, standing_message = _claim(project, rater)
+        context = _task_context(
+            project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
+            standing_message=standing_message,
+        )
         return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
@@ -239,15 +254,18 @@ def task(request: HttpRequest, project_id: int) -> HttpResponse:
     swapped in, and once nothing is left and no other annotator holds a claim that could come
     back, the answer carries 286 so htmx stops polling."""
     project, rater = _project_and_rater(request, project_id)
-    assignment, waiting = _claim(project, rater)
+    assignment, waiting, standing_message = _claim(project, rater)
     notice = None
     status = 200
     if _is_htmx(request):
-        if assignment is not None:
+        if assignment is not None and request.GET.get("after") != "feedback":
             notice = Notice("A task has opened up for you.", "info")
-        elif waiting == 0:
+        elif assignment is None and waiting == 0:
             status = HTMX_STOP_POLLING
-    context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+    context = _task_context(
+        project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
+        standing_message=standing_message,
+    )
     return _render_task(request, context, status=status)
 
 
@@ -297,8 +315,39 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
         return _render_task(request, context, status=422)
     except QueueError as exc:
         return _next(request, project, rater, Notice(str(exc), "error"))
+    training.check_after_submit(assignment=result.assignment)
+    if result.assignment.training:
+        # The training round answers each task with the expected answer before the next one.
+        if _is_htmx(request):
+            return _render_feedback(request, project, rater, result.assignment)
+        return redirect("annotate_feedback", project_id=project.pk, view_key=result.assignment.view_key)
     kind = "info" if result.duplicate else "success"
     return _next(request, project, rater, Notice(result.message, kind))
+
+
+def _render_feedback(request: HttpRequest, project: Project, rater: Rater, assignment: Assignment) -> HttpResponse:
+    labels = TERNARY_LABELS if project.ranking_scale == Project.RankingScale.TERNARY else SHOWN_STRENGTH_LABELS
+    feedback = training.training_feedback(assignment=assignment, strength_labels=labels)
+    context = {
+        "project": project, "feedback": feedback,
+        "guideline_html": render_markdown(feedback.guideline) if feedback.guideline else "",
+        "progress": progress_for(project=project, rater=rater),
+    }
+    template = "annotate/_training_feedback.html" if _is_htmx(request) else "annotate/training_feedback.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def training_feedback(request: HttpRequest, project_id: int, view_key: uuid.UUID) -> HttpResponse:
+    """The expected answer of a training task the annotator has done (the page a plain form
+    post lands on; htmx gets the same partial in place)."""
+    project, rater = _project_and_rater(request, project_id)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("project", "rater", "response__item", "pair__item"),
+        project=project, rater=rater, view_key=view_key, training=True, status=Assignment.Status.DONE,
+    )
+    return _render_feedback(request, project, rater, assignment)
 
 
 @login_required
@@ -353,8 +402,27 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
             "annotators": dashboard.annotator_rows(project=project),
             "days": dashboard.annotations_per_day(project=project),
             "pairs": pairs, "page": page, "more": more,
+            "standings": training.standing_rows(project),
         },
     )
+
+
+@login_required
+@require_POST
+def standing_decide(request: HttpRequest, project_id: int, rater_id: int) -> HttpResponse:
+    """A researcher's decision on a held-back annotator: reinstate, exclude or remove."""
+    project = project_for(request.user, project_id, need="research")
+    rater = get_object_or_404(Rater, pk=rater_id, kind=Rater.Kind.HUMAN, standings__project=project)
+    try:
+        training.standing_decide(
+            project=project, rater=rater, decision=request.POST.get("decision", ""),
+            user=authenticated(request.user), note=request.POST.get("note", ""),
+        )
+    except ValidationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{rater.name}: {training.State(training.DECISIONS[request.POST['decision']]).label.lower()}.")
+    return redirect(reverse("annotate_dashboard", args=[project.pk]) + "#standings")
 
 
 @login_required

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from annotate.training import excluded_raters
 from annotate.verdicts import combine_strengths
 
 from .aggregate import Vote
@@ -169,7 +170,7 @@ def response_records(
         by_id = {it.id: it for it in items}
         ratings: dict[int, dict[str, list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
         rating_rows = (
-            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters))
+            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters)).exclude(rater__in=excluded_raters(project))
             .order_by("response_id", "id")
             .values_list("response_id", "attribute__name", "value", "rater__kind", "rater__name")
         )
@@ -213,6 +214,7 @@ def pair_records(
         preference_rows = (
             # By pair id, not through the item join: the pair_id index answers it directly.
             Preference.objects.filter(pair_id__in=[p[0] for p in pairs], rater_kind__in=filters.rater_kinds)
+            .exclude(rater__in=excluded_raters(project))
             .order_by("pair_id", "id")
             .values_list("pair_id", "rater_id", "rater_kind", "rater__name", "strength", "justification")
         )
@@ -257,7 +259,7 @@ def annotation_rows(
         by_id = {it.id: it for it in items}
         rows: dict[int, list[dict]] = defaultdict(list)
         for (item_id, response, attribute, value, kind, name, tot, created, updated) in (
-            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters))
+            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters)).exclude(rater__in=excluded_raters(project))
             .order_by("response__item_id", "response_id", "id")
             .values_list(
                 "response__item_id", "response__external_id", "attribute__name", "value",
@@ -277,6 +279,7 @@ def annotation_rows(
             })
         for (item_id, ext_a, ext_b, strength, shown, justification, kind, name, tot, created, updated) in (
             Preference.objects.filter(pair__item_id__in=by_id, rater_kind__in=filters.rater_kinds)
+            .exclude(rater__in=excluded_raters(project))
             .order_by("pair__item_id", "pair_id", "id")
             .values_list(
                 "pair__item_id", "pair__response_a__external_id", "pair__response_b__external_id",
