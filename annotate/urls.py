@@ -13,5 +13,7 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/feedback/<uuid:view_key>/", views.training_feedback, name="annotate_feedback"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="annotate_dashboard"),
     path("pairs/<int:pair_id>/", views.pair_detail, name="annotate_pair"),
+    path("projects/<int:project_id>/review/", views.review_queue, name="annotate_review"),
+    path("projects/<int:project_id>/review/<int:pair_id>/", views.review_pair, name="annotate_review_pair"),
     path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),
 ]

@@ -17,8 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dashboard, training
-from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from . import adjudication, dashboard, training
+from .access import can_research, can_research_in, global_role, project_for, projects_with_roles, role_meets
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
@@ -87,6 +87,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 "reports_url": _url_or_none("reports:project", project.pk) if researcher else None,
                 "judges_url": _url_or_none("judges:runs", project.pk) if researcher else None,
                 "exports_url": _url_or_none("exports:project", project.pk) if researcher else None,
+                "review_url": reverse("annotate_review", args=[project.pk]) if role_meets(role, "review") else None,
             }
         )
     return render(
@@ -442,3 +443,64 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
             **dashboard.pair_annotations(pair=pair),
         },
     )
+
+
+# --- adjudication (reviewers and researchers) ------------------------------------------------------
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The pairs the humans split on, or whose gold they contest, waiting for a final verdict."""
+    project = project_for(request.user, project_id, need="review", archived=True)
+    rows = adjudication.review_queue(project)
+    return render(request, "annotate/review_queue.html", {
+        "project": project, "can_research": can_research_in(request.user, project), "can_review": True, "rows": rows,
+    })
+
+
+def _decision_options(project: Project, selected: int | None) -> list[dict]:
+    labels = TERNARY_LABELS if project.ranking_scale == Project.RankingScale.TERNARY else SHOWN_STRENGTH_LABELS
+    return [
+        {"value": v, "label": label, "key": str(i + 1), "checked": v == selected}
+        for i, (v, label) in enumerate(sorted(labels.items()))
+    ]
+
+
+@login_required
+def review_pair(request: HttpRequest, project_id: int, pair_id: int) -> HttpResponse:
+    """Every label and justification of one pair, and the reviewer's final verdict with a note.
+    Only reviewers and researchers get here: annotators never see each other's labels."""
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405)
+    project = project_for(request.user, project_id, need="review", archived=request.method == "GET")
+    pair = get_object_or_404(
+        Pair.objects.select_related("item", "response_a", "response_b"), pk=pair_id, item__project=project
+    )
+    error = ""
+    posted_strength = _as_int(request.POST.get("strength")) if request.method == "POST" else None
+    note = request.POST.get("note", "") if request.method == "POST" else ""
+    if request.method == "POST":
+        try:
+            adjudication.adjudicate(
+                pair=pair, reviewer=authenticated(request.user), strength=posted_strength, note=note,
+            )
+        except ValidationError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Pair #{pair.pk}: final verdict saved.")
+            following = adjudication.review_queue(project)
+            if following:
+                return redirect("annotate_review_pair", project_id=project.pk, pair_id=following[0].pair.pk)
+            return redirect("annotate_review", project_id=project.pk)
+    current = adjudication.latest(pair)
+    return render(request, "annotate/review_pair.html", {
+        "project": project, "can_research": can_research_in(request.user, project), "can_review": True,
+        "pair": pair, "item": pair.item,
+        "prompt_html": render_markdown(pair.item.prompt),
+        "context_html": render_markdown(pair.item.context) if pair.item.context else "",
+        "a_html": render_markdown(pair.response_a.text), "b_html": render_markdown(pair.response_b.text),
+        "current": current, "error": error, "note": note,
+        "options": _decision_options(project, posted_strength if posted_strength is not None else (current.strength if current else None)),
+        **dashboard.pair_annotations(pair=pair),
+    }, status=422 if error else 200)

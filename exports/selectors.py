@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from annotate.adjudication import adjudicated_strengths
 from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
 from annotate.training import excluded_raters
 from annotate.verdicts import combine_strengths
@@ -36,6 +37,9 @@ class ExportFilters:
     # to exactly one split.
     splits: tuple[tuple[str, float], ...] = (("train", 1.0),)
     seed: int = 0
+    # Gold of a pair: "majority" of its human votes, or "adjudicated" (a reviewer's final verdict
+    # where there is one); annotate.verdicts.gold_label_from decides.
+    gold: str = "majority"
 
     @property
     def rater_kinds(self) -> list[str]:
@@ -114,6 +118,7 @@ class PairRecord:
     # One vote per rater: a judge's two shown orders are combined (METRICS.md).
     votes: list[Vote] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # rater kind of each vote
+    adjudicated: int | None = None  # a reviewer's final strength (stored order), when gold is "adjudicated"
 
 
 def items_to_export(project: Project, filters: ExportFilters):
@@ -193,6 +198,7 @@ def pair_records(
     project: Project, filters: ExportFilters, *, batch: int = ITEM_BATCH,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[PairRecord]:
+    decided = adjudicated_strengths(project) if filters.gold == "adjudicated" else {}
     for items in item_batches(project, filters, batch=batch, on_progress=on_progress):
         by_id = {it.id: it for it in items}
         # Pairs and response texts in two single-table queries rather than a three-way join:
@@ -234,7 +240,7 @@ def pair_records(
             yield PairRecord(
                 item=by_id[item_id], id=pid, response_1=text_a, response_2=text_b,
                 response_1_id=ext_a, response_2_id=ext_b, model_1=model_a, model_2=model_b,
-                votes=votes, kinds=kinds,
+                votes=votes, kinds=kinds, adjudicated=decided.get(pid),
             )
 
 

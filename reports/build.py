@@ -11,14 +11,22 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from annotate.adjudication import adjudicated_verdicts
 from annotate.models import Project
-from annotate.verdicts import VERDICT_LABELS, combine_orders, gold_verdicts, verdict_of
+from annotate.verdicts import (
+    VERDICT_LABELS,
+    GoldSource,
+    combine_orders,
+    gold_verdicts,
+    verdict_of,
+    with_adjudicated,
+)
 
 from .metrics.agreement import (
     cohen_kappa_from_confusion,
@@ -56,12 +64,15 @@ class ReportOptions:
     seed: int = 0
     wildbench_k: int | None = None
     gold_panel: list[str] | None = None  # rater labels whose majority is gold, instead of all humans
+    # "majority" or "adjudicated" (a reviewer's final verdict where there is one): annotate.verdicts
+    gold: str = "majority"
     details: bool = False  # add a "details" key (charts: confusions, reliability bins, cross-rater)
     attribute_order: list[str] = field(default_factory=list)
 
 
 def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
     filters = filters or ReportFilters()
+    options["gold"] = options.get("gold") or project.gold_source
     opts = ReportOptions(
         attribute=filters.attribute,
         rater_group=filters.rater_group,
@@ -73,7 +84,8 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
     )
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
-    return report_from_table(table, opts)
+    adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
+    return report_from_table(table, opts, adjudicated=adjudicated)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -123,9 +135,16 @@ def choose_attribute(available: list[str], requested: str | None, order: list[st
 # --- the report ------------------------------------------------------------------------------
 
 
-def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
-    items, _ = pd.factorize(table["item"])
+def report_from_table(table: pd.DataFrame, opts: ReportOptions, adjudicated: pd.DataFrame | None = None) -> dict:
+    """`adjudicated`: reviewers' final verdicts (pair, item, verdict), used as gold where
+    opts.gold is "adjudicated" (annotate.verdicts.with_adjudicated)."""
+    items, uniques = pd.factorize(table["item"])
     table = table.assign(item=items)
+    if adjudicated is not None and len(adjudicated):
+        # Into the same item codes as the table; a decided pair nobody in the table judged has no figure to enter.
+        code_of = pd.Series(np.arange(len(uniques)), index=uniques)
+        adjudicated = adjudicated[adjudicated["item"].isin(code_of.index)]
+        adjudicated = adjudicated.assign(item=code_of.loc[adjudicated["item"]].to_numpy())
     n_units = int(items.max()) + 1 if len(items) else 0
     boot = Resampler(n_units=n_units, rounds=opts.rounds, seed=opts.seed)
 
@@ -140,12 +159,12 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
         gold_source = verdicts[verdicts["rater"].isin(opts.gold_panel)]
     else:
         gold_source = verdicts[verdicts["kind"] == "human"]
-    gold = gold_verdicts(gold_source)
+    gold = with_adjudicated(gold_verdicts(gold_source), adjudicated, cast(GoldSource, opts.gold))
     shown = [r for r in raters if _in_group(r, raters[r]["kind"], opts.rater_group)]
 
     pending: dict[str, Any] = {}
     pending["agreement"] = _agreement(verdicts, ratings, shown, raters, boot)
-    pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot)
+    pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
     pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
     pending["position"] = _position(prefs, gold, shown, raters, boot)
     pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot)
@@ -161,6 +180,7 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
             "bootstrap_rounds": opts.rounds,
             "n_items": n_units,
             "n_gold_pairs": len(gold),
+            "gold_source": opts.gold,
             "gold_counts": dict(zip(VERDICT_LABELS, np.bincount(gold["gold"].to_numpy(dtype=np.int64),
                                                                 minlength=3).tolist(), strict=True)),
             **pending["agreement"].details(),
@@ -486,7 +506,8 @@ def _krippendorff(
 # --- judge vs gold ---------------------------------------------------------------------------
 
 
-def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler,
+                   source: str = "majority"):
     judges = [r for r in shown if raters[r]["kind"] == "judge"]
     results = {j: score_against_gold(verdicts[verdicts["rater"] == j], gold, boot) for j in judges}
     results = {j: s for j, s in results.items() if s.n}
@@ -496,6 +517,7 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
             {
                 "judge": j,
                 "n": s.n,
+                "gold": source,  # which gold: "majority" or "adjudicated"
                 **{k: _val(s.estimate, i) for i, k in enumerate(SCORES)},
                 "ci": _ci(s.estimate, 0),
                 # Accuracy without tied gold counts only the pairs whose gold is A or B.

@@ -77,6 +77,9 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     # A training task's expected answer: only the annotator who did it (view_key is theirs).
     "annotate_feedback": {"get": _profile(LOGIN, 403, OK, 404, 404, 404, 404)},
     "annotate_standing_decide": {"post": PAGE_RESEARCH_P},
+    # Adjudication: reviewers and researchers of P (annotators never see others' labels).
+    "annotate_review": {"get": PAGE_RESEARCH_P},
+    "annotate_review_pair": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -257,7 +260,7 @@ ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
     ("api-project", "put"), ("api-project", "patch"),
-    ("annotate_feedback", "get"), ("annotate_standing_decide", "post"),
+    ("annotate_feedback", "get"), ("annotate_standing_decide", "post"), ("annotate_review_pair", "post"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
 
