@@ -88,7 +88,8 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "guidelines", "protocols", "ranking_scale", "overlap",
             "justification_required_above", "gold_rate", "attention_rate", "claim_seconds",
-            "same_rater_both_protocols", "created_at", "attributes",
+            "same_rater_both_protocols", "training_size", "qualification_bar", "gold_window",
+            "review_agreement_below", "gold_source", "created_at", "attributes",
         ]
 
 
@@ -107,6 +108,12 @@ class ProjectUpdateSerializer(serializers.Serializer):
     attention_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     claim_seconds = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False)
     same_rater_both_protocols = serializers.BooleanField(required=False)
+    # Onboarding and the continuous check (annotate.training); adjudication (annotate.adjudication).
+    training_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    qualification_bar = serializers.FloatField(min_value=0, max_value=1, required=False)
+    gold_window = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    review_agreement_below = serializers.FloatField(min_value=0, max_value=1, required=False)
+    gold_source = serializers.ChoiceField(choices=["majority", "adjudicated"], required=False)
 
 
 class ProjectCreateSerializer(ProjectUpdateSerializer):

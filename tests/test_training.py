@@ -229,3 +229,19 @@ def test_an_excluded_annotator_is_left_out_of_reports_and_exports_and_kept(annot
     assert Preference.objects.filter(rater=bob).exists()  # kept
     training.standing_decide(project=project, rater=bob, decision="reinstate", user=researcher)
     assert len(list(annotation_rows(project, ExportFilters()))) == 2
+
+
+def test_the_settings_are_in_the_projects_api(researcher, project: Project):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(researcher)
+    answer = api.patch(f"/api/projects/{project.pk}/", {
+        "training_size": 5, "qualification_bar": 0.8, "gold_window": 20, "review_agreement_below": 0.6,
+        "gold_source": "adjudicated"}, format="json")
+    assert answer.status_code == 200, answer.content
+    body = api.get(f"/api/projects/{project.pk}/").json()
+    assert (body["training_size"], body["qualification_bar"], body["gold_window"]) == (5, 0.8, 20)
+    assert (body["review_agreement_below"], body["gold_source"]) == (0.6, "adjudicated")
+    bad = api.patch(f"/api/projects/{project.pk}/", {"qualification_bar": 1.5, "gold_window": 0}, format="json")
+    assert bad.status_code == 400 and set(bad.json()) >= {"qualification_bar", "gold_window"}
