@@ -240,7 +240,8 @@ def current_state(project: Project, rater: Rater) -> str:
 def claim_next(*, project: Project, rater: Rater) -> Gate:
     """The annotator's next task through the gate: the training round first (where the project
     has one), the main queue once qualified, nothing while paused, below the bar or excluded.
-    A task already held is handed back whatever the state (a reload shows the same task)."""
+    Within the training round and the main queue a task already held is handed back first (a
+    reload shows the same task)."""
     state = current_state(project, rater)
     if state == State.TRAINING:
         assignment = None

@@ -15,7 +15,7 @@ from judges import prompts, services
 
 pytestmark = pytest.mark.django_db
 
-NAV_LINKS = ["Dashboard", "Judge runs", "Reports", "Exports", "Import"]
+NAV_LINKS = ["Dashboard", "Judge runs", "Reports", "Exports", "Import", "Review"]
 
 
 def _pair(project) -> Pair:
