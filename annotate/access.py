@@ -187,6 +187,11 @@ def project_role(user: AnyUser, project: Project) -> Role | None:
     return None if member is None else _effective(role, member)
 
 
+def role_meets(role: Role | None, need: Need) -> bool:
+    """Whether a project role (projects_with_roles, project_role) is enough for `need`."""
+    return role is not None and RANK[role] >= NEED_RANK[need]
+
+
 def can_research_in(user: AnyUser, project: Project) -> bool:
     """Whether the user researches this project: what its pages' header offers them."""
     role = project_role(user, project)

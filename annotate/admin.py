@@ -27,6 +27,7 @@ from django.utils.http import urlencode
 
 from .audit import audit_record, audit_snapshot
 from .models import (
+    Adjudication,
     Assignment,
     Attribute,
     AuditEvent,
@@ -40,6 +41,7 @@ from .models import (
     Rater,
     Rating,
     Response,
+    Standing,
     Study,
 )
 
@@ -291,3 +293,20 @@ class AuditedUserAdmin(UserAdmin, AuditTrailLink):
 
 admin.site.unregister(User)
 admin.site.register(User, AuditedUserAdmin)
+
+
+@admin.register(Standing)
+class StandingAdmin(ReadOnlyAdmin):
+    """Annotators' onboarding and check states; decided on the project dashboard (audited there)."""
+
+    list_display = ["rater", "project", "state", "changed_at", "decided_by"]
+    list_filter = ["state", "project"]
+    raw_id_fields = ["rater", "decided_by"]
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(ReadOnlyAdmin):
+    """Reviewers' final verdicts; made on the review page, never edited (a new decision is a new row)."""
+
+    list_display = ["pair", "strength", "reviewer", "created_at"]
+    raw_id_fields = ["pair", "reviewer"]

@@ -277,7 +277,7 @@ class ProjectImportApi(BaseApi):
         try:
             result = importers.import_uploads(
                 project_name=name, fmt=data.validated_data["format"], files=data.validated_data["files"],
-                user=request.user,
+                user=request.user, gold_share=data.validated_data["gold_share"],
             )
         except ImportFileError as exc:
             # The service names the uploaded file (its client name), never a temporary path.
@@ -320,7 +320,7 @@ class ItemListApi(BaseApi):
         responses=_schema_responses(s.ItemSerializer(many=True)),
     )
     def get(self, request: Request) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs")
         if request.query_params.get("model"):
             items = items.distinct()  # a join through responses repeats an item per matching response
         return self.list_response(items, s.ItemSerializer)
@@ -341,8 +341,11 @@ class ItemListApi(BaseApi):
             return field_error("external_id", "This project has an item with this external id already.")
         try:
             item = item_create(project=project, **fields)
+        except ServiceValidationError as exc:
+            return service_error(exc)
         except IntegrityError:
             return field_error("external_id", "This project has an item with this external id already.")
+        item = Item.objects.prefetch_related("responses", "pairs").get(pk=item.pk)
         return ApiResponse(s.ItemSerializer(item).data, status=status.HTTP_201_CREATED)
 
 
@@ -359,7 +362,7 @@ class DetailApi(BaseApi):
 class ItemDetailApi(DetailApi):
     @extend_schema(operation_id="items_retrieve", responses=_schema_responses(s.ItemSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs")
         return ApiResponse(s.ItemSerializer(self.visible(items, pk)).data)
 
 

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from . import training
 from .access import project_for, require_role
 from .bounds import INTEGER_MAX, SMALLINT_MAX, SMALLINT_MIN
 from .crowd import participant_finished, participant_in_session
@@ -23,7 +24,6 @@ from .models import Assignment, Project
 from .queue import (
     AssignmentNotFound,
     QueueError,
-    assignment_claim_next,
     assignment_skip,
     assignment_submit_preference,
     assignment_submit_rating,
@@ -100,8 +100,11 @@ class QueueNextApi(APIView):
         if participant is not None and participant_finished(participant):
             return ApiResponse({"detail": "You have done this study's tasks: its completion page has your code."},
                                status=status.HTTP_409_CONFLICT)
-        assignment = assignment_claim_next(project=project, rater=rater)
-        body: dict = {"task": task_payload(assignment, project) if assignment else None}
+        # Through annotate.training's gate, as the pages: training round first, none while held back.
+        gate = training.claim_next(project=project, rater=rater)
+        assignment = gate.assignment
+        body: dict = {"task": task_payload(assignment, project) if assignment else None,
+                      "training": gate.training, "standing": gate.state, "standing_message": gate.message}
         if request.query_params.get("progress") == "1":
             p = progress_for(project=project, rater=rater)
             body["progress"] = {"rater_done": p.rater_done, "rater_target": p.rater_target,
@@ -144,9 +147,16 @@ class QueueSubmitApi(APIView):
                 raise ValidationError("Send `values` for a rating task or `shown_strength` for a ranking task.")
         except (ValidationError, QueueError) as exc:
             return _error(exc)
+        training.check_after_submit(assignment=result.assignment)
+        feedback = None
+        if result.assignment.training:
+            labels = {v: f"{v:+d}" if v else "0" for v in range(-3, 4)}
+            shown = training.training_feedback(assignment=result.assignment, strength_labels=labels)
+            feedback = {"passed": shown.passed, "guideline": shown.guideline,
+                        "expected": [{"field": f, "expected": e, "given": g} for f, e, g in shown.rows]}
         return ApiResponse(
             {"stored": not result.duplicate, "duplicate": result.duplicate, "message": result.message,
-             "view_key": str(result.assignment.view_key)},
+             "view_key": str(result.assignment.view_key), "training_feedback": feedback},
             status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
         )
 

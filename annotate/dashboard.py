@@ -23,10 +23,13 @@ from .models import (
     Rating,
     Response,
 )
-from .verdicts import PreferenceReading, preference_reading, verdict_code
-
-# A gold rating passes within one scale point: HelpSteer2's own annotators agree to about that.
-GOLD_RATING_TOLERANCE = 1
+from .verdicts import (
+    PreferenceReading,
+    gold_preference_passes,
+    gold_rating_errors,
+    gold_rating_passes,
+    preference_reading,
+)
 
 
 @dataclass
@@ -122,22 +125,23 @@ def annotator_rows(*, project: Project) -> list[AnnotatorRow]:
                   "response__gold_ratings")
     rated: dict[tuple[int, int], dict] = {}
     for rater_id, _name, response_id, role, attribute, value, gold in ratings:
-        entry = rated.setdefault((rater_id, response_id), {"role": role, "errors": []})
-        if gold is not None and attribute in gold:  # never None: gold_ratings__isnull=False
-            entry["errors"].append(abs(value - int(gold[attribute])))
+        entry = rated.setdefault((rater_id, response_id), {"role": role, "values": {}, "gold": gold})
+        entry["values"][attribute] = value
     preferences = Preference.objects.filter(
         ~Q(pair__item__role=Item.Role.TASK), pair__item__project=project, rater_kind=Rater.Kind.HUMAN,
         pair__gold_strength__isnull=False,
     ).values_list("rater_id", "pair__item__role", "strength", "pair__gold_strength")
     results: list[tuple[int, str, bool, float]] = []
+    # The pass rule is annotate.verdicts' (the training round and the continuous check use it too).
     for (rater_id, _), entry in rated.items():
-        if entry["errors"]:
-            passed = max(entry["errors"]) <= GOLD_RATING_TOLERANCE
-            results.append((rater_id, entry["role"], passed, statistics.fmean(entry["errors"])))
+        passed = gold_rating_passes(entry["values"], entry["gold"])
+        if passed is not None:
+            results.append((rater_id, entry["role"], passed, statistics.fmean(gold_rating_errors(entry["values"], entry["gold"]))))
     for rater_id, role, strength, gold in preferences:
-        if gold is None:  # excluded by pair__gold_strength__isnull=False; narrows the type
+        verdict_passed = gold_preference_passes(strength, gold)
+        if verdict_passed is None or gold is None:
             continue
-        results.append((rater_id, role, verdict_code(strength) == verdict_code(gold), abs(strength - gold)))
+        results.append((rater_id, role, verdict_passed, abs(strength - gold)))
     raters = {r.pk: r for r in Rater.objects.filter(pk__in={r[0] for r in results} - set(rows))}
     for rater_id, role, passed, error in results:
         row = rows.setdefault(rater_id, AnnotatorRow(rater=raters.get(rater_id) or Rater.objects.get(pk=rater_id)))

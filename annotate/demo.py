@@ -14,7 +14,7 @@ from django.db import transaction
 
 from .demo_data import DEMO_GOLD, DEMO_ITEMS
 from .importers import import_files
-from .models import Item, Pair, Project, Rater
+from .models import Item, Project, Rater
 from .roles import ensure_role_groups, user_set_role
 from .services import preference_submit, ratings_submit
 
@@ -63,21 +63,30 @@ def demo_project_create() -> DemoResult:
     demo_users_create()
     with tempfile.TemporaryDirectory() as tmp, transaction.atomic():
         path = Path(tmp) / "demo.jsonl"
-        rows = [{k: v for k, v in item.items() if k not in ("gold_strength", "gold_ratings")} for item in DEMO_ITEMS + DEMO_GOLD]
+        rows = [_with_gold(item) for item in DEMO_ITEMS + DEMO_GOLD]
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         project = import_files(project_name=DEMO_PROJECT, fmt="jsonl", paths=[path]).project
         project.guidelines = GUIDELINES
         project.gold_rate = 0.1
         project.save(update_fields=["guidelines", "gold_rate"])
         project.members.add(*get_user_model().objects.filter(username__in=[u for u, _ in DEMO_USERS]))
-        for gold in DEMO_GOLD:
-            item = Item.objects.get(project=project, external_id=gold["id"])
-            Pair.objects.filter(item=item).update(gold_strength=gold["gold_strength"])
-            for response in item.responses.all():
-                response.gold_ratings = gold["gold_ratings"].get(response.external_id)
-                response.save(update_fields=["gold_ratings"])
         _seed_annotations(project)
     return DemoResult(project, True)
+
+
+def _with_gold(item: dict) -> dict:
+    """A demo item as a jsonl line: its known answer in the import format's "gold" key."""
+    row = {k: v for k, v in item.items() if k not in ("gold_strength", "gold_ratings")}
+    if "gold_strength" in item or "gold_ratings" in item:
+        ids = [r["id"] for r in item["responses"]]
+        row["gold"] = {
+            "ratings": [
+                {"response": rid, "attribute": name, "value": value}
+                for rid, values in item.get("gold_ratings", {}).items() for name, value in values.items()
+            ],
+            "pairs": [{"pair": ids[:2], "strength": item["gold_strength"]}] if "gold_strength" in item else [],
+        }
+    return row
 
 
 def _seed_annotations(project: Project) -> None:

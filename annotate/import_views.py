@@ -18,14 +18,27 @@ if TYPE_CHECKING:
     from .models import Project
 
 FORMAT_HELP: dict[str, str] = {
-    "jsonl": "One item per line: id, prompt (or conversation [{role, content}], ending with the user's turn), context?, responses [{id, model, text}], pairs?, ratings?, preferences?.",
-    "csv": "One response per row: item_id, prompt, context?, conversation? (the turns as JSON), response_id, model?, text.",
+    "jsonl": "One item per line: id, prompt (or conversation [{role, content}], ending with the user's turn), context?, "
+             "responses [{id, model, text}], pairs?, ratings?, preferences?, "
+             "role? (task, gold, attention, sanity), gold? {ratings [{response, attribute, value}], pairs [{pair, strength}]}.",
+    "csv": "One response per row: item_id, prompt, context?, conversation? (the turns as JSON), response_id, model?, text, "
+           "role?, gold_<attribute>?, gold_pair_with? and gold_strength?.",
     "pandalm": "testset-v1.json, then optionally gpt-3.5-turbo-testset-v1.json and pandalm-7b-testset-v1.json.",
     "autoj": "autoj_pairwise.jsonl, then optionally the original-order and swapped-order verdict files.",
     "sparse-feedback": "The ratings CSV, then the rankings CSV (Peering Through Preferences).",
     "helpsteer2": "HelpSteer2 JSONL: prompt (multi-turn prompts become conversations), response and the five attribute scores.",
     "helpsteer2-preference": "HelpSteer2-Preference JSONL: prompt, response_1, response_2, preference_strength, ...",
 }
+
+
+def _gold_share(raw: str | None) -> float:
+    """The form's share; an unreadable one is the import's own error (field gold_share)."""
+    if not raw or not raw.strip():
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValidationError("gold_share is a share of the items, from 0 to 1.", field="gold_share") from None
 
 
 def _project_from_query(request: HttpRequest) -> Project | None:
@@ -57,7 +70,10 @@ def import_page(request: HttpRequest) -> HttpResponse:
         else:
             access.project_for_import(request.user, name)  # someone else's project: 403, nothing written
             try:
-                result = import_uploads(project_name=name, fmt=fmt, files=files, user=request.user)
+                result = import_uploads(
+                    project_name=name, fmt=fmt, files=files, user=request.user,
+                    gold_share=_gold_share(request.POST.get("gold_share")),
+                )
             except (ImportFileError, ValidationError) as exc:
                 context["error"] = f"Import failed, nothing was written. {exc}"
             else:

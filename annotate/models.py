@@ -84,6 +84,25 @@ class Project(models.Model):
         default=False,
         help_text="The annotator who rates an item's responses also ranks its pair.",
     )
+    # Onboarding and the continuous check (annotate.training).
+    training_size = models.PositiveSmallIntegerField(
+        default=0, help_text="Gold tasks in the training round before the main queue; 0: no training round."
+    )
+    qualification_bar = models.FloatField(
+        default=0.0, help_text="Share of gold passed needed to leave training, and to stay in the queue; 0: no bar."
+    )
+    gold_window = models.PositiveSmallIntegerField(
+        default=10, help_text="The continuous check looks at an annotator's last this many gold tasks."
+    )
+    # Adjudication (annotate.adjudication).
+    review_agreement_below = models.FloatField(
+        default=0.7,
+        help_text="A pair goes to review when the share of human verdicts agreeing with the majority is below this.",
+    )
+    gold_source = models.CharField(
+        max_length=12, choices=[("majority", "Majority of the humans"), ("adjudicated", "Adjudicated where reviewed")],
+        default="majority", help_text="What reports and exports use as gold.",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="projects", through="Membership"
     )
@@ -102,6 +121,10 @@ class Project(models.Model):
                 condition=Q(attention_rate__gte=0) & Q(attention_rate__lte=1),
                 name="project_attention_rate_0_1",
             ),
+            models.CheckConstraint(
+                condition=Q(qualification_bar__gte=0) & Q(qualification_bar__lte=1), name="project_qualification_bar_0_1"
+            ),
+            models.CheckConstraint(condition=Q(gold_window__gte=1), name="project_gold_window_positive"),
         ]
 
     def __str__(self) -> str:
@@ -412,6 +435,8 @@ class Assignment(models.Model):
     shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, default=ShownOrder.AB)
     # One key per task view: a replayed or doubled submit of the same view stores one annotation.
     view_key = models.UUIDField(unique=True)
+    # A training-round task (annotate.training): the annotator is shown the expected answer after it.
+    training = models.BooleanField(default=False)
     skip_reason = models.TextField(blank=True)
     # The values of an undone submission, so the re-shown task opens with them filled in.
     draft = models.JSONField(null=True, blank=True)
@@ -573,3 +598,61 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} in study {self.study_id}"
+class Standing(models.Model):
+    """Where an annotator stands in a project's onboarding and continuous check (annotate.training).
+
+    No row: never started (training comes first where the project has one). Nothing annotated is
+    ever deleted: "excluded" and "removed" only leave the annotator's annotations out of gold,
+    reports and exports (and out of the queue); reinstating brings them back."""
+
+    class State(models.TextChoices):
+        TRAINING = "training", "In training"
+        QUALIFIED = "qualified", "Qualified"
+        FAILED = "failed", "Below the bar in training"
+        PAUSED = "paused", "Paused by the continuous check"
+        EXCLUDED = "excluded", "Excluded from gold and exports"
+        REMOVED = "removed", "Removed (annotations kept, left out everywhere)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="standings")
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="standings")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.TRAINING)
+    # The continuous check counts gold from here on: a reinstated annotator starts a fresh window.
+    checked_since = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["project", "rater"]
+        constraints = [models.UniqueConstraint(fields=["project", "rater"], name="standing_once_per_rater")]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} in {self.project_id}: {self.state}"
+
+
+class Adjudication(models.Model):
+    """A reviewer's final verdict on a pair (annotate.adjudication). Never updated or deleted:
+    a second decision is a new row, and the newest one counts."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="adjudications")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="adjudications"
+    )
+    # Stored order, like every strength: negative = A better.
+    strength = models.SmallIntegerField()
+    note = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pair", "-created_at", "-id"]
+        indexes = [models.Index(fields=["pair", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(strength__gte=-3) & Q(strength__lte=3), name="adjudication_strength_in_scale"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} adjudicated {self.strength}"

@@ -170,6 +170,7 @@ def _claim_from(
     now: datetime,
     rng: random.Random,
     items: QuerySet | None = None,
+    training: bool = False,
 ) -> Assignment | None:
     tried: list[int] = []
     for _ in range(CLAIM_ATTEMPTS):
@@ -191,7 +192,7 @@ def _claim_from(
                         project=project, rater=rater, protocol=protocol,
                         shown_order=shown_order, view_key=uuid.uuid4(),
                         expires_at=now + timedelta(seconds=project.claim_seconds),
-                        **_task_filter(protocol, task_id),
+                        training=training, **_task_filter(protocol, task_id),
                     )
             except IntegrityError:
                 # The same annotator claimed it in another tab a moment ago.
@@ -272,6 +273,23 @@ def assignment_claim_next(
             claimed = _claim_from(project=project, rater=rater, protocol=protocol, role=role, now=now, rng=rng)
             if claimed is not None:
                 return claimed
+    return None
+
+
+def assignment_claim_training(
+    *, project: Project, rater: Rater, now: datetime | None = None, rng: random.Random | None = None
+) -> Assignment | None:
+    """The annotator's next training-round task (a gold task, marked training); None when the
+    project has no gold left for them. annotate.training decides when to call it."""
+    now = now or timezone.now()
+    rng = rng or random.Random()
+    resumed = _resume_open_claim(project=project, rater=rater, now=now)
+    if resumed is not None:
+        return resumed
+    for protocol in _protocols(project, rng):
+        claimed = _claim_from(project=project, rater=rater, protocol=protocol, role=Item.Role.GOLD, now=now, rng=rng, training=True)
+        if claimed is not None:
+            return claimed
     return None
 
 
@@ -430,6 +448,9 @@ def assignment_undo(
             raise QueueError("There is nothing to undo.")
         if view_key is not None and str(newest.view_key) != str(view_key):
             raise QueueError("Only your newest submission can be undone.")
+        if newest.training:
+            # Its expected answer has been shown: a second try would pass every training task.
+            raise QueueError("A training answer stays as given: you have seen its expected answer.")
         draft: dict
         # A rating assignment holds a response, a ranking assignment a pair.
         if newest.protocol == RATING:
@@ -487,18 +508,26 @@ def task_slots(*, project: Project) -> int:
 
 
 def progress_for(*, project: Project, rater: Rater) -> Progress:
-    """Done / target for the annotator (a fair share of the project's slots) and the project."""
+    """Done / target for the annotator (a fair share of the project's slots) and the project.
+
+    Every main-queue task counts, gold and attention checks included: a counter that stood
+    still on a check would tell an attentive annotator which tasks are checks (issue 12). The
+    targets grow by the share of checks mixed in, so they stay what a finished annotator reaches.
+    Training-round tasks are announced as such and count in neither."""
     slots = task_slots(project=project)
     tasks = slots // max(project.overlap, 1)
     annotators = max(1, project.members.filter(groups__name="annotator").count())
-    regular_done = Assignment.objects.filter(project=project, status=DONE).filter(
-        Q(response__item__role=Item.Role.TASK) | Q(pair__item__role=Item.Role.TASK)
-    )
+    checks_share = min(project.gold_rate + project.attention_rate, 0.9)
+    main_done = Assignment.objects.filter(project=project, status=DONE, training=False)
+    rater_done = main_done.filter(rater=rater).count()
+    project_done = main_done.count()
+    rater_target = math.ceil(min(tasks, math.ceil(slots / annotators)) / (1 - checks_share))
+    project_target = math.ceil(slots / (1 - checks_share))
     return Progress(
-        rater_done=regular_done.filter(rater=rater).count(),
-        rater_target=min(tasks, math.ceil(slots / annotators)),
-        project_done=regular_done.count(),
-        project_target=slots,
+        rater_done=rater_done,
+        rater_target=max(rater_target, rater_done),
+        project_done=project_done,
+        project_target=max(project_target, project_done),
     )
 
 

@@ -89,7 +89,8 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "guidelines", "protocols", "ranking_scale", "overlap",
             "justification_required_above", "gold_rate", "attention_rate", "claim_seconds",
-            "same_rater_both_protocols", "created_at", "attributes",
+            "same_rater_both_protocols", "training_size", "qualification_bar", "gold_window",
+            "review_agreement_below", "gold_source", "created_at", "attributes",
         ]
 
 
@@ -108,6 +109,12 @@ class ProjectUpdateSerializer(serializers.Serializer):
     attention_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     claim_seconds = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False)
     same_rater_both_protocols = serializers.BooleanField(required=False)
+    # Onboarding and the continuous check (annotate.training); adjudication (annotate.adjudication).
+    training_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    qualification_bar = serializers.FloatField(min_value=0, max_value=1, required=False)
+    gold_window = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    review_agreement_below = serializers.FloatField(min_value=0, max_value=1, required=False)
+    gold_source = serializers.ChoiceField(choices=["majority", "adjudicated"], required=False)
 
 
 class ProjectCreateSerializer(ProjectUpdateSerializer):
@@ -124,6 +131,10 @@ class ProjectImportSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=importers.FORMATS)
     files = serializers.ListField(
         child=serializers.FileField(), min_length=1, help_text="The format's files, in its order."
+    )
+    gold_share = serializers.FloatField(
+        min_value=0, max_value=1, required=False, default=0.0,
+        help_text="Share of the items with human labels made gold items, their known answer the humans' labels.",
     )
 
 
@@ -165,13 +176,53 @@ class ItemResponseSerializer(serializers.ModelSerializer):
         fields = ["id", "external_id", "text", "model"]
 
 
+class GoldRatingSerializer(serializers.Serializer):
+    response = serializers.CharField(max_length=200, help_text="A response's external id in this item.")
+    attribute = serializers.CharField(max_length=100)
+    value = RawIntegerField(help_text="Inside the attribute's scale.")
+
+
+class GoldPairSerializer(serializers.Serializer):
+    pair = serializers.ListField(
+        child=serializers.CharField(max_length=200), min_length=2, max_length=2,
+        help_text="[response external id, response external id]",
+    )
+    strength = RawIntegerField(help_text="Negative: the first named is better; inside the project's scale.")
+
+
+class GoldSerializer(serializers.Serializer):
+    """The known answer of a gold, attention or sanity item (the jsonl import's "gold")."""
+
+    ratings = GoldRatingSerializer(many=True, required=False, default=list)
+    pairs = GoldPairSerializer(many=True, required=False, default=list)
+
+
 class ItemSerializer(serializers.ModelSerializer):
     responses = ItemResponseSerializer(many=True, read_only=True)
+    gold = serializers.SerializerMethodField(help_text="The known answer, in the pairs' stored order; null for a task.")
 
     class Meta:
         model = Item
-        fields = ["id", "project", "external_id", "prompt", "conversation", "context", "metadata", "role", "created_at",
-                  "responses"]
+        fields = [
+            "id", "project", "external_id", "prompt", "conversation", "context", "metadata", "role", "gold", "created_at",
+            "responses",
+        ]
+
+    @extend_schema_field(GoldSerializer(allow_null=True))
+    def get_gold(self, item: Item) -> dict | None:
+        if item.role == Item.Role.TASK:
+            return None
+        responses = {r.pk: r.external_id for r in item.responses.all()}
+        ratings = [
+            {"response": r.external_id, "attribute": name, "value": value}
+            for r in item.responses.all() for name, value in (r.gold_ratings or {}).items()
+        ]
+        pairs = [
+            {"pair": [responses.get(p.response_a_id, str(p.response_a_id)), responses.get(p.response_b_id, str(p.response_b_id))],
+             "strength": p.gold_strength}
+            for p in item.pairs.all() if p.gold_strength is not None
+        ]
+        return {"ratings": ratings, "pairs": pairs}
 
 
 class ResponseInputSerializer(serializers.Serializer):
@@ -217,6 +268,10 @@ class ItemCreateSerializer(serializers.Serializer):
         default=None,
         help_text="Pairs as [response external id, response external id]; every two responses when omitted.",
     )
+    gold = GoldSerializer(
+        required=False, allow_null=True, default=None,
+        help_text="The known answer; required for role gold, attention or sanity, refused for a task.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         turns = attrs.get("conversation")
@@ -235,6 +290,20 @@ class ItemCreateSerializer(serializers.Serializer):
                 raise serializers.ValidationError(
                     {"pairs": f"Pair [{a}, {b}] must name two different responses of this item."}
                 )
+        gold = attrs.get("gold") or {}
+        has_gold = bool(gold.get("ratings") or gold.get("pairs"))
+        if attrs["role"] == Item.Role.TASK and has_gold:
+            raise serializers.ValidationError({"gold": "A task has no known answer; give the item role gold, attention or sanity."})
+        if attrs["role"] != Item.Role.TASK and not has_gold:
+            raise serializers.ValidationError({"gold": f"A {attrs['role']} item needs its known answer (gold ratings or a gold pair strength)."})
+        for i, rating in enumerate(gold.get("ratings") or []):
+            if rating["response"] not in ids:
+                raise serializers.ValidationError({"gold": f"ratings[{i}] names {rating['response']!r}, not a response of this item."})
+        pairs = attrs["pairs"] if attrs["pairs"] is not None else [[a, b] for k, a in enumerate(ids) for b in ids[k + 1:]]
+        named = {frozenset(p) for p in pairs}
+        for i, entry in enumerate(gold.get("pairs") or []):
+            if frozenset(entry["pair"]) not in named or len(set(entry["pair"])) != 2:
+                raise serializers.ValidationError({"gold": f"pairs[{i}] names {entry['pair']}, not a pair of this item."})
         return attrs
 
 

@@ -272,8 +272,13 @@ def item_create(
     responses: Sequence[dict] = (),
     pairs: Sequence[Sequence[str]] | None = None,
     conversation: list[dict] | None = None,
+    gold: dict | None = None,
 ) -> Item:
-    """An item with its responses and pairs in one transaction (every two responses by default)."""
+    """An item with its responses and pairs in one transaction (every two responses by default).
+
+    gold: its known answer, {"ratings": [{response, attribute, value}], "pairs": [{pair, strength}]}
+    with responses named by external id, checked against the project's scales."""
+    gold_ratings, gold_strengths = _gold_checked(project=project, gold=gold or {})
     with transaction.atomic():
         item = Item.objects.create(
             project=project, external_id=external_id, prompt=prompt, context=context,
@@ -286,7 +291,45 @@ def item_create(
             else [(stored[a], stored[b]) for a, b in unordered_pairs(pairs)]
         )
         Pair.objects.bulk_create([Pair(item=item, response_a=a, response_b=b) for a, b in chosen])
+        for rid, known in gold_ratings.items():
+            stored[rid].gold_ratings = known
+            stored[rid].save(update_fields=["gold_ratings"])
+        for pair in Pair.objects.filter(item=item).select_related("response_a", "response_b"):
+            key = (pair.response_a.external_id, pair.response_b.external_id)
+            if key in gold_strengths:
+                pair.gold_strength = gold_strengths[key]
+            elif key[::-1] in gold_strengths:  # named in the other order: negated onto the stored one
+                pair.gold_strength = -gold_strengths[key[::-1]]
+            else:
+                continue
+            pair.save(update_fields=["gold_strength"])
     return item
+
+
+def _gold_checked(*, project: Project, gold: dict) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], int]]:
+    """A known answer on the project's scales, as {response: {attribute: value}} and
+    {(response, response): strength}; ValidationError naming the entry otherwise."""
+    attributes = {a.name: a for a in project.attributes.all()}
+    ratings: dict[str, dict[str, int]] = {}
+    for i, rating in enumerate(gold.get("ratings") or []):
+        field = f"gold.ratings[{i}]"
+        attribute = attributes.get(rating["attribute"])
+        if attribute is None:
+            raise ValidationError(f"{rating['attribute']!r} is not one of the project's attributes ({', '.join(attributes) or 'none'}).", field=field)
+        value = rating["value"]
+        if isinstance(value, bool) or not isinstance(value, int) or not attribute.min_value <= value <= attribute.max_value:
+            raise ValidationError(
+                f"gold rating {value!r} is outside {attribute.name}'s scale {attribute.min_value}-{attribute.max_value}.", field=field
+            )
+        ratings.setdefault(rating["response"], {})[attribute.name] = value
+    strengths: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(gold.get("pairs") or []):
+        try:
+            strength = validate_strength(project=project, strength=entry["strength"])
+        except ValidationError as exc:
+            raise ValidationError(f"gold {exc}", field=f"gold.pairs[{i}]") from None
+        strengths[(str(entry["pair"][0]), str(entry["pair"][1]))] = strength
+    return ratings, strengths
 
 
 def project_archive(*, project: Project) -> Project:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/submit/", views.submit, name="annotate_submit"),
     path("projects/<int:project_id>/annotate/skip/", views.skip, name="annotate_skip"),
     path("projects/<int:project_id>/annotate/undo/", views.undo, name="annotate_undo"),
+    path("projects/<int:project_id>/annotate/feedback/<uuid:view_key>/", views.training_feedback, name="annotate_feedback"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="annotate_dashboard"),
     path("pairs/<int:pair_id>/", views.pair_detail, name="annotate_pair"),
     # Membership and invitations (issue 12): the project's researchers.
@@ -28,4 +29,7 @@ urlpatterns = [
     path("study/<str:study_token>/", study_views.study_entry, name="study_entry"),
     path("study/<str:study_token>/complete/", study_views.study_complete, name="study_complete"),
     path("study/<str:study_token>/return/", study_views.study_return, name="study_return"),
+    path("projects/<int:project_id>/review/", views.review_queue, name="annotate_review"),
+    path("projects/<int:project_id>/review/<int:pair_id>/", views.review_pair, name="annotate_review_pair"),
+    path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),
 ]

@@ -165,6 +165,75 @@ def gold_label(strengths: Sequence[int]) -> VerdictLabel | None:
     return VERDICT_LABELS[first]  # type: ignore[return-value]
 
 
+GoldSource = Literal["majority", "adjudicated"]
+GOLD_SOURCES: tuple[GoldSource, ...] = ("majority", "adjudicated")
+
+
+def with_adjudicated(gold: pd.DataFrame, adjudicated: pd.DataFrame | None, source: GoldSource) -> pd.DataFrame:
+    """Gold per pair under `source`: "majority" is gold_verdicts' majority as it stands;
+    "adjudicated" replaces it, pair by pair, by a reviewer's final verdict where there is one
+    (columns pair, item, verdict) and keeps the majority elsewhere. A pair only a reviewer
+    decided (no votes among the gold raters) gets the reviewer's verdict too."""
+    if source not in GOLD_SOURCES:
+        raise ValueError(f"gold must be one of {GOLD_SOURCES}, got {source!r}")
+    if source == "majority" or adjudicated is None or adjudicated.empty:
+        return gold
+    decided = adjudicated[["pair", "item", "verdict"]].rename(columns={"verdict": "gold"}).astype(np.int64)
+    kept = gold[~gold["pair"].isin(decided["pair"])]
+    out = pd.concat([kept, decided], ignore_index=True)
+    return out.sort_values("pair", kind="stable").reset_index(drop=True)
+
+
+def gold_label_from(strengths: Sequence[int], adjudicated: int | None, source: GoldSource) -> VerdictLabel | None:
+    """gold_label under `source` for one pair: a reviewer's final strength (stored order) wins
+    when the source is "adjudicated" and there is one (with_adjudicated, per pair)."""
+    if source not in GOLD_SOURCES:
+        raise ValueError(f"gold must be one of {GOLD_SOURCES}, got {source!r}")
+    if source == "adjudicated" and adjudicated is not None:
+        return verdict_label(adjudicated)
+    return gold_label(strengths)
+
+
+def gold_strength_from(strengths: Sequence[int]) -> int | None:
+    """A gold strength for a pair from several humans' strengths (earliest first), for an import
+    that makes gold out of human labels: the majority verdict (gold_label), at the rounded mean
+    strength of the votes that gave it, so "much better" survives where the majority said so."""
+    label = gold_label(strengths)
+    if label is None:
+        return None
+    code = VERDICT_LABELS.index(label)
+    agreeing = [s for s in strengths if verdict_code(s) == code]
+    return round_ratio(sum(agreeing), len(agreeing))
+
+
+# --- does an annotation pass a gold item? -------------------------------------------------------
+
+# A gold rating passes within one scale point: HelpSteer2's own annotators agree to about that.
+GOLD_RATING_TOLERANCE = 1
+
+
+def gold_rating_errors(values: Mapping[str, int], gold: Mapping[str, object] | None) -> list[int]:
+    """|value - gold| for each attribute the gold names and the rater rated."""
+    if not gold:
+        return []
+    return [abs(int(values[name]) - int(str(known))) for name, known in gold.items() if name in values]
+
+
+def gold_rating_passes(values: Mapping[str, int], gold: Mapping[str, object] | None) -> bool | None:
+    """Whether ratings of one response pass its gold: every attribute the gold names within
+    GOLD_RATING_TOLERANCE. None where the gold names none of the rated attributes (no check)."""
+    errors = gold_rating_errors(values, gold)
+    return None if not errors else max(errors) <= GOLD_RATING_TOLERANCE
+
+
+def gold_preference_passes(strength: int, gold_strength: int | None) -> bool | None:
+    """Whether a preference (stored order) passes its pair's gold strength: the same verdict
+    (A / tie / B); how much better is not held against the rater. None without gold."""
+    if gold_strength is None:
+        return None
+    return verdict_code(strength) == verdict_code(gold_strength)
+
+
 # --- shown order -> stored order ------------------------------------------------------------------
 
 

@@ -17,8 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dashboard, study_views
-from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from . import adjudication, dashboard, study_views, training
+from .access import can_research, can_research_in, global_role, project_for, projects_with_roles, role_meets
 from .conversation import ROLE_LABELS, is_multi_turn
 from .crowd import finished_after
 from .errors import ValidationError
@@ -28,7 +28,6 @@ from .models import Assignment, Item, Pair, Project, Rater
 from .queue import (
     SKIP_REASONS,
     QueueError,
-    assignment_claim_next,
     assignment_skip,
     assignment_submit_preference,
     assignment_submit_rating,
@@ -90,6 +89,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 "reports_url": _url_or_none("reports:project", project.pk) if researcher else None,
                 "judges_url": _url_or_none("judges:runs", project.pk) if researcher else None,
                 "exports_url": _url_or_none("exports:project", project.pk) if researcher else None,
+                "review_url": reverse("annotate_review", args=[project.pk]) if role_meets(role, "review") else None,
             }
         )
     return render(
@@ -142,6 +142,7 @@ def _task_context(
     notice: Notice | None = None,
     waiting: int = 0,
     generating: int = 0,
+    standing_message: str = "",
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
@@ -152,15 +153,21 @@ def _task_context(
         "progress": progress_for(project=project, rater=rater),
         "notice": notice,
         "errors": errors,
-        "undo_key": last.view_key if last else None,
+        "undo_key": last.view_key if last and not last.training else None,
         "skip_reasons": SKIP_REASONS.items(),
         # All done: how many tasks other annotators hold that could still come back to this one.
         "waiting": waiting,
         # ... and generate runs in progress, whose new responses become new tasks.
         "generating": generating,
+        # No task because of the annotator's standing (annotate.training), not an empty queue.
+        "standing_message": standing_message,
+        "training_round": None,
     }
     if assignment is None:
         return context
+    if assignment.training:
+        done = Assignment.objects.filter(project=project, rater=rater, training=True, status=Assignment.Status.DONE).count()
+        context["training_round"] = {"number": done + 1, "size": project.training_size}
     if assignment.protocol == Assignment.Protocol.RATING:
         response = assignment.response
         assert response is not None
@@ -271,19 +278,25 @@ def generating_runs(project: Project) -> int:
     return Run.objects.filter(project=project, kind=Run.Kind.GENERATE, status=Run.Status.RUNNING).count()
 
 
-def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
-    """The annotator's next task; when there is none, the claims others hold that could reopen.
+def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int, str]:
+    """The annotator's next task through annotate.training's gate (training round, main
+    queue, or none while their standing holds them back, with the reason); when the queue has
+    none, the claims others hold that could reopen.
 
     A claim given back between the claim attempt and the count is in the pool but no longer
     counted, so a count of zero gets one more attempt: the done state stops checking back only
     once nothing is left and nothing is in flight."""
-    assignment = assignment_claim_next(project=project, rater=rater)
-    if assignment is not None:
-        return assignment, 0
+    gate = training.claim_next(project=project, rater=rater)
+    if gate.blocked:
+        return None, 0, gate.message
+    if gate.assignment is not None:
+        return gate.assignment, 0, ""
     waiting = open_claims_elsewhere(project=project, rater=rater)
+    assignment = None
     if waiting == 0:
-        assignment = assignment_claim_next(project=project, rater=rater)
-    return assignment, waiting
+        gate = training.claim_next(project=project, rater=rater)
+        assignment = gate.assignment
+    return assignment, waiting, gate.message
 
 
 def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) -> HttpResponse | None:
@@ -299,24 +312,28 @@ def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) ->
     return redirect(study["complete_url"])
 
 
-def _claim_or_exit(request: HttpRequest, project: Project, rater: Rater) -> tuple[Assignment | None, int, HttpResponse | None]:
+def _claim_or_exit(
+    request: HttpRequest, project: Project, rater: Rater
+) -> tuple[Assignment | None, int, str, HttpResponse | None]:
+    """_claim, or a study participant's way out (their completion) when they are done."""
     finished = _study_exit(request, project, queue_empty=False)
     if finished is not None:
-        return None, 0, finished
-    assignment, waiting = _claim(project, rater)
-    if assignment is None:
-        return None, waiting, _study_exit(request, project, queue_empty=True)
-    return assignment, waiting, None
+        return None, 0, "", finished
+    assignment, waiting, standing_message = _claim(project, rater)
+    if assignment is None and not standing_message:
+        return None, waiting, "", _study_exit(request, project, queue_empty=True)
+    return assignment, waiting, standing_message, None
 
 
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
-        assignment, waiting, finished = _claim_or_exit(request, project, rater)
+        assignment, waiting, standing_message, finished = _claim_or_exit(request, project, rater)
         if finished is not None:
             return finished
         context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
-                                generating=generating_runs(project) if assignment is None else 0)
+                                generating=generating_runs(project) if assignment is None else 0,
+                                standing_message=standing_message)
         return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
@@ -332,19 +349,19 @@ def task(request: HttpRequest, project_id: int) -> HttpResponse:
     swapped in, and once nothing is left and no other annotator holds a claim that could come
     back, the answer carries 286 so htmx stops polling."""
     project, rater = _project_and_rater(request, project_id)
-    assignment, waiting, finished = _claim_or_exit(request, project, rater)
+    assignment, waiting, standing_message, finished = _claim_or_exit(request, project, rater)
     if finished is not None:
         return finished
     generating = generating_runs(project) if assignment is None else 0
     notice = None
     status = 200
     if _is_htmx(request):
-        if assignment is not None:
+        if assignment is not None and request.GET.get("after") != "feedback":
             notice = Notice("A task has opened up for you.", "info")
         elif waiting == 0 and generating == 0:
             status = HTMX_STOP_POLLING
     context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
-                            generating=generating)
+                            generating=generating, standing_message=standing_message)
     return _render_task(request, context, status=status)
 
 
@@ -394,8 +411,39 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
         return _render_task(request, context, status=422)
     except QueueError as exc:
         return _next(request, project, rater, Notice(str(exc), "error"))
+    training.check_after_submit(assignment=result.assignment)
+    if result.assignment.training:
+        # The training round answers each task with the expected answer before the next one.
+        if _is_htmx(request):
+            return _render_feedback(request, project, rater, result.assignment)
+        return redirect("annotate_feedback", project_id=project.pk, view_key=result.assignment.view_key)
     kind = "info" if result.duplicate else "success"
     return _next(request, project, rater, Notice(result.message, kind))
+
+
+def _render_feedback(request: HttpRequest, project: Project, rater: Rater, assignment: Assignment) -> HttpResponse:
+    labels = TERNARY_LABELS if project.ranking_scale == Project.RankingScale.TERNARY else SHOWN_STRENGTH_LABELS
+    feedback = training.training_feedback(assignment=assignment, strength_labels=labels)
+    context = {
+        "project": project, "feedback": feedback,
+        "guideline_html": render_markdown(feedback.guideline) if feedback.guideline else "",
+        "progress": progress_for(project=project, rater=rater),
+    }
+    template = "annotate/_training_feedback.html" if _is_htmx(request) else "annotate/training_feedback.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def training_feedback(request: HttpRequest, project_id: int, view_key: uuid.UUID) -> HttpResponse:
+    """The expected answer of a training task the annotator has done (the page a plain form
+    post lands on; htmx gets the same partial in place)."""
+    project, rater = _project_and_rater(request, project_id)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("project", "rater", "response__item", "pair__item"),
+        project=project, rater=rater, view_key=view_key, training=True, status=Assignment.Status.DONE,
+    )
+    return _render_feedback(request, project, rater, assignment)
 
 
 @login_required
@@ -450,8 +498,27 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
             "annotators": dashboard.annotator_rows(project=project),
             "days": dashboard.annotations_per_day(project=project),
             "pairs": pairs, "page": page, "more": more,
+            "standings": training.standing_rows(project),
         },
     )
+
+
+@login_required
+@require_POST
+def standing_decide(request: HttpRequest, project_id: int, rater_id: int) -> HttpResponse:
+    """A researcher's decision on a held-back annotator: reinstate, exclude or remove."""
+    project = project_for(request.user, project_id, need="research")
+    rater = get_object_or_404(Rater, pk=rater_id, kind=Rater.Kind.HUMAN, standings__project=project)
+    try:
+        training.standing_decide(
+            project=project, rater=rater, decision=request.POST.get("decision", ""),
+            user=authenticated(request.user), note=request.POST.get("note", ""),
+        )
+    except ValidationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{rater.name}: {training.State(training.DECISIONS[request.POST['decision']]).label.lower()}.")
+    return redirect(reverse("annotate_dashboard", args=[project.pk]) + "#standings")
 
 
 @login_required
@@ -470,3 +537,64 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
             **dashboard.pair_annotations(pair=pair),
         },
     )
+
+
+# --- adjudication (reviewers and researchers) ------------------------------------------------------
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The pairs the humans split on, or whose gold they contest, waiting for a final verdict."""
+    project = project_for(request.user, project_id, need="review", archived=True)
+    rows = adjudication.review_queue(project)
+    return render(request, "annotate/review_queue.html", {
+        "project": project, "can_research": can_research_in(request.user, project), "can_review": True, "rows": rows,
+    })
+
+
+def _decision_options(project: Project, selected: int | None) -> list[dict]:
+    labels = TERNARY_LABELS if project.ranking_scale == Project.RankingScale.TERNARY else SHOWN_STRENGTH_LABELS
+    return [
+        {"value": v, "label": label, "key": str(i + 1), "checked": v == selected}
+        for i, (v, label) in enumerate(sorted(labels.items()))
+    ]
+
+
+@login_required
+def review_pair(request: HttpRequest, project_id: int, pair_id: int) -> HttpResponse:
+    """Every label and justification of one pair, and the reviewer's final verdict with a note.
+    Only reviewers and researchers get here: annotators never see each other's labels."""
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405)
+    project = project_for(request.user, project_id, need="review", archived=request.method == "GET")
+    pair = get_object_or_404(
+        Pair.objects.select_related("item", "response_a", "response_b"), pk=pair_id, item__project=project
+    )
+    error = ""
+    posted_strength = _as_int(request.POST.get("strength")) if request.method == "POST" else None
+    note = request.POST.get("note", "") if request.method == "POST" else ""
+    if request.method == "POST":
+        try:
+            adjudication.adjudicate(
+                pair=pair, reviewer=authenticated(request.user), strength=posted_strength, note=note,
+            )
+        except ValidationError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Pair #{pair.pk}: final verdict saved.")
+            following = adjudication.review_queue(project)
+            if following:
+                return redirect("annotate_review_pair", project_id=project.pk, pair_id=following[0].pair.pk)
+            return redirect("annotate_review", project_id=project.pk)
+    current = adjudication.latest(pair)
+    return render(request, "annotate/review_pair.html", {
+        "project": project, "can_research": can_research_in(request.user, project), "can_review": True,
+        "pair": pair, "item": pair.item,
+        "prompt_html": render_markdown(pair.item.prompt),
+        "context_html": render_markdown(pair.item.context) if pair.item.context else "",
+        "a_html": render_markdown(pair.response_a.text), "b_html": render_markdown(pair.response_b.text),
+        "current": current, "error": error, "note": note,
+        "options": _decision_options(project, posted_strength if posted_strength is not None else (current.strength if current else None)),
+        **dashboard.pair_annotations(pair=pair),
+    }, status=422 if error else 200)

@@ -53,6 +53,8 @@ class ProjectExportApi(APIView):
         min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
         exclude_gold = serializers.BooleanField(default=False)
         exclude_attention = serializers.BooleanField(default=False)
+        gold = serializers.ChoiceField(choices=["majority", "adjudicated"], default="majority",
+                                       help_text="DPO from humans: majority gold, or adjudicated where decided")
         splits = serializers.CharField(default="train=1")
         seed = serializers.IntegerField(default=0)
         licence = serializers.CharField(default="other")
@@ -83,7 +85,7 @@ class ProjectExportApi(APIView):
         filters = ExportFilters(
             rater_group=data["raters"], judge=data["judge"] or None, min_agreement=data["min_agreement"],
             exclude_gold=data["exclude_gold"], exclude_attention=data["exclude_attention"],
-            splits=data["splits"], seed=data["seed"],
+            splits=data["splits"], seed=data["seed"], gold=data["gold"],
         )
         options = ExportOptions(format=data["format"], filters=filters, dpo_source=data["dpo_source"],
                                 licence=data["licence"])

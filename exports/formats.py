@@ -12,16 +12,17 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from annotate.verdicts import GoldSource, gold_label_from
 
 from .aggregate import (
     Vote,
     aggregate_preferences,
     aggregate_scores,
-    majority_verdict,
     mean,
     score_agreement,
     verdict,
@@ -85,13 +86,17 @@ def helpsteer2_preference_rows(records: Iterable[PairRecord], filters: ExportFil
         }
 
 
-def _human_gold(votes: list[Vote]) -> tuple[str | None, float, float]:
+def _human_gold(votes: list[Vote], adjudicated: int | None = None, source: str = "majority") -> tuple[str | None, float, float]:
     """(gold verdict, margin, agreement): margin is the mean |strength| of the human votes that
-    side with gold, so "slightly better" majorities train with a small margin."""
-    gold = majority_verdict(votes)
+    side with gold, so "slightly better" majorities train with a small margin. With adjudicated
+    gold the reviewer's verdict is gold (annotate.verdicts.gold_label_from) and its strength the
+    margin where no human sided with it."""
+    gold = gold_label_from([v.strength for v in votes], adjudicated, cast(GoldSource, source))
     if gold is None:
         return None, 0.0, 0.0
     siding = [abs(v.strength) for v in votes if verdict(v.strength) == gold]
+    if not siding:
+        return gold, float(abs(adjudicated or 0)), 0.0
     return gold, float(mean(siding)), len(siding) / len(votes)
 
 
@@ -110,7 +115,7 @@ def dpo_rows(
                 continue
             chosen_side, margin, agreement = verdict(judge_vote.strength), float(abs(judge_vote.strength)), 1.0
         else:
-            chosen_side, margin, agreement = _human_gold(humans)
+            chosen_side, margin, agreement = _human_gold(humans, rec.adjudicated, filters.gold)
             if chosen_side is None:
                 continue
             if source == "agreement" and (judge_vote is None or verdict(judge_vote.strength) != chosen_side):
@@ -128,6 +133,7 @@ def dpo_rows(
                 "source": source,
                 "judge": judge_vote.rater if (judge_vote is not None and source != "human") else "",
                 "human_votes": len(humans),
+                "gold": filters.gold,
                 "item_id": rec.item.external_id,
                 "pair_id": rec.id,
                 "chosen_model": rec.model_1 if chosen_side == "A" else rec.model_2,

@@ -21,6 +21,10 @@ class ExportForm(forms.Form):
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0, label="Minimum agreement")
     exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
     exclude_attention = forms.BooleanField(required=False, label="Exclude attention items")
+    gold = forms.ChoiceField(
+        choices=[("majority", "majority"), ("adjudicated", "adjudicated")], initial="majority", required=False,
+        help_text="Gold for DPO from humans: the majority, or a reviewer's final verdict where there is one.",
+    )
     splits = forms.CharField(initial="train=1", help_text="e.g. train=0.9,validation=0.1 (assigned by item)")
     seed = forms.IntegerField(initial=0)
     licence = forms.CharField(initial="other", help_text="Licence field of the dataset card.")
@@ -45,6 +49,7 @@ class ExportForm(forms.Form):
             rater_group=data["raters"], judge=data.get("judge") or None,
             min_agreement=data["min_agreement"] or 0.0, exclude_gold=data["exclude_gold"],
             exclude_attention=data["exclude_attention"], splits=data["splits"], seed=data["seed"] or 0,
+            gold=data.get("gold") or "majority",
         )
         return ExportOptions(format=data["format"], filters=filters, dpo_source=data["dpo_source"],
                              licence=data["licence"] or "other")

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from annotate.adjudication import adjudicated_strengths
 from annotate.conversation import prompt_text
 from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from annotate.training import excluded_raters
 from annotate.verdicts import combine_strengths
 
 from .aggregate import Vote
@@ -36,6 +38,9 @@ class ExportFilters:
     # to exactly one split.
     splits: tuple[tuple[str, float], ...] = (("train", 1.0),)
     seed: int = 0
+    # Gold of a pair: "majority" of its human votes, or "adjudicated" (a reviewer's final verdict
+    # where there is one); annotate.verdicts.gold_label_from decides.
+    gold: str = "majority"
 
     @property
     def rater_kinds(self) -> list[str]:
@@ -114,6 +119,7 @@ class PairRecord:
     # One vote per rater: a judge's two shown orders are combined (METRICS.md).
     votes: list[Vote] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # rater kind of each vote
+    adjudicated: int | None = None  # a reviewer's final strength (stored order), when gold is "adjudicated"
 
 
 def items_to_export(project: Project, filters: ExportFilters):
@@ -171,7 +177,7 @@ def response_records(
         by_id = {it.id: it for it in items}
         ratings: dict[int, dict[str, list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
         rating_rows = (
-            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters))
+            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters)).exclude(rater__in=excluded_raters(project))
             .order_by("response_id", "id")
             .values_list("response_id", "attribute__name", "value", "rater__kind", "rater__name")
         )
@@ -194,6 +200,7 @@ def pair_records(
     project: Project, filters: ExportFilters, *, batch: int = ITEM_BATCH,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[PairRecord]:
+    decided = adjudicated_strengths(project) if filters.gold == "adjudicated" else {}
     for items in item_batches(project, filters, batch=batch, on_progress=on_progress):
         by_id = {it.id: it for it in items}
         # Pairs and response texts in two single-table queries rather than a three-way join:
@@ -215,6 +222,7 @@ def pair_records(
         preference_rows = (
             # By pair id, not through the item join: the pair_id index answers it directly.
             Preference.objects.filter(pair_id__in=[p[0] for p in pairs], rater_kind__in=filters.rater_kinds)
+            .exclude(rater__in=excluded_raters(project))
             .order_by("pair_id", "id")
             .values_list("pair_id", "rater_id", "rater_kind", "rater__name", "strength", "justification")
         )
@@ -234,7 +242,7 @@ def pair_records(
             yield PairRecord(
                 item=by_id[item_id], id=pid, response_1=text_a, response_2=text_b,
                 response_1_id=ext_a, response_2_id=ext_b, model_1=model_a, model_2=model_b,
-                votes=votes, kinds=kinds,
+                votes=votes, kinds=kinds, adjudicated=decided.get(pid),
             )
 
 
@@ -259,7 +267,7 @@ def annotation_rows(
         by_id = {it.id: it for it in items}
         rows: dict[int, list[dict]] = defaultdict(list)
         for (item_id, response, attribute, value, kind, name, tot, created, updated) in (
-            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters))
+            Rating.objects.filter(response__item_id__in=by_id, **_rater_filter(filters)).exclude(rater__in=excluded_raters(project))
             .order_by("response__item_id", "response_id", "id")
             .values_list(
                 "response__item_id", "response__external_id", "attribute__name", "value",
@@ -279,6 +287,7 @@ def annotation_rows(
             })
         for (item_id, ext_a, ext_b, strength, shown, justification, kind, name, tot, created, updated) in (
             Preference.objects.filter(pair__item_id__in=by_id, rater_kind__in=filters.rater_kinds)
+            .exclude(rater__in=excluded_raters(project))
             .order_by("pair__item_id", "pair_id", "id")
             .values_list(
                 "pair__item_id", "pair__response_a__external_id", "pair__response_b__external_id",

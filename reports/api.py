@@ -27,6 +27,7 @@ class ProjectReportApi(APIView):
         details = serializers.BooleanField(required=False, default=False)
         rounds = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
         seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+        gold = serializers.ChoiceField(choices=["majority", "adjudicated"], required=False)
 
     @extend_schema(
         parameters=[OpenApiParameter(name, str, required=False) for name in InputSerializer().fields.keys()],
@@ -46,7 +47,7 @@ class ProjectReportApi(APIView):
             until=data.get("until"),
             exclude_gold=data["exclude_gold"],
         )
-        options = {k: data[k] for k in ("rounds", "seed", "wildbench_k") if k in data}
+        options = {k: data[k] for k in ("rounds", "seed", "wildbench_k", "gold") if k in data}
         return Response(cached_report(project, filters, details=data["details"], **options))
 
 

@@ -11,14 +11,22 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from annotate.adjudication import adjudicated_verdicts
 from annotate.models import Project
-from annotate.verdicts import VERDICT_LABELS, combine_orders, gold_verdicts, verdict_of
+from annotate.verdicts import (
+    VERDICT_LABELS,
+    GoldSource,
+    combine_orders,
+    gold_verdicts,
+    verdict_of,
+    with_adjudicated,
+)
 
 from .cards import CardInputs, evaluators_section, judge_cards_section, style_section
 from .metrics.agreement import (
@@ -66,12 +74,15 @@ class ReportOptions:
     seed: int = 0
     wildbench_k: int | None = None
     gold_panel: list[str] | None = None  # rater labels whose majority is gold, instead of all humans
+    # "majority" or "adjudicated" (a reviewer's final verdict where there is one): annotate.verdicts
+    gold: str = "majority"
     details: bool = False  # add a "details" key (charts: confusions, reliability bins, cross-rater)
     attribute_order: list[str] = field(default_factory=list)
 
 
 def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
     filters = filters or ReportFilters()
+    options["gold"] = options.get("gold") or project.gold_source
     opts = ReportOptions(
         attribute=filters.attribute,
         rater_group=filters.rater_group,
@@ -85,7 +96,8 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
     inputs = CardInputs(judgments=judgments_table(project), runs=judge_runs_table(project),
                         styles=response_styles(project))  # fmt: skip
-    return report_from_table(table, opts, inputs)
+    adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
+    return report_from_table(table, opts, inputs, adjudicated=adjudicated)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -135,9 +147,18 @@ def choose_attribute(available: list[str], requested: str | None, order: list[st
 # --- the report ------------------------------------------------------------------------------
 
 
-def report_from_table(table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None) -> dict:
+def report_from_table(
+    table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None, adjudicated: pd.DataFrame | None = None
+) -> dict:
+    """`adjudicated`: reviewers' final verdicts (pair, item, verdict), used as gold where
+    opts.gold is "adjudicated" (annotate.verdicts.with_adjudicated)."""
     items, item_ids = pd.factorize(table["item"])
     table = table.assign(item=items)
+    if adjudicated is not None and len(adjudicated):
+        # Into the same item codes as the table; a decided pair nobody in the table judged has no figure to enter.
+        code_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
+        adjudicated = adjudicated[adjudicated["item"].isin(code_of.index)]
+        adjudicated = adjudicated.assign(item=code_of.loc[adjudicated["item"]].to_numpy())
     n_units = int(items.max()) + 1 if len(items) else 0
     boot = Resampler(n_units=n_units, rounds=opts.rounds, seed=opts.seed)
 
@@ -152,12 +173,12 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions, inputs: CardInpu
         gold_source = verdicts[verdicts["rater"].isin(opts.gold_panel)]
     else:
         gold_source = verdicts[verdicts["kind"] == "human"]
-    gold = gold_verdicts(gold_source)
+    gold = with_adjudicated(gold_verdicts(gold_source), adjudicated, cast(GoldSource, opts.gold))
     shown = [r for r in raters if _in_group(r, raters[r]["kind"], opts.rater_group)]
 
     pending: dict[str, Any] = {}
     pending["agreement"] = _agreement(verdicts, ratings, shown, raters, boot)
-    pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot)
+    pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
     pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
     pending["position"] = _position(prefs, gold, shown, raters, boot)
     pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot)
@@ -183,6 +204,7 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions, inputs: CardInpu
             "bootstrap_rounds": opts.rounds,
             "n_items": n_units,
             "n_gold_pairs": len(gold),
+            "gold_source": opts.gold,
             "gold_counts": dict(zip(VERDICT_LABELS, np.bincount(gold["gold"].to_numpy(dtype=np.int64),
                                                                 minlength=3).tolist(), strict=True)),
             **pending["agreement"].details(),
@@ -508,7 +530,8 @@ def _krippendorff(
 # --- judge vs gold ---------------------------------------------------------------------------
 
 
-def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler,
+                   source: str = "majority"):
     judges = [r for r in shown if raters[r]["kind"] == "judge"]
     results = {j: score_against_gold(verdicts[verdicts["rater"] == j], gold, boot) for j in judges}
     results = {j: s for j, s in results.items() if s.n}
@@ -518,6 +541,7 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
             {
                 "judge": j,
                 "n": s.n,
+                "gold": source,  # which gold: "majority" or "adjudicated"
                 **{k: _val(s.estimate, i) for i, k in enumerate(SCORES)},
                 "ci": _ci(s.estimate, 0),
                 # Accuracy without tied gold counts only the pairs whose gold is A or B.

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Count, Max
 
-from annotate.models import Preference, Project, Rater, Rating
+from annotate.models import Adjudication, Preference, Project, Rater, Rating, Standing
 
 from .build import build_report
 from .selectors import ReportFilters
@@ -54,6 +54,11 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     ).hexdigest()
     out.append(raters)
     out.append(list(project.attributes.order_by("position", "id").values_list("name", flat=True)))
+    # Who is excluded (annotate.training) and what reviewers decided (adjudicated gold).
+    out.append(list(Standing.objects.filter(project=project).order_by("rater_id").values_list("rater_id", "state")))
+    adjudications = Adjudication.objects.filter(pair__item__project=project).order_by()
+    out.append(list(adjudications.aggregate(n=Count("id"), top=Max("id")).values()))
+    out.append(project.gold_source)
     return out
 
 

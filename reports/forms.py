@@ -19,6 +19,10 @@ class ReportFilterForm(forms.Form):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
     exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
+    gold = forms.ChoiceField(
+        required=False, label="Gold", choices=[("", "project's setting"), ("majority", "majority"), ("adjudicated", "adjudicated")],
+        help_text="Majority of the humans, or a reviewer's final verdict where there is one.",
+    )
     wildbench_k = forms.IntegerField(
         required=False, min_value=0, label="WildBench K",
         help_text="Slight wins by a response longer by more than K characters count as ties.",
@@ -46,6 +50,9 @@ class ReportFilterForm(forms.Form):
             until=datetime.combine(until, time.max, tz) if until else None,
             exclude_gold=bool(d.get("exclude_gold")),
         )
+
+    def gold_source(self) -> str | None:
+        return (self.cleaned_data.get("gold") or None) if self.is_valid() else None
 
     def wildbench_rule_k(self) -> int | None:
         return self.cleaned_data.get("wildbench_k") if self.is_valid() else None

@@ -17,6 +17,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Length
 
 from annotate.models import Item, Preference, Project, Rating
+from annotate.training import excluded_raters
 
 RANKING, RATING = "ranking", "rating"
 
@@ -68,8 +69,10 @@ def annotations_table(
     """
     filters = filters or ReportFilters()
     rater_label = F("rater__name")
-    prefs = Preference.objects.filter(pair__item__project=project)
-    ratings = Rating.objects.filter(response__item__project=project)
+    # An annotator a researcher excluded (annotate.training) is left out of every figure and of gold.
+    left_out = excluded_raters(project)
+    prefs = Preference.objects.filter(pair__item__project=project).exclude(rater__in=left_out)
+    ratings = Rating.objects.filter(response__item__project=project).exclude(rater__in=left_out)
     if filters.exclude_gold:
         prefs = prefs.exclude(pair__item__role=Item.Role.GOLD)
         ratings = ratings.exclude(response__item__role=Item.Role.GOLD)

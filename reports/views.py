@@ -43,7 +43,7 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
         raise Http404
     proj = project_for_reports(request, project_id)
     form = ReportFilterForm(request.GET or None, project=proj)
-    report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k())
+    report = cached_report(proj, form.filters(), details=True, wildbench_k=form.wildbench_rule_k(), gold=form.gold_source())
     context = {
         "project": proj,
         "can_research": access.can_research_in(request.user, proj),
@@ -177,6 +177,7 @@ def _agreement(report: dict, project: Project) -> dict:
         "scores_thin": scores_thin,
         "judges": judges_enough,
         "judges_thin": judges_thin,
+        "gold_source": report["details"].get("gold_source", "majority"),
         "judge_chart": charts.bars_with_intervals(
             [_bar(j["judge"], j["accuracy"], j["ci"], f"n={j['n']}", j["n"]) for j in judges],
             title="Judge accuracy against gold (95% CI)", percent=True, digits=4, base_label="Bars start at 0%.",

@@ -15,14 +15,16 @@ an admin who is a member of nothing.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from annotate.models import Pair
+from annotate.models import Assignment, Pair, Standing
 from annotate.services import project_create, rater_for_user, ratings_submit
 from judges.models import Run
 from judges.services import judge_create
@@ -74,6 +76,12 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_undo": {"post": PAGE_MEMBER},
     "annotate_dashboard": {"get": PAGE_RESEARCH_P},
     "annotate_pair": {"get": PAGE_RESEARCH_P},
+    # A training task's expected answer: only the annotator who did it (view_key is theirs).
+    "annotate_feedback": {"get": _profile(LOGIN, 403, OK, 404, 404, 404, 404)},
+    "annotate_standing_decide": {"post": PAGE_RESEARCH_P},
+    # Adjudication: reviewers and researchers of P (annotators never see others' labels).
+    "annotate_review": {"get": PAGE_RESEARCH_P},
+    "annotate_review_pair": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -201,6 +209,12 @@ def world(db, settings, tmp_path):
     q.items.create(external_id="q1", prompt="Other").responses.create(external_id="a", text="x")
     rater = rater_for_user(user=users["ann_this"])
     ratings_submit(rater=rater, response=a, values={"helpfulness": 3})
+    # A training task ann_this has done, and their standing (annotate.training's routes).
+    training_task = Assignment.objects.create(
+        project=p, rater=rater, protocol="rating", response=b, status="done", training=True,
+        view_key=uuid.uuid4(), expires_at=timezone.now(),
+    )
+    Standing.objects.create(project=p, rater=rater, state="paused")
     judge = judge_create(name="j", model_ref="/nowhere", owner=users["res_this"])
     judge.shared_with.add(p)
     run = Run.objects.create(judge=judge, project=p, protocols=["rating"], status="done", total=0)
@@ -221,7 +235,8 @@ def world(db, settings, tmp_path):
     args = {"project_id": p.pk, "judge_id": judge.pk, "run_id": run.pk, "pair_id": pair.pk,
             "job_id": job_id, "name": file_name, "page": "agreement",
             "user_id": users["ann_this"].pk, "invite_id": invite.pk, "invite_token": invite_token(invite),
-            "study_id": study.pk, "study_token": study_token(study)}
+            "study_id": study.pk, "study_token": study_token(study),
+            "view_key": training_task.view_key, "rater_id": rater.pk}
     return {"users": users, "objects": objects, "args": args}
 
 
@@ -275,6 +290,7 @@ ARCHIVED_REFUSED = {
     # Membership changes and new studies are new work; reading old studies' payments is not.
     ("project_members", "get"), ("project_members", "post"), ("project_member_remove", "post"),
     ("project_invite_create", "post"), ("project_invite_revoke", "post"), ("project_studies", "post"),
+    ("annotate_feedback", "get"), ("annotate_standing_decide", "post"), ("annotate_review_pair", "post"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
 

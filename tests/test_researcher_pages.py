@@ -15,7 +15,7 @@ from judges import prompts, services
 
 pytestmark = pytest.mark.django_db
 
-NAV_LINKS = ["Dashboard", "Judge runs", "Reports", "Exports", "Members", "Studies", "Import"]
+NAV_LINKS = ["Dashboard", "Judge runs", "Reports", "Exports", "Members", "Studies", "Import", "Review"]
 
 
 def _pair(project) -> Pair:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ..bounds import name_problem
 from ..errors import ImportFileError, ValidationError
 from .formats import PARSERS
+from .gold import check_share, mark_gold
 from .writer import ImportResult, write_import
 
 FORMATS: tuple[str, ...] = tuple(PARSERS)
@@ -38,13 +39,20 @@ def parse_files(*, fmt: str, paths: list[Path]):
     return PARSERS[fmt]([Path(p) for p in paths])
 
 
-def import_files(*, project_name: str, fmt: str, paths: list[Path], user: Any = None) -> ImportResult:
+def import_files(
+    *, project_name: str, fmt: str, paths: list[Path], user: Any = None, gold_share: float = 0.0
+) -> ImportResult:
     """Parse every file, check every value against the project's scales, then write it all in
-    one transaction; raises ImportFileError (file, line, field) and writes nothing on bad input."""
+    one transaction; raises ImportFileError (file, line, field) and writes nothing on bad input.
+
+    gold_share: the share of items (with human labels) made gold items, their known answer
+    what the file's humans said (importers.gold)."""
     problem = name_problem(project_name)
     if problem:
         raise ValidationError(f"A project name {problem}.", field="project")
+    check_share(gold_share)
     parsed = parse_files(fmt=fmt, paths=paths)
+    mark_gold(parsed, gold_share)
     return write_import(project_name=project_name, parsed=parsed, user=user)
 
 
@@ -54,7 +62,9 @@ def upload_name(upload: Upload, index: int) -> str:
     return name if name not in ("", ".", "..") else f"file{index + 1}"
 
 
-def import_uploads(*, project_name: str, fmt: str, files: Sequence[Upload], user: Any = None) -> ImportResult:
+def import_uploads(
+    *, project_name: str, fmt: str, files: Sequence[Upload], user: Any = None, gold_share: float = 0.0
+) -> ImportResult:
     """import_files on uploaded files, in the order given. Each upload is written to a folder of
     its own, so two uploads with the same name never overwrite each other, and it keeps its
     client name, which an ImportFileError then names instead of the temporary path."""
@@ -73,7 +83,7 @@ def import_uploads(*, project_name: str, fmt: str, files: Sequence[Upload], user
             paths.append(path)
             names[str(path)] = path.name
         try:
-            return import_files(project_name=project_name, fmt=fmt, paths=paths, user=user)
+            return import_files(project_name=project_name, fmt=fmt, paths=paths, user=user, gold_share=gold_share)
         except ImportFileError as exc:
             if str(exc.path) not in names:
                 raise

@@ -7,14 +7,26 @@ import csv
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..bounds import EXTERNAL_ID_LENGTH, JSON_MAX_DEPTH, MODEL_LENGTH, NAME_LENGTH, json_problem, text_problem
 from ..conversation import conversation_problem, from_helpsteer2, last_user_turn
 from ..errors import ImportFileError
-from .spec import ItemSpec, ParsedImport, PreferenceSpec, ProjectDefaults, RatingSpec, ResponseSpec, Where
+from .spec import (
+    CHECK_ROLES,
+    ITEM_ROLES,
+    GoldPairSpec,
+    GoldRatingSpec,
+    ItemSpec,
+    ParsedImport,
+    PreferenceSpec,
+    ProjectDefaults,
+    RatingSpec,
+    ResponseSpec,
+    Where,
+)
 
 csv.field_size_limit(1 << 28)
 
@@ -194,8 +206,8 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         first = parsed.items[item_id].where
         raise ImportFileError(f"item id {item_id!r} appears twice (first at line {first.line})", path=where.path, line=where.line, field="id")
     role = row.get("role", "task")
-    if role not in ("task", "gold", "attention"):
-        raise ImportFileError(f"role must be task, gold or attention, got {role!r}", path=where.path, line=where.line, field="role")
+    if role not in ITEM_ROLES:
+        raise ImportFileError(f"role must be one of {', '.join(ITEM_ROLES)}, got {role!r}", path=where.path, line=where.line, field="role")
     prompt, conversation = _jsonl_conversation(row, where)
     item = ItemSpec(
         external_id=item_id, prompt=prompt, where=where,
@@ -223,6 +235,9 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         item.pairs = []
         for i, pair in enumerate(pairs):
             item.pairs.append(_jsonl_pair_ref(item, pair, where, f"pairs[{i}]"))
+    if "gold" in row:
+        _jsonl_gold(item, row["gold"], where)
+    check_gold_role(item)
     parsed.items[item_id] = item
     for i, rating in enumerate(row.get("ratings") or []):
         f = f"ratings[{i}]"
@@ -284,6 +299,67 @@ def _jsonl_conversation(row: dict, where: Where) -> tuple[str, list[dict] | None
             path=where.path, line=where.line, field="prompt",
         )
     return prompt, turns
+def _jsonl_gold(item: ItemSpec, gold: object, where: Where) -> None:
+    """`"gold": {"ratings": [{"response", "attribute", "value"}], "pairs": [{"pair": [id, id],
+    "strength"}]}`: the known answer of a gold, attention or sanity item."""
+    if not isinstance(gold, dict):
+        raise ImportFileError("gold must be an object with ratings and/or pairs", path=where.path, line=where.line, field="gold")
+    unknown = sorted(set(gold) - {"ratings", "pairs"})
+    if unknown:
+        raise ImportFileError(f"unknown key(s) {', '.join(unknown)}; gold holds ratings and pairs", path=where.path, line=where.line, field="gold")
+    ratings = gold.get("ratings") or []
+    if not isinstance(ratings, list):
+        raise ImportFileError("gold.ratings must be a list", path=where.path, line=where.line, field="gold.ratings")
+    seen: set[tuple[str, str]] = set()
+    for i, rating in enumerate(ratings):
+        f = f"gold.ratings[{i}]"
+        if not isinstance(rating, dict):
+            raise ImportFileError("each gold rating must be an object", path=where.path, line=where.line, field=f)
+        rid = str(_require(rating, "response", where, (str, int)))
+        if rid not in item.responses:
+            raise ImportFileError(f"gold rating names unknown response {rid!r}", path=where.path, line=where.line, field=f + ".response")
+        attribute = _require(rating, "attribute", where)
+        if (rid, attribute) in seen:
+            raise ImportFileError(f"gold names response {rid!r}'s {attribute} twice", path=where.path, line=where.line, field=f + ".attribute")
+        seen.add((rid, attribute))
+        if "value" not in rating:
+            raise ImportFileError("missing required field", path=where.path, line=where.line, field=f + ".value")
+        item.gold_ratings.append(GoldRatingSpec(rid, attribute, rating["value"], f + ".value"))
+    pairs = gold.get("pairs") or []
+    if not isinstance(pairs, list):
+        raise ImportFileError("gold.pairs must be a list", path=where.path, line=where.line, field="gold.pairs")
+    stored = _stored_pairs(item)
+    named: set[frozenset[str]] = set()
+    for i, entry in enumerate(pairs):
+        f = f"gold.pairs[{i}]"
+        if not isinstance(entry, dict):
+            raise ImportFileError("each gold pair must be an object", path=where.path, line=where.line, field=f)
+        a, b = _jsonl_pair_ref(item, entry.get("pair"), where, f + ".pair")
+        if (a, b) not in stored and (b, a) not in stored:
+            raise ImportFileError(f"gold names pair {[a, b]} which this item does not have", path=where.path, line=where.line, field=f + ".pair")
+        if frozenset((a, b)) in named:
+            raise ImportFileError(f"gold names pair {[a, b]} twice", path=where.path, line=where.line, field=f + ".pair")
+        named.add(frozenset((a, b)))
+        if "strength" not in entry:
+            raise ImportFileError("missing required field", path=where.path, line=where.line, field=f + ".strength")
+        item.gold_pairs.append(GoldPairSpec((a, b), entry["strength"], f + ".strength"))
+
+
+def check_gold_role(item: ItemSpec, field: str = "gold") -> None:
+    """A known answer belongs to a checking item, and a checking item needs one: a gold item
+    without an answer would count every annotator as failing (or passing) nothing."""
+    w = item.where
+    has_gold = bool(item.gold_ratings or item.gold_pairs)
+    if has_gold and item.role not in CHECK_ROLES:
+        raise ImportFileError(
+            f"item {item.external_id!r} has a known answer but role {item.role!r}; give it role gold, attention or sanity",
+            path=w.path, line=w.line, field="role",
+        )
+    if item.role in CHECK_ROLES and not has_gold:
+        raise ImportFileError(
+            f"a {item.role} item needs its known answer (gold ratings or a gold pair strength)",
+            path=w.path, line=w.line, field=field,
+        )
 
 
 def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
@@ -312,7 +388,8 @@ CSV_COLUMNS = ("item_id", "prompt", "response_id", "text")
 
 def parse_csv(paths: list[Path]) -> ParsedImport:
     """One response a row: item_id, prompt, context?, conversation?, response_id, model?, text
-    (conversation: the item's turns as JSON text, its last user turn the prompt)."""
+    (conversation: the item's turns as JSON text, its last user turn the prompt), and optionally
+    role, gold_<attribute>, gold_pair_with and gold_strength (_csv_role_and_gold)."""
     parsed = ParsedImport()
     for path in paths:
         reader = csv.DictReader(_csv_lines(path), strict=True)
@@ -347,6 +424,10 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
             if rid in item.responses:
                 raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
             item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
+            _csv_role_and_gold(item, row, fieldnames, where, first=len(item.responses) == 1)
+    for item in parsed.items.values():
+        _csv_gold_pairs_known(item)
+        check_gold_role(item, field="role")
     return parsed
 
 
@@ -367,6 +448,53 @@ def _csv_conversation(row: dict, where: Where) -> list[dict] | None:
         raise ImportFileError("the conversation's last user turn differs from the prompt column",
                               path=where.path, line=where.line, field="conversation")
     return turns
+def _csv_role_and_gold(item: ItemSpec, row: dict, fieldnames: Sequence[str], where: Where, first: bool) -> None:
+    """The csv equivalent of jsonl's role and gold, all optional: a `role` column (the same on
+    every row of an item), `gold_<attribute>` columns (this row's response's known rating),
+    and `gold_pair_with` (another response id of the item) with `gold_strength` (negative:
+    this row's response is better)."""
+    role = (row.get("role") or "").strip() or "task"
+    if role not in ITEM_ROLES:
+        raise ImportFileError(f"role must be one of {', '.join(ITEM_ROLES)}, got {role!r}", path=where.path, line=where.line, field="role")
+    if first:
+        item.role = role
+    elif role != item.role:
+        raise ImportFileError(f"item {item.external_id!r} has role {item.role!r} at line {item.where.line}; give every row of an item the same role", path=where.path, line=where.line, field="role")
+    rid = row["response_id"]
+    for column in fieldnames:
+        if not column.startswith("gold_") or column in ("gold_pair_with", "gold_strength"):
+            continue
+        raw = (row.get(column) or "").strip()
+        if raw:
+            value = _csv_int(raw, where, column)
+            item.gold_ratings.append(GoldRatingSpec(rid, column[len("gold_"):], value, column, where.line))
+    other = (row.get("gold_pair_with") or "").strip()
+    strength = (row.get("gold_strength") or "").strip()
+    if bool(other) != bool(strength):
+        missing = "gold_strength" if other else "gold_pair_with"
+        raise ImportFileError("gold_pair_with and gold_strength go together", path=where.path, line=where.line, field=missing)
+    if other:
+        if other == rid:
+            raise ImportFileError("a pair needs two different responses", path=where.path, line=where.line, field="gold_pair_with")
+        # The other response may come on a later row: _csv_gold_pairs_known checks it at the end.
+        item.gold_pairs.append(GoldPairSpec((rid, other), _csv_int(strength, where, "gold_strength"), "gold_strength", where.line))
+
+
+def _csv_gold_pairs_known(item: ItemSpec) -> None:
+    named: set[frozenset[str]] = set()
+    for gold in item.gold_pairs:
+        if gold.pair[1] not in item.responses:
+            raise ImportFileError(f"gold_pair_with names {gold.pair[1]!r}, not a response of item {item.external_id!r}", path=item.where.path, line=gold.line, field="gold_pair_with")
+        if frozenset(gold.pair) in named:
+            raise ImportFileError(f"the gold strength of pair {list(gold.pair)} is given twice", path=item.where.path, line=gold.line, field="gold_strength")
+        named.add(frozenset(gold.pair))
+
+
+def _csv_int(raw: str, where: Where, column: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImportFileError(f"expected an integer, got {raw!r:.60}", path=where.path, line=where.line, field=column) from None
 
 
 # --- PandaLM ------------------------------------------------------------------------------

@@ -24,6 +24,33 @@ class ResponseSpec:
     model: str = ""
 
 
+# The item roles a file may name; a known answer ("gold") only on the checking roles.
+ITEM_ROLES: tuple[str, ...] = ("task", "gold", "attention", "sanity")
+CHECK_ROLES: tuple[str, ...] = ("gold", "attention", "sanity")
+
+
+@dataclass
+class GoldRatingSpec:
+    """A known rating of one response on one attribute; `field` is how the file names it."""
+
+    response: str
+    attribute: str
+    value: object
+    field: str
+    line: int | None = None  # None: the item's line
+
+
+@dataclass
+class GoldPairSpec:
+    """A known strength of one pair, in the order the file names it (the writer maps it onto
+    the stored order); `field` is how the file names it."""
+
+    pair: tuple[str, str]
+    strength: object
+    field: str
+    line: int | None = None  # None: the item's line
+
+
 @dataclass
 class ItemSpec:
     external_id: str
@@ -37,6 +64,8 @@ class ItemSpec:
     responses: dict[str, ResponseSpec] = field(default_factory=dict)
     # Pairs in stored order (response external ids); None = every two responses pair up.
     pairs: list[tuple[str, str]] | None = None
+    gold_ratings: list[GoldRatingSpec] = field(default_factory=list)
+    gold_pairs: list[GoldPairSpec] = field(default_factory=list)
 
 
 @dataclass

@@ -52,6 +52,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         pair_ids = _pairs(parsed, item_ids, response_ids)
         _ratings(parsed, raters, attributes, response_ids)
         _preferences(project, parsed, raters, pair_ids)
+        gold = _gold(parsed, item_ids, response_ids, pair_ids)
         after = _counts(project)
         audit_record(action="project.import", obj=project, before=before, after=after)  # rows per table
     return ImportResult(
@@ -64,6 +65,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
             "ratings": len(parsed.ratings),
             "preferences": len(parsed.preferences),
             "raters": len(parsed.raters),
+            **gold,
         },
     )
 
@@ -102,6 +104,7 @@ def _validate(project: Project, attributes: dict[str, Attribute], parsed: Parsed
             raise ImportFileError(f"strength must be an integer, got {s!r}", path=w.path, line=w.line, field="strength")
         if not lo <= s <= hi:
             raise ImportFileError(f"strength {s} is outside project {project.name!r}'s scale {lo}..{hi}", path=w.path, line=w.line, field="strength")
+    _validate_gold(project, attributes, parsed)
     human_seen: dict[tuple[RaterKey, str, frozenset[str]], Any] = {}
     for pref in parsed.preferences:
         if pref.rater[0] != "human":
@@ -114,6 +117,76 @@ def _validate(project: Project, attributes: dict[str, Attribute], parsed: Parsed
                 path=w.path, line=w.line, field="rater",
             )
         human_seen[key] = pref.where
+
+
+def _validate_gold(project: Project, attributes: dict[str, Attribute], parsed: ParsedImport) -> None:
+    """Known answers on the project's own scales, checked like the annotations they judge."""
+    lo, hi = project.strength_bounds
+    for item in parsed.items.values():
+        w = item.where
+        for rating in item.gold_ratings:
+            line = rating.line or w.line
+            attribute = attributes.get(rating.attribute)
+            if attribute is None:
+                known = ", ".join(attributes) or "none"
+                raise ImportFileError(
+                    f"gold names attribute {rating.attribute!r}, not one of project {project.name!r}'s ({known})",
+                    path=w.path, line=line, field=rating.field,
+                )
+            value = rating.value
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ImportFileError(f"a gold rating must be an integer, got {value!r:.60}", path=w.path, line=line, field=rating.field)
+            if not attribute.min_value <= value <= attribute.max_value:
+                raise ImportFileError(
+                    f"gold rating {value} is outside {attribute.name}'s scale {attribute.min_value}-{attribute.max_value}",
+                    path=w.path, line=line, field=rating.field,
+                )
+        for pair in item.gold_pairs:
+            line = pair.line or w.line
+            s = pair.strength
+            if isinstance(s, bool) or not isinstance(s, int):
+                raise ImportFileError(f"a gold strength must be an integer, got {s!r:.60}", path=w.path, line=line, field=pair.field)
+            if not lo <= s <= hi:
+                raise ImportFileError(f"gold strength {s} is outside project {project.name!r}'s scale {lo}..{hi}", path=w.path, line=line, field=pair.field)
+
+
+def _gold(
+    parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int], pair_ids: PairIds
+) -> dict[str, int]:
+    """Write the known answers: a re-import sets them again (the file is the answer key), an
+    item the file gives none keeps its own. Returns how many the files named."""
+    by_role: dict[str, list[int]] = {}
+    for item in parsed.items.values():
+        if item.role != "task":
+            by_role.setdefault(item.role, []).append(item_ids[item.external_id])
+    for role, ids in by_role.items():
+        # An item that exists keeps its row (ON CONFLICT DO NOTHING); a file that now says it
+        # is a check (a re-import with a gold share) makes it one.
+        Item.objects.filter(pk__in=ids).exclude(role=role).update(role=role)
+    ratings: dict[int, dict[str, int]] = {}
+    strengths: dict[int, int] = {}
+    for item in parsed.items.values():
+        for rating in item.gold_ratings:
+            known = ratings.setdefault(response_ids[(item.external_id, rating.response)], {})
+            known[rating.attribute] = cast(int, rating.value)
+        for gold in item.gold_pairs:
+            a, b = gold.pair
+            ref = pair_ids.get((item.external_id, a, b))
+            flip = False
+            if ref is None:  # named against the other order than the file's pairs list
+                ref, flip = pair_ids[(item.external_id, b, a)], True
+            pair_id, mirrored = ref
+            strength = cast(int, gold.strength)
+            strengths[pair_id] = -strength if mirrored != flip else strength
+    responses = list(Response.objects.filter(pk__in=list(ratings)).only("pk", "gold_ratings"))
+    for response in responses:
+        response.gold_ratings = ratings[response.pk]
+    Response.objects.bulk_update(responses, ["gold_ratings"], batch_size=BATCH)
+    pairs = list(Pair.objects.filter(pk__in=list(strengths)).only("pk", "gold_strength"))
+    for pair in pairs:
+        pair.gold_strength = strengths[pair.pk]
+    Pair.objects.bulk_update(pairs, ["gold_strength"], batch_size=BATCH)
+    return {"gold_ratings": sum(len(v) for v in ratings.values()), "gold_pairs": len(strengths)}
 
 
 def _counts(project: Project) -> dict[str, int]:

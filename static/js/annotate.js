@@ -321,7 +321,12 @@
       resetTimer();
     }
     const form = taskForm();
-    if (!form) return;
+    if (!form) {
+      // A training task's feedback: Enter continues to the next task.
+      const next = $("#training-continue");
+      if (next) next.focus({ preventScroll: true });
+      return;
+    }
     if (form.classList.contains("rating")) {
       const error = $(".attribute.has-error");
       setFocus(error ? rows().indexOf(error) : firstUnanswered());
