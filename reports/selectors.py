@@ -127,9 +127,15 @@ def finish_table(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = np.nan
     for col in ("pair", "response_a", "response_b", "response", "len_a", "len_b", "length", "strength",
                 "value"):  # fmt: skip
-        df[col] = pd.to_numeric(df[col]).astype("Int64" if df[col].isna().any() else np.int64)
+        if df[col].dtype not in (np.int64, pd.Int64Dtype()):
+            df[col] = pd.to_numeric(df[col]).astype("Int64" if df[col].isna().any() else np.int64)
     for col in ("p_a", "p_tie", "p_b"):
-        df[col] = pd.to_numeric(df[col]).astype(float)
+        if df[col].dtype != np.float64:
+            df[col] = pd.to_numeric(df[col]).astype(float)
     for col in CATEGORICAL:
-        df[col] = df[col].fillna("").astype(str).astype("category")
+        # A source that already gives categories of strings (the column-wise readers, the bench)
+        # is kept as it is: converting 10M labels through str costs seconds.
+        if not (isinstance(df[col].dtype, pd.CategoricalDtype) and df[col].notna().all()
+                and all(isinstance(c, str) for c in df[col].cat.categories)):  # fmt: skip
+            df[col] = df[col].fillna("").astype(str).astype("category")
     return df[COLUMNS]

@@ -105,20 +105,92 @@ class Resampler:
     def run(self) -> None:
         if not self._blocks:
             return
-        # Sparse times dense, single-threaded in scipy: a dense BLAS product of these thin shapes
-        # is no faster, and multi-threaded BLAS slows down badly on a busy machine.
-        stats_t = sp.hstack(self._blocks, format="csr").T.tocsr()
+        product = _Product(self._blocks)
+        self._blocks.clear()  # the product holds the only copy now (memory at 10M annotations)
         rng = np.random.default_rng(self.seed)
         out = np.empty((self.rounds, self._width))
         for start in range(0, self.rounds, CHUNK_ROUNDS):
             stop = min(start + CHUNK_ROUNDS, self.rounds)
             w = self.weights(stop - start, rng)
-            out[start:stop] = (stats_t @ w.T).T
+            out[start:stop] = product.times(w)
         for est in self._estimates:
             assert est.columns is not None
             with np.errstate(all="ignore"):
                 est.samples = est.statistic(out[:, est.columns])
-        self._blocks.clear()
+
+
+# float32 holds every integer up to 2**24 exactly; a product and sum of integers that stay below
+# it are the same in float32 as in float64, so those rows may take the (4-5x faster) float32 path.
+_F32_EXACT = float(2**24)
+# Multiplicities are checked per chunk: a chunk whose largest weight exceeds this bound (with
+# 50 rounds of Poisson(1)-like multiplicities, never seen in practice) runs wholly in float64.
+_WEIGHT_BOUND = 32.0
+
+
+class _Product:
+    """The bootstrap's one product, (weights of a chunk of rounds) @ (per-item sums), exactly
+    as the plain float64 sparse product computes it, only faster:
+
+    - identical statistic columns (the "one per pair" denominator of every judge that saw every
+      pair, the same count registered by two figures) are multiplied once and copied;
+    - columns whose per-item values are integers with a small total go through float32, which is
+      exact for them (every partial sum is an integer below 2**24) and 4-5x faster in scipy's
+      sparse kernel (half the memory traffic, twice the SIMD lanes);
+    - the rest (rating means, Fleiss' P_i, coincidences / (m - 1), confidences) stays float64.
+
+    Rows of the transposed matrix are statistic columns; its columns are items.
+    """
+
+    def __init__(self, blocks: list[sp.csr_matrix]) -> None:
+        # Each block's transpose as CSR is its CSC form read sideways; stacking CSR row blocks
+        # is a concatenation (cheaper than hstack of CSR blocks along the minor axis).
+        stats_t = sp.vstack([sp.csc_matrix(b).T for b in blocks], format="csr")
+        stats_t.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
+        self.width = stats_t.shape[0]
+        rows, self.expand = _distinct_rows(stats_t)  # output column k is distinct row expand[k]
+        row_of = np.repeat(np.arange(self.width), np.diff(stats_t.indptr))
+        data = stats_t.data
+        fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=self.width)
+        abs_total = np.bincount(row_of, weights=np.abs(data), minlength=self.width)
+        exact32 = (fractional[rows] == 0) & (abs_total[rows] * _WEIGHT_BOUND < _F32_EXACT)
+        self.rows32 = np.flatnonzero(exact32)  # positions among the distinct rows
+        self.rows64 = np.flatnonzero(~exact32)
+        self.m32 = stats_t[rows[self.rows32]].astype(np.float32)
+        self.m64 = stats_t[rows[self.rows64]]
+        self.n_distinct = len(rows)
+
+    def times(self, w: np.ndarray) -> np.ndarray:
+        """(rounds, items) weights -> (rounds, width) resampled sums."""
+        part = np.empty((w.shape[0], self.n_distinct))
+        # C-ordered (items, rounds): scipy's kernel would copy a transposed view anyway.
+        w_t = np.ascontiguousarray(w.T)
+        if len(self.rows32):
+            if w.size and w.max() > _WEIGHT_BOUND:
+                # Outside the bound float32 might round: this chunk's integer rows in float64
+                # (the float32 values are the original integers, so the cast back is exact).
+                part[:, self.rows32] = np.asarray(self.m32.astype(np.float64) @ w_t).T
+            else:
+                part[:, self.rows32] = np.asarray(self.m32 @ w_t.astype(np.float32)).T
+        if len(self.rows64):
+            part[:, self.rows64] = np.asarray(self.m64 @ w_t).T
+        return part[:, self.expand]
+
+
+def _distinct_rows(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first of each set of identical rows (m canonical: sorted, summed), and
+    for every row the position of its representative among them."""
+    seen: dict[tuple[bytes, bytes], int] = {}
+    keep: list[int] = []
+    first_of = np.empty(m.shape[0], dtype=np.int64)
+    indptr = m.indptr.tolist()
+    for r in range(m.shape[0]):
+        lo, hi = indptr[r], indptr[r + 1]
+        key = (m.indices[lo:hi].tobytes(), m.data[lo:hi].tobytes())
+        k = seen.setdefault(key, len(keep))
+        if k == len(keep):
+            keep.append(r)
+        first_of[r] = k
+    return np.asarray(keep, dtype=np.int64), first_of
 
 
 def ratio(sums: np.ndarray) -> np.ndarray:
