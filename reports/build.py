@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.utils import timezone
 
 from annotate.models import Project
 from annotate.verdicts import VERDICT_LABELS, combine_orders, gold_verdicts, verdict_of
@@ -73,7 +74,11 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
     )
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
-    return report_from_table(table, opts)
+    report = report_from_table(table, opts)
+    if "details" in report:
+        # When and from how much: the page says so, since a cached report can be an hour old.
+        report["details"]["computed_at"] = timezone.now().isoformat(timespec="seconds")
+    return report
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -159,6 +164,7 @@ def report_from_table(table: pd.DataFrame, opts: ReportOptions) -> dict:
         report["details"] = {
             "attribute": attribute,
             "bootstrap_rounds": opts.rounds,
+            "n_annotations": len(table),
             "n_items": n_units,
             "n_gold_pairs": len(gold),
             "gold_counts": dict(zip(VERDICT_LABELS, np.bincount(gold["gold"].to_numpy(dtype=np.int64),
