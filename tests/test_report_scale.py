@@ -59,7 +59,7 @@ def test_fast_product_equals_the_plain_float64_product_bit_for_bit():
     rng = np.random.default_rng(0)
     n_units = 60
     blocks = _blocks(rng, n_units)
-    fast, plain = bootstrap._Product(blocks), _PlainProduct(blocks)
+    fast, plain = bootstrap._Product(list(blocks)), _PlainProduct(blocks)  # _Product releases its list
     # The duplicate rate block and its copy were multiplied once; the large column went float64.
     assert fast.n_distinct < fast.width
     assert len(fast.rows32) and len(fast.rows64)

@@ -9,8 +9,10 @@ sums. All figures of a report register their S first and share one draw of w, wh
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,23 +143,51 @@ class _Product:
     Rows of the transposed matrix are statistic columns; its columns are items.
     """
 
-    def __init__(self, blocks: list[sp.csr_matrix]) -> None:
-        # Each block's transpose as CSR is its CSC form read sideways; stacking CSR row blocks
-        # is a concatenation (cheaper than hstack of CSR blocks along the minor axis).
-        stats_t = sp.vstack([sp.csc_matrix(b).T for b in blocks], format="csr")
-        stats_t.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
-        self.width = stats_t.shape[0]
-        rows, self.expand = _distinct_rows(stats_t)  # output column k is distinct row expand[k]
-        row_of = np.repeat(np.arange(self.width), np.diff(stats_t.indptr))
-        data = stats_t.data
-        fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=self.width)
-        abs_total = np.bincount(row_of, weights=np.abs(data), minlength=self.width)
-        exact32 = (fractional[rows] == 0) & (abs_total[rows] * _WEIGHT_BOUND < _F32_EXACT)
-        self.rows32 = np.flatnonzero(exact32)  # positions among the distinct rows
-        self.rows64 = np.flatnonzero(~exact32)
-        self.m32 = stats_t[rows[self.rows32]].astype(np.float32)
-        self.m64 = stats_t[rows[self.rows64]]
-        self.n_distinct = len(rows)
+    def __init__(self, blocks: list[Any]) -> None:
+        # Block by block, each block released as soon as it is read (at 10M annotations the
+        # per-item sums are ~1 GB): its transpose (CSR = its CSC form read sideways) is split
+        # into the float32 rows, the float64 rows and the duplicates of rows already seen.
+        # Rows are matched on a 128-bit BLAKE2 digest of their indices and values (a collision,
+        # p ~ 2**-128, is the only way two different rows could be taken for one): keeping
+        # every distinct row's bytes to compare would hold the whole matrix a second time.
+        seen: dict[bytes, int] = {}
+        keep32: list[sp.csr_matrix] = []
+        keep64: list[sp.csr_matrix] = []
+        expand: list[int] = []
+        is32: list[bool] = []
+        n_items = blocks[0].shape[0] if blocks and blocks[0] is not None else 0
+        for i, block in enumerate(blocks):
+            assert block is not None
+            piece = sp.csc_matrix(block).T.tocsr()
+            blocks[i] = None
+            piece.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
+            data, indices, indptr = piece.data, piece.indices, piece.indptr
+            row_of = np.repeat(np.arange(piece.shape[0]), np.diff(indptr))
+            fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=piece.shape[0])
+            abs_total = np.bincount(row_of, weights=np.abs(data), minlength=piece.shape[0])
+            new32, new64 = [], []
+            for r in range(piece.shape[0]):
+                lo, hi = indptr[r], indptr[r + 1]
+                key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
+                match = seen.get(key)
+                if match is None:
+                    match = seen[key] = len(is32)
+                    exact = fractional[r] == 0 and abs_total[r] * _WEIGHT_BOUND < _F32_EXACT
+                    is32.append(bool(exact))
+                    (new32 if exact else new64).append(r)
+                expand.append(match)
+            if new32:
+                keep32.append(piece[new32].astype(np.float32))
+            if new64:
+                keep64.append(piece[new64])
+        flags = np.asarray(is32, dtype=bool)
+        self.width = len(expand)
+        self.n_distinct = len(flags)
+        self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
+        self.rows64 = np.flatnonzero(~flags)
+        self.m32 = sp.vstack(keep32, format="csr") if keep32 else sp.csr_matrix((0, n_items), dtype=np.float32)
+        self.m64 = sp.vstack(keep64, format="csr") if keep64 else sp.csr_matrix((0, n_items))
+        self.expand = np.asarray(expand, dtype=np.int64)  # output column k is distinct row expand[k]
 
     def times(self, w: np.ndarray) -> np.ndarray:
         """(rounds, items) weights -> (rounds, width) resampled sums."""
@@ -174,23 +204,6 @@ class _Product:
         if len(self.rows64):
             part[:, self.rows64] = np.asarray(self.m64 @ w_t).T
         return part[:, self.expand]
-
-
-def _distinct_rows(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the first of each set of identical rows (m canonical: sorted, summed), and
-    for every row the position of its representative among them."""
-    seen: dict[tuple[bytes, bytes], int] = {}
-    keep: list[int] = []
-    first_of = np.empty(m.shape[0], dtype=np.int64)
-    indptr = m.indptr.tolist()
-    for r in range(m.shape[0]):
-        lo, hi = indptr[r], indptr[r + 1]
-        key = (m.indices[lo:hi].tobytes(), m.data[lo:hi].tobytes())
-        k = seen.setdefault(key, len(keep))
-        if k == len(keep):
-            keep.append(r)
-        first_of[r] = k
-    return np.asarray(keep, dtype=np.int64), first_of
 
 
 def ratio(sums: np.ndarray) -> np.ndarray:
