@@ -165,7 +165,8 @@ class _Product:
             row_of = np.repeat(np.arange(piece.shape[0]), np.diff(indptr))
             fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=piece.shape[0])
             abs_total = np.bincount(row_of, weights=np.abs(data), minlength=piece.shape[0])
-            new32, new64 = [], []
+            new32: list[int] = []
+            new64: list[int] = []
             for r in range(piece.shape[0]):
                 lo, hi = indptr[r], indptr[r + 1]
                 key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
