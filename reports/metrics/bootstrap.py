@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs  # y += A X, in place
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Maps summed statistics of shape (..., d) to the figure, shape (...) or (..., k)."""
@@ -186,25 +187,54 @@ class _Product:
         self.n_distinct = len(flags)
         self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
         self.rows64 = np.flatnonzero(~flags)
-        self.m32 = sp.vstack(keep32, format="csr") if keep32 else sp.csr_matrix((0, n_items), dtype=np.float32)
-        self.m64 = sp.vstack(keep64, format="csr") if keep64 else sp.csr_matrix((0, n_items))
+        m32 = sp.vstack(keep32, format="csr") if keep32 else sp.csr_matrix((0, n_items), dtype=np.float32)
+        m64 = sp.vstack(keep64, format="csr") if keep64 else sp.csr_matrix((0, n_items))
+        del keep32, keep64
+        self.tiles32 = _tiles(m32)
+        self.tiles64 = _tiles(m64)
         self.expand = np.asarray(expand, dtype=np.int64)  # output column k is distinct row expand[k]
 
     def times(self, w: np.ndarray) -> np.ndarray:
         """(rounds, items) weights -> (rounds, width) resampled sums."""
         part = np.empty((w.shape[0], self.n_distinct))
-        # C-ordered (items, rounds): scipy's kernel would copy a transposed view anyway.
+        # C-ordered (items, rounds), so an item range of it is one contiguous block.
         w_t = np.ascontiguousarray(w.T)
         if len(self.rows32):
             if w.size and w.max() > _WEIGHT_BOUND:
                 # Outside the bound float32 might round: this chunk's integer rows in float64
                 # (the float32 values are the original integers, so the cast back is exact).
-                part[:, self.rows32] = np.asarray(self.m32.astype(np.float64) @ w_t).T
+                part[:, self.rows32] = _tiled_product(self.tiles32, w_t, np.float64).T
             else:
-                part[:, self.rows32] = np.asarray(self.m32 @ w_t.astype(np.float32)).T
+                part[:, self.rows32] = _tiled_product(self.tiles32, w_t.astype(np.float32), np.float32).T
         if len(self.rows64):
-            part[:, self.rows64] = np.asarray(self.m64 @ w_t).T
+            part[:, self.rows64] = _tiled_product(self.tiles64, w_t, np.float64).T
         return part[:, self.expand]
+
+
+# Items per tile: the tile's weights (TILE_ITEMS x 50 rounds x 4-8 bytes, under 1 MB) stay in
+# cache while every statistic row reads them. Untiled, each row streams the whole weight block
+# (50 MB at 10M annotations) from memory: 5.7x slower on this machine at that size.
+TILE_ITEMS = 2048
+
+
+def _tiles(m: sp.csr_matrix) -> list[tuple[int, int, sp.csr_matrix]]:
+    """m cut into item ranges (column slices), each CSR with sorted indices."""
+    csc = m.tocsc()
+    n = m.shape[1]
+    return [(lo, min(lo + TILE_ITEMS, n), csc[:, lo:min(lo + TILE_ITEMS, n)].tocsr()) for lo in range(0, n, TILE_ITEMS)]
+
+
+def _tiled_product(tiles: list[tuple[int, int, sp.csr_matrix]], w_t: np.ndarray, dtype: type) -> np.ndarray:
+    """sum over tiles of tile @ w_t[lo:hi], (rows, rounds), accumulated in place by scipy's own
+    kernel: each row adds its entries in increasing item order, tile after tile, which is the
+    order of the untiled product, so the float64 sums are the same to the last bit."""
+    rows = tiles[0][2].shape[0]
+    rounds = w_t.shape[1]
+    out = np.zeros((rows, rounds), dtype=dtype)
+    for lo, hi, tile in tiles:
+        data = tile.data if tile.data.dtype == dtype else tile.data.astype(dtype)
+        _csr_matvecs(rows, hi - lo, rounds, tile.indptr, tile.indices, data, w_t[lo:hi].ravel(), out.ravel())
+    return out
 
 
 def ratio(sums: np.ndarray) -> np.ndarray:
