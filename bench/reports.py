@@ -304,6 +304,18 @@ def _naive_figures(rows: list[dict]) -> dict:
 # --- main ------------------------------------------------------------------------------------
 
 
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across exec, so a child would report the orchestrator's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _measure(items: int, args: argparse.Namespace) -> dict:
     """One size, in this process (the caller runs each size in a child, so max RSS is its own)."""
     t0 = time.perf_counter()
@@ -312,7 +324,7 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
           f"({time.perf_counter() - t0:.1f} s to build, {table.memory_usage(deep=True).sum() / 1e6:.0f} MB)",
           flush=True)  # fmt: skip
     opts = ReportOptions(rounds=args.rounds, seed=0, details=True)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = _peak_rss_mb()
     peak_mb = None
     if args.trace:
         # Allocation peak of one report (tracemalloc, as the figure was quoted before issue 15);
@@ -322,16 +334,20 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         peak_mb = peak / 1e6
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = report_from_table(table, opts)
         json.dumps(report)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     seconds = statistics.median(times)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss1 = _peak_rss_mb()
     load = os.getloadavg()
-    print(f"report: median {seconds:.2f} s of {len(times)} runs {[round(t, 2) for t in times]} "
+    # CPU seconds beside wall seconds: on a machine shared with other work the wall clock
+    # counts the waits for a core too (the report itself is single-threaded).
+    print(f"report: median {seconds:.2f} s of {len(times)} runs {[round(t, 2) for t in times]}, "
+          f"CPU {statistics.median(cpu):.2f} s "
           f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}); "
           + (f"peak {peak_mb:.0f} MB allocated during the report (tracemalloc); " if peak_mb is not None else "")
           + f"process max RSS {rss1:.0f} MB ({rss0:.0f} MB before the report)", flush=True)  # fmt: skip
@@ -363,7 +379,8 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
     out = {"annotations": len(table), "seconds": round(seconds, 3),
            "peak_mb": round(peak_mb, 1) if peak_mb is not None else round(rss1, 1),
            "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1),
-           "runs": [round(t, 3) for t in times], "max_rss_mb": round(rss1, 1), "load_average": round(load[0], 2),
+           "runs": [round(t, 3) for t in times],
+           "cpu_seconds": round(statistics.median(cpu), 3), "max_rss_mb": round(rss1, 1), "load_average": round(load[0], 2),
            "rounds": args.rounds}  # fmt: skip
     return out
 

@@ -35,9 +35,17 @@ class _PlainProduct:
     """The product as it was before issue 15: one float64 sparse matrix, all columns."""
 
     def __init__(self, blocks: list[sp.csr_matrix]) -> None:
-        self.stats_t = sp.hstack(blocks, format="csr").T.tocsr()
+        self.blocks = list(blocks)
+
+    def add(self, block: sp.csr_matrix) -> None:
+        self.blocks.append(block)
+
+    def finish(self) -> None:
+        self.stats_t = sp.hstack(self.blocks, format="csr").T.tocsr()
 
     def times(self, w: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "stats_t"):
+            self.finish()
         return np.asarray(self.stats_t @ w.T).T
 
 

@@ -82,9 +82,9 @@ class Resampler:
     n_units: int
     rounds: int = 1000
     seed: int = 0
-    _blocks: list[sp.csr_matrix] = field(default_factory=list)
     _estimates: list[Estimate] = field(default_factory=list)
     _width: int = 0
+    _product: _Product | None = None
 
     def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
         per_unit = sp.csr_matrix(per_unit)
@@ -94,7 +94,11 @@ class Resampler:
             width = per_unit.shape[1]
             est.columns = slice(self._width, self._width + width)
             self._width += width
-            self._blocks.append(per_unit)
+            # Taken in now, in the product's compact form (float32 where exact, duplicates
+            # dropped), so the report never holds every figure's float64 sums at once.
+            if self._product is None:
+                self._product = _Product([])
+            self._product.add(per_unit)
             self._estimates.append(est)
         return est
 
@@ -106,10 +110,10 @@ class Resampler:
         return np.bincount(draws.ravel(), minlength=rounds * n).reshape(rounds, n).astype(np.float64)
 
     def run(self) -> None:
-        if not self._blocks:
+        if self._product is None:
             return
-        product = _Product(self._blocks)
-        self._blocks.clear()  # the product holds the only copy now (memory at 10M annotations)
+        product, self._product = self._product, None
+        product.finish()
         rng = np.random.default_rng(self.seed)
         out = np.empty((self.rounds, self._width))
         for start in range(0, self.rounds, CHUNK_ROUNDS):
@@ -145,54 +149,59 @@ class _Product:
     """
 
     def __init__(self, blocks: list[Any]) -> None:
-        # Block by block, each block released as soon as it is read (at 10M annotations the
-        # per-item sums are ~1 GB): its transpose (CSR = its CSC form read sideways) is split
-        # into the float32 rows, the float64 rows and the duplicates of rows already seen.
         # Rows are matched on a 128-bit BLAKE2 digest of their indices and values (a collision,
         # p ~ 2**-128, is the only way two different rows could be taken for one): keeping
         # every distinct row's bytes to compare would hold the whole matrix a second time.
-        seen: dict[bytes, int] = {}
-        keep32: list[sp.csr_matrix] = []
-        keep64: list[sp.csr_matrix] = []
-        expand: list[int] = []
-        is32: list[bool] = []
-        n_items = blocks[0].shape[0] if blocks and blocks[0] is not None else 0
+        self._seen: dict[bytes, int] = {}
+        self._keep32: list[sp.csr_matrix] = []
+        self._keep64: list[sp.csr_matrix] = []
+        self._expand: list[int] = []
+        self._is32: list[bool] = []
+        self._n_items = 0
         for i, block in enumerate(blocks):
-            assert block is not None
-            piece = sp.csc_matrix(block).T.tocsr()
+            self.add(block)
             blocks[i] = None
-            piece.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
-            data, indices, indptr = piece.data, piece.indices, piece.indptr
-            row_of = np.repeat(np.arange(piece.shape[0]), np.diff(indptr))
-            fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=piece.shape[0])
-            abs_total = np.bincount(row_of, weights=np.abs(data), minlength=piece.shape[0])
-            new32: list[int] = []
-            new64: list[int] = []
-            for r in range(piece.shape[0]):
-                lo, hi = indptr[r], indptr[r + 1]
-                key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
-                match = seen.get(key)
-                if match is None:
-                    match = seen[key] = len(is32)
-                    exact = fractional[r] == 0 and abs_total[r] * _WEIGHT_BOUND < _F32_EXACT
-                    is32.append(bool(exact))
-                    (new32 if exact else new64).append(r)
-                expand.append(match)
-            if new32:
-                keep32.append(piece[new32].astype(np.float32))
-            if new64:
-                keep64.append(piece[new64])
-        flags = np.asarray(is32, dtype=bool)
-        self.width = len(expand)
+        if blocks:
+            self.finish()
+
+    def add(self, block: sp.csr_matrix) -> None:
+        """Take in one figure's per-item sums (items x columns): its transpose (CSR = its CSC
+        form read sideways) split into float32 rows, float64 rows and rows already seen."""
+        self._n_items = block.shape[0]
+        piece = sp.csc_matrix(block).T.tocsr()
+        piece.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
+        data, indices, indptr = piece.data, piece.indices, piece.indptr
+        row_of = np.repeat(np.arange(piece.shape[0]), np.diff(indptr))
+        fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=piece.shape[0])
+        abs_total = np.bincount(row_of, weights=np.abs(data), minlength=piece.shape[0])
+        new32: list[int] = []
+        new64: list[int] = []
+        for r in range(piece.shape[0]):
+            lo, hi = indptr[r], indptr[r + 1]
+            key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
+            match = self._seen.get(key)
+            if match is None:
+                match = self._seen[key] = len(self._is32)
+                exact = fractional[r] == 0 and abs_total[r] * _WEIGHT_BOUND < _F32_EXACT
+                self._is32.append(bool(exact))
+                (new32 if exact else new64).append(r)
+            self._expand.append(match)
+        if new32:
+            self._keep32.append(piece[new32].astype(np.float32))
+        if new64:
+            self._keep64.append(piece[new64])
+
+    def finish(self) -> None:
+        n = self._n_items
+        flags = np.asarray(self._is32, dtype=bool)
+        self.width = len(self._expand)
         self.n_distinct = len(flags)
         self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
         self.rows64 = np.flatnonzero(~flags)
-        m32 = sp.vstack(keep32, format="csr") if keep32 else sp.csr_matrix((0, n_items), dtype=np.float32)
-        m64 = sp.vstack(keep64, format="csr") if keep64 else sp.csr_matrix((0, n_items))
-        del keep32, keep64
-        self.tiles32 = _tiles(m32)
-        self.tiles64 = _tiles(m64)
-        self.expand = np.asarray(expand, dtype=np.int64)  # output column k is distinct row expand[k]
+        self.tiles32 = _tiles(self._keep32, n, np.float32)
+        self.tiles64 = _tiles(self._keep64, n, np.float64)
+        self.expand = np.asarray(self._expand, dtype=np.int64)  # output column k is distinct row expand[k]
+        self._seen.clear()
 
     def times(self, w: np.ndarray) -> np.ndarray:
         """(rounds, items) weights -> (rounds, width) resampled sums."""
@@ -217,11 +226,16 @@ class _Product:
 TILE_ITEMS = 2048
 
 
-def _tiles(m: sp.csr_matrix) -> list[tuple[int, int, sp.csr_matrix]]:
-    """m cut into item ranges (column slices), each CSR with sorted indices."""
-    csc = m.tocsc()
-    n = m.shape[1]
-    return [(lo, min(lo + TILE_ITEMS, n), csc[:, lo:min(lo + TILE_ITEMS, n)].tocsr()) for lo in range(0, n, TILE_ITEMS)]
+def _tiles(pieces: list[sp.csr_matrix], n: int, dtype: type) -> list[tuple[int, int, sp.csr_matrix]]:
+    """The rows of `pieces` (emptied as they are read) cut into item ranges (column slices),
+    each CSR with sorted indices. Peak memory: the rows twice (CSC copy and its tiles)."""
+    if not pieces:
+        return [(0, n, sp.csr_matrix((0, n), dtype=dtype))]
+    rows = sp.vstack(pieces, format="csr")  # a concatenation of CSR row blocks
+    pieces.clear()
+    m = rows.tocsc()
+    del rows
+    return [(lo, min(lo + TILE_ITEMS, n), m[:, lo:min(lo + TILE_ITEMS, n)].tocsr()) for lo in range(0, n, TILE_ITEMS)]
 
 
 def _tiled_product(tiles: list[tuple[int, int, sp.csr_matrix]], w_t: np.ndarray, dtype: type) -> np.ndarray:
