@@ -295,22 +295,37 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     pair_item = np.zeros(len(pairs), dtype=np.int64)
     pair_item[pair_codes] = v["item"].to_numpy()
 
-    # Every two raters of the same pair, all at once: a self-join on the pair, not a loop over
-    # rater pairs (a project with many annotators has thousands of rater pairs).
-    left = pd.DataFrame({"p": pair_codes, "r": rater_codes, "v": v["verdict"].to_numpy()})
-    co = left.merge(left, on="p", suffixes=("a", "b"))
-    co = co[co["ra"] < co["rb"]]
+    # Every two raters of the same pair, all at once, not a loop over rater pairs (a project
+    # with many annotators has thousands of rater pairs): with the verdicts sorted by pair and
+    # rater, rows i and i + d of one pair are two of its raters, the smaller code first. Only
+    # those pairs are made (a self-join on the pair made every ordered pair: 2.3x the rows).
+    verdict = v["verdict"].to_numpy()
+    order = np.lexsort((rater_codes, pair_codes))
+    p_sorted, r_sorted, v_sorted = pair_codes[order], rater_codes[order], verdict[order]
+    ia_parts, ib_parts = [], []
+    d = 1
+    while d < len(p_sorted):
+        same = np.flatnonzero(p_sorted[d:] == p_sorted[:-d])
+        if not len(same):
+            break
+        ia_parts.append(same)
+        ib_parts.append(same + d)
+        d += 1
+    i_a = np.concatenate(ia_parts) if ia_parts else np.zeros(0, dtype=np.int64)
+    i_b = np.concatenate(ib_parts) if ib_parts else np.zeros(0, dtype=np.int64)
+    distinct = r_sorted[i_a] < r_sorted[i_b]  # one verdict per rater and pair; kept exact if not
+    i_a, i_b = i_a[distinct], i_b[distinct]
     n_r = len(shown)
-    group = co["ra"].to_numpy() * n_r + co["rb"].to_numpy()
+    group = r_sorted[i_a] * n_r + r_sorted[i_b]
     groups, group_codes = np.unique(group, return_inverse=True)
-    cells = co["va"].to_numpy() * 3 + co["vb"].to_numpy()
+    cells = v_sorted[i_a] * 3 + v_sorted[i_b]
     width = len(groups) * 9
     rows = []
     if len(groups):
-        per_unit = per_unit_sums(pair_item[co["p"].to_numpy()], group_codes * 9 + cells, 1.0,
+        per_unit = per_unit_sums(pair_item[p_sorted[i_a]], group_codes * 9 + cells, 1.0,
                                  n_units=boot.n_units, width=width)  # fmt: skip
         conf_all = np.bincount(group_codes * 9 + cells, minlength=width).reshape(-1, 9)
-        est = boot.estimate(per_unit, lambda s: _kappas(s.reshape(*s.shape[:-1], -1, 9)), n=len(co))
+        est = boot.estimate(per_unit, lambda s: _kappas(s.reshape(*s.shape[:-1], -1, 9)), n=len(i_a))
         for g, code in enumerate(groups):
             rows.append((shown[code // n_r], shown[code % n_r], _Slice(est, g, int(conf_all[g].sum())),
                          conf_all[g].reshape(3, 3)))  # fmt: skip
