@@ -147,3 +147,44 @@ def test_report_figures_equal_the_per_row_python_baseline(synthetic):
     elo = {r["model"]: r["elo"] for r in report["leaderboard"]["humans"]["bradley_terry"]}
     for model, value in naive["elo"].items():
         assert elo[model] == pytest.approx(value, abs=1e-3)
+
+
+@pytest.mark.django_db
+def test_column_wise_reader_gives_the_same_report_as_the_tuple_reader(project, monkeypatch):
+    """The selector's COPY reader (PostgreSQL) against the values_list reader it replaces:
+    labels with empty models, missing probabilities, ratings and preferences, same report."""
+    from annotate.models import Item, Pair, Preference, Rater, Rating, Response
+    from reports import selectors
+    from reports.build import build_report
+
+    humans = [Rater.objects.create(kind="human", name=f"h{k}") for k in range(3)]
+    judge = Rater.objects.create(kind="judge", name="j, \"quoted\"", model="alpha")
+    helpfulness = project.attributes.get(name="helpfulness")
+    rng = np.random.default_rng(0)
+    for i in range(15):
+        item = Item.objects.create(project=project, external_id=f"i{i}", prompt=f"p{i}")
+        ra = Response.objects.create(item=item, external_id="a", text="x" * (5 + i), model="alpha" if i % 2 else "")
+        rb = Response.objects.create(item=item, external_id="b", text="y,\n" * (3 + i % 4), model="beta")
+        pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+        for k, h in enumerate(humans):
+            Preference.objects.create(rater=h, rater_kind="human", pair=pair, strength=int(rng.integers(-3, 4)),
+                                      shown_order="ab" if k % 2 else "ba")  # fmt: skip
+            Rating.objects.create(rater=h, response=ra, attribute=helpfulness, value=int(rng.integers(1, 6)))
+            Rating.objects.create(rater=h, response=rb, attribute=helpfulness, value=int(rng.integers(1, 6)))
+        probs = {"A": 0.7, "tie": 0.1, "B": 0.2} if i % 3 else None
+        Preference.objects.create(rater=judge, rater_kind="judge", pair=pair, strength=int(rng.integers(-1, 2)),
+                                  shown_order="ab", probabilities=probs)  # fmt: skip
+    copy_table = selectors.annotations_table(project)
+    copied = build_report(project, rounds=40, details=True)
+    monkeypatch.setattr(selectors, "_copy_frame", selectors._records_frame)
+    tuple_table = selectors.annotations_table(project)
+    tupled = build_report(project, rounds=40, details=True)
+    for report in (copied, tupled):
+        report["details"].pop("computed_at")
+    assert json.dumps(copied, sort_keys=True) == json.dumps(tupled, sort_keys=True)
+    assert len(copy_table) == len(tuple_table) == 15 * (3 + 6 + 1)
+    key = ["protocol", "id"]
+    a = copy_table.sort_values(key).reset_index(drop=True)
+    b = tuple_table.sort_values(key).reset_index(drop=True)
+    for col in selectors.COLUMNS:
+        assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
