@@ -178,7 +178,9 @@ def _columns(frames: list[dict]) -> pd.DataFrame:
                     values[lo:hi] = f[name]
                     missing[lo:hi] = False
             cols[name] = pd.arrays.IntegerArray(values, missing) if missing.any() else values
-    return pd.DataFrame(cols)
+        for f in frames:
+            f.pop(name, None)  # each column's parts freed once it is built (peak memory)
+    return pd.DataFrame(cols, copy=False)
 
 
 # --- the per-row Python baseline ---------------------------------------------------------

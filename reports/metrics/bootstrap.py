@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs  # y += A X, in place
+from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs  # Y += A X, in place
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Maps summed statistics of shape (..., d) to the figure, shape (...) or (..., k)."""
@@ -198,8 +198,8 @@ class _Product:
         self.n_distinct = len(flags)
         self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
         self.rows64 = np.flatnonzero(~flags)
-        self.tiles32 = _tiles(self._keep32, n, np.float32)
-        self.tiles64 = _tiles(self._keep64, n, np.float64)
+        self.m32 = _by_item(self._keep32, n, np.float32)
+        self.m64 = _by_item(self._keep64, n, np.float64)
         self.expand = np.asarray(self._expand, dtype=np.int64)  # output column k is distinct row expand[k]
         self._seen.clear()
 
@@ -212,42 +212,36 @@ class _Product:
             if w.size and w.max() > _WEIGHT_BOUND:
                 # Outside the bound float32 might round: this chunk's integer rows in float64
                 # (the float32 values are the original integers, so the cast back is exact).
-                part[:, self.rows32] = _tiled_product(self.tiles32, w_t, np.float64).T
+                part[:, self.rows32] = _product_by_item(self.m32, w_t, np.float64).T
             else:
-                part[:, self.rows32] = _tiled_product(self.tiles32, w_t.astype(np.float32), np.float32).T
+                part[:, self.rows32] = _product_by_item(self.m32, w_t.astype(np.float32), np.float32).T
         if len(self.rows64):
-            part[:, self.rows64] = _tiled_product(self.tiles64, w_t, np.float64).T
+            part[:, self.rows64] = _product_by_item(self.m64, w_t, np.float64).T
         return part[:, self.expand]
 
 
-# Items per tile: the tile's weights (TILE_ITEMS x 50 rounds x 4-8 bytes, under 1 MB) stay in
-# cache while every statistic row reads them. Untiled, each row streams the whole weight block
-# (50 MB at 10M annotations) from memory: 5.7x slower on this machine at that size.
-TILE_ITEMS = 2048
-
-
-def _tiles(pieces: list[sp.csr_matrix], n: int, dtype: type) -> list[tuple[int, int, sp.csr_matrix]]:
-    """The rows of `pieces` (emptied as they are read) cut into item ranges (column slices),
-    each CSR with sorted indices. Peak memory: the rows twice (CSC copy and its tiles)."""
+def _by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matrix:
+    """The rows of `pieces` (emptied as they are read) as one CSC matrix: column j holds item
+    j's entries, rows in increasing order."""
     if not pieces:
-        return [(0, n, sp.csr_matrix((0, n), dtype=dtype))]
+        return sp.csc_matrix((0, n), dtype=dtype)
     rows = sp.vstack(pieces, format="csr")  # a concatenation of CSR row blocks
     pieces.clear()
     m = rows.tocsc()
-    del rows
-    return [(lo, min(lo + TILE_ITEMS, n), m[:, lo:min(lo + TILE_ITEMS, n)].tocsr()) for lo in range(0, n, TILE_ITEMS)]
+    m.sort_indices()
+    return m
 
 
-def _tiled_product(tiles: list[tuple[int, int, sp.csr_matrix]], w_t: np.ndarray, dtype: type) -> np.ndarray:
-    """sum over tiles of tile @ w_t[lo:hi], (rows, rounds), accumulated in place by scipy's own
-    kernel: each row adds its entries in increasing item order, tile after tile, which is the
-    order of the untiled product, so the float64 sums are the same to the last bit."""
-    rows = tiles[0][2].shape[0]
-    rounds = w_t.shape[1]
-    out = np.zeros((rows, rounds), dtype=dtype)
-    for lo, hi, tile in tiles:
-        data = tile.data if tile.data.dtype == dtype else tile.data.astype(dtype)
-        _csr_matvecs(rows, hi - lo, rounds, tile.indptr, tile.indices, data, w_t[lo:hi].ravel(), out.ravel())
+def _product_by_item(m: sp.csc_matrix, w_t: np.ndarray, dtype: type) -> np.ndarray:
+    """m @ w_t, (rows, rounds), item by item (scipy's csc_matvecs, out[i] += m[i, j] * w_t[j]):
+    each item's multiplicities (w_t[j], 50 numbers) are read once, while the output (a few
+    thousand rows x 50) stays in cache. Row by row (CSR) every row streams the whole weight
+    block from memory instead (50 MB at 10M annotations): 5-7x slower on this machine there.
+    Each output row still adds its entries in increasing item order, the order of the CSR
+    product, so float64 sums are the same to the last bit (tests/test_report_scale.py)."""
+    out = np.zeros((m.shape[0], w_t.shape[1]), dtype=dtype)
+    data = m.data if m.data.dtype == dtype else m.data.astype(dtype)
+    _csc_matvecs(m.shape[0], m.shape[1], w_t.shape[1], m.indptr, m.indices, data, w_t.ravel(), out.ravel())
     return out
 
 
