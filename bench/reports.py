@@ -14,7 +14,14 @@ Baseline: a straightforward per-row Python implementation of the same figures (d
 bootstrap by recomputing on resampled items). It is timed on a 1/50 item subsample with a few
 bootstrap rounds and extrapolated linearly to the full size and 1,000 rounds (stated below).
 
-Run: python bench/reports.py [--items N] [--rounds R]
+Run: python bench/reports.py [--annotations N [N ...]] [--repeats 3] [--rounds 1000] [--no-trace]
+
+Each size runs in its own process (its max RSS, VmHWM, is its own) and prints one JSON line:
+the BENCH.md keys (`seconds` = median wall time of --repeats runs) and beside them the runs,
+`cpu_seconds` (median process CPU time: on a shared machine the wall clock also counts waits
+for a core), `max_rss_mb` (the whole process, table included), the load average and rounds.
+`peak_mb` is the tracemalloc peak of one extra run (as quoted before), or the max RSS with
+--no-trace. The baseline runs on the first 512 items at every size and is extrapolated.
 """
 
 from __future__ import annotations
