@@ -317,7 +317,7 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     i_a, i_b = i_a[distinct], i_b[distinct]
     n_r = len(shown)
     group = r_sorted[i_a] * n_r + r_sorted[i_b]
-    groups, group_codes = np.unique(group, return_inverse=True)
+    groups, group_codes, _ = _small_unique(group, n_r * n_r)
     cells = v_sorted[i_a] * 3 + v_sorted[i_b]
     width = len(groups) * 9
     rows = []
@@ -407,6 +407,16 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     return _Section(render, details)
 
 
+def _small_unique(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True, return_counts=True) for codes in [0, size) with
+    size small (rater pairs, contingency cells): one bincount instead of sorting millions."""
+    counts = np.bincount(values, minlength=size)
+    present = np.flatnonzero(counts)
+    remap = np.zeros(size, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    return present, remap[values], counts[present]
+
+
 def _alpha_level(name: str) -> str:
     """The level the report's headline alpha uses: ordinal for scores, nominal for verdicts."""
     return "nominal" if name == "preference" else "ordinal"
@@ -457,10 +467,10 @@ def _score_correlations(
             continue
         i_a, i_b = np.concatenate(ia), np.concatenate(ib)
         group = rater[i_a] * n_r + rater[i_b]
-        groups, group_codes, sizes = np.unique(group, return_inverse=True, return_counts=True)
+        groups, group_codes, sizes = _small_unique(group, n_r * n_r)
         cell = group_codes * (v * v) + vcode[i_a] * v + vcode[i_b]
         # Only observed cells become bootstrap columns (a wide scale would make V*V mostly empty).
-        cells, cell_codes = np.unique(cell, return_inverse=True)
+        cells, cell_codes, _ = _small_unique(cell, len(groups) * v * v)
         per_unit = per_unit_sums(item[i_a], cell_codes, 1.0, n_units=boot.n_units, width=len(cells))
         n_groups = len(groups)
 
