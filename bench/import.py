@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -76,14 +78,18 @@ def main() -> None:
         result = import_files(project_name="bench-import", fmt="jsonl", paths=[path])
         seconds = time.perf_counter() - start
         rows = sum(result.counts.values())
-        print(f"import: {rows} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); created {result.counts}", flush=True)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        load = os.getloadavg()
+        print(f"import: {rows} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); created {result.counts}; "
+              f"process max RSS {peak_mb:.0f} MB; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
         start = time.perf_counter()
         again = import_files(project_name="bench-import", fmt="jsonl", paths=[path])
         print(f"re-import of the same file: {time.perf_counter() - start:.1f} s, created {again.counts}", flush=True)
     base = baseline(args.baseline_pairs)
     print(f"baseline (row-by-row ORM, {args.baseline_pairs} pairs): {base:,.0f} rows/s", flush=True)
     print(json.dumps({"rows": rows, "rows_per_s": round(rows / seconds, 1), "baseline_rows_per_s": round(base, 1),
-                      "ratio": round(rows / seconds / base, 2), "seconds": round(seconds, 2)}))
+                      "ratio": round(rows / seconds / base, 2), "seconds": round(seconds, 2),
+                      "peak_mb": round(peak_mb, 1), "load_average": round(load[0], 2)}))
 
 
 if __name__ == "__main__":

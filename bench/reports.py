@@ -14,7 +14,14 @@ Baseline: a straightforward per-row Python implementation of the same figures (d
 bootstrap by recomputing on resampled items). It is timed on a 1/50 item subsample with a few
 bootstrap rounds and extrapolated linearly to the full size and 1,000 rounds (stated below).
 
-Run: python bench/reports.py [--items N] [--rounds R]
+Run: python bench/reports.py [--annotations N [N ...]] [--repeats 3] [--rounds 1000] [--no-trace]
+
+Each size runs in its own process (its max RSS, VmHWM, is its own) and prints one JSON line:
+the BENCH.md keys (`seconds` = median wall time of --repeats runs) and beside them the runs,
+`cpu_seconds` (median process CPU time: on a shared machine the wall clock also counts waits
+for a core), `max_rss_mb` (the whole process, table included), the load average and rounds.
+`peak_mb` is the tracemalloc peak of one extra run (as quoted before), or the max RSS with
+--no-trace. The baseline runs on the first 512 items at every size and is extrapolated.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import math
 import os
 import random
 import resource
+import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -42,7 +51,7 @@ import django  # noqa: E402
 django.setup()
 
 from reports.build import ReportOptions, report_from_table  # noqa: E402
-from reports.selectors import finish_table  # noqa: E402
+from reports.selectors import CATEGORICAL, COLUMNS, finish_table  # noqa: E402
 
 MODELS = [f"m{k}" for k in range(8)]
 TRUE_ELO = np.linspace(1175, 825, len(MODELS))  # m0 strongest
@@ -53,6 +62,8 @@ PER_ITEM = 3 + 2 * len(JUDGES) + 2 * (3 + len(JUDGES)) * len(ATTRIBUTES)  # 39 a
 
 
 def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
+    """The long annotation frame the selector returns, built column by column: categorical
+    columns as codes, numbers as numpy arrays (10M rows fit in about 1.5 GB)."""
     rng = np.random.default_rng(seed)
     n = n_items
     ia = rng.integers(0, len(MODELS), n)
@@ -62,7 +73,7 @@ def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
     items = np.arange(n)
     pair = items
     resp_a, resp_b = 2 * items, 2 * items + 1
-    frames = []
+    frames: list[dict] = []
     next_id = [0]
 
     def ids(k: int) -> np.ndarray:
@@ -73,14 +84,15 @@ def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
     def pref_frame(rater: str, kind: str, model: str, strength: np.ndarray, order: str, sel=None, probs=None):
         sel = np.arange(n) if sel is None else sel
         k = len(sel)
-        f = {"protocol": "ranking", "id": ids(k), "created_at": pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(k), "s"),
+        f = {"_n": k, "protocol": "ranking", "id": ids(k),
+             "created_at": np.datetime64("2025-01-01", "us") + np.arange(k).astype("timedelta64[s]"),
              "rater": f"{kind}:{rater}", "kind": kind, "rater_model": model, "item": items[sel], "item_role": "task",
              "pair": pair[sel], "response_a": resp_a[sel], "response_b": resp_b[sel],
-             "model_a": np.array(MODELS)[ia[sel]], "model_b": np.array(MODELS)[ib[sel]],
+             "model_a": (MODELS, ia[sel]), "model_b": (MODELS, ib[sel]),
              "len_a": len_a[sel], "len_b": len_b[sel], "strength": strength, "shown_order": order}  # fmt: skip
         if probs is not None:
             f["p_a"], f["p_tie"], f["p_b"] = probs
-        frames.append(pd.DataFrame(f))
+        frames.append(f)
 
     def verdict_strength(p_a: np.ndarray, tie: float) -> np.ndarray:
         u = rng.random(len(p_a))
@@ -122,13 +134,60 @@ def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
         for rater, kind, model in [(f"h{k}r", "human", "") for k in range(3)] + [(j, "judge", m) for j, m in JUDGES.items()]:
             value = np.clip(np.rint(quality + rng.normal(0, 0.9, 2 * n)), 0, 4).astype(np.int64)
             k = 2 * n
-            frames.append(pd.DataFrame({
-                "protocol": "rating", "id": ids(k), "created_at": pd.Timestamp("2025-01-02"), "rater": f"{kind}:{rater}",
-                "kind": kind, "rater_model": model, "item": resp_item, "item_role": "task",
-                "response": np.arange(2 * n), "model": np.array(MODELS)[model_of], "length": resp_len,
+            frames.append({
+                "_n": k, "protocol": "rating", "id": ids(k), "created_at": np.datetime64("2025-01-02", "us"),
+                "rater": f"{kind}:{rater}", "kind": kind, "rater_model": model, "item": resp_item, "item_role": "task",
+                "response": np.arange(2 * n), "model": (MODELS, model_of), "length": resp_len,
                 "attribute": attribute, "value": value,
-            }))  # fmt: skip
-    return finish_table(pd.concat(frames, ignore_index=True))
+            })  # fmt: skip
+    return finish_table(_columns(frames))
+
+
+def _columns(frames: list[dict]) -> pd.DataFrame:
+    """Concatenate frames given as columns (a scalar, an array, or (labels, codes) for a
+    categorical column) into one DataFrame without materialising strings per row."""
+    sizes = [f["_n"] for f in frames]
+    total = sum(sizes)
+    starts = np.cumsum([0, *sizes])
+    cols: dict[str, object] = {}
+    for name in COLUMNS:
+        if name in CATEGORICAL:
+            present = {str(x) for f in frames if name in f
+                       for x in (f[name][0] if isinstance(f[name], tuple) else [f[name]])}  # fmt: skip
+            labels = sorted(present | ({""} if any(name not in f for f in frames) else set()))
+            index = {label: k for k, label in enumerate(labels)}
+            codes = np.full(total, -1, dtype=np.int16)
+            for f, lo, hi in zip(frames, starts[:-1], starts[1:], strict=True):
+                if name not in f:
+                    continue
+                if isinstance(f[name], tuple):
+                    own, c = f[name]
+                    codes[lo:hi] = np.array([index[str(x)] for x in own], dtype=np.int16)[c]
+                else:
+                    codes[lo:hi] = index[str(f[name])]
+            cols[name] = pd.Categorical.from_codes(codes, categories=labels)
+        elif name == "created_at":
+            out = np.empty(total, dtype="datetime64[us]")
+            for f, lo, hi in zip(frames, starts[:-1], starts[1:], strict=True):
+                out[lo:hi] = f[name]
+            cols[name] = out
+        elif name in ("p_a", "p_tie", "p_b"):
+            out = np.full(total, np.nan)
+            for f, lo, hi in zip(frames, starts[:-1], starts[1:], strict=True):
+                if name in f:
+                    out[lo:hi] = f[name]
+            cols[name] = out
+        else:
+            values = np.zeros(total, dtype=np.int64)
+            missing = np.ones(total, dtype=bool)
+            for f, lo, hi in zip(frames, starts[:-1], starts[1:], strict=True):
+                if name in f:
+                    values[lo:hi] = f[name]
+                    missing[lo:hi] = False
+            cols[name] = pd.arrays.IntegerArray(values, missing) if missing.any() else values
+        for f in frames:
+            f.pop(name, None)  # each column's parts freed once it is built (peak memory)
+    return pd.DataFrame(cols, copy=False)
 
 
 # --- the per-row Python baseline ---------------------------------------------------------
@@ -254,33 +313,53 @@ def _naive_figures(rows: list[dict]) -> dict:
 # --- main ------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=math.ceil(1_000_000 / PER_ITEM))
-    parser.add_argument("--rounds", type=int, default=1000)
-    parser.add_argument("--baseline-fraction", type=int, default=50)
-    parser.add_argument("--baseline-rounds", type=int, default=3)
-    args = parser.parse_args()
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across exec, so a child would report the orchestrator's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+
+def _measure(items: int, args: argparse.Namespace) -> dict:
+    """One size, in this process (the caller runs each size in a child, so max RSS is its own)."""
     t0 = time.perf_counter()
-    table = synthetic_table(args.items)
-    print(f"synthetic table: {len(table):,} annotations over {args.items:,} items "
-          f"({time.perf_counter() - t0:.1f} s to build, {table.memory_usage(deep=True).sum() / 1e6:.0f} MB)")  # fmt: skip
-
+    table = synthetic_table(items)
+    print(f"synthetic table: {len(table):,} annotations over {items:,} items "
+          f"({time.perf_counter() - t0:.1f} s to build, {table.memory_usage(deep=True).sum() / 1e6:.0f} MB)",
+          flush=True)  # fmt: skip
     opts = ReportOptions(rounds=args.rounds, seed=0, details=True)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    report = report_from_table(table, opts)
-    seconds = time.perf_counter() - t0
-    json.dumps(report)
-    tracemalloc.start()
-    report_from_table(table, opts)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    peak_mb = peak / 1e6
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"report: {seconds:.2f} s, peak {peak_mb:.0f} MB allocated during the report (tracemalloc; "
-          f"process max RSS {rss1:.0f} MB, {rss0:.0f} MB before the report)")  # fmt: skip
+    rss0 = _peak_rss_mb()
+    peak_mb = None
+    if args.trace:
+        # Allocation peak of one report (tracemalloc, as the figure was quoted before issue 15);
+        # a warm-up run besides, not timed.
+        tracemalloc.start()
+        report = report_from_table(table, opts)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        peak_mb = peak / 1e6
+    times, cpu = [], []
+    for _ in range(args.repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = report_from_table(table, opts)
+        json.dumps(report)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    seconds = statistics.median(times)
+    rss1 = _peak_rss_mb()
+    load = os.getloadavg()
+    # CPU seconds beside wall seconds: on a machine shared with other work the wall clock
+    # counts the waits for a core too (the report itself is single-threaded).
+    print(f"report: median {seconds:.2f} s of {len(times)} runs {[round(t, 2) for t in times]}, "
+          f"CPU {statistics.median(cpu):.2f} s "
+          f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}); "
+          + (f"peak {peak_mb:.0f} MB allocated during the report (tracemalloc); " if peak_mb is not None else "")
+          + f"process max RSS {rss1:.0f} MB ({rss0:.0f} MB before the report)", flush=True)  # fmt: skip
 
     # Planted effects recovered?
     board = report["leaderboard"]["humans"]["bradley_terry"]
@@ -297,9 +376,8 @@ def main() -> None:
     if not (order == MODELS and sp["dbg"] > 0):
         print("WARNING: a planted effect was not recovered")
 
-    # Baseline on a subsample of items, extrapolated.
-    frac = args.baseline_fraction
-    sub = table[table["item"] < args.items // frac]
+    # Baseline on a subsample of items (the same size at every scale), extrapolated linearly.
+    sub = table[table["item"] < min(args.baseline_items, items)]
     rows = sub.astype(object).where(sub.notna(), None).to_dict("records")
     _, t_point, t_round = naive_report(rows, args.baseline_rounds, seed=0)
     scale = len(table) / len(sub)
@@ -307,8 +385,53 @@ def main() -> None:
     print(f"baseline (per-row Python): {len(sub):,} annotations: {t_point:.2f} s for the figures, "
           f"{t_round:.2f} s per bootstrap round; extrapolated x{scale:.1f} rows and {args.rounds} rounds "
           f"= {baseline:,.0f} s")  # fmt: skip
-    print(json.dumps({"annotations": len(table), "seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1),
-                      "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1)}))  # fmt: skip
+    out = {"annotations": len(table), "seconds": round(seconds, 3),
+           "peak_mb": round(peak_mb, 1) if peak_mb is not None else round(rss1, 1),
+           "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1),
+           "runs": [round(t, 3) for t in times],
+           "cpu_seconds": round(statistics.median(cpu), 3), "max_rss_mb": round(rss1, 1), "load_average": round(load[0], 2),
+           "rounds": args.rounds}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--annotations", type=int, nargs="+",
+                        help="sizes to measure, one JSON line each (default 1,000,000)")  # fmt: skip
+    parser.add_argument("--items", type=int, help="one size given in items (39 annotations each)")
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per size; the median is quoted")
+    parser.add_argument("--no-trace", dest="trace", action="store_false",
+                        help="skip the tracemalloc run (peak_mb is then the process max RSS)")  # fmt: skip
+    parser.add_argument("--baseline-items", type=int, default=512)
+    parser.add_argument("--baseline-rounds", type=int, default=3)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print("RESULT " + json.dumps(_measure(args.child, args)), flush=True)
+        return
+    if args.items:
+        sizes = [args.items]
+    else:
+        sizes = [math.ceil(n / PER_ITEM) for n in (args.annotations or [1_000_000])]
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
+    results = []
+    for items in sizes:
+        # Each size in its own process: its max RSS is its own, and memory is returned between sizes.
+        cmd = [sys.executable, __file__, "--child", str(items), *_passthrough(args)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        for line in proc.stdout.splitlines():
+            if line.startswith("RESULT "):
+                results.append(json.loads(line[len("RESULT "):]))
+            else:
+                print(line)
+        print(json.dumps(results[-1]), flush=True)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    out = ["--rounds", str(args.rounds), "--repeats", str(args.repeats), "--baseline-items", str(args.baseline_items),
+           "--baseline-rounds", str(args.baseline_rounds)]  # fmt: skip
+    return out if args.trace else [*out, "--no-trace"]
 
 
 if __name__ == "__main__":

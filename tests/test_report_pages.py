@@ -80,6 +80,15 @@ def test_researcher_sees_each_page_with_a_chart(client, researcher, filled, page
     assert "n = " in body or page == "leaderboards"
 
 
+def test_page_says_when_and_from_how_many_annotations(client, researcher, filled):
+    # 12 items: 3 humans x (1 preference + 2 ratings), 2 + 1 judge preferences = 12 x 12.
+    body = _login(client, researcher).get(reverse("reports:page", args=[filled.pk, "agreement"])).content.decode()
+    stamp = re.search(r"Computed (\S+) from (\d+) annotations \((\d+) items, (\d+) bootstrap rounds\)", body)
+    assert stamp is not None
+    assert stamp.group(2) == "144" and stamp.group(3) == "12" and stamp.group(4) == "30"
+    assert stamp.group(1).startswith(str(Item.objects.first().created_at.year))
+
+
 def test_overview_url_and_htmx_partial(client, researcher, filled):
     c = _login(client, researcher)
     assert c.get(reverse("reports:project", args=[filled.pk])).status_code == 200

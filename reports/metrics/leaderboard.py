@@ -84,9 +84,9 @@ def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerr
     m = len(models)
     if m < 2 or comps.empty:
         return BradleyTerry(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)
-    index = {name: i for i, name in enumerate(models)}
-    ia = comps["model_a"].map(index).to_numpy()
-    ib = comps["model_b"].map(index).to_numpy()
+    # Codes into the sorted model list, from plain strings or from categoricals alike.
+    ia = pd.Categorical(comps["model_a"], categories=models).codes.astype(np.int64)
+    ib = pd.Categorical(comps["model_b"], categories=models).codes.astype(np.int64)
     cells = (ia * m + ib) * 3 + comps["verdict"].to_numpy()
     counts = np.bincount(cells, minlength=m * m * 3).astype(float)
     if rounds > 0:
