@@ -168,8 +168,10 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     if m < 2 or comps.empty:
         return StyleBoard(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)
     index = {name: i for i, name in enumerate(models)}
-    ia = comps["model_a"].map(index).to_numpy()
-    ib = comps["model_b"].map(index).to_numpy()
+    # Through plain objects: the report's label columns are categoricals, whose .map keeps a
+    # categorical dtype rather than giving integers.
+    ia = np.array([index[name] for name in comps["model_a"].astype(object)], dtype=np.int64)
+    ib = np.array([index[name] for name in comps["model_b"].astype(object)], dtype=np.int64)
     design = np.zeros((len(comps), m))
     design[np.arange(len(comps)), ia] += 1.0
     design[np.arange(len(comps)), ib] -= 1.0
