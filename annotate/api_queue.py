@@ -27,6 +27,7 @@ from .queue import (
     assignment_submit_preference,
     assignment_submit_rating,
     assignment_undo,
+    assignment_with_task,
     progress_for,
 )
 from .roles import authenticated
@@ -88,7 +89,7 @@ class QueueNextApi(APIView):
         project = project_for(request.user, project_id, need="annotate")
         rater = rater_for_user(user=authenticated(request.user))
         assignment = assignment_claim_next(project=project, rater=rater)
-        body: dict = {"task": task_payload(assignment, project) if assignment else None}
+        body: dict = {"task": task_payload(assignment_with_task(assignment), project) if assignment else None}
         if request.query_params.get("progress") == "1":
             p = progress_for(project=project, rater=rater)
             body["progress"] = {"rater_done": p.rater_done, "rater_target": p.rater_target,

@@ -13,6 +13,8 @@ import markdown as md
 import nh3
 from django.utils.safestring import SafeString, mark_safe
 
+from .markdown_cache import cached_render
+
 ALLOWED_TAGS: set[str] = {
     "p", "br", "hr", "pre", "code", "blockquote", "em", "strong", "del", "s", "sub", "sup",
     "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -37,6 +39,12 @@ def _renderer() -> md.Markdown:
     return renderer
 
 
+# Part of the render cache's key (annotate/markdown_cache.py): change it whenever what
+# render_markdown produces for a given text changes (extensions, highlighting, allow-list).
+RENDERER_VERSION = "1"
+
+
+@cached_render(RENDERER_VERSION)
 def render_markdown(text: str) -> SafeString:
     """Markdown to sanitised HTML, safe to put in a template unescaped."""
     html = _renderer().convert(text or "")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -31,6 +32,7 @@ from .queue import (
     assignment_submit_preference,
     assignment_submit_rating,
     assignment_undo,
+    assignment_with_task,
     newest_done,
     open_claims_elsewhere,
     progress_for,
@@ -201,6 +203,8 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
     project = project_for(request.user, project_id, need="annotate")
+    # Read once: the submitted values, the error form and the next task's form all list them.
+    prefetch_related_objects([project], "attributes")
     return project, rater_for_user(user=authenticated(request.user))
 
 
@@ -212,11 +216,11 @@ def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
     once nothing is left and nothing is in flight."""
     assignment = assignment_claim_next(project=project, rater=rater)
     if assignment is not None:
-        return assignment, 0
+        return assignment_with_task(assignment), 0
     waiting = open_claims_elsewhere(project=project, rater=rater)
     if waiting == 0:
         assignment = assignment_claim_next(project=project, rater=rater)
-    return assignment, waiting
+    return (assignment_with_task(assignment) if assignment is not None else None), waiting
 
 
 def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
@@ -325,7 +329,8 @@ def undo(request: HttpRequest, project_id: int) -> HttpResponse:
         return _next(request, project, rater, Notice(str(exc), "error"))
     notice = Notice("Undone. Your previous answer is filled in; change it and submit again.", "info")
     if _is_htmx(request):
-        return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment, notice=notice))
+        context = _task_context(project=project, rater=rater, assignment=assignment_with_task(assignment), notice=notice)
+        return _render_task(request, context)
     messages.info(request, notice.text)
     return redirect("annotate_task", project_id=project.pk)
 
