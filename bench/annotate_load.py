@@ -55,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 2)), help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 8)), help="threads per gunicorn worker")
     parser.add_argument("--replay-rate", type=float, default=0.05)
+    parser.add_argument("--conn-max-age", type=int, default=60,
+                        help="seconds the server keeps a database connection (docker-compose.yml: 60; 0 = one per request)")
     return parser.parse_args()
 
 
@@ -236,12 +238,16 @@ def free_port() -> int:
 
 
 def start_gunicorn(args: argparse.Namespace, port: int, db: str = DB_NAME) -> subprocess.Popen:
+    # The shipped server settings (config/gunicorn.py, as docker-compose.yml starts it), with the
+    # bench's port and worker shape on the command line.
     cmd = [
-        str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread",
-        "--keep-alive", "30", "--log-level", "warning",
+        str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.py"), "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+        "--log-level", "warning",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=django_env(db), start_new_session=True)
+    env = django_env(db)
+    env["DATABASE_CONN_MAX_AGE"] = str(getattr(args, "conn_max_age", 60))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
