@@ -22,7 +22,7 @@ from typing import cast
 
 from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
@@ -166,6 +166,13 @@ def _candidates(
         # Cheap pre-filter: a task whose overlap-th live assignment exists is full. The exact
         # check is the recount under the lock.
         qs = qs.filter(~Exists(live.order_by().values("pk")[project.overlap - 1 : project.overlap]))
+    # Where the project's tasks start: the same rows, but PostgreSQL's walk of the id index
+    # begins at this project's first task instead of the first task of the whole table (it
+    # tests each row's overlap before its project, so every earlier project's open tasks were
+    # probed on every claim: 25 ms a claim behind one other project of 1,200 responses).
+    model = Response if protocol == RATING else Pair
+    first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
+    qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
     # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
     return qs.order_by("pk")
 
