@@ -50,6 +50,10 @@ DONE = Assignment.Status.DONE
 SKIPPED = Assignment.Status.SKIPPED
 EXPIRED = Assignment.Status.EXPIRED
 
+# The candidate walk starts at the project's first task (_candidates); False only for
+# bench/annotate_load.py's naive-vs-ours comparison.
+START_AT_PROJECT = True
+
 # How many locked-then-found-full candidates one claim tries before moving to the next pool;
 # only a task filled between the snapshot and the lock is ever rejected, so a few suffice.
 CLAIM_ATTEMPTS = 8
@@ -170,9 +174,10 @@ def _candidates(
     # begins at this project's first task instead of the first task of the whole table (it
     # tests each row's overlap before its project, so every earlier project's open tasks were
     # probed on every claim: 25 ms a claim behind one other project of 1,200 responses).
-    model = Response if protocol == RATING else Pair
-    first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
-    qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
+    if START_AT_PROJECT:
+        model = Response if protocol == RATING else Pair
+        first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
+        qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
     # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
     return qs.order_by("pk")
 

@@ -119,10 +119,12 @@ def _task_context(
     posted: dict | None = None,
     notice: Notice | None = None,
     waiting: int = 0,
+    just_done: Assignment | None = None,
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
-    last = newest_done(project=project, rater=rater)
+    # After a submit the newest done is the one just stored: no query for the undo link.
+    last = just_done if just_done is not None else newest_done(project=project, rater=rater)
     context: dict = {
         "project": project,
         "assignment": assignment,
@@ -223,11 +225,15 @@ def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int]:
     return (assignment_with_task(assignment) if assignment is not None else None), waiting
 
 
-def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
+def _next(
+    request: HttpRequest, project: Project, rater: Rater, notice: Notice | None, just_done: Assignment | None = None
+) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
         assignment, waiting = _claim(project, rater)
-        context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting)
+        context = _task_context(
+            project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting, just_done=just_done
+        )
         return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
@@ -302,7 +308,9 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
     except QueueError as exc:
         return _next(request, project, rater, Notice(str(exc), "error"))
     kind = "info" if result.duplicate else "success"
-    return _next(request, project, rater, Notice(result.message, kind))
+    # A fresh submit is the annotator's newest; a replay's may not be (it may be older).
+    return _next(request, project, rater, Notice(result.message, kind),
+                 just_done=None if result.duplicate else result.assignment)
 
 
 @login_required

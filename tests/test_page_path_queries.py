@@ -33,8 +33,8 @@ PAGE_GET_CLAIM = AUTH + PROJECT + SHOW + CLAIM + 1  # 17: + the claim's commit
 PAGE_GET = AUTH + PROJECT + SHOW  # 10: a reload resumes the open claim
 # Submit: begin, the assignment locked with its task, attributes (ratings), the stored rows
 # before, the upsert, the rows after, one insert of audit events, the assignment done, commit;
-# then the next task claimed and shown in the same answer.
-PAGE_SUBMIT = 26
+# then the next task claimed and shown in the same answer (the undo link is the task just stored).
+PAGE_SUBMIT = 25
 REST_NEXT = 14  # token and user in one query, role, project, rater; claim; task; attributes
 REST_SUBMIT = 12
 
