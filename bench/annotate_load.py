@@ -1,20 +1,44 @@
-"""Load on the annotator queue: N concurrent annotators against gunicorn + PostgreSQL.
+"""Load on the annotator queue: N concurrent annotators against gunicorn + PostgreSQL, on the
+REST queue and on the htmx pages the browser uses, one path after the other.
 
-    python bench/annotate_load.py [--annotators 50] [--seconds 40] [--think-ms 1000]
+    python bench/annotate_load.py [--annotators 50] [--seconds 25] [--think-ms 1000] [--paths rest,page]
 
-Creates its own database (`concordance_bench_load`, dropped and re-made each run) on the
-PostgreSQL at $BENCH_PG (default postgres://postgres@127.0.0.1:5432), migrates it, makes a
-project with users and API tokens, starts gunicorn on a free port, and drives each annotator
-as a thread with its own keep-alive connection through the REST queue: next task, think,
-submit; a few submits are replayed on purpose (a double click), which must store nothing new.
+Creates its own database (`concordance_bench_load`, or $BENCH_DB; dropped and re-made each run)
+on the PostgreSQL at $BENCH_PG (default postgres://postgres@127.0.0.1:5432), migrates it, makes
+two projects of the same shape (one per path) with users, API tokens and signed-in sessions, and
+starts gunicorn on a free port with the shipped settings (config/gunicorn.py: gthread,
+`--workers` x `--threads`, database connections kept `--conn-max-age` s, as docker-compose.yml).
+
+- REST path: each annotator is a thread with its own keep-alive connection: POST
+  /api/projects/P/queue/next/, think, POST /api/queue/submit/, think.
+- Page path (PageAnnotator): GET /projects/P/annotate/ (the full task page: layout,
+  guidelines, the #task partial), then for each task htmx's POST of the task form to
+  .../annotate/submit/ with HX-Request, HX-Target, HX-Current-URL and X-CSRFToken headers and
+  the session and CSRF cookies; its answer is the next task's partial (one request stores the
+  submit and serves the next task). `--reload-rate` of the tasks end with a full reload (GET).
+  Static files are hashed and cached by the browser (WhiteNoise), so not requested per task.
+
+Both: a few submits are replayed on purpose (a double click), which must store nothing new.
 Each annotator thinks `--think-ms` (uniform 0.5x-1.5x) between requests, 1 s by default: a
 task every ~2 s per annotator, where a person takes 10-60 s, so the load is well above what 50
 people make. Lower it (250, 0) for a stress or saturation run (throughput, not latency).
 Server threads are warmed up untimed first, and annotators arrive within one think time.
+Logins are made untimed before the clock (a session as the login page leaves it): a person
+logs in once, not once per task.
 
-Afterwards the database is checked: every acknowledged submit must have its rows (lost), no
-task or submit may have more rows than it should (duplicated), and no task may have more done
-annotations than the overlap (overlap_exceeded). The last line is one JSON object.
+Where the time goes: the load generator is this process, on the same machine as gunicorn and
+PostgreSQL. Each phase prints the CPU seconds of the load generator, the web workers, the bench
+database's PostgreSQL backends and everything else on the machine (other sessions), per
+request; the load generator costs about 1 ms of CPU per request, some 3-5% of what the server
+spends, so it does not decide the figures; what else runs on the machine does (load average at
+start and end, `other_cpu_s`). The largest web worker's RSS is sampled every 0.25 s, and
+whether a web worker has libtorch mapped is checked at the end.
+
+Afterwards the database is checked per project: every acknowledged submit must have its rows
+(lost), no task or submit may have more rows than it should (duplicated), and no task may have
+more done annotations than the overlap (overlap_exceeded). On the run's own data the claim's
+candidate query is timed as it was (plain OR, walk from the table's first task) and as it is,
+and markdown afresh against the render cache. The last line is one JSON object.
 """
 
 from __future__ import annotations
