@@ -28,6 +28,7 @@ from .queue import (
     assignment_submit_preference,
     assignment_submit_rating,
     assignment_undo,
+    assignment_with_task,
     progress_for,
 )
 from .roles import authenticated
@@ -103,7 +104,7 @@ class QueueNextApi(APIView):
         # Through annotate.training's gate, as the pages: training round first, none while held back.
         gate = training.claim_next(project=project, rater=rater)
         assignment = gate.assignment
-        body: dict = {"task": task_payload(assignment, project) if assignment else None,
+        body: dict = {"task": task_payload(assignment_with_task(assignment), project) if assignment else None,
                       "training": gate.training, "standing": gate.state, "standing_message": gate.message}
         if request.query_params.get("progress") == "1":
             p = progress_for(project=project, rater=rater)

@@ -74,21 +74,15 @@ def audit_snapshots(objects: Iterable[models.Model]) -> dict[Any, dict[str, Any]
     return {obj.pk: audit_snapshot(obj) for obj in objects}
 
 
-def audit_record(
-    *, actor: Any = None, action: str, obj: models.Model, before: object, after: object
-) -> AuditEvent | None:
-    """Record one change of `obj`. `before` is None for a creation, `after` None for a removal.
-
-    Nothing is recorded when before and after are equal: a replayed submission that stores
-    the same values is not a change. `actor=None` means the current request's user (or the
-    system outside a request)."""
+def _event(*, actor: Any, action: str, obj: models.Model, before: object, after: object) -> AuditEvent | None:
+    """The unsaved event of one change, or None when before and after are equal."""
     before, after = _json(before), _json(after)
     if before == after:
         return None
     if actor is None:
         actor = current_actor()
     meta = obj._meta
-    return AuditEvent.objects.create(
+    return AuditEvent(
         at=timezone.now(),
         actor=actor,
         actor_name=actor.get_username() if actor is not None else "",
@@ -99,6 +93,31 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+def audit_record(
+    *, actor: Any = None, action: str, obj: models.Model, before: object, after: object
+) -> AuditEvent | None:
+    """Record one change of `obj`. `before` is None for a creation, `after` None for a removal.
+
+    Nothing is recorded when before and after are equal: a replayed submission that stores
+    the same values is not a change. `actor=None` means the current request's user (or the
+    system outside a request)."""
+    event = _event(actor=actor, action=action, obj=obj, before=before, after=after)
+    if event is not None:
+        event.save()
+    return event
+
+
+def audit_record_many(
+    *, actor: Any = None, action: str, changes: Iterable[tuple[models.Model, object, object]]
+) -> list[AuditEvent]:
+    """`audit_record` for several objects changed by one write, as (obj, before, after), in one
+    INSERT: a rating submit changes one row per attribute, and five inserts were a sixth of
+    the submit's queries."""
+    events = [e for obj, before, after in changes
+              if (e := _event(actor=actor, action=action, obj=obj, before=before, after=after)) is not None]
+    return AuditEvent.objects.bulk_create(events) if events else []
 
 
 def _member_names(project: Project) -> list[str]:

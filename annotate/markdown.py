@@ -29,6 +29,8 @@ from markdown.util import STX
 from pygments.formatters import HtmlFormatter
 from pygments.token import STANDARD_TYPES
 
+from .markdown_cache import cached_render
+
 ALLOWED_TAGS: set[str] = {
     "p", "br", "hr", "pre", "code", "blockquote", "em", "strong", "del", "s", "sub", "sup",
     "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -95,6 +97,12 @@ def _renderer() -> md.Markdown:
     return renderer
 
 
+# Part of the render cache's key (annotate/markdown_cache.py): change it whenever what
+# render_markdown produces for a given text changes (extensions, highlighting, allow-list).
+RENDERER_VERSION = "1"
+
+
+@cached_render(RENDERER_VERSION)
 def render_markdown(text: str) -> SafeString:
     """Markdown to sanitised HTML, safe to put in a template unescaped."""
     html = _renderer().convert(text or "")

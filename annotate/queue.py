@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.contrib.auth.models import Group, User
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
@@ -30,6 +31,7 @@ from .models import (
     Assignment,
     Attribute,
     Item,
+    Membership,
     Pair,
     Preference,
     Project,
@@ -47,6 +49,10 @@ CLAIMED = Assignment.Status.CLAIMED
 DONE = Assignment.Status.DONE
 SKIPPED = Assignment.Status.SKIPPED
 EXPIRED = Assignment.Status.EXPIRED
+
+# The candidate walk starts at the project's first task (_candidates); False only for
+# bench/annotate_load.py's naive-vs-ours comparison.
+START_AT_PROJECT = True
 
 # How many locked-then-found-full candidates one claim tries before moving to the next pool;
 # only a task filled between the snapshot and the lock is ever rejected, so a few suffice.
@@ -107,8 +113,15 @@ class Progress:
 def live_assignments_q(*, now: datetime) -> Q:
     """Assignments that hold a slot of a task's overlap: done, or claimed and not yet expired.
 
-    Skipped and expired ones give their slot back to the pool."""
-    return Q(status=DONE) | Q(status=CLAIMED, expires_at__gt=now)
+    Skipped and expired ones give their slot back to the pool.
+
+    Written as `status IN (done, claimed) AND (done OR not yet expired)`, the same set as
+    `done OR (claimed AND not expired)`: with the task's id beside it, PostgreSQL answers that
+    from one probe of the (task, status, expires_at) index. The plain OR form was planned as a
+    BitmapOr whose second arm scans every claim in the table (status, expires_at), dead index
+    entries of submitted claims included, for each candidate a claim looks at: 11 ms a claim
+    after 1,000 submits, growing until autovacuum ran (bench/annotate_load.py)."""
+    return Q(status__in=[DONE, CLAIMED]) & (Q(status=DONE) | Q(expires_at__gt=now))
 
 
 def _task_filter(protocol: str, task_id: int) -> dict[str, int]:
@@ -157,6 +170,14 @@ def _candidates(
         # Cheap pre-filter: a task whose overlap-th live assignment exists is full. The exact
         # check is the recount under the lock.
         qs = qs.filter(~Exists(live.order_by().values("pk")[project.overlap - 1 : project.overlap]))
+    # Where the project's tasks start: the same rows, but PostgreSQL's walk of the id index
+    # begins at this project's first task instead of the first task of the whole table (it
+    # tests each row's overlap before its project, so every earlier project's open tasks were
+    # probed on every claim: 29 ms a claim behind one other project of 1,200 responses).
+    if START_AT_PROJECT:
+        model = Response if protocol == RATING else Pair
+        first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
+        qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
     # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
     return qs.order_by("pk")
 
@@ -300,7 +321,7 @@ def _lock_assignment(*, rater: Rater, view_key: uuid.UUID | str) -> Assignment:
         raise AssignmentNotFound("This task link is not valid.") from exc
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("project", "response__item", "pair__item")
+        .select_related("project", "response__item", "pair__item__project")
         .filter(view_key=key, rater=rater)
         .first()
     )
@@ -362,13 +383,12 @@ def assignment_submit_rating(
         _ensure_held(assignment=assignment, now=now)
         response = assignment.response
         assert response is not None
-        missing = [
-            a.name for a in Attribute.objects.filter(project_id=assignment.project_id) if a.name not in values
-        ]
+        attributes = list(Attribute.objects.filter(project_id=assignment.project_id))
+        missing = [a.name for a in attributes if a.name not in values]
         if missing:
             raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])
         time_ms = _time_ms(assignment=assignment, time_on_task_ms=time_on_task_ms, now=now)
-        ratings_submit(rater=rater, response=response, values=values, time_on_task_ms=time_ms)
+        ratings_submit(rater=rater, response=response, values=values, time_on_task_ms=time_ms, attributes=attributes)
         _finish(assignment=assignment, time_ms=time_ms, now=now)
     return SubmitResult(assignment=assignment, duplicate=False)
 
@@ -507,20 +527,48 @@ def task_slots(*, project: Project) -> int:
     return total * project.overlap
 
 
+def _progress_sql() -> str:
+    tables = {
+        "assignment": Assignment._meta.db_table, "response": Response._meta.db_table, "pair": Pair._meta.db_table,
+        "item": Item._meta.db_table, "membership": Membership._meta.db_table,
+        "user_groups": User.groups.through._meta.db_table, "group": Group._meta.db_table,
+    }
+    return """
+        SELECT
+          (SELECT COUNT(*) FROM {response} r JOIN {item} i ON i.id = r.item_id
+            WHERE i.project_id = %(project)s AND i.role = %(task)s),
+          (SELECT COUNT(*) FROM {pair} x JOIN {item} i ON i.id = x.item_id
+            WHERE i.project_id = %(project)s AND i.role = %(task)s),
+          (SELECT COUNT(*) FROM {membership} m JOIN {user_groups} ug ON ug.user_id = m.user_id
+             JOIN {group} g ON g.id = ug.group_id
+            WHERE m.project_id = %(project)s AND g.name = 'annotator'),
+          COUNT(a.id),
+          COUNT(a.id) FILTER (WHERE a.rater_id = %(rater)s)
+        FROM {assignment} a
+        WHERE a.project_id = %(project)s AND a.status = %(done)s AND NOT a.training
+    """.format(**tables)
+
+
 def progress_for(*, project: Project, rater: Rater) -> Progress:
     """Done / target for the annotator (a fair share of the project's slots) and the project.
 
     Every main-queue task counts, gold and attention checks included: a counter that stood
     still on a check would tell an attentive annotator which tasks are checks (issue 12). The
     targets grow by the share of checks mixed in, so they stay what a finished annotator reaches.
-    Training-round tasks are announced as such and count in neither."""
-    slots = task_slots(project=project)
+    Training-round tasks are announced as such and count in neither.
+
+    The counter is on every task page and every submit's answer: one statement for the five
+    counts (regular tasks of each protocol, the project's annotators, done main-queue tasks of
+    the project and of the annotator), not five queries. Written as SQL because Django building
+    the same five subqueries cost 4 ms of CPU per request, more than the database took to answer."""
+    with connection.cursor() as cursor:
+        cursor.execute(_progress_sql(), {"project": project.pk, "rater": rater.pk, "task": Item.Role.TASK, "done": DONE})
+        responses, pairs, annotators_n, project_done, rater_done = cursor.fetchone()
+    # task_slots(), from the counts above.
+    slots = (responses * project.uses_rating + pairs * project.uses_ranking) * project.overlap
     tasks = slots // max(project.overlap, 1)
-    annotators = max(1, project.members.filter(groups__name="annotator").count())
+    annotators = max(1, annotators_n)
     checks_share = min(project.gold_rate + project.attention_rate, 0.9)
-    main_done = Assignment.objects.filter(project=project, status=DONE, training=False)
-    rater_done = main_done.filter(rater=rater).count()
-    project_done = main_done.count()
     rater_target = math.ceil(min(tasks, math.ceil(slots / annotators)) / (1 - checks_share))
     project_target = math.ceil(slots / (1 - checks_share))
     return Progress(
@@ -529,6 +577,14 @@ def progress_for(*, project: Project, rater: Rater) -> Progress:
         project_done=project_done,
         project_target=max(project_target, project_done),
     )
+
+
+def assignment_with_task(assignment: Assignment) -> Assignment:
+    """The assignment with its task loaded in one query (response and item, or pair, item and
+    both responses): what a task page or payload reads, instead of a query per relation."""
+    return Assignment.objects.select_related(
+        "response__item", "pair__item", "pair__response_a", "pair__response_b"
+    ).get(pk=assignment.pk)
 
 
 def open_claims_elsewhere(*, project: Project, rater: Rater, now: datetime | None = None) -> int:

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .audit import audit_record, audit_snapshot, audit_snapshots
+from .audit import audit_record, audit_record_many, audit_snapshot, audit_snapshots
 from .errors import ValidationError
 from .models import (
     HELPSTEER2_ATTRIBUTES,
@@ -133,18 +133,22 @@ def ratings_submit(
     time_on_task_ms: int | None = None,
     probabilities: dict[str, dict] | None = None,
     expected_values: dict[str, float] | None = None,
+    attributes: Sequence[Attribute] | None = None,
 ) -> list[Rating]:
     """Store a rater's ratings of one response, one per attribute.
 
     Idempotent: resubmitting replaces the values (the unique constraint keeps one row per
-    rater, response and attribute)."""
-    attributes = {a.name: a for a in Attribute.objects.filter(project_id=response.item.project_id)}
-    unknown = sorted(set(values) - set(attributes))
+    rater, response and attribute). `attributes`: the project's attributes when the caller has
+    them already (the queue does), else they are read."""
+    if attributes is None:
+        attributes = list(Attribute.objects.filter(project_id=response.item.project_id))
+    by_name = {a.name: a for a in attributes}
+    unknown = sorted(set(values) - set(by_name))
     if unknown:
         raise ValidationError(f"Unknown attribute(s) for this project: {', '.join(unknown)}.", field=unknown[0])
     rows = []
     for name, value in values.items():
-        attribute = attributes[name]
+        attribute = by_name[name]
         validate_rating_value(attribute=attribute, value=value)
         rows.append(Rating(
             rater=rater, response=response, attribute=attribute, value=value,
@@ -164,8 +168,8 @@ def ratings_submit(
     ratings = list(
         Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)).order_by("attribute__position")
     )
-    for rating in ratings:  # the upsert keeps a replaced rating's id
-        audit_record(action="rating.submit", obj=rating, before=before.get(rating.pk), after=audit_snapshot(rating))
+    # One insert for the response's events (the upsert keeps a replaced rating's id).
+    audit_record_many(action="rating.submit", changes=[(r, before.get(r.pk), audit_snapshot(r)) for r in ratings])
     return ratings
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -32,6 +33,7 @@ from .queue import (
     assignment_submit_preference,
     assignment_submit_rating,
     assignment_undo,
+    assignment_with_task,
     newest_done,
     open_claims_elsewhere,
     progress_for,
@@ -143,10 +145,12 @@ def _task_context(
     waiting: int = 0,
     generating: int = 0,
     standing_message: str = "",
+    just_done: Assignment | None = None,
 ) -> dict:
     errors = errors or {}
     draft = posted if posted is not None else ((assignment.draft or {}) if assignment else {})
-    last = newest_done(project=project, rater=rater)
+    # After a submit the newest done is the one just stored: no query for the undo link.
+    last = just_done if just_done is not None else newest_done(project=project, rater=rater)
     context: dict = {
         "project": project,
         "assignment": assignment,
@@ -267,6 +271,8 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
     project = project_for(request.user, project_id, need="annotate")
+    # Read once: the submitted values, the error form and the next task's form all list them.
+    prefetch_related_objects([project], "attributes")
     return project, rater_for_user(user=authenticated(request.user))
 
 
@@ -290,13 +296,13 @@ def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int, str]
     if gate.blocked:
         return None, 0, gate.message
     if gate.assignment is not None:
-        return gate.assignment, 0, ""
+        return assignment_with_task(gate.assignment), 0, ""
     waiting = open_claims_elsewhere(project=project, rater=rater)
     assignment = None
     if waiting == 0:
         gate = training.claim_next(project=project, rater=rater)
         assignment = gate.assignment
-    return assignment, waiting, gate.message
+    return (assignment_with_task(assignment) if assignment is not None else None), waiting, gate.message
 
 
 def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) -> HttpResponse | None:
@@ -325,7 +331,9 @@ def _claim_or_exit(
     return assignment, waiting, standing_message, None
 
 
-def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice | None) -> HttpResponse:
+def _next(
+    request: HttpRequest, project: Project, rater: Rater, notice: Notice | None, just_done: Assignment | None = None
+) -> HttpResponse:
     """After a post: the next task in place for htmx, a redirect for a plain form."""
     if _is_htmx(request):
         assignment, waiting, standing_message, finished = _claim_or_exit(request, project, rater)
@@ -333,7 +341,7 @@ def _next(request: HttpRequest, project: Project, rater: Rater, notice: Notice |
             return finished
         context = _task_context(project=project, rater=rater, assignment=assignment, notice=notice, waiting=waiting,
                                 generating=generating_runs(project) if assignment is None else 0,
-                                standing_message=standing_message)
+                                standing_message=standing_message, just_done=just_done)
         return _render_task(request, context)
     if notice is not None:
         {"error": messages.error, "success": messages.success}.get(notice.kind, messages.info)(request, notice.text)
@@ -418,7 +426,9 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
             return _render_feedback(request, project, rater, result.assignment)
         return redirect("annotate_feedback", project_id=project.pk, view_key=result.assignment.view_key)
     kind = "info" if result.duplicate else "success"
-    return _next(request, project, rater, Notice(result.message, kind))
+    # A fresh submit is the annotator's newest; a replay's may not be (it may be older).
+    return _next(request, project, rater, Notice(result.message, kind),
+                 just_done=None if result.duplicate else result.assignment)
 
 
 def _render_feedback(request: HttpRequest, project: Project, rater: Rater, assignment: Assignment) -> HttpResponse:
@@ -470,7 +480,8 @@ def undo(request: HttpRequest, project_id: int) -> HttpResponse:
         return _next(request, project, rater, Notice(str(exc), "error"))
     notice = Notice("Undone. Your previous answer is filled in; change it and submit again.", "info")
     if _is_htmx(request):
-        return _render_task(request, _task_context(project=project, rater=rater, assignment=assignment, notice=notice))
+        context = _task_context(project=project, rater=rater, assignment=assignment_with_task(assignment), notice=notice)
+        return _render_task(request, context)
     messages.info(request, notice.text)
     return redirect("annotate_task", project_id=project.pk)
 
