@@ -12,7 +12,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 
-from annotate.models import Assignment, Pair, Preference, Rating, Response
+from annotate.models import (
+    Assignment,
+    Pair,
+    PairRouting,
+    Preference,
+    Rating,
+    Response,
+    RoutingDecision,
+    RoutingPolicy,
+)
 from annotate.queue import (
     assignment_claim_next,
     assignment_skip,
@@ -20,6 +29,8 @@ from annotate.queue import (
     assignment_submit_rating,
 )
 from annotate.roles import user_set_role
+from annotate.routing import decide
+from annotate.routing_services import as_policy, human_verdicts
 from annotate.services import project_create, rater_for_user
 
 ANNOTATORS = 24
@@ -27,10 +38,15 @@ ALL = {"helpfulness": 3, "correctness": 2, "coherence": 4, "complexity": 1, "ver
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_annotators_never_exceed_overlap_or_repeat_a_task():
+@pytest.mark.parametrize("routing", [None, "adaptive"])
+def test_concurrent_annotators_never_exceed_overlap_or_repeat_a_task(routing):
+    """With a routing policy on (issue 13), the same guarantees, and each pair stops exactly
+    where the policy says: no label after it closed a pair, none missing before."""
     if connection.vendor != "postgresql":
         pytest.skip("the race-free claim relies on PostgreSQL row locks")
     project = project_create(name="Race", overlap=3)
+    if routing:
+        RoutingPolicy.objects.create(project=project, kind=routing, k=2)
     for n in range(8):
         item = project.items.create(external_id=f"i{n}", prompt=f"p{n}")
         responses = [item.responses.create(external_id=f"r{k}", text=f"t{k}") for k in range(3)]
@@ -95,7 +111,21 @@ def test_concurrent_annotators_never_exceed_overlap_or_repeat_a_task():
     per_pair = Counter(done.filter(protocol="ranking").values_list("pair_id", flat=True))
     # Every task reached its overlap exactly: none over, none starved (skips went back to the pool).
     assert set(per_response.values()) == {3} and len(per_response) == Response.objects.count()
-    assert set(per_pair.values()) == {3} and len(per_pair) == Pair.objects.count()
+    assert len(per_pair) == Pair.objects.count()
+    if routing is None:
+        assert set(per_pair.values()) == {3}
+    else:
+        policy = as_policy(RoutingPolicy.objects.get(project=project), overlap=project.overlap)
+        votes = human_verdicts(per_pair)
+        for pair_id, n in per_pair.items():
+            assert 2 <= n <= 3, f"pair {pair_id} got {n} labels"
+            # The policy wanted each label it got, and no more after the last one.
+            assert all(decide(policy, votes[pair_id][:k]).need_more for k in range(n))
+            assert not decide(policy, votes[pair_id]).need_more
+            assert PairRouting.objects.get(pair_id=pair_id).need_more is False
+        # Every decision is on record with its reason.
+        assert RoutingDecision.objects.filter(need_more=False).count() == len(per_pair)
+        assert not RoutingDecision.objects.filter(reason="").exists()
     # Nothing lost, nothing doubled: one stored annotation per done assignment.
     assert Rating.objects.count() == sum(per_response.values()) * len(ALL)
     assert Preference.objects.count() == sum(per_pair.values())
