@@ -288,3 +288,31 @@ def routing_preview(*, project: Project, row: RoutingPolicy) -> Preview:
         pairs=len(ids), uniform_labels=len(ids) * overlap, expected_labels=total, human_agreement=agree,
         human_agreement_n=len(twice), confident_pairs=len(confident), judge_confirm_rate=confirm, note=note.strip(),
     )  # fmt: skip
+
+
+# --- turning a policy on or off ---------------------------------------------------------------------
+
+
+def routing_policy_save(
+    *, project: Project, kind: str, k: int, judge: Rater | None, threshold: float, spot_check_rate: float,
+    unsure: str,
+) -> RoutingPolicy:  # fmt: skip
+    """Store the project's policy (audited) and decide every regular pair under it at once, so
+    the queue serves by it from the next claim. Turning it off (uniform) keeps the decisions
+    made so far on record; the queue simply stops reading them."""
+    from .audit import audit_record, audit_snapshot
+
+    if kind == RoutingPolicy.Kind.JUDGE and (judge is None or judge.kind != Rater.Kind.JUDGE):
+        from .errors import ValidationError
+
+        raise ValidationError("Judge routing needs a judge.", field="judge")
+    with transaction.atomic():
+        row, created = RoutingPolicy.objects.select_for_update().get_or_create(project=project)
+        before = None if created else audit_snapshot(row)
+        row.kind, row.k, row.judge, row.threshold = kind, k, judge, threshold
+        row.spot_check_rate, row.unsure = spot_check_rate, unsure
+        row.full_clean(exclude=["project"])
+        row.save()
+        audit_record(action="routing.policy", obj=row, before=before, after=audit_snapshot(row))
+        routing_refresh(project=project)
+    return row

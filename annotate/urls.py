@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import routing_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/undo/", views.undo, name="annotate_undo"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="annotate_dashboard"),
     path("pairs/<int:pair_id>/", views.pair_detail, name="annotate_pair"),
+    path("projects/<int:project_id>/routing/", routing_views.routing_page, name="annotate_routing"),
 ]

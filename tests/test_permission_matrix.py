@@ -72,6 +72,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_undo": {"post": PAGE_MEMBER},
     "annotate_dashboard": {"get": PAGE_RESEARCH_P},
     "annotate_pair": {"get": PAGE_RESEARCH_P},
+    "annotate_routing": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -244,7 +245,7 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
 ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
-    ("api-project", "put"), ("api-project", "patch"),
+    ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
 
