@@ -509,6 +509,9 @@ class RoutingPolicy(models.Model):
     threshold = models.FloatField(default=0.7)
     spot_check_rate = models.FloatField(default=0.1)
     unsure = models.CharField(max_length=8, choices=Unsure.choices, default=Unsure.FULL)
+    # The bar a judge must meet on this project's human gold to route it (judge qualification).
+    min_kappa = models.FloatField(default=0.4)
+    min_consistency = models.FloatField(default=0.7)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

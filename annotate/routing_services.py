@@ -70,6 +70,7 @@ class RawJudgment:
     verdict: int
     score: float
     orders_agree: bool
+    orders: int  # shown orders judged (position consistency needs both)
 
 
 def judge_raw(judge: Rater, pair_ids: Iterable[int]) -> dict[int, RawJudgment]:
@@ -93,7 +94,7 @@ def judge_raw(judge: Rater, pair_ids: Iterable[int]) -> dict[int, RawJudgment]:
             score = float(sum(probs) / len(probs))
         else:
             score = sum(verdict_code(s) == verdict for s, _ in rows) / len(rows)
-        out[pair_id] = RawJudgment(verdict, score, agree)
+        out[pair_id] = RawJudgment(verdict, score, agree, len(rows))
     return out
 
 
@@ -115,11 +116,19 @@ def human_gold(project: Project, *, min_humans: int) -> dict[int, int]:
     return out
 
 
+def judge_qualified(project: Project, judge: Rater) -> bool:
+    """Only a judge whose latest qualification on this project met its bar may route it."""
+    from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
+
+    latest = JudgeQualification.objects.filter(project=project, judge__rater=judge).order_by("-at", "-id").first()
+    return latest is not None and latest.qualified
+
+
 def judge_signals(project: Project, judge: Rater | None, pair_ids: list[int], *, min_humans: int) -> dict[int, routing.JudgeSignal]:
     """Calibrated judge signals for `pair_ids`: isotonic regression (judges.calibration) of
     "the judge's verdict equals gold" on its raw score, fitted on the project's pairs with human
     gold, leaving out the pair being scored. Empty when there is too little gold to calibrate."""
-    if judge is None:
+    if judge is None or not judge_qualified(project, judge):
         return {}
     from judges.calibration import calibrator_fit  # scikit-learn: only when a judge routes
 

@@ -68,10 +68,19 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             status = 422
     decisions = RoutingDecision.objects.filter(pair__item__project=project).order_by("-at", "-id")[:20]
+    from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
+
+    latest: dict[int, JudgeQualification] = {}
+    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
+        latest.setdefault(q.judge_id, q)
+    qualifications = [
+        {"judge": j, "latest": latest.get(j.pk)} for j in judges_usable(request.user, project)
+    ]
     return render(
         request,
         "annotate/routing.html",
         {"project": project, "can_research": can_research_in(request.user, project), "form": form,
-         "current": current, "preview": preview, "decisions": decisions},  # fmt: skip
+         "current": current, "preview": preview, "decisions": decisions,
+         "qualifications": qualifications, "bar": current},  # fmt: skip
         status=status,
     )

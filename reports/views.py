@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from annotate import access
 from annotate.models import Project
@@ -308,3 +309,23 @@ ELO_REFERENCE = 1000.0
 PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
     "consistency": _consistency, "agreement": _agreement, "bias": _bias, "leaderboards": _leaderboards,
 }
+
+
+@login_required
+@require_POST
+def qualify(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Qualify a judge on the project's human gold (reports.qualification), then back to the
+    project's routing page, where the result is shown."""
+    from .qualification import judge_qualify
+
+    project = access.project_for(request.user, project_id, need="research")
+    try:
+        judge_id = int(request.POST.get("judge", ""))
+    except ValueError:
+        return HttpResponse("Choose a judge to qualify.", status=400, content_type="text/plain")
+    judge = access.judge_for(request.user, judge_id)
+    access.judge_check_usable(request.user, judge, project)
+    q = judge_qualify(project=project, judge=judge)
+    verdict = "qualified" if q.qualified else "not qualified"
+    messages.info(request, f"Judge {judge.rater.name} is {verdict} on {q.n} pairs with human gold.")
+    return redirect("annotate_routing", project_id=project.pk)

@@ -73,6 +73,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_dashboard": {"get": PAGE_RESEARCH_P},
     "annotate_pair": {"get": PAGE_RESEARCH_P},
     "annotate_routing": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "reports:qualify": {"post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -246,6 +247,7 @@ ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
     ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"),
+    ("reports:qualify", "post"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
 

@@ -23,6 +23,7 @@ from annotate.routing_services import (
 )
 from annotate.services import preference_submit, rater_for_user
 from annotate.verdicts import TIE, B
+from judges.models import JudgeQualification
 from judges.services import judge_create
 from tests.conftest import _user
 
@@ -95,6 +96,18 @@ def test_judge_signal_is_calibrated_on_human_gold(project, researcher):
     raw = judge_raw(judge, [task.pk, split.pk])
     assert (raw[task.pk].verdict, raw[task.pk].orders_agree) == (B, True)
     assert (raw[split.pk].verdict, raw[split.pk].orders_agree) == (TIE, False)
+    # Not qualified yet: no signal, whatever its figures.
+    assert judge_signals(project, judge, [task.pk, split.pk], min_humans=2) == {}
+    client = Client()
+    client.force_login(researcher)
+    answer = client.post(reverse("reports:qualify", args=[project.pk]), {"judge": judge.judge.pk})
+    assert answer.status_code == 302
+    q = JudgeQualification.objects.get(project=project)
+    # Gold is A on every gold pair and the judge says A or B: kappa is 0 (gold has one class),
+    # so against the default bar (kappa >= 0.4) it is not qualified.
+    assert q.n == len(gold_pairs) and q.accuracy == pytest.approx(right / len(gold_pairs))
+    assert q.consistency == 1.0 and not q.qualified
+    JudgeQualification.objects.filter(pk=q.pk).update(qualified=True)  # as if it met the bar
     signals = judge_signals(project, judge, [task.pk, split.pk], min_humans=2)
     # Every consistent gold judgment has score 1: isotonic regression gives their share right.
     assert signals[task.pk].confidence == pytest.approx(right / len(gold_pairs))
