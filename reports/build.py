@@ -73,7 +73,12 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
     )
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
-    return report_from_table(table, opts)
+    report = report_from_table(table, opts)
+    if opts.details:  # the report page's human-effort section (issue 13): routing data, not the table's
+        from .effort import human_effort
+
+        report["details"]["human_effort"] = human_effort(project, rounds=opts.rounds, seed=opts.seed)
+    return report
 
 
 # --- small helpers ---------------------------------------------------------------------------

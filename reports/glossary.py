@@ -112,6 +112,14 @@ TERMS: dict[str, Term] = {
     "elo": Term("Elo", "400 points = 10:1 odds of winning; the mean model is anchored at 1000."),
     "mean_rating": Term("mean rating", "Mean score of a model's responses on the report's attribute."),
     "verdict": Term("verdict", "A, tie or B, in the pair's stored order: the sign of the strength."),
+    "routed_gold": Term(
+        "routed gold",
+        "The gold a routing policy settled a pair on: the majority of the human labels it had asked for when it "
+        "closed the pair. Full gold is the majority of every label, once the pair has the full overlap.",
+    ),
+    "labels_saved": Term(
+        "labels saved", "1 - human labels spent / (regular pairs x overlap): against asking every pair for the overlap."
+    ),
 }
 
 # The terms each report page prints, in the order its glossary lists them.
@@ -124,6 +132,7 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
     "bias": ("position_consistency", "first_position_rate", "first_shown_win_rate", "agreement_both_orders",
              "raw_win_rate", "gold_win_rate", "dbg", "eo_gap", "longer_wins", "ece", "gold", "wildbench_k", "n",
              "ci", "too_few"),
+    "effort": ("labels_saved", "routed_gold", "gold", "n", "ci"),
     "leaderboards": ("bradley_terry", "elo", "mean_rating", "kendall_tau", "combined_verdict", "wildbench_k", "n",
                      "ci", "too_few"),
 }  # fmt: skip

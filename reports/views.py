@@ -25,6 +25,7 @@ PAGES = {
     "agreement": "Agreement",
     "bias": "Judge bias audit",
     "leaderboards": "Leaderboards",
+    "effort": "Human effort",
 }
 VERDICTS = list(VERDICT_LABELS)
 
@@ -306,8 +307,29 @@ def _leaderboards(report: dict, project: Project) -> dict:
 # The Elo scale's anchor: METRICS.md fixes the mean model at 1000.
 ELO_REFERENCE = 1000.0
 
+def _effort(report: dict, project: Project) -> dict:
+    """Human labels spent (annotate.routing), and the labels-vs-agreement curve of the policies
+    replayed on the project's fully labelled pairs (reports.metrics.effort)."""
+    effort = report.get("details", {}).get("human_effort", {})
+    curve = effort.get("curve", [])
+    bars = [
+        _bar(f"{p['policy']} ({p['saved_fraction']:.0%} saved)", p["agreement"], p["agreement_ci"], n=p["n"])
+        for p in curve
+    ]
+    return {
+        "effort": effort,
+        "headline": _headline(effort.get("saved_fraction"), effort.get("pairs", 0), None),
+        "headline_label": "human labels saved against uniform overlap",
+        "headline_term": "labels_saved",
+        "lead_chart": charts.bars_with_intervals(
+            bars, title="Agreement with full gold, by policy (labels saved in brackets)", percent=True
+        ) if bars else None,
+    }  # fmt: skip
+
+
 PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
     "consistency": _consistency, "agreement": _agreement, "bias": _bias, "leaderboards": _leaderboards,
+    "effort": _effort,
 }
 
 
