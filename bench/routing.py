@@ -129,6 +129,8 @@ class Outcome:
     agreement: float
     ci: tuple[float, float]
     judge_only: int
+    labels_per_pair: np.ndarray | None = None
+    hits: np.ndarray | None = None
 
     @property
     def saved(self) -> float:
@@ -147,6 +149,7 @@ def replay(ds: Dataset, policy: Policy, signals: list[JudgeSignal | None], *, se
            name: str) -> Outcome:
     gold = ds.full_gold
     used, hits, judge_only = 0, np.zeros(len(ds.humans)), 0
+    per_pair = np.zeros(len(ds.humans), dtype=np.int64)
     for i, recorded in enumerate(ds.humans):
         asked: list[int] = []
         while True:
@@ -155,10 +158,42 @@ def replay(ds: Dataset, policy: Policy, signals: list[JudgeSignal | None], *, se
                 break
             asked.append(recorded[len(asked)])
         used += len(asked)
+        per_pair[i] = len(asked)
         judge_only += not asked
         hits[i] = routed_gold(asked, signals[i], d) == gold[i]
     full = sum(len(h) for h in ds.humans)
-    return Outcome(name, used, full, float(hits.mean()), bootstrap_ci(hits, rounds, seed), judge_only)
+    out = Outcome(name, used, full, float(hits.mean()), bootstrap_ci(hits, rounds, seed), judge_only, per_pair, hits)
+    RUNS[(ds.name, name, seed)] = out
+    return out
+
+
+RUNS: dict[tuple[str, str, int], Outcome] = {}  # every replay, for the nested selection below
+
+
+def nested_selection(ds: Dataset, *, seeds: int, rounds: int) -> Outcome:
+    """The honest headline: the policy (judge, threshold, ...) is chosen without looking at the
+    pairs it is scored on. For each of 5 folds of whole prompts, pick the policy that saves the
+    most labels at >= 97% agreement on the other 4 folds, and score it on the held-out fold; the
+    folds are the ones the calibrators were cross-fitted on. Median over seeds."""
+    outs = []
+    for s in range(seeds):
+        runs = [o for (name, _, seed), o in RUNS.items() if name == ds.name and seed == s]
+        folds = fold_ids(ds.groups, folds=5, seed=s)
+        labels = np.zeros(len(ds.humans), dtype=np.int64)
+        hits = np.zeros(len(ds.humans))
+        chosen: list[str] = []
+        for f in range(5):
+            train, test = folds != f, folds == f
+            ok = [o for o in runs if o.hits is not None and o.hits[train].mean() >= GOAL_AGREEMENT]
+            pick = max(ok, key=lambda o: (-o.labels_per_pair[train].sum(), o.hits[train].mean()))  # type: ignore[index]
+            assert pick.labels_per_pair is not None and pick.hits is not None
+            labels[test], hits[test] = pick.labels_per_pair[test], pick.hits[test]
+            chosen.append(pick.policy)
+        full = sum(len(h) for h in ds.humans)
+        name = "nested selection per fold: " + "; ".join(sorted(set(chosen)))
+        outs.append(Outcome(name, int(labels.sum()), full, float(hits.mean()), bootstrap_ci(hits, rounds, s), 0))
+    outs.sort(key=lambda o: (o.labels, -o.agreement))
+    return outs[len(outs) // 2]
 
 
 def median_outcome(run: Callable[[int], Outcome], seeds: int) -> Outcome:
@@ -323,15 +358,22 @@ def main() -> None:
     if not args.skip_active:
         active_selection(pandalm, seeds=args.seeds)
     meeting = [o for o in outs if o.agreement >= GOAL_AGREEMENT]
-    best = max(meeting, key=lambda o: (o.saved, o.agreement))
-    print(f"\nBest PandaLM policy at agreement >= {GOAL_AGREEMENT:.0%} (point estimate): {best.policy}: "
-          f"{best.saved:.1%} fewer labels, agreement {best.agreement:.4f} [{best.ci[0]:.4f}, {best.ci[1]:.4f}]; "
-          f"goal {'met' if best.saved >= GOAL_SAVED else 'NOT met'} (>= {GOAL_SAVED:.0%} fewer labels).")
-    print("Note: the threshold is chosen here by looking at the sweep on the same pairs; the pre-set")
-    print("default (judge routing, t=0.7, unsure=adaptive, spot=0.1) is printed above with the rest.")
+    looked = max(meeting, key=lambda o: (o.saved, o.agreement))
+    print(f"\nBest PandaLM policy of the sweep, chosen on the pairs it is scored on (optimistic): {looked.policy}: "
+          f"{looked.saved:.1%} fewer labels, agreement {looked.agreement:.4f}")
+    best = nested_selection(pandalm, seeds=args.seeds, rounds=args.rounds)
+    print(f"Honest (policy chosen on other folds): {best.policy}:\n  {best.saved:.1%} fewer labels, agreement "
+          f"{best.agreement:.4f} [{best.ci[0]:.4f}, {best.ci[1]:.4f}]; goal "
+          f"{'met' if best.saved >= GOAL_SAVED and best.agreement >= GOAL_AGREEMENT else 'NOT met'} "
+          f"(>= {GOAL_SAVED:.0%} fewer labels at >= {GOAL_AGREEMENT:.0%} agreement).")
+    print("Where the data shows no gain: the judges' calibrated confidence barely separates their right from")
+    print("their wrong verdicts on PandaLM (verdict-only, one order: ties vs picks is all there is), so a")
+    print("threshold mostly switches routing on or off; the saving comes from a judge confirming the first")
+    print("human. Auto-J (one human per pair) cannot show any saving at 97%.")
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(json.dumps({
         "dataset": "pandalm", "full_labels": best.full_labels, "policy": best.policy,
+        "sweep_best_policy": looked.policy, "sweep_best_saved_fraction": round(looked.saved, 4),
         "labels_used": best.labels, "labels_saved_fraction": round(best.saved, 4),
         "agreement_with_full_gold": round(best.agreement, 4),
         "agreement_ci": [round(best.ci[0], 4), round(best.ci[1], 4)],
