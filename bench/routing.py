@@ -94,7 +94,7 @@ def load_pandalm() -> Dataset:
         # member's verdict at score 1/2 (no majority).
         "panel(gpt-3.5,pandalm-7b)": (g, np.where(panel_agree, 1.0, 0.5), one_order),
     }
-    return Dataset("pandalm", humans, groups, models, judges)  # type: ignore[arg-type]
+    return Dataset("pandalm", humans, groups, models, judges)
 
 
 def load_autoj() -> Dataset:
@@ -245,7 +245,7 @@ def pandalm_policies(ds: Dataset, *, seeds: int, rounds: int) -> list[Outcome]:
             for unsure in ("full", "adaptive"):
                 for spot in (0.0, 0.1):
                     policy = Policy("judge", overlap=3, k=2, threshold=threshold, min_humans=1,
-                                    spot_check_rate=spot, unsure=unsure)  # type: ignore[arg-type]
+                                    spot_check_rate=spot, unsure=unsure)
                     label = f"judge {judge} t={threshold} unsure={unsure} spot={spot}"
                     o = median_outcome(lambda s, p=policy, lab=label, j=judge: replay(  # type: ignore[misc]
                         ds, p, signals_for(ds, j, calibrated(ds, j, seed=s)), seed=s, rounds=rounds, name=lab), seeds)
