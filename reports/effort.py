@@ -33,7 +33,19 @@ def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
                 policies.append((f"judge {row.judge.name} t={t}",
                                  Policy("judge", overlap=overlap, k=k, threshold=t, spot_check_rate=base.spot_check_rate,
                                         unsure=base.unsure)))  # fmt: skip
+    from judges.models import JudgeQualification
+
+    latest: dict[int, JudgeQualification] = {}
+    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
+        latest.setdefault(q.judge_id, q)
+    judges = [
+        {"judge": q.judge.rater.name, "qualified": q.qualified, "n": q.n, "kappa": q.kappa, "consistency": q.consistency,
+         "ece": q.ece, "ece_ci": q.ece_ci, "at": q.at.isoformat(), "reliability": q.reliability,
+         "bar": {"kappa": q.min_kappa, "consistency": q.min_consistency}}
+        for q in latest.values()
+    ]  # fmt: skip
     return {
+        "judges": judges,
         "policy": row.kind if row else RoutingPolicy.Kind.UNIFORM,
         **effort_summary(votes, closed, pairs=len(ids), overlap=overlap),
         "curve": effort_curve(votes, overlap=overlap, policies=policies, signals=signals, rounds=rounds, seed=seed),

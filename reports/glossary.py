@@ -132,7 +132,7 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
     "bias": ("position_consistency", "first_position_rate", "first_shown_win_rate", "agreement_both_orders",
              "raw_win_rate", "gold_win_rate", "dbg", "eo_gap", "longer_wins", "ece", "gold", "wildbench_k", "n",
              "ci", "too_few"),
-    "effort": ("labels_saved", "routed_gold", "gold", "n", "ci"),
+    "effort": ("labels_saved", "routed_gold", "gold", "cohen_kappa", "position_consistency", "ece", "n", "ci"),
     "leaderboards": ("bradley_terry", "elo", "mean_rating", "kendall_tau", "combined_verdict", "wildbench_k", "n",
                      "ci", "too_few"),
 }  # fmt: skip

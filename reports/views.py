@@ -316,8 +316,15 @@ def _effort(report: dict, project: Project) -> dict:
         _bar(f"{p['policy']} ({p['saved_fraction']:.0%} saved)", p["agreement"], p["agreement_ci"], n=p["n"])
         for p in curve
     ]
+    diagrams = [
+        (j, [charts.reliability_diagram(j["reliability"][when]["bins"], lo=0.0,
+                                        title=f"{when} calibration (ECE {j['reliability'][when]['ece']:.3f})")
+             for when in ("before", "after") if j.get("reliability", {}).get(when)])
+        for j in effort.get("judges", [])
+    ]  # fmt: skip
     return {
         "effort": effort,
+        "judge_diagrams": diagrams,
         "headline": _headline(effort.get("saved_fraction"), effort.get("pairs", 0), None),
         "headline_label": "human labels saved against uniform overlap",
         "headline_term": "labels_saved",

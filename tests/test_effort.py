@@ -63,3 +63,29 @@ def test_effort_page_shows_labels_spent_and_the_curve(project, researcher):
     html = page.content.decode()
     assert "Human effort" in html and "10 / 12" in html  # 3 + 3 + 2 + 2 labels of 4 x 3
     assert "first 1 human" in html and "adaptive k=2" in html and "<svg" in html
+
+
+@pytest.mark.django_db
+def test_effort_page_marks_unqualified_judges_with_reliability_before_and_after(project, researcher):
+    import numpy as np
+
+    from judges.models import JudgeQualification
+    from judges.services import judge_create
+    from reports.qualification import qualification_figures
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 100)
+    verdict = np.where(rng.uniform(size=100) < 0.6, gold, 1)
+    f = qualification_figures(verdict, gold, rng.uniform(size=100), np.ones(100, bool), np.ones(100, bool),
+                              np.arange(100), rounds=20)  # fmt: skip
+    judge = judge_create(name="weak-judge", model_ref="m", owner=researcher)
+    JudgeQualification.objects.create(
+        project=project, judge=judge, n=f.n, accuracy=f.accuracy, kappa=f.kappa, consistency=f.consistency,
+        ece=f.ece, ece_ci=f.ece_ci, reliability=f.reliability, min_kappa=0.9, min_consistency=0.7, qualified=False,
+    )
+    client = Client()
+    client.force_login(researcher)
+    html = client.get(reverse("reports:page", args=[project.pk, "effort"])).content.decode()
+    section = html[html.index('id="effort-judges"'):]
+    assert "weak-judge" in section and "not qualified" in section
+    assert "before calibration" in section and "after calibration" in section
