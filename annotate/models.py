@@ -542,6 +542,11 @@ class PairRouting(models.Model):
     priority = models.FloatField(default=1.0)
     reason = models.CharField(max_length=32)
     humans = models.PositiveSmallIntegerField(default=0)
+    # The judge signal the decision used, kept so that deciding again after one more human label
+    # (on the submit path) need not refit the calibration over the whole project.
+    judge_verdict = models.SmallIntegerField(null=True, blank=True)
+    judge_confidence = models.FloatField(null=True, blank=True)
+    judge_orders_agree = models.BooleanField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -167,8 +167,19 @@ def routing_refresh(*, project: Project, pair_ids: Iterable[int] | None = None) 
         return 0
     policy = as_policy(row, overlap=project.overlap)
     humans = human_verdicts(ids)
-    signals = judge_signals(project, row.judge, ids, min_humans=policy.k) if row.kind == RoutingPolicy.Kind.JUDGE else {}
     current = {r.pair_id: r for r in PairRouting.objects.filter(pair_id__in=ids)}
+    signals: dict[int, routing.JudgeSignal] = {}
+    if row.kind == RoutingPolicy.Kind.JUDGE:
+        if pair_ids is not None and all(pid in current for pid in ids):
+            # One more human label on known pairs (the submit path): the judge's signal has not
+            # changed, so reuse the stored one rather than refit the calibration.
+            signals = {
+                pid: routing.JudgeSignal(r.judge_verdict, r.judge_confidence, bool(r.judge_orders_agree))
+                for pid, r in current.items()
+                if r.judge_verdict is not None and r.judge_confidence is not None
+            }
+        else:
+            signals = judge_signals(project, row.judge, ids, min_humans=policy.k)
     stored = 0
     with transaction.atomic():
         for pid in ids:
@@ -176,14 +187,17 @@ def routing_refresh(*, project: Project, pair_ids: Iterable[int] | None = None) 
             signal = signals.get(pid)
             d = routing.decide(policy, votes, signal, pair_key=pid, seed=project.pk)
             now = current.get(pid)
+            stored_signal = (None, None, None) if signal is None else (signal.verdict, signal.confidence, signal.orders_agree)
             if now is not None and (now.need_more, now.reason, now.humans, now.priority) == (
                 d.need_more, d.reason, len(votes), d.priority
-            ):
+            ) and (now.judge_verdict, now.judge_confidence, now.judge_orders_agree) == stored_signal:
                 continue
             PairRouting.objects.update_or_create(
                 pair_id=pid,
-                defaults={"need_more": d.need_more, "priority": d.priority, "reason": d.reason, "humans": len(votes)},
-            )
+                defaults={"need_more": d.need_more, "priority": d.priority, "reason": d.reason, "humans": len(votes),
+                          "judge_verdict": stored_signal[0], "judge_confidence": stored_signal[1],
+                          "judge_orders_agree": stored_signal[2]},
+            )  # fmt: skip
             RoutingDecision.objects.create(
                 pair_id=pid, policy=row.kind, humans=len(votes), need_more=d.need_more, priority=d.priority,
                 reason=d.reason, detail=d.detail[:200], judge_confidence=None if signal is None else signal.confidence,
@@ -273,7 +287,9 @@ def routing_preview(*, project: Project, row: RoutingPolicy) -> Preview:
     ]  # fmt: skip
     seen = [(humans[pid][0], signals[pid].verdict) for pid in confident if humans.get(pid)]
     confirm = sum(h == j for h, j in seen) / len(seen) if seen else None
-    if policy.kind == "judge" and row.judge is not None and not signals:
+    if policy.kind == "judge" and row.judge is not None and not judge_qualified(project, row.judge):
+        note += " The judge is not qualified on this project (qualify it above): pairs route as adaptive overlap."
+    elif policy.kind == "judge" and row.judge is not None and not signals:
         note += f" The judge has fewer than {MIN_CALIBRATION_PAIRS} pairs with human gold to calibrate on: pairs route as adaptive overlap."
     unsure_cost = overlap if policy.unsure == "full" else adaptive_cost
     # A confident pair costs one label when its first human agrees with the judge, else the

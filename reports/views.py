@@ -345,6 +345,8 @@ PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
 def qualify(request: HttpRequest, project_id: int) -> HttpResponse:
     """Qualify a judge on the project's human gold (reports.qualification), then back to the
     project's routing page, where the result is shown."""
+    from annotate.routing_services import routing_refresh
+
     from .qualification import judge_qualify
 
     project = access.project_for(request.user, project_id, need="research")
@@ -355,6 +357,7 @@ def qualify(request: HttpRequest, project_id: int) -> HttpResponse:
     judge = access.judge_for(request.user, judge_id)
     access.judge_check_usable(request.user, judge, project)
     q = judge_qualify(project=project, judge=judge)
+    routing_refresh(project=project)  # a judge routing this project now routes by its new standing
     verdict = "qualified" if q.qualified else "not qualified"
     messages.info(request, f"Judge {judge.rater.name} is {verdict} on {q.n} pairs with human gold.")
     return redirect("annotate_routing", project_id=project.pk)
