@@ -25,12 +25,12 @@ Verdict codes are annotate.verdicts' (0 = A, 1 = tie, 2 = B); gold is its gold_l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.stats import norm
 
 from .verdicts import VERDICT_LABELS, gold_label
 
@@ -214,7 +214,9 @@ def bt_label_values(elo: np.ndarray, games: np.ndarray, *, prior_games: float = 
     iu, ju = np.triu_indices(m, k=1)
     var = sigma[iu, iu] + sigma[ju, ju] - 2 * sigma[iu, ju]  # Var(theta_i - theta_j)
     sd = np.sqrt(np.maximum(var, 1e-12))
-    wrong = norm.cdf(-np.abs(theta[iu] - theta[ju]) / sd)
+    # P(wrong order) = Phi(-|d| / sd), written with math.erfc: importing scipy.stats here would
+    # load it into every web process (the queue imports this module) for a handful of numbers.
+    wrong = np.array([0.5 * math.erfc(z / math.sqrt(2.0)) for z in np.abs(theta[iu] - theta[ju]) / sd])
     values = np.zeros((m, m))
     for a, b in zip(iu, ju, strict=True):
         # sigma u for u = e_a - e_b, and v^T sigma u for every target pair v = e_i - e_j.
