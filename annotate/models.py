@@ -656,3 +656,96 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"pair {self.pair_id} adjudicated {self.strength}"
+
+
+class RoutingPolicy(models.Model):
+    """How a project spends human labels on its regular pairs (annotate.routing). Off (uniform
+    overlap, what every project did before) unless a researcher turns it on; the overlap cap is
+    always the project's own `overlap`, so no policy can ask for more."""
+
+    class Kind(models.TextChoices):
+        UNIFORM = "uniform", "Off: uniform overlap"
+        ADAPTIVE = "adaptive", "Adaptive overlap"
+        JUDGE = "judge", "Judge routing"
+
+    class Unsure(models.TextChoices):
+        FULL = "full", "Full overlap"
+        ADAPTIVE = "adaptive", "Adaptive overlap"
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="routing_policy")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UNIFORM)
+    k = models.PositiveSmallIntegerField(default=2, help_text="Agreeing humans that close a pair.")
+    # Judge routing: the judge (a rater of kind judge) whose calibrated confidence stands in for
+    # one human, the confidence it needs, the share of confident pairs checked by humans anyway,
+    # and what an unsure pair gets.
+    judge = models.ForeignKey(Rater, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    threshold = models.FloatField(default=0.7)
+    spot_check_rate = models.FloatField(default=0.1)
+    unsure = models.CharField(max_length=8, choices=Unsure.choices, default=Unsure.FULL)
+    # The bar a judge must meet on this project's human gold to route it (judge qualification).
+    min_kappa = models.FloatField(default=0.4)
+    min_consistency = models.FloatField(default=0.7)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(k__gte=1), name="routing_k_positive"),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0) & Q(threshold__lte=1), name="routing_threshold_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(spot_check_rate__gte=0) & Q(spot_check_rate__lte=1), name="routing_spot_check_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.kind}"
+
+    @property
+    def active(self) -> bool:
+        return self.kind != self.Kind.UNIFORM
+
+
+class PairRouting(models.Model):
+    """The current routing decision of a pair: the queue reads it (need_more, priority); the
+    history of decisions, with their reasons, is RoutingDecision."""
+
+    pair = models.OneToOneField(Pair, on_delete=models.CASCADE, related_name="routing")
+    need_more = models.BooleanField(default=True)
+    priority = models.FloatField(default=1.0)
+    reason = models.CharField(max_length=32)
+    humans = models.PositiveSmallIntegerField(default=0)
+    # The judge signal the decision used, kept so that deciding again after one more human label
+    # (on the submit path) need not refit the calibration over the whole project.
+    judge_verdict = models.SmallIntegerField(null=True, blank=True)
+    judge_confidence = models.FloatField(null=True, blank=True)
+    judge_orders_agree = models.BooleanField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["need_more", "priority"])]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id}: {self.reason}"
+
+
+class RoutingDecision(models.Model):
+    """Every routing decision, appended (never updated), so a report can say how each gold
+    label was reached: the policy, the humans it had seen, the judge's confidence, the reason."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="routing_decisions")
+    policy = models.CharField(max_length=10)
+    humans = models.PositiveSmallIntegerField()
+    need_more = models.BooleanField()
+    priority = models.FloatField()
+    reason = models.CharField(max_length=32)
+    detail = models.CharField(max_length=200, blank=True)
+    judge_confidence = models.FloatField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pair", "at", "id"]
+        indexes = [models.Index(fields=["pair", "at"])]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} after {self.humans}: {self.reason}"

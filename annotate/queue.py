@@ -40,6 +40,7 @@ from .models import (
     Response,
     ShownOrder,
 )
+from .routing_services import routed_candidates, routing_refresh, routing_room
 from .services import preference_submit, ratings_submit, validate_strength
 from .verdicts import stored_strength
 
@@ -179,7 +180,10 @@ def _candidates(
         first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
         qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
     # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
-    return qs.order_by("pk")
+    qs = qs.order_by("pk")
+    if protocol == RANKING and role == Item.Role.TASK:
+        qs = routed_candidates(qs, project=project, now=now)  # a routing policy's priority (issue 13)
+    return qs
 
 
 def _claim_from(
@@ -205,6 +209,9 @@ def _claim_from(
                 return None
             if role == Item.Role.TASK and _live_count(protocol=protocol, task_id=task_id, now=now) >= project.overlap:
                 tried.append(task_id)
+                continue
+            if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task_id, now=now):
+                tried.append(task_id)  # closed by its routing policy, or a label already in hand
                 continue
             shown_order = rng.choice([ShownOrder.AB, ShownOrder.BA]) if protocol == RANKING else ShownOrder.AB
             try:
@@ -425,6 +432,8 @@ def assignment_submit_preference(
             shown_order=assignment.shown_order, justification=justification, time_on_task_ms=time_ms,
         )
         _finish(assignment=assignment, time_ms=time_ms, now=now)
+        if created and pair.item.role == Item.Role.TASK:
+            routing_refresh(project=project, pair_ids=[pair.pk])  # the next label, or none (issue 13)
     return SubmitResult(assignment=assignment, duplicate=not created)
 
 
@@ -487,6 +496,7 @@ def assignment_undo(
                 draft = {"shown_strength": shown, "justification": preference.justification}
                 audit_record(action="preference.undo", obj=preference, before=audit_snapshot(preference), after=None)
                 preference.delete()
+                routing_refresh(project=project, pair_ids=[cast(int, newest.pair_id)])
         newest.status = CLAIMED
         newest.draft = draft
         newest.view_key = uuid.uuid4()

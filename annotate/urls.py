@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import member_views, study_views, views
+from . import member_views, routing_views, study_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -32,4 +32,5 @@ urlpatterns = [
     path("projects/<int:project_id>/review/", views.review_queue, name="annotate_review"),
     path("projects/<int:project_id>/review/<int:pair_id>/", views.review_pair, name="annotate_review_pair"),
     path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),
+    path("projects/<int:project_id>/routing/", routing_views.routing_page, name="annotate_routing"),
 ]

@@ -226,3 +226,35 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk} ({self.protocol}, {self.status})"
+
+
+class JudgeQualification(models.Model):
+    """A judge measured against a project's human gold (gold items and pairs with enough human
+    labels): accuracy, Cohen's kappa, position consistency and calibration error, each with its
+    95% bootstrap interval, and whether it met the project's bar on that date. Appended, never
+    updated: the latest row is the judge's standing; the older ones are its history."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_qualifications")
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="qualifications")
+    n = models.PositiveIntegerField(help_text="Pairs with human gold the judge was measured on.")
+    accuracy = models.FloatField(null=True)
+    accuracy_ci = models.JSONField(null=True)
+    kappa = models.FloatField(null=True)
+    kappa_ci = models.JSONField(null=True)
+    consistency = models.FloatField(null=True, help_text="Share of pairs whose two shown orders agree.")
+    consistency_ci = models.JSONField(null=True)
+    ece = models.FloatField(null=True, help_text="Expected calibration error of the cross-fitted confidence.")
+    ece_ci = models.JSONField(null=True)
+    # The reliability diagram before (raw score) and after (cross-fitted isotonic) calibration.
+    reliability = models.JSONField(default=dict)
+    min_kappa = models.FloatField()
+    min_consistency = models.FloatField()
+    qualified = models.BooleanField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["project", "judge", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.judge_id} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"

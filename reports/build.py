@@ -102,6 +102,10 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
     if "details" in report:
         # When and from how much: the page says so, since a cached report can be an hour old.
         report["details"]["computed_at"] = timezone.now().isoformat(timespec="seconds")
+    if opts.details:  # the report page's human-effort section (issue 13): routing data, not the table's
+        from .effort import human_effort
+
+        report["details"]["human_effort"] = human_effort(project, rounds=opts.rounds, seed=opts.seed)
     return report
 
 

@@ -164,13 +164,14 @@ def heatmap(
     return mark_safe("".join(parts))
 
 
-def reliability_diagram(bins: Sequence[dict], *, title: str = "") -> SafeString:
-    """Accuracy per confidence bin against the diagonal (Guo et al., 2017); bar width by bin."""
+def reliability_diagram(bins: Sequence[dict], *, title: str = "", lo: float = 0.5) -> SafeString:
+    """Accuracy per confidence bin against the diagonal (Guo et al., 2017); bar width by bin.
+    Confidence runs from `lo` (0.5 for a binary pick's confidence, 0 for P(verdict == gold))."""
     size, pad = 260, 40
     width, height = size + pad + 20, size + pad + 30
 
-    def px(v: float) -> float:  # confidence 0.5..1 on x
-        return pad + (v - 0.5) / 0.5 * size
+    def px(v: float) -> float:  # confidence lo..1 on x
+        return pad + (v - lo) / (1 - lo) * size
 
     def py(v: float) -> float:  # accuracy 0..1 on y
         return 24 + (1 - v) * size
@@ -180,7 +181,7 @@ def reliability_diagram(bins: Sequence[dict], *, title: str = "") -> SafeString:
     if title:
         parts.append(f'<text x="0" y="14" font-weight="600">{escape(title)}</text>')
     parts.append(f'<rect x="{pad}" y="24" width="{size}" height="{size}" fill="none" stroke="{LINE}"/>')
-    parts.append(f'<line x1="{px(0.5)}" y1="{py(0.5)}" x2="{px(1)}" y2="{py(1)}" stroke="#b3261e" stroke-dasharray="4 3"/>')
+    parts.append(f'<line x1="{px(lo)}" y1="{py(lo)}" x2="{px(1)}" y2="{py(1)}" stroke="#b3261e" stroke-dasharray="4 3"/>')
     for b in bins:
         if not b["n"]:
             continue
@@ -189,7 +190,7 @@ def reliability_diagram(bins: Sequence[dict], *, title: str = "") -> SafeString:
         parts.append(f'<rect x="{x0 + 1:.1f}" y="{y:.1f}" width="{x1 - x0 - 2:.1f}" height="{py(0) - y:.1f}" '
                      f'fill="{ACCENT}" fill-opacity="0.7"><title>confidence {b["lo"]:.2f}-{b["hi"]:.2f}: '
                      f'accuracy {b["accuracy"]:.3f}, n={b["n"]}</title></rect>')  # fmt: skip
-    for v in (0.5, 0.75, 1.0):
+    for v in (lo, (lo + 1) / 2, 1.0):
         parts.append(f'<text x="{px(v)}" y="{py(0) + 16}" text-anchor="middle" fill="{MUTED}">{v:.2f}</text>')
     for v in (0.0, 0.5, 1.0):
         parts.append(f'<text x="{pad - 6}" y="{py(v) + 4}" text-anchor="end" fill="{MUTED}">{v:.1f}</text>')

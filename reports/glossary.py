@@ -144,6 +144,14 @@ TERMS: dict[str, Term] = {
         "LC win rate",
         "AlpacaEval 2: win rate predicted at equal length by logit P(win) = θ + φ·tanh(Δlen / sd).",
     ),
+    "routed_gold": Term(
+        "routed gold",
+        "The gold a routing policy settled a pair on: the majority of the human labels it had asked for when it "
+        "closed the pair. Full gold is the majority of every label, once the pair has the full overlap.",
+    ),
+    "labels_saved": Term(
+        "labels saved", "1 - human labels spent / (regular pairs x overlap): against asking every pair for the overlap."
+    ),
 }
 
 # The terms each report page prints, in the order its glossary lists them.
@@ -160,6 +168,7 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
                      "combined_verdict", "wildbench_k", "n", "ci", "too_few"),
     "evaluators": ("accuracy", "kappa_gold", "macro", "position_consistency", "preference_fairness",
                    "length_preference", "valid_mass", "human_reference", "gold", "n", "ci", "too_few"),
+    "effort": ("labels_saved", "routed_gold", "gold", "cohen_kappa", "position_consistency", "ece", "n", "ci"),
 }  # fmt: skip
 
 # Report filter fields whose label is a term.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from annotate import access
 from annotate.models import Project
@@ -26,6 +27,7 @@ PAGES = {
     "bias": "Judge bias audit",
     "leaderboards": "Leaderboards",
     "evaluators": "Evaluators",
+    "effort": "Human effort",
 }
 VERDICTS = list(VERDICT_LABELS)
 
@@ -321,6 +323,57 @@ def _leaderboards(report: dict, project: Project) -> dict:
 # The Elo scale's anchor: METRICS.md fixes the mean model at 1000.
 ELO_REFERENCE = 1000.0
 
+def _effort(report: dict, project: Project) -> dict:
+    """Human labels spent (annotate.routing), and the labels-vs-agreement curve of the policies
+    replayed on the project's fully labelled pairs (reports.metrics.effort)."""
+    effort = report.get("details", {}).get("human_effort", {})
+    curve = effort.get("curve", [])
+    bars = [
+        _bar(f"{p['policy']} ({p['saved_fraction']:.0%} saved)", p["agreement"], p["agreement_ci"], n=p["n"])
+        for p in curve
+    ]
+    diagrams = [
+        (j, [charts.reliability_diagram(j["reliability"][when]["bins"], lo=0.0,
+                                        title=f"{when} calibration (ECE {j['reliability'][when]['ece']:.3f})")
+             for when in ("before", "after") if j.get("reliability", {}).get(when)])
+        for j in effort.get("judges", [])
+    ]  # fmt: skip
+    return {
+        "effort": effort,
+        "judge_diagrams": diagrams,
+        "headline": _headline(effort.get("saved_fraction"), effort.get("pairs", 0), None),
+        "headline_label": "human labels saved against uniform overlap",
+        "headline_term": "labels_saved",
+        "lead_chart": charts.bars_with_intervals(
+            bars, title="Agreement with full gold, by policy (labels saved in brackets)", percent=True
+        ) if bars else None,
+    }  # fmt: skip
+
+
 PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
     "consistency": _consistency, "agreement": _agreement, "bias": _bias, "leaderboards": _leaderboards,
+    "effort": _effort,
 }
+
+
+@login_required
+@require_POST
+def qualify(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Qualify a judge on the project's human gold (reports.qualification), then back to the
+    project's routing page, where the result is shown."""
+    from annotate.routing_services import routing_refresh
+
+    from .qualification import judge_qualify
+
+    project = access.project_for(request.user, project_id, need="research")
+    try:
+        judge_id = int(request.POST.get("judge", ""))
+    except ValueError:
+        return HttpResponse("Choose a judge to qualify.", status=400, content_type="text/plain")
+    judge = access.judge_for(request.user, judge_id)
+    access.judge_check_usable(request.user, judge, project)
+    q = judge_qualify(project=project, judge=judge)
+    routing_refresh(project=project)  # a judge routing this project now routes by its new standing
+    verdict = "qualified" if q.qualified else "not qualified"
+    messages.info(request, f"Judge {judge.rater.name} is {verdict} on {q.n} pairs with human gold.")
+    return redirect("annotate_routing", project_id=project.pk)

@@ -82,6 +82,8 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     # Adjudication: reviewers and researchers of P (annotators never see others' labels).
     "annotate_review": {"get": PAGE_RESEARCH_P},
     "annotate_review_pair": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "annotate_routing": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "reports:qualify": {"post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -286,7 +288,8 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
 ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
-    ("api-project", "put"), ("api-project", "patch"),
+    ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"),
+    ("reports:qualify", "post"),
     # Membership changes and new studies are new work; reading old studies' payments is not.
     ("project_members", "get"), ("project_members", "post"), ("project_member_remove", "post"),
     ("project_invite_create", "post"), ("project_invite_revoke", "post"), ("project_studies", "post"),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from judges.calibration import bin_index
+
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .verdicts import TIE, A, B, verdict_of, win_score
 
@@ -179,9 +181,8 @@ def calibration(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Cal
     pick = np.where(pb > 0.5, B, A)
     conf = np.maximum(pb, 1 - pb)
     correct = (pick == m["gold"].to_numpy()).astype(float)
-    # Ten equal-width bins over [0.5, 1), closed on the left; confidence 1.0 falls in the last
-    # bin. The epsilon keeps an edge such as 0.6 from falling a bin short in floating point.
-    b = np.minimum(np.floor((conf - 0.5) / (0.5 / N_BINS) + 1e-9).astype(np.int64), N_BINS - 1)
+    # Ten equal-width bins over [0.5, 1]: the one binning rule, judges.calibration's.
+    b = bin_index(conf, bins=N_BINS, lo=0.5, hi=1.0)
     units = np.repeat(m["item"].to_numpy(), 3)
     col = (b[:, None] * 3 + np.arange(3)[None, :]).ravel()
     vals = np.column_stack([np.ones(len(m)), conf, correct]).ravel()

@@ -1,0 +1,52 @@
+"""The report's human-effort section for a live project: loads what reports.metrics.effort
+computes on (human labels per pair, routing decisions, a qualified judge's signals)."""
+
+from __future__ import annotations
+
+from annotate.models import Item, Pair, Project, RoutingDecision, RoutingPolicy
+from annotate.routing import Policy
+from annotate.routing_services import as_policy, human_verdicts, judge_signals
+
+from .metrics.effort import effort_curve, effort_summary
+
+CURVE_THRESHOLDS = (0.5, 0.7, 0.9)
+
+
+def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
+    ids = list(Pair.objects.filter(item__project=project, item__role=Item.Role.TASK).values_list("pk", flat=True))
+    votes = human_verdicts(ids)
+    closed: dict[int, int] = {}
+    for pid, humans in RoutingDecision.objects.filter(pair_id__in=ids, need_more=False).order_by("at", "id").values_list(
+        "pair_id", "humans"
+    ):
+        closed.setdefault(pid, humans)  # the first close: what the policy settled on
+    overlap = project.overlap
+    row = RoutingPolicy.objects.filter(project=project).first()
+    k = min(row.k if row else 2, overlap)
+    policies: list[tuple[str, Policy]] = [(f"adaptive k={k}", Policy("adaptive", overlap=overlap, k=k))]
+    signals = {}
+    if row is not None and row.judge is not None:
+        signals = judge_signals(project, row.judge, ids, min_humans=k)  # empty unless qualified
+        if signals:
+            base = as_policy(row, overlap=overlap)
+            for t in CURVE_THRESHOLDS:
+                policies.append((f"judge {row.judge.name} t={t}",
+                                 Policy("judge", overlap=overlap, k=k, threshold=t, spot_check_rate=base.spot_check_rate,
+                                        unsure=base.unsure)))  # fmt: skip
+    from judges.models import JudgeQualification
+
+    latest: dict[int, JudgeQualification] = {}
+    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
+        latest.setdefault(q.judge_id, q)
+    judges = [
+        {"judge": q.judge.rater.name, "qualified": q.qualified, "n": q.n, "kappa": q.kappa, "consistency": q.consistency,
+         "ece": q.ece, "ece_ci": q.ece_ci, "at": q.at.isoformat(), "reliability": q.reliability,
+         "bar": {"kappa": q.min_kappa, "consistency": q.min_consistency}}
+        for q in latest.values()
+    ]  # fmt: skip
+    return {
+        "judges": judges,
+        "policy": row.kind if row else RoutingPolicy.Kind.UNIFORM,
+        **effort_summary(votes, closed, pairs=len(ids), overlap=overlap),
+        "curve": effort_curve(votes, overlap=overlap, policies=policies, signals=signals, rounds=rounds, seed=seed),
+    }
