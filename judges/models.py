@@ -102,6 +102,12 @@ class Run(models.Model):
         JUDGE = "judge", "Judge the project's responses and pairs"
         GENERATE = "generate", "Write new responses to the project's prompts"
 
+    class Probe(models.TextChoices):
+        # judges.probes: a probe run judges pairs to audit the judge, never to annotate them.
+        NONE = "", "Not a probe"
+        INJECTION = "injection", "Injection: an instruction to the judge appended to one response"
+        SANITY = "sanity", "Sanity: pairs with an objectively correct answer"
+
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
@@ -118,6 +124,8 @@ class Run(models.Model):
     # by external id, responses/pairs by the models that wrote them, and what the judge has not
     # judged yet. Empty: everything.
     filters = models.JSONField(default=dict, blank=True)
+    # A probe run (judges.probes) stores verdicts in its judgments only, no ratings/preferences.
+    probe = models.CharField(max_length=10, choices=Probe.choices, default=Probe.NONE, blank=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.RUNNING)
     total = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField(default=16)
@@ -173,6 +181,9 @@ class Judgment(models.Model):
     attribute = models.ForeignKey(Attribute, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     pair = models.ForeignKey(Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, blank=True)
+    # What a probe changed in the prompt (judges.probes.variant_parse): "" for the pair as it is,
+    # "inject:a:2" for wording 2 appended to the stored response A.
+    variant = models.CharField(max_length=40, blank=True, default="")
     # Prompt size in characters, known before tokenizing: batches are cut by it.
     size = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=11, choices=Status.choices, default=Status.PENDING)
@@ -209,7 +220,7 @@ class Judgment(models.Model):
                 name="judgment_once_per_run_response_attribute",
             ),
             models.UniqueConstraint(
-                fields=["run", "pair", "shown_order"], condition=Q(protocol="ranking"),
+                fields=["run", "pair", "shown_order", "variant"], condition=Q(protocol="ranking"),
                 name="judgment_once_per_run_pair_order",
             ),
             models.UniqueConstraint(

@@ -33,7 +33,7 @@ from annotate.services import (
 from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
 from config.celery import BrokerUnavailable, broker_check, task_send
 
-from . import prompts
+from . import probes, prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
 from .inference.base import Backend, Decoding, GenerateResult
 from .models import Judge, Judgment, PromptTemplate, Run
@@ -391,13 +391,20 @@ def run_start(
     created_by: User | None = None,
     filters: dict | None = None,
     plan_now: bool = False,
+    probe: str = Run.Probe.NONE,
 ) -> Run:
     """Record the run and send its planning to a worker (judges.tasks.run_plan): planning reads
     every item, response and pair, which is no work for a web request.
 
     The broker must take the planning task before we answer: if it does not, the run is removed
     again (nothing was planned or enqueued yet) and BrokerUnavailable says so, which pages and
-    the API answer with 503. `plan_now` plans in this process instead (the run_judge command)."""
+    the API answer with 503. `plan_now` plans in this process instead (the run_judge command).
+
+    `probe` (judges.probes): a run of pairs only, whose verdicts stay in its judgments; a sanity
+    probe covers the project's sanity pairs, an injection probe judges each pair also with an
+    instruction to the judge appended to either response."""
+    probe, filters, protocols = _probe_scope(project=project, probe=probe, kind=kind, filters=filters,
+                                             protocols=protocols)
     filters = run_filters_validate(project=project, filters=filters)
     if kind not in Run.Kind.values:
         raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
@@ -413,7 +420,7 @@ def run_start(
             raise ValidationError("The project uses none of the chosen protocols.", field="protocols")
     run = Run.objects.create(
         judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
-        limit=limit, filters=filters, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
+        limit=limit, filters=filters, probe=probe, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
         created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
     )
     if plan_now:
@@ -428,6 +435,26 @@ def run_start(
             raise
     run.refresh_from_db()
     return run
+
+
+def _probe_scope(
+    *, project: Project, probe: str, kind: str, filters: dict | None, protocols: Sequence[str],
+) -> tuple[str, dict | None, Sequence[str]]:
+    """A probe's run: pairs only (ranking), a sanity probe over the sanity items."""
+    if not probe:
+        return "", filters, protocols
+    if probe not in Run.Probe.values:
+        raise ValidationError(f"probe must be one of {[p for p in Run.Probe.values if p]}, not {probe!r}.", field="probe")
+    if kind != Run.Kind.JUDGE:
+        raise ValidationError("A probe is a judge run, not a generate run.", field="kind")
+    if not project.uses_ranking:
+        raise ValidationError("Probes judge pairs, and this project ranks none.", field="probe")
+    if probe == Run.Probe.SANITY:
+        if not probes.sanity_pairs_exist(project.pk):
+            raise ValidationError("This project has no sanity pairs: import pairs with role \"sanity\" and the "
+                                  "correct answer as their gold strength.", field="probe")
+        filters = {**(filters or {}), "roles": [Item.Role.SANITY.value]}
+    return probe, filters, ["ranking"]
 
 
 def run_plan(*, run_id: int) -> int | None:
@@ -476,6 +503,7 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
         compared = set(Preference.objects.filter(rater=run.judge.rater, pair__item__project=run.project)
                        .values_list("pair_id", "shown_order"))
     attributes = list(run.project.attributes.all())
+    pair_index = 0  # an injection probe's wording cycles with it
     for item in items:
         base = len(item.prompt) + len(item.context)
         if run.kind == Run.Kind.GENERATE:
@@ -497,10 +525,14 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
                 if models_ and not {pair.response_a.model, pair.response_b.model} & models_:
                     continue
                 size = base + len(pair.response_a.text) + len(pair.response_b.text)
+                variants = probes.pair_variants(probe=run.probe, pair_index=pair_index)
+                pair_index += 1
                 for order in (ShownOrder.AB, ShownOrder.BA):
                     if (pair.pk, order) in compared:
                         continue
-                    yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order, size=size)
+                    for variant in variants:
+                        yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order,
+                                       size=size, variant=variant)
 
 
 def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
@@ -900,9 +932,12 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
             else (pair.response_b, pair.response_a)
         )
         template = judge.ranking_template
+        # A probe's variant appends its instruction to one of them (judges.probes).
+        first_text, second_text = probes.inject(first=first.text, second=second.text,
+                                                shown_order=judgment.shown_order, variant=judgment.variant)
         values = {
             "prompt": item.prompt, "context": item.context,
-            "response_first": first.text, "response_second": second.text,
+            "response_first": first_text, "response_second": second_text,
             "answer_format": prompts.answer_format(protocol="ranking", rationale=judge.rationale),
         }
         labels = prompts.VERDICT_LABELS
@@ -1024,6 +1059,8 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
                 judgment.status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
                 continue
             judgment.status, judgment.verdict = Judgment.Status.OK, result.label
+            if run.probe:
+                continue  # a probe's verdicts stay in its judgments (judges.probes)
             if judgment.protocol == Judgment.Protocol.RATING:
                 assert judgment.attribute is not None and judgment.response is not None
                 value = validate_rating_value(attribute=judgment.attribute, value=int(result.label))

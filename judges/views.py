@@ -16,8 +16,8 @@ from annotate import access
 from annotate.errors import ValidationError
 from annotate.roles import authenticated
 
-from . import prompts, selectors, services
-from .forms import JudgeForm, RunStartForm, TemplateForm
+from . import probes, prompts, selectors, services
+from .forms import JudgeForm, ProbeStartForm, RunStartForm, TemplateForm
 from .models import Judge, PromptTemplate, Run
 
 # htmx stops polling when a response carries this status (htmx docs: "286 Stop Polling").
@@ -51,6 +51,34 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
                                                 "can_research": True},  # project_for(need="research") let them in
                   status=code)
+
+
+@login_required
+def probe_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Probes of a judge (judges.probes) as runs like any other: the form and the results."""
+    project = access.project_for(request.user, project_id, need="research", archived=request.method != "POST")
+    form = ProbeStartForm(request.POST or None, project=project, user=request.user)
+    code = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        access.judge_check_usable(request.user, data["judge"], project)
+        try:
+            run = services.run_start(judge=data["judge"], project=project, protocols=["ranking"],
+                                     limit=data["limit"], probe=data["probe"], created_by=authenticated(request.user))
+        except ValidationError as exc:
+            _add_error(form, exc)
+            code = 422
+        except services.BrokerUnavailable as exc:
+            form.add_error(None, str(exc))
+            code = 503
+        else:
+            messages.success(request, f"Probe run {run.pk} started: a worker is planning its judgments.")
+            return redirect("judges:run", run_id=run.pk)
+    if request.method == "POST" and code == 200:
+        code = 422
+    context = {"project": project, "probe_form": form, "probe_rows": probes.project_probe_rows(project_id=project.pk),
+               "can_research": True}
+    return render(request, "judges/probes.html", context, status=code)
 
 
 @login_required

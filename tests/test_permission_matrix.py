@@ -78,6 +78,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "judges:judge-archive": {"post": PAGE_JUDGE},
     "judges:template-preview": {"post": PAGE_JUDGE},
     "judges:runs": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "judges:probes": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:run": {"get": PAGE_RESEARCH_P},
     "judges:run-progress": {"get": PAGE_RESEARCH_P},
     "judges:run-cancel": {"post": PAGE_RESEARCH_P},
@@ -243,7 +244,7 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
 # (the queue, a run, settings changes, imports) is refused with 403 and the reason.
 ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
-    ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
+    ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"), ("judges:probes", "post"),
     ("api-project", "put"), ("api-project", "patch"),
 }
 P_ROUTES = [c for c in CASES if {"project_id", "run_id", "job_id"} & set(c[2]) or PK_OF.get(c[0]) == "project"]
