@@ -166,10 +166,16 @@ class ItemResponseSerializer(serializers.ModelSerializer):
 
 class ItemSerializer(serializers.ModelSerializer):
     responses = ItemResponseSerializer(many=True, read_only=True)
+    checklist = serializers.SerializerMethodField(help_text="The item's live checklist questions (TICK), in order.")
 
     class Meta:
         model = Item
-        fields = ["id", "project", "external_id", "prompt", "context", "metadata", "role", "created_at", "responses"]
+        fields = ["id", "project", "external_id", "prompt", "context", "metadata", "role", "created_at", "responses",
+                  "checklist"]
+
+    def get_checklist(self, item: Item) -> list[str]:
+        # Read from the prefetched rows (ItemListApi prefetches "checklist"): no query per item.
+        return [q.text for q in sorted(item.checklist.all(), key=lambda q: (q.position, q.pk)) if q.retired_at is None]
 
 
 class ResponseInputSerializer(serializers.Serializer):
@@ -194,6 +200,10 @@ class ItemCreateSerializer(serializers.Serializer):
         allow_null=True,
         default=None,
         help_text="Pairs as [response external id, response external id]; every two responses when omitted.",
+    )
+    checklist = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list, max_length=50,
+        help_text="Yes/no checklist questions (TICK), one line each.",
     )
 
     def validate(self, attrs: dict) -> dict:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/undo/", views.undo, name="annotate_undo"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="annotate_dashboard"),
     path("pairs/<int:pair_id>/", views.pair_detail, name="annotate_pair"),
+    path("items/<int:item_id>/checklist/", views.item_checklist, name="item_checklist"),
 ]

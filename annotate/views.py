@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dashboard
+from . import checklists, dashboard
 from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
-from .models import Assignment, Pair, Project, Rater
+from .models import Assignment, ChecklistAnswer, Item, Pair, Project, Rater
 from .queue import (
     SKIP_REASONS,
     QueueError,
@@ -180,6 +180,7 @@ def _task_context(
                 "key_a": max(lo, -2), "key_b": min(hi, 2),
             }
         )
+    context.update(_checklist_context(assignment=assignment, rater=rater, item=item, draft=draft))
     context.update(
         {
             "item": item,
@@ -189,6 +190,30 @@ def _task_context(
         }
     )
     return context
+
+
+def _checklist_context(*, assignment: Assignment, rater: Rater, item: Item, draft: dict) -> dict:
+    """The item's checklist (annotate/_checklist.html): answered in a rating task, with what the
+    rater answered before (or the draft of a failed submit) ticked; guidance in a ranking task."""
+    questions = checklists.live_questions(item)
+    answerable = assignment.protocol == Assignment.Protocol.RATING
+    before: set[int] = set()
+    if answerable and questions:
+        ticked = draft.get("checklist")
+        before = set(ticked) if isinstance(ticked, list) else set(
+            ChecklistAnswer.objects.filter(rater=rater, response=assignment.response, answer=True,
+                                           question__in=questions).values_list("question_id", flat=True))
+    keys = checklists.QUESTION_KEYS
+    return {"checklist_answerable": answerable, "checklist": [
+        {"id": q.pk, "text": q.text, "key": keys[i] if i < len(keys) else "", "checked": q.pk in before}
+        for i, q in enumerate(questions)
+    ]}
+
+
+def _checklist_posted(post: QueryDict) -> dict[int, bool]:
+    """question id -> yes from a rating form: every question shown is answered (unticked = no)."""
+    asked = {int(v) for v in post.getlist("checklist-asked") if v.isdigit()}
+    return {qid: post.get(f"checklist-{qid}") == "yes" for qid in asked}
 
 
 def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
@@ -281,13 +306,17 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
             result = assignment_submit_rating(
                 rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"]
             )
+            answers = _checklist_posted(request.POST)
+            if answers and result.assignment.response is not None:
+                checklists.answers_submit(rater=rater, response=result.assignment.response, answers=answers)
     except ValidationError as exc:
         assignment = _own_assignment(rater, form.cleaned_data.get("view_key"))
         if assignment is None or assignment.status == Assignment.Status.DONE:
             return _next(request, project, rater, Notice(str(exc), "error"))
         posted: dict = {a.name: request.POST[f"attr-{a.name}"] for a in project.attributes.all() if request.POST.get(f"attr-{a.name}")}
         posted.update(
-            {"shown_strength": request.POST.get("shown_strength"), "justification": request.POST.get("justification", "")}
+            {"shown_strength": request.POST.get("shown_strength"), "justification": request.POST.get("justification", ""),
+             "checklist": [q for q, yes in _checklist_posted(request.POST).items() if yes]}
         )
         context = _task_context(
             project=project, rater=rater, assignment=assignment,
@@ -374,3 +403,28 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
             **dashboard.pair_annotations(pair=pair),
         },
     )
+
+
+@login_required
+def item_checklist(request: HttpRequest, item_id: int) -> HttpResponse:
+    """An item's checklist (TICK), written or edited by a researcher: one question per line.
+    Questions that have answers are retired, not changed (annotate.checklists.checklist_set)."""
+    item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
+    project = project_for(request.user, item.project_id, need="research", archived=request.method != "POST")
+    error, code = "", 200
+    text = "\n".join(q.text for q in checklists.live_questions(item))
+    if request.method == "POST":
+        text = request.POST.get("questions", "")
+        try:
+            checklists.checklist_set(item=item, questions=text.splitlines())
+        except ValidationError as exc:
+            error, code = str(exc), 422
+        else:
+            messages.success(request, "Checklist saved.")
+            return redirect("item_checklist", item_id=item.pk)
+    answered = ChecklistAnswer.objects.filter(question__item=item).values("rater").distinct().count()
+    return render(request, "annotate/checklist.html", {
+        "project": project, "item": item, "questions_text": text, "error": error, "answered_by": answered,
+        "questions": checklists.live_questions(item), "can_research": True,
+        "prompt_html": render_markdown(item.prompt),
+    }, status=code)

@@ -72,6 +72,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_undo": {"post": PAGE_MEMBER},
     "annotate_dashboard": {"get": PAGE_RESEARCH_P},
     "annotate_pair": {"get": PAGE_RESEARCH_P},
+    "item_checklist": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
@@ -195,7 +196,7 @@ def world(db, settings, tmp_path):
     ))
     objects = {"project": p.pk, "item": item.pk, "response": a.pk, "pair": pair.pk, "rater": rater.pk}
     args = {"project_id": p.pk, "judge_id": judge.pk, "run_id": run.pk, "pair_id": pair.pk,
-            "job_id": job_id, "name": file_name, "page": "agreement"}
+            "job_id": job_id, "name": file_name, "page": "agreement", "item_id": item.pk}
     return {"users": users, "objects": objects, "args": args}
 
 

@@ -193,8 +193,8 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         first = parsed.items[item_id].where
         raise ImportFileError(f"item id {item_id!r} appears twice (first at line {first.line})", path=where.path, line=where.line, field="id")
     role = row.get("role", "task")
-    if role not in ("task", "gold", "attention"):
-        raise ImportFileError(f"role must be task, gold or attention, got {role!r}", path=where.path, line=where.line, field="role")
+    if role not in ("task", "gold", "attention", "sanity"):
+        raise ImportFileError(f"role must be task, gold, attention or sanity, got {role!r}", path=where.path, line=where.line, field="role")
     item = ItemSpec(
         external_id=item_id, prompt=_require(row, "prompt", where), where=where,
         context=row.get("context") or "", metadata=row.get("metadata") or {}, role=role,
@@ -220,6 +220,7 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
         item.pairs = []
         for i, pair in enumerate(pairs):
             item.pairs.append(_jsonl_pair_ref(item, pair, where, f"pairs[{i}]"))
+    item.checklist = checklist_field(row.get("checklist"), where)
     parsed.items[item_id] = item
     for i, rating in enumerate(row.get("ratings") or []):
         f = f"ratings[{i}]"
@@ -257,6 +258,30 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
                 field=f + ".justification",
             )
         parsed.preferences.append(PreferenceSpec(rater, item_id, (a, b), strength, where, shown, justification))
+
+
+CHECKLIST_MAX_QUESTIONS = 50
+
+
+def checklist_field(value: object, where: Where) -> list[str]:
+    """An item's checklist (TICK): a list of yes/no questions, each one line of text; a CSV cell
+    holds them one per line. Absent or empty: no checklist."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [q for q in value.splitlines() if q.strip()]
+    if not isinstance(value, list):
+        raise ImportFileError("checklist must be a list of questions", path=where.path, line=where.line, field="checklist")
+    if len(value) > CHECKLIST_MAX_QUESTIONS:
+        raise ImportFileError(f"a checklist holds at most {CHECKLIST_MAX_QUESTIONS} questions", path=where.path,
+                              line=where.line, field="checklist")
+    out = []
+    for i, q in enumerate(value):
+        if not isinstance(q, str) or not q.strip() or "\n" in q.strip() or text_problem(q):
+            raise ImportFileError("each checklist question must be one line of text", path=where.path, line=where.line,
+                                  field=f"checklist[{i}]")
+        out.append(q.strip())
+    return out
 
 
 def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
@@ -309,6 +334,8 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
             item = parsed.items.get(item_id)
             if item is None:
                 item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "")
+                # An optional checklist column: the item's questions, one per line (first row of the item).
+                item.checklist = checklist_field(row.get("checklist"), where)
             elif item.prompt != row["prompt"]:
                 raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
             rid = row["response_id"]

@@ -35,6 +35,8 @@ class ItemSpec:
     responses: dict[str, ResponseSpec] = field(default_factory=dict)
     # Pairs in stored order (response external ids); None = every two responses pair up.
     pairs: list[tuple[str, str]] | None = None
+    # Checklist questions (TICK), in order; empty: none imported.
+    checklist: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,199 @@
+"""Checklists (TICK): imported with the item (jsonl, csv, the items API), written on a
+researcher's page, answered by annotators beside the response (one key per question,
+idempotent), and the checklist score as a rating attribute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from annotate import checklists
+from annotate.errors import ImportFileError, ValidationError
+from annotate.importers import import_files
+from annotate.models import Assignment, ChecklistAnswer, ChecklistQuestion, Item, Pair, Project, Rating
+from annotate.services import attribute_create, rater_for_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _jsonl(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+ROW = {"id": "q1", "prompt": "Name three colours.", "responses": [{"id": "a", "text": "Red, blue, green."},
+                                                                 {"id": "b", "text": "Red."}],
+       "checklist": ["Does the response name exactly three colours?", "Is every item named a colour?"]}
+
+
+def _questions(item: Item) -> list[str]:
+    return [q.text for q in checklists.live_questions(item)]
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+
+def test_a_jsonl_checklist_is_imported_with_its_item_once(tmp_path):
+    path = _jsonl(tmp_path, [ROW])
+    project = import_files(project_name="ck", fmt="jsonl", paths=[path]).project
+    item = project.items.get()
+    assert _questions(item) == ROW["checklist"]
+    assert {q.source for q in item.checklist.all()} == {"imported"}
+    import_files(project_name="ck", fmt="jsonl", paths=[path])  # a re-import adds nothing
+    assert ChecklistQuestion.objects.filter(item=item).count() == 2
+
+
+def test_an_edited_checklist_is_not_overwritten_by_a_re_import(tmp_path):
+    path = _jsonl(tmp_path, [ROW])
+    item = import_files(project_name="ck", fmt="jsonl", paths=[path]).project.items.get()
+    checklists.checklist_set(item=item, questions=["Is it polite?"])
+    import_files(project_name="ck", fmt="jsonl", paths=[path])
+    assert _questions(item) == ["Is it polite?"]
+
+
+@pytest.mark.parametrize(("checklist", "field"), [
+    ("not a list", None), ({"q": 1}, "checklist"), (["fine", 3], "checklist[1]"), (["two\nlines"], "checklist[0]"),
+    ([" "], "checklist[0]"),
+])
+def test_a_bad_checklist_fails_the_import_naming_line_and_field(tmp_path, checklist, field):
+    if field is None:  # a plain string is read as questions one per line, which is fine
+        project = import_files(project_name="ck", fmt="jsonl", paths=[_jsonl(tmp_path, [{**ROW, "checklist": checklist}])]).project
+        assert _questions(project.items.get()) == ["not a list"]
+        return
+    with pytest.raises(ImportFileError) as exc:
+        import_files(project_name="ck", fmt="jsonl", paths=[_jsonl(tmp_path, [{**ROW, "checklist": checklist}])])
+    assert exc.value.line == 1 and exc.value.field == field
+    assert not Project.objects.filter(name="ck").exists()  # all or nothing
+
+
+def test_a_csv_checklist_column_holds_one_question_per_line(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text('item_id,prompt,response_id,text,checklist\nq1,Say hi,a,Hi,"Is it a greeting?\nIs it short?"\nq1,Say hi,b,Hello,\n')
+    project = import_files(project_name="ckcsv", fmt="csv", paths=[path]).project
+    assert _questions(project.items.get()) == ["Is it a greeting?", "Is it short?"]
+
+
+def test_sanity_items_import_with_their_role(tmp_path):
+    project = import_files(project_name="ck", fmt="jsonl", paths=[_jsonl(tmp_path, [{**ROW, "role": "sanity"}])]).project
+    assert project.items.get().role == Item.Role.SANITY
+
+
+def test_the_items_api_takes_and_returns_a_checklist(client, researcher, project):
+    client.force_login(researcher)
+    body = {"project": project.pk, "external_id": "api-1", "prompt": "Say hi",
+            "responses": [{"external_id": "a", "text": "Hi"}], "checklist": ["Is it a greeting?", "Is it short?"]}
+    response = client.post("/api/items/", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["checklist"] == ["Is it a greeting?", "Is it short?"]
+    item_id = response.json()["id"]
+    assert client.get(f"/api/items/{item_id}/").json()["checklist"] == ["Is it a greeting?", "Is it short?"]
+    bad = client.post("/api/items/", {**body, "external_id": "api-2", "checklist": ["a\nb"]},
+                      content_type="application/json")
+    assert bad.status_code == 400 and "checklist" in bad.content.decode()
+    assert not Item.objects.filter(external_id="api-2").exists()  # item and checklist together or neither
+
+
+# -- editing and answering -------------------------------------------------------------------------
+
+
+def _item(project: Project, questions: list[str]) -> Item:
+    item = project.items.create(external_id="i1", prompt="Name three colours.")
+    a = item.responses.create(external_id="a", text="Red, blue, green.")
+    b = item.responses.create(external_id="b", text="Red.")
+    Pair.objects.create(item=item, response_a=a, response_b=b)
+    checklists.checklist_set(item=item, questions=questions)
+    return item
+
+
+def test_editing_keeps_unchanged_questions_retires_answered_ones_and_deletes_unanswered(project, annotator):
+    item = _item(project, ["Three colours?", "Only colours?", "Polite?"])
+    q_three, q_only, q_polite = checklists.live_questions(item)
+    rater = rater_for_user(user=annotator)
+    checklists.answers_submit(rater=rater, response=item.responses.first(), answers={q_only.pk: True})
+    kept = checklists.checklist_set(item=item, questions=["Only colours, nothing else?", "Three colours?"])
+    assert [q.text for q in kept] == ["Only colours, nothing else?", "Three colours?"]
+    assert kept[1].pk == q_three.pk  # kept word for word: the same row, its answers still apply
+    q_only.refresh_from_db()
+    assert q_only.retired_at is not None  # answered: retired, never rewritten
+    assert not ChecklistQuestion.objects.filter(pk=q_polite.pk).exists()  # never answered: gone
+    assert ChecklistAnswer.objects.filter(question=q_only).count() == 1
+    before = ChecklistQuestion.objects.count()
+    checklists.checklist_set(item=item, questions=["Only colours, nothing else?", "Three colours?"])
+    assert ChecklistQuestion.objects.count() == before  # saving the same list changes nothing
+
+
+@pytest.mark.parametrize(("yes", "total", "low", "high", "expected"), [
+    (2, 3, 0, 4, 3),  # 8/3 = 2.67
+    (1, 3, 0, 4, 1),  # 4/3 = 1.33
+    (1, 2, 0, 3, 2),  # 1.5, half away from zero
+    (0, 5, 1, 5, 1), (5, 5, 1, 5, 5), (1, 4, 1, 5, 2),
+])
+def test_the_checklist_score_on_an_attribute_scale(yes, total, low, high, expected):
+    assert checklists.scaled(yes, total, low=low, high=high) == expected
+
+
+def test_a_whole_checklist_answered_is_a_rating_on_the_checklist_attribute(project, annotator):
+    attribute_create(project=project, name="checklist", description="Share of checklist questions met.",
+                     min_value=0, max_value=4)
+    item = _item(project, ["Three colours?", "Only colours?", "Polite?"])
+    q1, q2, q3 = checklists.live_questions(item)
+    rater = rater_for_user(user=annotator)
+    response = item.responses.get(external_id="a")
+    checklists.answers_submit(rater=rater, response=response, answers={q1.pk: True, q2.pk: True})
+    assert not Rating.objects.filter(rater=rater, attribute__name="checklist").exists()  # partial: no score
+    checklists.answers_submit(rater=rater, response=response, answers={q3.pk: False})
+    assert Rating.objects.get(rater=rater, attribute__name="checklist", response=response).value == 3
+    checklists.answers_submit(rater=rater, response=response, answers={q1.pk: True, q2.pk: True, q3.pk: False})
+    assert ChecklistAnswer.objects.filter(rater=rater).count() == 3  # a replay stores the same rows
+    with pytest.raises(ValidationError):
+        checklists.answers_submit(rater=rater, response=response, answers={10**9: True})
+
+
+def test_the_rating_task_shows_the_checklist_with_one_key_per_question_and_stores_answers(client, annotator, project):
+    project.protocols = Project.Protocols.RATING
+    project.save()
+    item = _item(project, ["Three colours?", "Only colours?"])
+    q1, q2 = checklists.live_questions(item)
+    client.force_login(annotator)
+    page = client.get(reverse("annotate_task", args=[project.pk])).content.decode()
+    assert 'id="checklist"' in page and "Three colours?" in page
+    assert 'data-checklist-key="q"' in page and 'data-checklist-key="w"' in page
+    assert "js/checklist.js" in page
+    a = Assignment.objects.get(rater__user=annotator, status="claimed")
+    values = {f"attr-{attr.name}": 2 for attr in project.attributes.all()}
+    data = {"view_key": a.view_key, "protocol": "rating", **values,
+            "checklist-asked": [q1.pk, q2.pk], f"checklist-{q1.pk}": "yes"}
+    url = reverse("annotate_submit", args=[project.pk])
+    assert client.post(url, data).status_code == 302
+    answers = dict(ChecklistAnswer.objects.filter(rater__user=annotator).values_list("question_id", "answer"))
+    assert answers == {q1.pk: True, q2.pk: False}
+    client.post(url, data)  # a replayed submit stores nothing new
+    assert ChecklistAnswer.objects.filter(rater__user=annotator).count() == 2
+
+
+def test_the_ranking_task_shows_the_checklist_as_guidance_only(client, annotator, project):
+    project.protocols = Project.Protocols.RANKING
+    project.save()
+    _item(project, ["Three colours?"])
+    client.force_login(annotator)
+    page = client.get(reverse("annotate_task", args=[project.pk])).content.decode()
+    assert "Three colours?" in page and "checklist-asked" not in page
+
+
+def test_the_researcher_writes_and_edits_a_checklist_on_the_items_page(client, researcher, project):
+    item = _item(project, [])
+    client.force_login(researcher)
+    url = reverse("item_checklist", args=[item.pk])
+    assert "Save checklist" in client.get(url).content.decode()
+    response = client.post(url, {"questions": "Three colours?\n\n  Only colours?  \n"})
+    assert response.status_code == 302
+    assert _questions(item) == ["Three colours?", "Only colours?"]
+    assert {q.source for q in checklists.live_questions(item)} == {"researcher"}
+    bad = client.post(url, {"questions": "\n".join(f"Q{i}?" for i in range(60))})
+    assert bad.status_code == 422 and "at most 50" in bad.content.decode()
+    pair = Pair.objects.get(item=item)
+    assert url in client.get(reverse("annotate_pair", args=[pair.pk])).content.decode()
