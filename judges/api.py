@@ -239,7 +239,7 @@ class RunStartInput(serializers.Serializer):
     judge = serializers.PrimaryKeyRelatedField(queryset=Judge.objects.filter(archived_at__isnull=True).select_related("rater"))
     project = IdField()
     protocols = serializers.ListField(
-        child=serializers.ChoiceField(choices=["rating", "ranking"]), default=["rating", "ranking"]
+        child=serializers.ChoiceField(choices=["rating", "ranking", "checklist"]), default=["rating", "ranking"]
     )
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.JUDGE)
     limit = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False, allow_null=True)

@@ -16,7 +16,8 @@ class RunStartForm(forms.Form):
     judge = forms.ModelChoiceField(queryset=Judge.objects.none())
     kind = forms.ChoiceField(choices=Run.Kind.choices, initial=Run.Kind.JUDGE)
     protocols = forms.MultipleChoiceField(
-        choices=[("rating", "Rating"), ("ranking", "Ranking")], initial=["rating", "ranking"],
+        choices=[("rating", "Rating"), ("ranking", "Ranking"), ("checklist", "Checklist questions")],
+        initial=["rating", "ranking"],
         widget=forms.CheckboxSelectMultiple, required=False,
     )
     limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many items.")

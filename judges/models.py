@@ -11,7 +11,18 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response, ShownOrder
+from annotate.models import (
+    Attribute,
+    ChecklistQuestion,
+    Item,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+    ShownOrder,
+)
 
 
 class PromptTemplate(models.Model):
@@ -166,6 +177,8 @@ class Judgment(models.Model):
         RATING = "rating", "Rating"
         RANKING = "ranking", "Ranking"
         GENERATE = "generate", "Generate"
+        # A response against one checklist question (TICK), read as P(YES) vs P(NO).
+        CHECKLIST = "checklist", "Checklist question"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -175,11 +188,12 @@ class Judgment(models.Model):
         ERROR = "error", "Error"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="judgments")
-    protocol = models.CharField(max_length=8, choices=Protocol.choices)
+    protocol = models.CharField(max_length=9, choices=Protocol.choices)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
     response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     attribute = models.ForeignKey(Attribute, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     pair = models.ForeignKey(Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    question = models.ForeignKey(ChecklistQuestion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, blank=True)
     # What a probe changed in the prompt (judges.probes.variant_parse): "" for the pair as it is,
     # "inject:a:2" for wording 2 appended to the stored response A.
@@ -226,10 +240,15 @@ class Judgment(models.Model):
             models.UniqueConstraint(
                 fields=["run", "item"], condition=Q(protocol="generate"), name="judgment_once_per_run_item"
             ),
+            models.UniqueConstraint(
+                fields=["run", "response", "question"], condition=Q(protocol="checklist"),
+                name="judgment_once_per_run_response_question",
+            ),
             models.CheckConstraint(
                 condition=(Q(protocol="rating") & Q(response__isnull=False) & Q(attribute__isnull=False))
                 | (Q(protocol="ranking") & Q(pair__isnull=False) & Q(shown_order__in=["ab", "ba"]))
-                | Q(protocol="generate"),
+                | Q(protocol="generate")
+                | (Q(protocol="checklist") & Q(response__isnull=False) & Q(question__isnull=False)),
                 name="judgment_unit_complete",
             ),
         ]

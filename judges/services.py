@@ -21,9 +21,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from annotate import checklists
 from annotate.audit import audit_record, audit_snapshot
 from annotate.errors import ValidationError
-from annotate.models import Item, Preference, Project, Rater, Rating, Response, ShownOrder
+from annotate.models import ChecklistAnswer, Item, Preference, Project, Rater, Rating, Response, ShownOrder
 from annotate.services import (
     judge_rater_get_or_create,
     pair_get_or_create,
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_JUDGE_NAME = "smollm2-135m"
 DEFAULT_JUDGE_MODEL = "SmolLM2-135M-Instruct"
 PROTOCOLS = ("rating", "ranking")
+# What a judge run may cover: the two protocols, and the items' checklist questions (TICK).
+RUN_PROTOCOLS = (*PROTOCOLS, "checklist")
 __all__ = ["BrokerUnavailable"]  # raised by run_start; pages and the API answer it with 503
 
 # Errors worth a retry with backoff: the database or the model server went away for a moment.
@@ -410,12 +413,13 @@ def run_start(
         raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
     if limit is not None and limit < 1:
         raise ValidationError("limit must be at least 1.", field="limit")
-    wanted = [p for p in PROTOCOLS if p in protocols]
+    wanted = [p for p in RUN_PROTOCOLS if p in protocols]
     if kind == Run.Kind.JUDGE:
-        unknown = sorted(set(protocols) - set(PROTOCOLS))
+        unknown = sorted(set(protocols) - set(RUN_PROTOCOLS))
         if unknown:
             raise ValidationError(f"Unknown protocol(s): {', '.join(unknown)}.", field="protocols")
-        wanted = [p for p in wanted if (project.uses_rating if p == "rating" else project.uses_ranking)]
+        # Checklist questions are asked of responses, whichever protocols the project uses.
+        wanted = [p for p in wanted if p == "checklist" or (project.uses_rating if p == "rating" else project.uses_ranking)]
         if not wanted:
             raise ValidationError("The project uses none of the chosen protocols.", field="protocols")
     run = Run.objects.create(
@@ -485,7 +489,8 @@ def run_plan(*, run_id: int) -> int | None:
 
 def _plan(*, run: Run) -> Iterable[Judgment]:
     filters = run.filters or {}
-    items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b")
+    items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b",
+                                                               "checklist")
     if filters.get("roles"):
         items = items.filter(role__in=filters["roles"])
     if filters.get("items"):
@@ -520,6 +525,14 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
                         run=run, protocol="rating", item=item, response=response, attribute=attribute,
                         size=base + len(response.text),
                     )
+        if "checklist" in run.protocols:
+            questions = [q for q in item.checklist.all() if q.retired_at is None]
+            for response in item.responses.all() if questions else ():
+                if models_ and response.model not in models_:
+                    continue
+                for question in questions:
+                    yield Judgment(run=run, protocol="checklist", item=item, response=response, question=question,
+                                   size=base + len(response.text) + len(question.text))
         if "ranking" in run.protocols:
             for pair in item.pairs.all():
                 if models_ and not {pair.response_a.model, pair.response_b.model} & models_:
@@ -558,7 +571,8 @@ def run_batches(*, run: Run, judgment_ids: Iterable[int]) -> list[list[int]]:
         .values_list("id", "protocol", "response_id", "pair_id")
     )
     keys: dict[str, Callable[[int | None, int | None], tuple[str, int | None]]] = {Judgment.Protocol.RATING: lambda response_id, pair_id: ("rating", response_id),
-            Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id)}
+            Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id),
+            Judgment.Protocol.CHECKLIST: lambda response_id, pair_id: ("checklist", response_id)}
     return group_batches(
         [(jid, keys[protocol](response_id, pair_id) if protocol in keys else None)
          for jid, protocol, response_id, pair_id in rows],
@@ -775,7 +789,7 @@ def judgments_claim(
     )
     claimed = list(
         Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED)
-        .select_related("item", "response", "attribute", "pair__response_a", "pair__response_b")
+        .select_related("item", "response", "attribute", "question", "pair__response_a", "pair__response_b")
         .order_by("id")
     )
     return token, claimed
@@ -909,6 +923,14 @@ def _fail(*, token: str, reason: str) -> int:
 def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
     item = judgment.item
     judge = run.judge
+    if judgment.protocol == Judgment.Protocol.CHECKLIST:
+        assert judgment.response is not None and judgment.question is not None
+        messages = prompts.render_messages(system=prompts.CHECKLIST_SYSTEM, user=prompts.CHECKLIST_USER, values={
+            "prompt": item.prompt, "context": item.context, "response": judgment.response.text,
+            "question": judgment.question.text,
+        })
+        return ScoreRequest(messages=messages, labels=prompts.CHECKLIST_LABELS, cue=prompts.CUE, key=judgment.id,
+                            prefix_group=("checklist", judgment.response_id))
     if judgment.protocol == Judgment.Protocol.RATING:
         attribute = judgment.attribute
         assert attribute is not None and judgment.response is not None
@@ -1046,11 +1068,13 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
         rows: list[Judgment] = []
         ratings: list[tuple[Judgment, Rating]] = []
         preferences: list[tuple[Judgment, Preference]] = []
+        answers: list[ChecklistAnswer] = []
         for judgment, result in outcomes:
             if judgment.id not in held:
                 continue  # another worker took it over after our lease ran out: its write stands
             template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
-            judgment.template = template
+            # A checklist question's prompt is the code's (prompts.CHECKLIST_USER), no template version.
+            judgment.template = None if judgment.protocol == Judgment.Protocol.CHECKLIST else template
             judgment.raw_text, judgment.probabilities = _clean(result.raw_text), result.probabilities
             judgment.source, judgment.valid_mass, judgment.latency_ms = result.source, result.valid_mass, result.latency_ms
             judgment.note, judgment.error, judgment.completed_at = result.note, result.error, now
@@ -1061,6 +1085,13 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
             judgment.status, judgment.verdict = Judgment.Status.OK, result.label
             if run.probe:
                 continue  # a probe's verdicts stay in its judgments (judges.probes)
+            if judgment.protocol == Judgment.Protocol.CHECKLIST:
+                assert judgment.question is not None and judgment.response is not None
+                p_yes = (result.probabilities or {}).get("Yes")
+                judgment.expected_value = p_yes
+                answers.append(ChecklistAnswer(rater=rater, question=judgment.question, response=judgment.response,
+                                               answer=result.label == "Yes", probability=p_yes))
+                continue
             if judgment.protocol == Judgment.Protocol.RATING:
                 assert judgment.attribute is not None and judgment.response is not None
                 value = validate_rating_value(attribute=judgment.attribute, value=int(result.label))
@@ -1095,6 +1126,14 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
             )
             for judgment, preference in preferences:
                 judgment.preference = preference
+        if answers:
+            ChecklistAnswer.objects.bulk_create(
+                answers, update_conflicts=True, unique_fields=["rater", "question", "response"],
+                update_fields=["answer", "probability", "updated_at"],
+            )
+            # The checklist score as a rating, where the project has the attribute (one per response).
+            for response in {a.response.pk: a.response for a in answers}.values():
+                checklists.score_rating_store(rater=rater, response=response)
         Judgment.objects.bulk_update(rows, _STORED_FIELDS, batch_size=500)
     return len(rows)
 

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+import test_judge_fixtures
 from django.urls import reverse
+from test_judge_fixtures import make_project
 
 from annotate import checklists
 from annotate.errors import ImportFileError, ValidationError
@@ -197,3 +199,60 @@ def test_the_researcher_writes_and_edits_a_checklist_on_the_items_page(client, r
     assert bad.status_code == 422 and "at most 50" in bad.content.decode()
     pair = Pair.objects.get(item=item)
     assert url in client.get(reverse("annotate_pair", args=[pair.pk])).content.decode()
+
+
+# -- a judge answers each question from the logits ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checklist_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, its tokenizer also trained on the checklist answer line, so that Yes and
+    No are single tokens after the cue as in real judge vocabularies (the backend refuses labels
+    that are not)."""
+    corpus = test_judge_fixtures.TINY_CORPUS
+    saved = list(corpus)
+    corpus.append("Output only your answer, [[Yes]] or [[No]]. [[Yes]] [[No]]")
+    try:
+        return test_judge_fixtures.build_tiny_model(tmp_path_factory.mktemp("tiny-checklist"))
+    finally:
+        corpus[:] = saved
+
+
+def test_a_judge_answers_each_checklist_question_from_p_yes_vs_p_no(checklist_model_dir):
+    from judges import services
+    from judges.models import Judgment, Run
+
+    judge = services.judge_create(name="tiny-checklist", model_ref=str(checklist_model_dir),
+                                  decoding={"max_new_tokens": 8, "min_valid_mass": 0})
+    project = make_project(items=2)
+    attribute_create(project=project, name="checklist", min_value=0, max_value=4)
+    first, second = project.items.order_by("id")
+    checklists.checklist_set(item=first, questions=["Is it correct?", "Is it short?"])
+    checklists.checklist_set(item=second, questions=["Is it a city?"])
+    checklists.checklist_set(item=second, questions=["Is it a capital city?"])  # the first wording never ran
+    run = services.run_start(plan_now=True, judge=judge, project=project, protocols=["checklist"])
+    assert run.protocols == ["checklist"]
+    assert run.total == 2 * 2 + 2 * 1  # every response of an item, against each live question
+    ids = list(Judgment.objects.filter(run=run).values_list("id", flat=True))
+    for batch in services.run_batches(run=run, judgment_ids=ids):
+        services.judgments_process(run_id=run.pk, judgment_ids=batch)
+    run.refresh_from_db()
+    assert run.status == Run.Status.DONE
+    judgments = list(Judgment.objects.filter(run=run).select_related("question"))
+    assert {j.status for j in judgments} == {"ok"}, [j.error for j in judgments][:1]
+    assert {j.question.text for j in judgments} == {"Is it correct?", "Is it short?", "Is it a capital city?"}
+    for j in judgments:
+        p = j.probabilities
+        assert set(p) == {"Yes", "No"} and p["Yes"] + p["No"] == pytest.approx(1)
+        assert j.verdict == max(p, key=p.get)  # the argmax of the two (min_valid_mass 0)
+        answer = ChecklistAnswer.objects.get(rater=judge.rater, question=j.question, response=j.response)
+        assert answer.answer == (j.verdict == "Yes") and answer.probability == pytest.approx(p["Yes"])
+    # Each response answered in full: its checklist score is the judge's rating on the attribute.
+    for response in [r for item in (first, second) for r in item.responses.all()]:
+        yes, total = checklists.score(rater=judge.rater, response=response)
+        rating = Rating.objects.get(rater=judge.rater, response=response, attribute__name="checklist")
+        assert rating.value == checklists.scaled(yes, total, low=0, high=4)
+    # A second run replaces the answers, never adds rows.
+    again = services.run_start(plan_now=True, judge=judge, project=project, protocols=["checklist"])
+    services.judgments_process(run_id=again.pk, judgment_ids=list(Judgment.objects.filter(run=again).values_list("id", flat=True)))
+    assert ChecklistAnswer.objects.filter(rater=judge.rater).count() == 6
