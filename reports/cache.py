@@ -24,14 +24,14 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Count, Max
 
-from annotate.models import Preference, Project, Rater, Rating
+from annotate.models import ChecklistQuestion, Preference, Project, Rater, Rating
 
 from .build import build_report
 from .selectors import ReportFilters
 
 CACHE_ALIAS = "default"
 TIMEOUT_SECONDS = 60 * 60
-VERSION = 3  # bump when the report's content changes shape
+VERSION = 4  # bump when the report's content changes shape
 
 
 def annotations_fingerprint(project: Project) -> list[Any]:
@@ -48,6 +48,10 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     ).hexdigest()
     out.append(raters)
     out.append(list(project.attributes.order_by("position", "id").values_list("name", flat=True)))
+    # Which items have a checklist splits the checklist section (a question added or retired).
+    agg = ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True).order_by().aggregate(
+        n=Count("id"), top=Max("id"))
+    out.append([agg["n"], agg["top"]])
     return out
 
 

@@ -256,3 +256,75 @@ def test_a_judge_answers_each_checklist_question_from_p_yes_vs_p_no(checklist_mo
     again = services.run_start(plan_now=True, judge=judge, project=project, protocols=["checklist"])
     services.judgments_process(run_id=again.pk, judgment_ids=list(Judgment.objects.filter(run=again).values_list("id", flat=True)))
     assert ChecklistAnswer.objects.filter(rater=judge.rater).count() == 6
+
+
+# -- the report: agreement with and without checklists -------------------------------------------
+
+
+def _verdicts(rows: list[tuple[str, int, int, int]]):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["rater", "pair", "item", "verdict"])
+
+
+def test_checklist_effect_pools_rater_pairs_per_group_as_sklearn_kappa_does():
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    from reports.metrics.bootstrap import Resampler
+    from reports.metrics.checklists import checklist_effect
+
+    kinds = {"human:a": "human", "human:b": "human", "judge:j": "judge"}
+    # Items 0, 1 have a checklist; 2, 3 do not. One pair per item (pair = item + 10).
+    votes = {0: (0, 0, 0), 1: (2, 2, 1), 2: (0, 2, 2), 3: (1, 0, 1)}  # (a, b, j) verdicts
+    rows = [(r, item + 10, item, v) for item, vs in votes.items() for r, v in zip(kinds, vs, strict=True)]
+    has = np.array([True, True, False, False])
+    boot = Resampler(n_units=4, rounds=200)
+    hh = checklist_effect(_verdicts(rows), kinds, has, boot, "human_human")
+    jh = checklist_effect(_verdicts(rows), kinds, has, boot, "judge_human")
+    boot.run()
+    value = hh.estimate.value
+    # human-human with: (0,0), (2,2) -> 100%, kappa 1; without: (0,2), (1,0) -> 0%.
+    assert (hh.n_with, hh.n_without, hh.items_with, hh.items_without) == (2, 2, 2, 2)
+    assert value[0] == 1.0 and value[1] == pytest.approx(cohen_kappa_score([0, 2], [0, 2]))
+    assert value[2] == 0.0 and value[3] == pytest.approx(cohen_kappa_score([0, 1], [2, 0]))
+    assert value[4] == 1.0
+    # judge-human: each judge verdict against each human's, pooled.
+    jv = jh.estimate.value
+    with_j, with_h = [0, 0, 1, 1], [0, 0, 2, 2]
+    without_j, without_h = [2, 2, 1, 1], [0, 2, 1, 0]
+    assert jh.n_with == 4 and jh.n_without == 4
+    assert jv[0] == pytest.approx(0.5) and jv[1] == pytest.approx(cohen_kappa_score(with_j, with_h, labels=[0, 1, 2]))
+    assert jv[2] == pytest.approx(0.5) and jv[3] == pytest.approx(cohen_kappa_score(without_j, without_h, labels=[0, 1, 2]))
+    assert jv[4] == pytest.approx(0.0) and jv[5] == pytest.approx(jv[1] - jv[3])
+    lo, hi = jh.estimate.ci[:, 0]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+
+
+def test_the_report_and_the_agreement_page_split_agreement_by_checklist(client, researcher, project, annotator,
+                                                                      other_annotator):
+    from annotate.services import preference_submit
+    from reports.build import build_report
+
+    items = []
+    for n in range(4):
+        item = project.items.create(external_id=f"r{n}", prompt=f"Q{n}?")
+        a = item.responses.create(external_id="a", text="one")
+        b = item.responses.create(external_id="b", text="two")
+        pair = Pair.objects.create(item=item, response_a=a, response_b=b)
+        items.append((item, pair))
+    checklists.checklist_set(item=items[0][0], questions=["Is it right?"])
+    checklists.checklist_set(item=items[1][0], questions=["Is it right?"])
+    # Humans agree on the checklist items, disagree on the others.
+    for (_item, pair), (sa, sb) in zip(items, [(-2, -1), (2, 1), (-2, 2), (1, -1)], strict=True):
+        preference_submit(rater=rater_for_user(user=annotator), pair=pair, strength=sa)
+        preference_submit(rater=rater_for_user(user=other_annotator), pair=pair, strength=sb)
+    report = build_report(project, rounds=50)
+    hh = report["checklists"]["human_human"]
+    assert report["checklists"]["n_items_with_checklist"] == 2
+    assert (hh["with"]["n"], hh["with"]["percent"], hh["without"]["n"], hh["without"]["percent"]) == (2, 1.0, 2, 0.0)
+    assert hh["difference"]["percent"] == 1.0
+    assert report["checklists"]["judge_human"]["with"]["n"] == 0
+    client.force_login(researcher)
+    page = client.get(reverse("reports:page", args=[project.pk, "agreement"])).content.decode()
+    assert 'id="checklist-effect"' in page and "human–human, with a checklist" in page

@@ -64,6 +64,12 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
         for r in board["ratings"]:
             add("leaderboard", group, r["model"], "mean_rating", r["mean"], None, r["ci"])
         add("leaderboard", group, "", "kendall_tau", board["kendall_tau"], None, board.get("kendall_tau_ci"))
+    for comparison in ("human_human", "judge_human"):
+        effect = report.get("checklists", {}).get(comparison)
+        for split in ("with", "without", "difference") if effect else ():
+            part = effect[split]
+            for metric in ("percent", "cohen_kappa"):
+                add("checklists", comparison, split, metric, part[metric], part.get("n"), part[f"{metric}_ci"])
     return rows
 
 
