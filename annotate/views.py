@@ -18,7 +18,14 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import checklists, dashboard
-from .access import can_research, can_research_in, global_role, project_for, projects_with_roles
+from .access import (
+    can_research,
+    can_research_in,
+    global_role,
+    judges_usable,
+    project_for,
+    projects_with_roles,
+)
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
@@ -426,5 +433,6 @@ def item_checklist(request: HttpRequest, item_id: int) -> HttpResponse:
     return render(request, "annotate/checklist.html", {
         "project": project, "item": item, "questions_text": text, "error": error, "answered_by": answered,
         "questions": checklists.live_questions(item), "can_research": True,
+        "judges": judges_usable(request.user, project),
         "prompt_html": render_markdown(item.prompt),
     }, status=code)

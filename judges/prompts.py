@@ -204,3 +204,12 @@ CHECKLIST_USER = (
     "[Checklist Question]\n{question}\n\n"
     "Output only your answer, [[Yes]] or [[No]]."
 )
+
+
+# TICK's checklist generation (Cook et al., 2024, appendix: "write a checklist of YES/NO
+# questions that a response must satisfy to follow the instruction"), shortened for small models.
+CHECKLIST_GENERATE_SYSTEM = (
+    "You write evaluation checklists. Given a user instruction, write a short list of yes/no questions "
+    "that a good response to it must satisfy. Each question must be answerable with YES or NO, be "
+    "specific to the instruction, and be on a line of its own. Write only the questions."
+)

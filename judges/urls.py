@@ -13,6 +13,7 @@ urlpatterns = [
     path("<int:judge_id>/template/preview/", views.template_preview, name="template-preview"),
     path("projects/<int:project_id>/runs/", views.runs, name="runs"),
     path("projects/<int:project_id>/probes/", views.probe_start, name="probes"),
+    path("items/<int:item_id>/checklist/generate/", views.checklist_generate, name="checklist-generate"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import access
 from annotate.errors import ValidationError
+from annotate.models import ChecklistQuestion, Item
 from annotate.roles import authenticated
+from config.celery import task_send
 
 from . import probes, prompts, selectors, services
 from .forms import JudgeForm, ProbeStartForm, RunStartForm, TemplateForm
@@ -79,6 +82,36 @@ def probe_start(request: HttpRequest, project_id: int) -> HttpResponse:
     context = {"project": project, "probe_form": form, "probe_rows": probes.project_probe_rows(project_id=project.pk),
                "can_research": True}
     return render(request, "judges/probes.html", context, status=code)
+
+
+@login_required
+@require_POST
+def checklist_generate(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Ask a judge model for the item's checklist (or every checklist-less item's of the
+    project), TICK-style, in a worker; the researcher edits the result on the checklist page."""
+    item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
+    project = access.project_for(request.user, item.project_id, need="research")
+    judge_id = request.POST.get("judge", "")
+    judge = access.judges_usable(request.user, project).filter(pk=int(judge_id)).first() if judge_id.isdigit() else None
+    if judge is None:
+        messages.error(request, "Choose a judge you may use in this project.")
+        return redirect("item_checklist", item_id=item.pk)
+    if request.POST.get("scope") == "project":
+        have = ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True).values("item_id")
+        item_ids = list(project.items.exclude(pk__in=have).values_list("id", flat=True))
+    else:
+        item_ids = [item.pk]
+    from .tasks import checklist_generate as checklist_generate_task
+
+    try:
+        task_send(checklist_generate_task, (judge.pk, item_ids),
+                  queue=settings.CELERY_TASK_ROUTES["judges.tasks.judge_batch"]["queue"])
+    except services.BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("item_checklist", item_id=item.pk)
+    messages.success(request, f"{judge.rater.name} is writing checklists for {len(item_ids)} item(s) in a worker; "
+                              "reload this page to read and edit them before use.")
+    return redirect("item_checklist", item_id=item.pk)
 
 
 @login_required

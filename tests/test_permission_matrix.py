@@ -80,6 +80,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "judges:template-preview": {"post": PAGE_JUDGE},
     "judges:runs": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:probes": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "judges:checklist-generate": {"post": PAGE_RESEARCH_P},
     "judges:run": {"get": PAGE_RESEARCH_P},
     "judges:run-progress": {"get": PAGE_RESEARCH_P},
     "judges:run-cancel": {"post": PAGE_RESEARCH_P},
