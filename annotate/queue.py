@@ -25,6 +25,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
+from .checklists import CHECKLIST_ATTRIBUTE
 from .errors import ConcordanceError, ValidationError
 from .models import (
     Assignment,
@@ -344,8 +345,11 @@ def assignment_submit_rating(
         _ensure_held(assignment=assignment, now=now)
         response = assignment.response
         assert response is not None
+        # The checklist attribute is no scale to fill in: its value is the checklist's score
+        # (annotate.checklists), given by the view when the item has a checklist.
         missing = [
-            a.name for a in Attribute.objects.filter(project_id=assignment.project_id) if a.name not in values
+            a.name for a in Attribute.objects.filter(project_id=assignment.project_id).exclude(name=CHECKLIST_ATTRIBUTE)
+            if a.name not in values
         ]
         if missing:
             raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])

@@ -146,7 +146,7 @@ def _task_context(
         assert response is not None
         item = response.item
         attributes = []
-        for attribute in project.attributes.all():
+        for attribute in project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE):
             anchors = attribute.anchors or {}
             selected = _as_int(draft.get(attribute.name))
             attributes.append(
@@ -309,13 +309,25 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
                 justification=data["justification"], time_on_task_ms=data["time_on_task_ms"],
             )
         else:
-            values = rating_values(request.POST, project.attributes.all())
+            values = rating_values(request.POST, project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE))
+            answers = _checklist_posted(request.POST)
+            assignment = _own_assignment(rater, data["view_key"])
+            response = assignment.response if assignment is not None else None
+            if answers and response is not None:
+                # Only questions still on the checklist (one may be retired since the page was shown).
+                live = {q.pk for q in checklists.live_questions(response.item_id)}
+                answers = {qid: yes for qid, yes in answers.items() if qid in live}
+                if answers and len(answers) == len(live):
+                    # The checklist attribute's value is the score, stored with the other ratings.
+                    attribute = project.attributes.filter(name=checklists.CHECKLIST_ATTRIBUTE).first()
+                    if attribute is not None:
+                        values[attribute.name] = checklists.scaled(sum(answers.values()), len(answers),
+                                                                   low=attribute.min_value, high=attribute.max_value)
             result = assignment_submit_rating(
                 rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"]
             )
-            answers = _checklist_posted(request.POST)
-            if answers and result.assignment.response is not None:
-                checklists.answers_submit(rater=rater, response=result.assignment.response, answers=answers)
+            if answers and response is not None and not result.duplicate:
+                checklists.answers_submit(rater=rater, response=response, answers=answers)
     except ValidationError as exc:
         assignment = _own_assignment(rater, form.cleaned_data.get("view_key"))
         if assignment is None or assignment.status == Assignment.Status.DONE:

@@ -507,7 +507,8 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
                     .values_list("response_id", "attribute_id"))
         compared = set(Preference.objects.filter(rater=run.judge.rater, pair__item__project=run.project)
                        .values_list("pair_id", "shown_order"))
-    attributes = list(run.project.attributes.all())
+    # The checklist attribute is scored from the checklist's answers (the checklist protocol).
+    attributes = list(run.project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE))
     pair_index = 0  # an injection probe's wording cycles with it
     for item in items:
         base = len(item.prompt) + len(item.context)

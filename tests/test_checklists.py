@@ -378,3 +378,35 @@ def test_the_checklist_page_sends_generation_to_a_worker(client, researcher, pro
     assert "is writing checklists for 1 item(s)" in response.content.decode()
     response = client.post(url, {"judge": "999999"}, follow=True)
     assert "Choose a judge" in response.content.decode()
+
+
+def test_the_checklist_attribute_is_the_score_not_a_scale_to_fill_in(client, annotator, project):
+    from judges import services
+
+    project.protocols = Project.Protocols.RATING
+    project.save()
+    attribute_create(project=project, name="checklist", min_value=0, max_value=4)
+    item = _item(project, ["Three colours?", "Only colours?", "Polite?"])
+    questions = checklists.live_questions(item)
+    client.force_login(annotator)
+    page = client.get(reverse("annotate_task", args=[project.pk])).content.decode()
+    assert 'name="attr-checklist"' not in page and 'name="attr-helpfulness"' in page
+    a = Assignment.objects.get(rater__user=annotator, status="claimed")
+    values = {f"attr-{attr.name}": 2 for attr in project.attributes.exclude(name="checklist")}
+    data = {"view_key": a.view_key, "protocol": "rating", **values,
+            "checklist-asked": [q.pk for q in questions], f"checklist-{questions[0].pk}": "yes",
+            f"checklist-{questions[1].pk}": "yes"}
+    assert client.post(reverse("annotate_submit", args=[project.pk]), data).status_code == 302
+    rating = Rating.objects.get(rater__user=annotator, attribute__name="checklist")
+    assert rating.response_id == a.response_id and rating.value == 3  # 2 of 3 on 0..4
+    # A judge's rating run leaves the attribute to the checklist protocol.
+    judge = services.judge_create(name="no-checklist-rating", model_ref="/nowhere")
+    run = services.run_start(plan_now=True, judge=judge, project=project, protocols=["rating"])
+    assert not _judgments(run).filter(attribute__name="checklist").exists()
+    assert _judgments(run).exists()
+
+
+def _judgments(run):
+    from judges.models import Judgment
+
+    return Judgment.objects.filter(run=run)
