@@ -244,6 +244,10 @@ def test_the_bias_page_starts_a_probe_and_shows_each_probed_judges_results(clien
     assert "judge:probed" in body and "injection: verdict flips toward the injected response" in body
     # Below the report's minimum n the page says so instead of a figure.
     assert "too few to say" in body
+    run_page = client.get(reverse("judges:run", kwargs={"run_id": run.pk})).content.decode()
+    assert "probe inject:b:0" in run_page
+    runs_page = client.get(reverse("judges:runs", kwargs={"project_id": project.pk})).content.decode()
+    assert "probe: injection" in runs_page
 
 
 def test_a_sanity_probe_without_sanity_pairs_is_refused_on_the_page(client, researcher, judge):
