@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from . import access, importers
+from . import access, checklists, importers
 from . import serializers as s
 from .errors import ImportFileError
 from .errors import ValidationError as ServiceValidationError
@@ -44,6 +44,7 @@ from .filters import (
     parse_text,
 )
 from .models import (
+    ChecklistQuestion,
     Item,
     Membership,
     Pair,
@@ -320,7 +321,7 @@ class ItemListApi(BaseApi):
         responses=_schema_responses(s.ItemSerializer(many=True)),
     )
     def get(self, request: Request) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs", "checklist")
         if request.query_params.get("model"):
             items = items.distinct()  # a join through responses repeats an item per matching response
         return self.list_response(items, s.ItemSerializer)
@@ -339,13 +340,17 @@ class ItemListApi(BaseApi):
             return field_error("project", "No such project among yours.")
         if Item.objects.filter(project=project, external_id=fields["external_id"]).exists():
             return field_error("external_id", "This project has an item with this external id already.")
+        questions = fields.pop("checklist", [])
         try:
-            item = item_create(project=project, **fields)
-        except ServiceValidationError as exc:
-            return service_error(exc)
+            with transaction.atomic():
+                item = item_create(project=project, **fields)
+                # The checklist travels with the item: both are stored or neither.
+                checklists.checklist_set(item=item, questions=questions, source=ChecklistQuestion.Source.IMPORTED)
         except IntegrityError:
             return field_error("external_id", "This project has an item with this external id already.")
-        item = Item.objects.prefetch_related("responses", "pairs").get(pk=item.pk)
+        except ServiceValidationError as exc:
+            return service_error(exc)
+        item = Item.objects.prefetch_related("responses", "pairs", "checklist").get(pk=item.pk)
         return ApiResponse(s.ItemSerializer(item).data, status=status.HTTP_201_CREATED)
 
 
@@ -362,7 +367,7 @@ class DetailApi(BaseApi):
 class ItemDetailApi(DetailApi):
     @extend_schema(operation_id="items_retrieve", responses=_schema_responses(s.ItemSerializer))
     def get(self, request: Request, pk: int) -> ApiResponse:
-        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs")
+        items = Item.objects.filter(project__in=self.viewer.research_projects()).prefetch_related("responses", "pairs", "checklist")
         return ApiResponse(s.ItemSerializer(self.visible(items, pk)).data)
 
 

@@ -26,6 +26,7 @@ from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
+from .checklists import CHECKLIST_ATTRIBUTE
 from .errors import ConcordanceError, ValidationError
 from .models import (
     Assignment,
@@ -390,8 +391,10 @@ def assignment_submit_rating(
         _ensure_held(assignment=assignment, now=now)
         response = assignment.response
         assert response is not None
+        # The checklist attribute is no scale to fill in: its value is the checklist's score
+        # (annotate.checklists), given by the view when the item has a checklist.
         attributes = list(Attribute.objects.filter(project_id=assignment.project_id))
-        missing = [a.name for a in attributes if a.name not in values]
+        missing = [a.name for a in attributes if a.name not in values and a.name != CHECKLIST_ATTRIBUTE]
         if missing:
             raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])
         time_ms = _time_ms(assignment=assignment, time_on_task_ms=time_on_task_ms, now=now)

@@ -200,12 +200,13 @@ class GoldSerializer(serializers.Serializer):
 class ItemSerializer(serializers.ModelSerializer):
     responses = ItemResponseSerializer(many=True, read_only=True)
     gold = serializers.SerializerMethodField(help_text="The known answer, in the pairs' stored order; null for a task.")
+    checklist = serializers.SerializerMethodField(help_text="The item's live checklist questions (TICK), in order.")
 
     class Meta:
         model = Item
         fields = [
             "id", "project", "external_id", "prompt", "conversation", "context", "metadata", "role", "gold", "created_at",
-            "responses",
+            "responses", "checklist",
         ]
 
     @extend_schema_field(GoldSerializer(allow_null=True))
@@ -223,6 +224,10 @@ class ItemSerializer(serializers.ModelSerializer):
             for p in item.pairs.all() if p.gold_strength is not None
         ]
         return {"ratings": ratings, "pairs": pairs}
+
+    def get_checklist(self, item: Item) -> list[str]:
+        # Read from the prefetched rows (ItemListApi prefetches "checklist"): no query per item.
+        return [q.text for q in sorted(item.checklist.all(), key=lambda q: (q.position, q.pk)) if q.retired_at is None]
 
 
 class ResponseInputSerializer(serializers.Serializer):
@@ -271,6 +276,10 @@ class ItemCreateSerializer(serializers.Serializer):
     gold = GoldSerializer(
         required=False, allow_null=True, default=None,
         help_text="The known answer; required for role gold, attention or sanity, refused for a task.",
+    )
+    checklist = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list, max_length=50,
+        help_text="Yes/no checklist questions (TICK), one line each.",
     )
 
     def validate(self, attrs: dict) -> dict:

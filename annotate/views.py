@@ -13,19 +13,27 @@ from dataclasses import dataclass, replace
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import prefetch_related_objects
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import adjudication, dashboard, study_views, training
-from .access import can_research, can_research_in, global_role, project_for, projects_with_roles, role_meets
+from . import adjudication, checklists, dashboard, study_views, training
+from .access import (
+    can_research,
+    can_research_in,
+    global_role,
+    judges_usable,
+    project_for,
+    projects_with_roles,
+    role_meets,
+)
 from .conversation import ROLE_LABELS, is_multi_turn
 from .crowd import finished_after
 from .errors import ValidationError
 from .forms import RankingForm, SkipForm, TaskViewForm, first_error, rating_values
 from .markdown import render_markdown
-from .models import Assignment, Item, Pair, Project, Rater
+from .models import Assignment, ChecklistAnswer, Item, Pair, Project, Rater
 from .queue import (
     SKIP_REASONS,
     QueueError,
@@ -177,7 +185,7 @@ def _task_context(
         assert response is not None
         item = response.item
         attributes = []
-        for attribute in project.attributes.all():
+        for attribute in project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE):
             anchors = attribute.anchors or {}
             selected = _as_int(draft.get(attribute.name))
             attributes.append(
@@ -217,6 +225,7 @@ def _task_context(
                 "key_a": key_a, "key_b": key_b,
             }
         )
+    context.update(_checklist_context(assignment=assignment, rater=rater, item=item, draft=draft))
     context.update(
         {
             "item": item,
@@ -253,6 +262,28 @@ def help_keys(project: Project) -> dict:
         key_a, key_b = letter_keys(project)
         keys["letters"] = [("A", labels[key_a]), ("T", labels[0]), ("B", labels[key_b])]
     return keys
+def _checklist_context(*, assignment: Assignment, rater: Rater, item: Item, draft: dict) -> dict:
+    """The item's checklist (annotate/_checklist.html): answered in a rating task, with what the
+    rater answered before (or the draft of a failed submit) ticked; guidance in a ranking task."""
+    questions = checklists.live_questions(item)
+    answerable = assignment.protocol == Assignment.Protocol.RATING
+    before: set[int] = set()
+    if answerable and questions:
+        ticked = draft.get("checklist")
+        before = set(ticked) if isinstance(ticked, list) else set(
+            ChecklistAnswer.objects.filter(rater=rater, response=assignment.response, answer=True,
+                                           question__in=questions).values_list("question_id", flat=True))
+    keys = checklists.QUESTION_KEYS
+    return {"checklist_answerable": answerable, "checklist": [
+        {"id": q.pk, "text": q.text, "key": keys[i] if i < len(keys) else "", "checked": q.pk in before}
+        for i, q in enumerate(questions)
+    ]}
+
+
+def _checklist_posted(post: QueryDict) -> dict[int, bool]:
+    """question id -> yes from a rating form: every question shown is answered (unticked = no)."""
+    asked = {int(v) for v in post.getlist("checklist-asked") if v.isdigit()}
+    return {qid: post.get(f"checklist-{qid}") == "yes" for qid in asked}
 
 
 def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
@@ -399,17 +430,33 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
                 justification=data["justification"], time_on_task_ms=data["time_on_task_ms"],
             )
         else:
-            values = rating_values(request.POST, project.attributes.all())
+            values = rating_values(request.POST, project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE))
+            answers = _checklist_posted(request.POST)
+            assignment = _own_assignment(rater, data["view_key"])
+            response = assignment.response if assignment is not None else None
+            if answers and response is not None:
+                # Only questions still on the checklist (one may be retired since the page was shown).
+                live = {q.pk for q in checklists.live_questions(response.item_id)}
+                answers = {qid: yes for qid, yes in answers.items() if qid in live}
+                if answers and len(answers) == len(live):
+                    # The checklist attribute's value is the score, stored with the other ratings.
+                    attribute = project.attributes.filter(name=checklists.CHECKLIST_ATTRIBUTE).first()
+                    if attribute is not None:
+                        values[attribute.name] = checklists.scaled(sum(answers.values()), len(answers),
+                                                                   low=attribute.min_value, high=attribute.max_value)
             result = assignment_submit_rating(
                 rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"]
             )
+            if answers and response is not None and not result.duplicate:
+                checklists.answers_submit(rater=rater, response=response, answers=answers)
     except ValidationError as exc:
         assignment = _own_assignment(rater, form.cleaned_data.get("view_key"))
         if assignment is None or assignment.status == Assignment.Status.DONE:
             return _next(request, project, rater, Notice(str(exc), "error"))
         posted: dict = {a.name: request.POST[f"attr-{a.name}"] for a in project.attributes.all() if request.POST.get(f"attr-{a.name}")}
         posted.update(
-            {"shown_strength": request.POST.get("shown_strength"), "justification": request.POST.get("justification", "")}
+            {"shown_strength": request.POST.get("shown_strength"), "justification": request.POST.get("justification", ""),
+             "checklist": [q for q, yes in _checklist_posted(request.POST).items() if yes]}
         )
         context = _task_context(
             project=project, rater=rater, assignment=assignment,
@@ -609,3 +656,27 @@ def review_pair(request: HttpRequest, project_id: int, pair_id: int) -> HttpResp
         "options": _decision_options(project, posted_strength if posted_strength is not None else (current.strength if current else None)),
         **dashboard.pair_annotations(pair=pair),
     }, status=422 if error else 200)
+@login_required
+def item_checklist(request: HttpRequest, item_id: int) -> HttpResponse:
+    """An item's checklist (TICK), written or edited by a researcher: one question per line.
+    Questions that have answers are retired, not changed (annotate.checklists.checklist_set)."""
+    item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
+    project = project_for(request.user, item.project_id, need="research", archived=request.method != "POST")
+    error, code = "", 200
+    text = "\n".join(q.text for q in checklists.live_questions(item))
+    if request.method == "POST":
+        text = request.POST.get("questions", "")
+        try:
+            checklists.checklist_set(item=item, questions=text.splitlines())
+        except ValidationError as exc:
+            error, code = str(exc), 422
+        else:
+            messages.success(request, "Checklist saved.")
+            return redirect("item_checklist", item_id=item.pk)
+    answered = ChecklistAnswer.objects.filter(question__item=item).values("rater").distinct().count()
+    return render(request, "annotate/checklist.html", {
+        "project": project, "item": item, "questions_text": text, "error": error, "answered_by": answered,
+        "questions": checklists.live_questions(item), "can_research": True,
+        "judges": judges_usable(request.user, project),
+        "prompt_html": render_markdown(item.prompt),
+    }, status=code)

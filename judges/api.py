@@ -207,7 +207,7 @@ class RunOutput(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "judge", "judge_name", "project", "kind", "protocols", "limit", "filters", "status", "total",
+            "id", "judge", "judge_name", "project", "kind", "protocols", "limit", "filters", "probe", "status", "total",
             "progress", "error", "created_at", "started_at", "finished_at",
         ]
 
@@ -239,7 +239,7 @@ class RunStartInput(serializers.Serializer):
     judge = serializers.PrimaryKeyRelatedField(queryset=Judge.objects.filter(archived_at__isnull=True).select_related("rater"))
     project = IdField()
     protocols = serializers.ListField(
-        child=serializers.ChoiceField(choices=["rating", "ranking"]), default=["rating", "ranking"]
+        child=serializers.ChoiceField(choices=["rating", "ranking", "checklist"]), default=["rating", "ranking"]
     )
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.JUDGE)
     limit = serializers.IntegerField(min_value=1, max_value=INTEGER_MAX, required=False, allow_null=True)
@@ -247,6 +247,10 @@ class RunStartInput(serializers.Serializer):
         required=False, default=dict, validators=[storable_json],
         help_text='Subset of the project: {"roles": ["gold"], "items": ["q1"], "models": ["m1"], '
                   '"unjudged_only": true}; empty: everything.',
+    )
+    probe = serializers.ChoiceField(
+        choices=Run.Probe.choices, default=Run.Probe.NONE, required=False, allow_blank=True,
+        help_text="A probe of the judge (judges.probes): injection or sanity; its verdicts stay in its judgments.",
     )
 
 
@@ -281,6 +285,7 @@ class RunListApi(APIView):
             run = services.run_start(
                 judge=v["judge"], project=project, protocols=v["protocols"], kind=v["kind"],
                 limit=v.get("limit"), created_by=authenticated(request.user), filters=v.get("filters"),
+                probe=v.get("probe", ""),
             )
         except ValidationError as exc:
             raise _invalid(exc) from exc

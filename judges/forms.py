@@ -16,7 +16,8 @@ class RunStartForm(forms.Form):
     judge = forms.ModelChoiceField(queryset=Judge.objects.none())
     kind = forms.ChoiceField(choices=Run.Kind.choices, initial=Run.Kind.JUDGE)
     protocols = forms.MultipleChoiceField(
-        choices=[("rating", "Rating"), ("ranking", "Ranking")], initial=["rating", "ranking"],
+        choices=[("rating", "Rating"), ("ranking", "Ranking"), ("checklist", "Checklist questions")],
+        initial=["rating", "ranking"],
         widget=forms.CheckboxSelectMultiple, required=False,
     )
     limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many items.")
@@ -132,3 +133,18 @@ class TemplateForm(forms.Form):
     system = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}), required=False,
                              strip=False)
     user = forms.CharField(widget=forms.Textarea(attrs={"rows": 9, "spellcheck": "false"}), strip=False)
+
+
+class ProbeStartForm(forms.Form):
+    """Start a probe of a judge on a project (judges.probes), from the bias page."""
+
+    judge = forms.ModelChoiceField(queryset=Judge.objects.none())
+    probe = forms.ChoiceField(choices=[c for c in Run.Probe.choices if c[0]], initial=Run.Probe.INJECTION)
+    limit = forms.IntegerField(min_value=1, required=False, initial=20, label="Sample",
+                               help_text="At most this many items (their pairs, both shown orders). Empty: all.")
+
+    def __init__(self, *args, project: Project, user: User | AnonymousUser, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        judge_field = self.fields["judge"]
+        assert isinstance(judge_field, forms.ModelChoiceField)
+        judge_field.queryset = access.judges_usable(user, project)

@@ -11,7 +11,18 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotate.models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response, ShownOrder
+from annotate.models import (
+    Attribute,
+    ChecklistQuestion,
+    Item,
+    Pair,
+    Preference,
+    Project,
+    Rater,
+    Rating,
+    Response,
+    ShownOrder,
+)
 
 
 class PromptTemplate(models.Model):
@@ -102,6 +113,12 @@ class Run(models.Model):
         JUDGE = "judge", "Judge the project's responses and pairs"
         GENERATE = "generate", "Write new responses to the project's prompts"
 
+    class Probe(models.TextChoices):
+        # judges.probes: a probe run judges pairs to audit the judge, never to annotate them.
+        NONE = "", "Not a probe"
+        INJECTION = "injection", "Injection: an instruction to the judge appended to one response"
+        SANITY = "sanity", "Sanity: pairs with an objectively correct answer"
+
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
@@ -118,6 +135,8 @@ class Run(models.Model):
     # by external id, responses/pairs by the models that wrote them, and what the judge has not
     # judged yet. Empty: everything.
     filters = models.JSONField(default=dict, blank=True)
+    # A probe run (judges.probes) stores verdicts in its judgments only, no ratings/preferences.
+    probe = models.CharField(max_length=10, choices=Probe.choices, default=Probe.NONE, blank=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.RUNNING)
     total = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField(default=16)
@@ -158,6 +177,8 @@ class Judgment(models.Model):
         RATING = "rating", "Rating"
         RANKING = "ranking", "Ranking"
         GENERATE = "generate", "Generate"
+        # A response against one checklist question (TICK), read as P(YES) vs P(NO).
+        CHECKLIST = "checklist", "Checklist question"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -167,12 +188,16 @@ class Judgment(models.Model):
         ERROR = "error", "Error"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="judgments")
-    protocol = models.CharField(max_length=8, choices=Protocol.choices)
+    protocol = models.CharField(max_length=9, choices=Protocol.choices)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
     response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     attribute = models.ForeignKey(Attribute, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     pair = models.ForeignKey(Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    question = models.ForeignKey(ChecklistQuestion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     shown_order = models.CharField(max_length=2, choices=ShownOrder.choices, blank=True)
+    # What a probe changed in the prompt (judges.probes.variant_parse): "" for the pair as it is,
+    # "inject:a:2" for wording 2 appended to the stored response A.
+    variant = models.CharField(max_length=40, blank=True, default="")
     # Prompt size in characters, known before tokenizing: batches are cut by it.
     size = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=11, choices=Status.choices, default=Status.PENDING)
@@ -209,16 +234,21 @@ class Judgment(models.Model):
                 name="judgment_once_per_run_response_attribute",
             ),
             models.UniqueConstraint(
-                fields=["run", "pair", "shown_order"], condition=Q(protocol="ranking"),
+                fields=["run", "pair", "shown_order", "variant"], condition=Q(protocol="ranking"),
                 name="judgment_once_per_run_pair_order",
             ),
             models.UniqueConstraint(
                 fields=["run", "item"], condition=Q(protocol="generate"), name="judgment_once_per_run_item"
             ),
+            models.UniqueConstraint(
+                fields=["run", "response", "question"], condition=Q(protocol="checklist"),
+                name="judgment_once_per_run_response_question",
+            ),
             models.CheckConstraint(
                 condition=(Q(protocol="rating") & Q(response__isnull=False) & Q(attribute__isnull=False))
                 | (Q(protocol="ranking") & Q(pair__isnull=False) & Q(shown_order__in=["ab", "ba"]))
-                | Q(protocol="generate"),
+                | Q(protocol="generate")
+                | (Q(protocol="checklist") & Q(response__isnull=False) & Q(question__isnull=False)),
                 name="judgment_unit_complete",
             ),
         ]

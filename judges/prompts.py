@@ -199,3 +199,30 @@ def conversation_text(prompt: str, conversation: Sequence[Mapping[str, str]] | N
 
 def anchors_text(anchors: Mapping[str, str]) -> str:
     return ", ".join(f"{k} = {v}" for k, v in sorted(anchors.items(), key=lambda kv: int(kv[0])))
+
+
+# A checklist question (TICK, Cook et al., 2024: "answer each question about the response with
+# YES or NO"), read at the token after the cue as P(Yes) vs P(No): "Yes" and "No" are single tokens
+# after "[[" in common vocabularies (SmolLM2's included), "YES" is not. The question comes last, so
+# the questions of one response share everything before it (one prefix per response).
+CHECKLIST_LABELS: tuple[str, str] = ("Yes", "No")
+CHECKLIST_SYSTEM = (
+    "Please act as an impartial judge. You are given a user question, an AI assistant's answer and "
+    "one yes/no question from a checklist about what a good answer does. Answer the checklist "
+    "question about this answer only, as strictly as it is written."
+)
+CHECKLIST_USER = (
+    "[User Question]\n{prompt}\n{context_block}\n"
+    "[The Start of Assistant's Answer]\n{response}\n[The End of Assistant's Answer]\n\n"
+    "[Checklist Question]\n{question}\n\n"
+    "Output only your answer, [[Yes]] or [[No]]."
+)
+
+
+# TICK's checklist generation (Cook et al., 2024, appendix: "write a checklist of YES/NO
+# questions that a response must satisfy to follow the instruction"), shortened for small models.
+CHECKLIST_GENERATE_SYSTEM = (
+    "You write evaluation checklists. Given a user instruction, write a short list of yes/no questions "
+    "that a good response to it must satisfy. Each question must be answerable with YES or NO, be "
+    "specific to the instruction, and be on a line of its own. Write only the questions."
+)

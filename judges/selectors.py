@@ -173,7 +173,11 @@ def run_rows(*, run: Run, limit: int = 25) -> list[RunRow]:
         item = j.item.external_id
         if j.pair_id:
             first = "A" if j.shown_order == "ab" else "B"
-            rows.append(RunRow(j, f"{item} · pair #{j.pair_id}, {first} shown first", _pair_url(j.pair_id)))
+            probe = f" · probe {j.variant}" if j.variant else ""  # judges.probes: what was appended where
+            rows.append(RunRow(j, f"{item} · pair #{j.pair_id}, {first} shown first{probe}", _pair_url(j.pair_id)))
+        elif j.question_id and j.response is not None:
+            rows.append(RunRow(j, f"{item} · response {j.response.external_id} · checklist question {j.question_id}",
+                               _pair_url(pair_of.get(j.response.pk))))
         elif j.attribute_id and j.response is not None:
             rows.append(RunRow(j, f"{item} · response {j.response.external_id} · {j.attribute.name}",  # type: ignore[union-attr]
                                _pair_url(pair_of.get(j.response.pk))))

@@ -21,9 +21,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from annotate import checklists
 from annotate.audit import audit_record, audit_snapshot
 from annotate.errors import ValidationError
-from annotate.models import Item, Preference, Project, Rater, Rating, Response, ShownOrder
+from annotate.models import ChecklistAnswer, Item, Preference, Project, Rater, Rating, Response, ShownOrder
 from annotate.services import (
     judge_rater_get_or_create,
     pair_get_or_create,
@@ -33,7 +34,7 @@ from annotate.services import (
 from annotate.verdicts import judge_verdict_strength, stored_order_probabilities
 from config.celery import BrokerUnavailable, broker_check, task_send
 
-from . import prompts
+from . import probes, prompts
 from .inference import BackendConfig, ScoreRequest, ScoreResult, default_model, load_backend
 from .inference.base import Backend, Decoding, GenerateResult
 from .models import Judge, Judgment, PromptTemplate, Run
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_JUDGE_NAME = "smollm2-135m"
 DEFAULT_JUDGE_MODEL = "SmolLM2-135M-Instruct"
 PROTOCOLS = ("rating", "ranking")
+# What a judge run may cover: the two protocols, and the items' checklist questions (TICK).
+RUN_PROTOCOLS = (*PROTOCOLS, "checklist")
 __all__ = ["BrokerUnavailable"]  # raised by run_start; pages and the API answer it with 503
 
 # Errors worth a retry with backoff: the database or the model server went away for a moment.
@@ -391,29 +394,37 @@ def run_start(
     created_by: User | None = None,
     filters: dict | None = None,
     plan_now: bool = False,
+    probe: str = Run.Probe.NONE,
 ) -> Run:
     """Record the run and send its planning to a worker (judges.tasks.run_plan): planning reads
     every item, response and pair, which is no work for a web request.
 
     The broker must take the planning task before we answer: if it does not, the run is removed
     again (nothing was planned or enqueued yet) and BrokerUnavailable says so, which pages and
-    the API answer with 503. `plan_now` plans in this process instead (the run_judge command)."""
+    the API answer with 503. `plan_now` plans in this process instead (the run_judge command).
+
+    `probe` (judges.probes): a run of pairs only, whose verdicts stay in its judgments; a sanity
+    probe covers the project's sanity pairs, an injection probe judges each pair also with an
+    instruction to the judge appended to either response."""
+    probe, filters, protocols = _probe_scope(project=project, probe=probe, kind=kind, filters=filters,
+                                             protocols=protocols)
     filters = run_filters_validate(project=project, filters=filters)
     if kind not in Run.Kind.values:
         raise ValidationError(f"kind must be one of {Run.Kind.values}.", field="kind")
     if limit is not None and limit < 1:
         raise ValidationError("limit must be at least 1.", field="limit")
-    wanted = [p for p in PROTOCOLS if p in protocols]
+    wanted = [p for p in RUN_PROTOCOLS if p in protocols]
     if kind == Run.Kind.JUDGE:
-        unknown = sorted(set(protocols) - set(PROTOCOLS))
+        unknown = sorted(set(protocols) - set(RUN_PROTOCOLS))
         if unknown:
             raise ValidationError(f"Unknown protocol(s): {', '.join(unknown)}.", field="protocols")
-        wanted = [p for p in wanted if (project.uses_rating if p == "rating" else project.uses_ranking)]
+        # Checklist questions are asked of responses, whichever protocols the project uses.
+        wanted = [p for p in wanted if p == "checklist" or (project.uses_rating if p == "rating" else project.uses_ranking)]
         if not wanted:
             raise ValidationError("The project uses none of the chosen protocols.", field="protocols")
     run = Run.objects.create(
         judge=judge, project=project, kind=kind, protocols=wanted if kind == Run.Kind.JUDGE else [],
-        limit=limit, filters=filters, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
+        limit=limit, filters=filters, probe=probe, batch_size=max(1, batch_size), lease_seconds=max(1, lease_seconds),
         created_by=created_by, started_at=timezone.now(), watch_token=uuid.uuid4().hex,
     )
     if plan_now:
@@ -428,6 +439,26 @@ def run_start(
             raise
     run.refresh_from_db()
     return run
+
+
+def _probe_scope(
+    *, project: Project, probe: str, kind: str, filters: dict | None, protocols: Sequence[str],
+) -> tuple[str, dict | None, Sequence[str]]:
+    """A probe's run: pairs only (ranking), a sanity probe over the sanity items."""
+    if not probe:
+        return "", filters, protocols
+    if probe not in Run.Probe.values:
+        raise ValidationError(f"probe must be one of {[p for p in Run.Probe.values if p]}, not {probe!r}.", field="probe")
+    if kind != Run.Kind.JUDGE:
+        raise ValidationError("A probe is a judge run, not a generate run.", field="kind")
+    if not project.uses_ranking:
+        raise ValidationError("Probes judge pairs, and this project ranks none.", field="probe")
+    if probe == Run.Probe.SANITY:
+        if not probes.sanity_pairs_exist(project.pk):
+            raise ValidationError("This project has no sanity pairs: import pairs with role \"sanity\" and the "
+                                  "correct answer as their gold strength.", field="probe")
+        filters = {**(filters or {}), "roles": [Item.Role.SANITY.value]}
+    return probe, filters, ["ranking"]
 
 
 def run_plan(*, run_id: int) -> int | None:
@@ -458,7 +489,8 @@ def run_plan(*, run_id: int) -> int | None:
 
 def _plan(*, run: Run) -> Iterable[Judgment]:
     filters = run.filters or {}
-    items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b")
+    items = run.project.items.order_by("id").prefetch_related("responses", "pairs__response_a", "pairs__response_b",
+                                                               "checklist")
     if filters.get("roles"):
         items = items.filter(role__in=filters["roles"])
     if filters.get("items"):
@@ -475,7 +507,9 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
                     .values_list("response_id", "attribute_id"))
         compared = set(Preference.objects.filter(rater=run.judge.rater, pair__item__project=run.project)
                        .values_list("pair_id", "shown_order"))
-    attributes = list(run.project.attributes.all())
+    # The checklist attribute is scored from the checklist's answers (the checklist protocol).
+    attributes = list(run.project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE))
+    pair_index = 0  # an injection probe's wording cycles with it
     for item in items:
         base = len(item.prompt) + len(item.context)
         if run.kind == Run.Kind.GENERATE:
@@ -492,15 +526,27 @@ def _plan(*, run: Run) -> Iterable[Judgment]:
                         run=run, protocol="rating", item=item, response=response, attribute=attribute,
                         size=base + len(response.text),
                     )
+        if "checklist" in run.protocols:
+            questions = [q for q in item.checklist.all() if q.retired_at is None]
+            for response in item.responses.all() if questions else ():
+                if models_ and response.model not in models_:
+                    continue
+                for question in questions:
+                    yield Judgment(run=run, protocol="checklist", item=item, response=response, question=question,
+                                   size=base + len(response.text) + len(question.text))
         if "ranking" in run.protocols:
             for pair in item.pairs.all():
                 if models_ and not {pair.response_a.model, pair.response_b.model} & models_:
                     continue
                 size = base + len(pair.response_a.text) + len(pair.response_b.text)
+                variants = probes.pair_variants(probe=run.probe, pair_index=pair_index)
+                pair_index += 1
                 for order in (ShownOrder.AB, ShownOrder.BA):
                     if (pair.pk, order) in compared:
                         continue
-                    yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order, size=size)
+                    for variant in variants:
+                        yield Judgment(run=run, protocol="ranking", item=item, pair=pair, shown_order=order,
+                                       size=size, variant=variant)
 
 
 def run_enqueue(*, run: Run, judgment_ids: Iterable[int]) -> int:
@@ -526,7 +572,8 @@ def run_batches(*, run: Run, judgment_ids: Iterable[int]) -> list[list[int]]:
         .values_list("id", "protocol", "response_id", "pair_id")
     )
     keys: dict[str, Callable[[int | None, int | None], tuple[str, int | None]]] = {Judgment.Protocol.RATING: lambda response_id, pair_id: ("rating", response_id),
-            Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id)}
+            Judgment.Protocol.RANKING: lambda response_id, pair_id: ("ranking", pair_id),
+            Judgment.Protocol.CHECKLIST: lambda response_id, pair_id: ("checklist", response_id)}
     return group_batches(
         [(jid, keys[protocol](response_id, pair_id) if protocol in keys else None)
          for jid, protocol, response_id, pair_id in rows],
@@ -743,7 +790,7 @@ def judgments_claim(
     )
     claimed = list(
         Judgment.objects.filter(claim_token=token, status=Judgment.Status.CLAIMED)
-        .select_related("item", "response", "attribute", "pair__response_a", "pair__response_b")
+        .select_related("item", "response", "attribute", "question", "pair__response_a", "pair__response_b")
         .order_by("id")
     )
     return token, claimed
@@ -877,6 +924,14 @@ def _fail(*, token: str, reason: str) -> int:
 def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
     item = judgment.item
     judge = run.judge
+    if judgment.protocol == Judgment.Protocol.CHECKLIST:
+        assert judgment.response is not None and judgment.question is not None
+        messages = prompts.render_messages(system=prompts.CHECKLIST_SYSTEM, user=prompts.CHECKLIST_USER, values={
+            "prompt": prompts.conversation_text(item.prompt, item.conversation), "context": item.context, "response": judgment.response.text,
+            "question": judgment.question.text,
+        })
+        return ScoreRequest(messages=messages, labels=prompts.CHECKLIST_LABELS, cue=prompts.CUE, key=judgment.id,
+                            prefix_group=("checklist", judgment.response_id))
     if judgment.protocol == Judgment.Protocol.RATING:
         attribute = judgment.attribute
         assert attribute is not None and judgment.response is not None
@@ -901,9 +956,12 @@ def judgment_request(*, run: Run, judgment: Judgment) -> ScoreRequest:
             else (pair.response_b, pair.response_a)
         )
         template = judge.ranking_template
+        # A probe's variant appends its instruction to one of them (judges.probes).
+        first_text, second_text = probes.inject(first=first.text, second=second.text,
+                                                shown_order=judgment.shown_order, variant=judgment.variant)
         values = {
             "prompt": prompts.conversation_text(item.prompt, item.conversation), "context": item.context,
-            "response_first": first.text, "response_second": second.text,
+            "response_first": first_text, "response_second": second_text,
             "answer_format": prompts.answer_format(protocol="ranking", rationale=judge.rationale),
         }
         labels = prompts.VERDICT_LABELS
@@ -1020,11 +1078,13 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
         rows: list[Judgment] = []
         ratings: list[tuple[Judgment, Rating]] = []
         preferences: list[tuple[Judgment, Preference]] = []
+        answers: list[ChecklistAnswer] = []
         for judgment, result in outcomes:
             if judgment.id not in held:
                 continue  # another worker took it over after our lease ran out: its write stands
             template = run.judge.rating_template if judgment.protocol == "rating" else run.judge.ranking_template
-            judgment.template = template
+            # A checklist question's prompt is the code's (prompts.CHECKLIST_USER), no template version.
+            judgment.template = None if judgment.protocol == Judgment.Protocol.CHECKLIST else template
             judgment.raw_text, judgment.probabilities = _clean(result.raw_text), result.probabilities
             judgment.source, judgment.valid_mass, judgment.latency_ms = result.source, result.valid_mass, result.latency_ms
             judgment.note, judgment.error, judgment.completed_at = result.note, result.error, now
@@ -1033,6 +1093,15 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
                 judgment.status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
                 continue
             judgment.status, judgment.verdict = Judgment.Status.OK, result.label
+            if run.probe:
+                continue  # a probe's verdicts stay in its judgments (judges.probes)
+            if judgment.protocol == Judgment.Protocol.CHECKLIST:
+                assert judgment.question is not None and judgment.response is not None
+                p_yes = (result.probabilities or {}).get("Yes")
+                judgment.expected_value = p_yes
+                answers.append(ChecklistAnswer(rater=rater, question=judgment.question, response=judgment.response,
+                                               answer=result.label == "Yes", probability=p_yes))
+                continue
             if judgment.protocol == Judgment.Protocol.RATING:
                 assert judgment.attribute is not None and judgment.response is not None
                 value = validate_rating_value(attribute=judgment.attribute, value=int(result.label))
@@ -1067,6 +1136,14 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
             )
             for judgment, preference in preferences:
                 judgment.preference = preference
+        if answers:
+            ChecklistAnswer.objects.bulk_create(
+                answers, update_conflicts=True, unique_fields=["rater", "question", "response"],
+                update_fields=["answer", "probability", "updated_at"],
+            )
+            # The checklist score as a rating, where the project has the attribute (one per response).
+            for response in {a.response.pk: a.response for a in answers}.values():
+                checklists.score_rating_store(rater=rater, response=response)
         Judgment.objects.bulk_update(rows, _STORED_FIELDS, batch_size=500)
     return len(rows)
 

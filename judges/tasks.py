@@ -69,3 +69,14 @@ def _watch_running_runs(**_: object) -> None:
         log.exception("could not restart judge run watchdogs")
     finally:
         close_old_connections()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=services.TRANSIENT_ERRORS,
+             retry_backoff=2, max_retries=settings.JUDGE_RETRIES)
+def checklist_generate(judge_id: int, item_ids: list[int], replace: bool = False) -> int:
+    """TICK's checklist generation for the items (judges.checklists); sent to the judges' queue."""
+    from .checklists import checklists_generate
+    from .models import Judge
+
+    judge = Judge.objects.select_related("rater").get(pk=judge_id)
+    return len(checklists_generate(judge=judge, item_ids=item_ids, replace=replace))

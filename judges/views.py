@@ -7,18 +7,21 @@ import json
 from collections.abc import Callable
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import access
 from annotate.errors import ValidationError
+from annotate.models import ChecklistQuestion, Item
 from annotate.roles import authenticated
+from config.celery import task_send
 
-from . import prompts, selectors, services
-from .forms import JudgeForm, RunStartForm, TemplateForm
+from . import probes, prompts, selectors, services
+from .forms import JudgeForm, ProbeStartForm, RunStartForm, TemplateForm
 from .models import Judge, PromptTemplate, Run
 
 # The judge's report card (issue 14) is drawn by the reports app, which reads judges; judges
@@ -56,6 +59,64 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
                                                 "can_research": True},  # project_for(need="research") let them in
                   status=code)
+
+
+@login_required
+def probe_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Probes of a judge (judges.probes) as runs like any other: the form and the results."""
+    project = access.project_for(request.user, project_id, need="research", archived=request.method != "POST")
+    form = ProbeStartForm(request.POST or None, project=project, user=request.user)
+    code = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        access.judge_check_usable(request.user, data["judge"], project)
+        try:
+            run = services.run_start(judge=data["judge"], project=project, protocols=["ranking"],
+                                     limit=data["limit"], probe=data["probe"], created_by=authenticated(request.user))
+        except ValidationError as exc:
+            _add_error(form, exc)
+            code = 422
+        except services.BrokerUnavailable as exc:
+            form.add_error(None, str(exc))
+            code = 503
+        else:
+            messages.success(request, f"Probe run {run.pk} started: a worker is planning its judgments.")
+            return redirect("judges:run", run_id=run.pk)
+    if request.method == "POST" and code == 200:
+        code = 422
+    context = {"project": project, "probe_form": form, "probe_rows": probes.project_probe_rows(project_id=project.pk),
+               "can_research": True}
+    return render(request, "judges/probes.html", context, status=code)
+
+
+@login_required
+@require_POST
+def checklist_generate(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Ask a judge model for the item's checklist (or every checklist-less item's of the
+    project), TICK-style, in a worker; the researcher edits the result on the checklist page."""
+    item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
+    project = access.project_for(request.user, item.project_id, need="research")
+    judge_id = request.POST.get("judge", "")
+    judge = access.judges_usable(request.user, project).filter(pk=int(judge_id)).first() if judge_id.isdigit() else None
+    if judge is None:
+        messages.error(request, "Choose a judge you may use in this project.")
+        return redirect("item_checklist", item_id=item.pk)
+    if request.POST.get("scope") == "project":
+        have = ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True).values("item_id")
+        item_ids = list(project.items.exclude(pk__in=have).values_list("id", flat=True))
+    else:
+        item_ids = [item.pk]
+    from .tasks import checklist_generate as checklist_generate_task
+
+    try:
+        task_send(checklist_generate_task, (judge.pk, item_ids),
+                  queue=settings.CELERY_TASK_ROUTES["judges.tasks.judge_batch"]["queue"])
+    except services.BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("item_checklist", item_id=item.pk)
+    messages.success(request, f"{judge.rater.name} is writing checklists for {len(item_ids)} item(s) in a worker; "
+                              "reload this page to read and edit them before use.")
+    return redirect("item_checklist", item_id=item.pk)
 
 
 @login_required

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotate.adjudication import adjudicated_verdicts
-from annotate.models import Project
+from annotate.models import ChecklistQuestion, Project
 from annotate.verdicts import (
     VERDICT_LABELS,
     GoldSource,
@@ -40,6 +40,7 @@ from .metrics.agreement import (
     rank_correlations_from_table,
 )
 from .metrics.bootstrap import Estimate, Resampler, per_unit_sums
+from .metrics.checklists import COMPARISONS, checklist_effect
 from .metrics.classification import SCORES, score_against_gold
 from .metrics.consistency import consistency, implied_verdicts
 from .metrics.judges import (
@@ -63,7 +64,7 @@ from .selectors import (
 )
 
 TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard",
-             "judge_cards", "evaluators")  # fmt: skip
+             "judge_cards", "evaluators", "checklists")  # fmt: skip
 DEFAULT_ATTRIBUTES = ("helpfulness", "overall")
 
 
@@ -79,6 +80,8 @@ class ReportOptions:
     gold: str = "majority"
     details: bool = False  # add a "details" key (charts: confusions, reliability bins, cross-rater)
     attribute_order: list[str] = field(default_factory=list)
+    # Item ids (the table's `item`) that have a live checklist: the checklist section's split.
+    checklist_items: frozenset = frozenset()
 
 
 def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
@@ -89,6 +92,8 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         rater_group=filters.rater_group,
         rounds=options.pop("rounds", settings.CONCORDANCE["BOOTSTRAP_ROUNDS"]),
         attribute_order=list(project.attributes.values_list("name", flat=True)),
+        checklist_items=frozenset(ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True)
+                                  .values_list("item_id", flat=True)),
         **options,
     )
     unfiltered_attr = ReportFilters(
@@ -200,6 +205,8 @@ def report_from_table(
                                                              pd.Index(item_ids), boot)  # fmt: skip
     pending["evaluators"] = evaluators_section(verdicts, gold_cards, boot)
     styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
+    has_checklist = np.isin(np.asarray(item_ids), list(opts.checklist_items)) if len(item_ids) else np.zeros(0, bool)
+    pending["checklists"] = _checklists(verdicts, raters, has_checklist, boot)
     boot.run()
 
     report = {key: pending[key]() for key in TOP_LEVEL}
@@ -906,3 +913,29 @@ def _leaderboard(
         return out
 
     return _Section(render)
+
+
+# --- checklists (TICK) ---------------------------------------------------------------------
+
+
+def _checklists(verdicts: pd.DataFrame, raters: dict, has_checklist: np.ndarray, boot: Resampler):
+    """Human-human and judge-human agreement on items with and without a checklist, and the
+    difference (reports.metrics.checklists)."""
+    kinds = {r: info["kind"] for r, info in raters.items()}
+    effects = {c: checklist_effect(verdicts, kinds, has_checklist, boot, c) for c in COMPARISONS}
+
+    def render() -> dict:
+        out: dict[str, Any] = {"n_items_with_checklist": int(np.asarray(has_checklist, dtype=bool).sum())}
+        for name, e in effects.items():
+            est = e.estimate
+            out[name] = {
+                "with": {"n": e.n_with, "n_items": e.items_with, "percent": _val(est, 0), "percent_ci": _ci(est, 0),
+                         "cohen_kappa": _val(est, 1), "cohen_kappa_ci": _ci(est, 1)},
+                "without": {"n": e.n_without, "n_items": e.items_without, "percent": _val(est, 2),
+                            "percent_ci": _ci(est, 2), "cohen_kappa": _val(est, 3), "cohen_kappa_ci": _ci(est, 3)},
+                "difference": {"percent": _val(est, 4), "percent_ci": _ci(est, 4),
+                               "cohen_kappa": _val(est, 5), "cohen_kappa_ci": _ci(est, 5)},
+            }
+        return out
+
+    return render

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Count, Max
 
-from annotate.models import Adjudication, Preference, Project, Rater, Rating, Standing
+from annotate.models import Adjudication, ChecklistQuestion, Preference, Project, Rater, Rating, Standing
 
 from .build import build_report
 from .selectors import ReportFilters
@@ -59,6 +59,10 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     adjudications = Adjudication.objects.filter(pair__item__project=project).order_by()
     out.append(list(adjudications.aggregate(n=Count("id"), top=Max("id")).values()))
     out.append(project.gold_source)
+    # Which items have a checklist splits the checklist section (a question added or retired).
+    agg = ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True).order_by().aggregate(
+        n=Count("id"), top=Max("id"))
+    out.append([agg["n"], agg["top"]])
     return out
 
 

@@ -60,6 +60,8 @@ def project(request: HttpRequest, project_id: int, page: str = "consistency") ->
     }
     # The evaluator leaderboard sorts by the query (reports/card_views.py); the others take none.
     context.update(project_evaluators(report, proj, request) if page == "evaluators" else PAGE_CONTEXT[page](report, proj))
+    if page == "bias":
+        context.update(_probes(request, proj))
     template = "reports/_report.html" if request.headers.get("HX-Request") else "reports/page.html"
     return render(request, template, context)
 
@@ -256,6 +258,15 @@ def _bias(report: dict, project: Project) -> dict:
         "calibration_thin": [{"label": c["judge"], "n": c["n"]} for c in calib
                              if glossary.too_few(c["n"]) or c["ece"] is None],  # fmt: skip
     }
+
+
+def _probes(request: HttpRequest, project: Project) -> dict:
+    """The bias page's probes section: its start form (posting to judges:probes) and results."""
+    from judges.forms import ProbeStartForm
+    from judges.probes import project_probe_rows
+
+    return {"probe_form": ProbeStartForm(project=project, user=request.user),
+            "probe_rows": project_probe_rows(project_id=project.pk)}
 
 
 def _rating_scale(report: dict, project: Project, means: list[float]) -> tuple[float, float]:

@@ -84,12 +84,15 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_review_pair": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "annotate_routing": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "reports:qualify": {"post": PAGE_RESEARCH_P},
+    "item_checklist": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
     "judges:judge": {"get": PAGE_JUDGE, "post": PAGE_JUDGE},
     "judges:judge-template": {"post": PAGE_JUDGE},
     "judges:judge-archive": {"post": PAGE_JUDGE},
     "judges:template-preview": {"post": PAGE_JUDGE},
     "judges:runs": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "judges:probes": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "judges:checklist-generate": {"post": PAGE_RESEARCH_P},
     "judges:run": {"get": PAGE_RESEARCH_P},
     "judges:run-progress": {"get": PAGE_RESEARCH_P},
     "judges:run-cancel": {"post": PAGE_RESEARCH_P},
@@ -235,7 +238,7 @@ def world(db, settings, tmp_path):
     invite = invite_create(inviter=users["res_this"], project=p, role="annotator")
     objects = {"project": p.pk, "item": item.pk, "response": a.pk, "pair": pair.pk, "rater": rater.pk}
     args = {"project_id": p.pk, "judge_id": judge.pk, "run_id": run.pk, "pair_id": pair.pk,
-            "job_id": job_id, "name": file_name, "page": "agreement",
+            "job_id": job_id, "name": file_name, "page": "agreement", "item_id": item.pk,
             "user_id": users["ann_this"].pk, "invite_id": invite.pk, "invite_token": invite_token(invite),
             "study_id": study.pk, "study_token": study_token(study),
             "view_key": training_task.view_key, "rater_id": rater.pk}
@@ -287,7 +290,7 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
 # (the queue, a run, settings changes, imports) is refused with 403 and the reason.
 ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
-    ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"),
+    ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"), ("judges:probes", "post"),
     ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"),
     ("reports:qualify", "post"),
     # Membership changes and new studies are new work; reading old studies' payments is not.

@@ -238,6 +238,7 @@ def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
     if "gold" in row:
         _jsonl_gold(item, row["gold"], where)
     check_gold_role(item)
+    item.checklist = checklist_field(row.get("checklist"), where)
     parsed.items[item_id] = item
     for i, rating in enumerate(row.get("ratings") or []):
         f = f"ratings[{i}]"
@@ -299,6 +300,8 @@ def _jsonl_conversation(row: dict, where: Where) -> tuple[str, list[dict] | None
             path=where.path, line=where.line, field="prompt",
         )
     return prompt, turns
+
+
 def _jsonl_gold(item: ItemSpec, gold: object, where: Where) -> None:
     """`"gold": {"ratings": [{"response", "attribute", "value"}], "pairs": [{"pair": [id, id],
     "strength"}]}`: the known answer of a gold, attention or sanity item."""
@@ -362,6 +365,30 @@ def check_gold_role(item: ItemSpec, field: str = "gold") -> None:
         )
 
 
+CHECKLIST_MAX_QUESTIONS = 50
+
+
+def checklist_field(value: object, where: Where) -> list[str]:
+    """An item's checklist (TICK): a list of yes/no questions, each one line of text; a CSV cell
+    holds them one per line. Absent or empty: no checklist."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [q for q in value.splitlines() if q.strip()]
+    if not isinstance(value, list):
+        raise ImportFileError("checklist must be a list of questions", path=where.path, line=where.line, field="checklist")
+    if len(value) > CHECKLIST_MAX_QUESTIONS:
+        raise ImportFileError(f"a checklist holds at most {CHECKLIST_MAX_QUESTIONS} questions", path=where.path,
+                              line=where.line, field="checklist")
+    out = []
+    for i, q in enumerate(value):
+        if not isinstance(q, str) or not q.strip() or "\n" in q.strip() or text_problem(q):
+            raise ImportFileError("each checklist question must be one line of text", path=where.path, line=where.line,
+                                  field=f"checklist[{i}]")
+        out.append(q.strip())
+    return out
+
+
 def _jsonl_pair_ref(item: ItemSpec, pair: object, where: Where, field: str) -> tuple[str, str]:
     if not isinstance(pair, list) or len(pair) != 2:
         raise ImportFileError("a pair is a list of two response ids", path=where.path, line=where.line, field=field)
@@ -416,6 +443,8 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
             if item is None:
                 item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "",
                                                         conversation=conversation)
+                # An optional checklist column: the item's questions, one per line (first row of the item).
+                item.checklist = checklist_field(row.get("checklist"), where)
             elif item.prompt != row["prompt"]:
                 raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
             elif item.conversation != conversation:

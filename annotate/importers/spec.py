@@ -66,6 +66,8 @@ class ItemSpec:
     pairs: list[tuple[str, str]] | None = None
     gold_ratings: list[GoldRatingSpec] = field(default_factory=list)
     gold_pairs: list[GoldPairSpec] = field(default_factory=list)
+    # Checklist questions (TICK), in order; empty: none imported.
+    checklist: list[str] = field(default_factory=list)
 
 
 @dataclass

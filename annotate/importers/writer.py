@@ -16,7 +16,7 @@ from django.db import connection, models, transaction
 
 from ..audit import audit_record
 from ..errors import ImportFileError
-from ..models import Attribute, Item, Pair, Preference, Project, Rater, Rating, Response
+from ..models import Attribute, ChecklistQuestion, Item, Pair, Preference, Project, Rater, Rating, Response
 from ..services import project_create, unordered_pairs
 from ..verdicts import SWAPPED_ORDER, is_verdict_only
 from .spec import ParsedImport, RaterKey
@@ -48,6 +48,7 @@ def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -
         before = _counts(project)
         raters = _raters(project, parsed.raters)
         item_ids = _items(project, parsed)
+        _checklists(parsed, item_ids)
         response_ids = _responses(parsed, item_ids)
         pair_ids = _pairs(parsed, item_ids, response_ids)
         _ratings(parsed, raters, attributes, response_ids)
@@ -268,6 +269,19 @@ def _items(project: Project, parsed: ParsedImport) -> dict[str, int]:
     _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role", "conversation"], rows)
     wanted = set(parsed.items)
     return {ext: pk for ext, pk in Item.objects.filter(project=project).values_list("external_id", "id").iterator(chunk_size=BATCH) if ext in wanted}
+
+
+def _checklists(parsed: ParsedImport, item_ids: dict[str, int]) -> None:
+    """Imported checklist questions, for items that have none yet: a re-import adds nothing, and
+    a checklist a researcher has edited since is not overwritten."""
+    wanted = {item_ids[s.external_id]: s.checklist for s in parsed.items.values() if s.checklist}
+    if not wanted:
+        return
+    have = set(ChecklistQuestion.objects.filter(item_id__in=list(wanted)).values_list("item_id", flat=True).distinct())
+    ChecklistQuestion.objects.bulk_create([
+        ChecklistQuestion(item_id=item_id, text=text, position=i, source=ChecklistQuestion.Source.IMPORTED)
+        for item_id, questions in wanted.items() if item_id not in have for i, text in enumerate(questions)
+    ], batch_size=BATCH)
 
 
 def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str, str], int]:

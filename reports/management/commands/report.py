@@ -79,6 +79,12 @@ def report_rows(report: dict) -> list[dict[str, Any]]:
             add("leaderboard", group, "", "kendall_tau_style_vs_plain", style["kendall_tau"], len(style["models"]))
         for r in style.get("length_controlled", []):
             add("leaderboard", group, r["model"], "lc_win_rate", r["lc_win_rate"], r["n"], r["lc_win_rate_ci"])
+    for comparison in ("human_human", "judge_human"):
+        effect = report.get("checklists", {}).get(comparison)
+        for split in ("with", "without", "difference") if effect else ():
+            part = effect[split]
+            for metric in ("percent", "cohen_kappa"):
+                add("checklists", comparison, split, metric, part[metric], part.get("n"), part[f"{metric}_ci"])
     return rows
 
 
