@@ -80,8 +80,14 @@ def test_a_csv_checklist_column_holds_one_question_per_line(tmp_path):
 
 
 def test_sanity_items_import_with_their_role(tmp_path):
-    project = import_files(project_name="ck", fmt="jsonl", paths=[_jsonl(tmp_path, [{**ROW, "role": "sanity"}])]).project
-    assert project.items.get().role == Item.Role.SANITY
+    # A sanity item carries its known answer (the importers refuse a check without one).
+    row = {**ROW, "role": "sanity", "gold": {"pairs": [{"pair": ["a", "b"], "strength": -2}]}}
+    project = import_files(project_name="ck", fmt="jsonl", paths=[_jsonl(tmp_path, [row])]).project
+    item = project.items.get()
+    assert item.role == Item.Role.SANITY
+    pair = item.pairs.get()
+    # -2 is "A better" in the file's order; stored against the pair's own order.
+    assert pair.gold_strength == (-2 if pair.response_a.external_id == "a" else 2)
 
 
 def test_the_items_api_takes_and_returns_a_checklist(client, researcher, project):

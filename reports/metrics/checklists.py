@@ -48,7 +48,13 @@ class ChecklistEffect:
 def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> pd.DataFrame:
     """Every two raters' verdicts on the same pair (columns item, va, vb): two humans once per
     pair of them, or a judge (va) with a human (vb)."""
-    v = verdicts[["rater", "pair", "item", "verdict"]].assign(kind=verdicts["rater"].map(kinds))
+    rater = verdicts["rater"]
+    # Any order serves to count each two humans once; the report's raters are categoricals, which
+    # do not compare with <, so their codes do the ordering there.
+    order = rater.cat.codes if isinstance(rater.dtype, pd.CategoricalDtype) else rater
+    v = verdicts[["pair", "item", "verdict"]].assign(
+        rater=order.to_numpy(), kind=rater.astype(object).map(kinds).to_numpy()
+    )
     co = v.merge(v, on=["pair", "item"], suffixes=("_a", "_b"))
     if comparison == "human_human":
         co = co[(co["kind_a"] == "human") & (co["kind_b"] == "human") & (co["rater_a"] < co["rater_b"])]
