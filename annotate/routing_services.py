@@ -35,10 +35,20 @@ from .verdicts import TIE, VERDICT_LABELS, gold_label, verdict_code
 MIN_CALIBRATION_PAIRS = 30
 
 
+# policy_of's memo on the project instance: a claim asks for the policy in its candidate query
+# and again in the recount under the lock, a submit once more; one read per request serves all.
+_POLICY_MEMO = "_routing_policy_memo"
+
+
 def policy_of(project: Project) -> RoutingPolicy | None:
-    """The project's routing policy when one is on; None for uniform overlap (the default)."""
+    """The project's routing policy when one is on; None for uniform overlap (the default).
+    Read once per project instance (a request's), forgotten when policy_set stores a new one."""
+    if _POLICY_MEMO in project.__dict__:
+        return project.__dict__[_POLICY_MEMO]
     row = RoutingPolicy.objects.filter(project=project).first()
-    return row if row is not None and row.active else None
+    policy = row if row is not None and row.active else None
+    project.__dict__[_POLICY_MEMO] = policy
+    return policy
 
 
 def as_policy(row: RoutingPolicy, *, overlap: int) -> routing.Policy:
@@ -159,11 +169,13 @@ def routing_refresh(*, project: Project, pair_ids: Iterable[int] | None = None) 
     """Decide again for the project's regular pairs (or the given ones) and store each changed
     decision with its reason. Returns how many decisions were stored."""
     row = policy_of(project)
+    if row is None:
+        return 0  # uniform overlap: nothing to decide, and no query on the submit path
     qs = Pair.objects.filter(item__project=project, item__role=Item.Role.TASK)
     if pair_ids is not None:
         qs = qs.filter(pk__in=list(pair_ids))
     ids = list(qs.values_list("pk", flat=True))
-    if row is None or not ids:
+    if not ids:
         return 0
     policy = as_policy(row, overlap=project.overlap)
     humans = human_verdicts(ids)
@@ -338,6 +350,7 @@ def routing_policy_save(
         row.spot_check_rate, row.unsure = spot_check_rate, unsure
         row.full_clean(exclude=["project"])
         row.save()
+        project.__dict__.pop(_POLICY_MEMO, None)
         audit_record(action="routing.policy", obj=row, before=before, after=audit_snapshot(row))
         routing_refresh(project=project)
     return row

@@ -192,9 +192,10 @@ def check_after_submit(*, assignment: Assignment, now: datetime | None = None) -
     and runs the continuous check after a main-queue gold task. Idempotent: a replayed submit
     finds the state it left. Nothing to do (no query) after a regular task."""
     now = now or timezone.now()
-    project, rater = assignment.project, assignment.rater
+    project = assignment.project
     if not assignment.training and (project.qualification_bar <= 0 or not _is_gold(assignment)):
         return
+    rater = assignment.rater  # read only past the early return: a regular task costs no query
     with transaction.atomic():
         standing, _ = Standing.objects.select_for_update().get_or_create(
             project=project, rater=rater, defaults={"state": _initial_state(project), "checked_since": now}

@@ -185,7 +185,8 @@ def _task_context(
         assert response is not None
         item = response.item
         attributes = []
-        for attribute in project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE):
+        # From the prefetched attributes (_project_and_rater): a filtered queryset would query again.
+        for attribute in (a for a in project.attributes.all() if a.name != checklists.CHECKLIST_ATTRIBUTE):
             anchors = attribute.anchors or {}
             selected = _as_int(draft.get(attribute.name))
             attributes.append(
@@ -430,9 +431,12 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
                 justification=data["justification"], time_on_task_ms=data["time_on_task_ms"],
             )
         else:
-            values = rating_values(request.POST, project.attributes.exclude(name=checklists.CHECKLIST_ATTRIBUTE))
+            values = rating_values(
+                request.POST, [a for a in project.attributes.all() if a.name != checklists.CHECKLIST_ATTRIBUTE]
+            )
             answers = _checklist_posted(request.POST)
-            assignment = _own_assignment(rater, data["view_key"])
+            # The task's response only where a checklist was answered: no query on a plain rating submit.
+            assignment = _own_assignment(rater, data["view_key"]) if answers else None
             response = assignment.response if assignment is not None else None
             if answers and response is not None:
                 # Only questions still on the checklist (one may be retired since the page was shown).
@@ -440,7 +444,7 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
                 answers = {qid: yes for qid, yes in answers.items() if qid in live}
                 if answers and len(answers) == len(live):
                     # The checklist attribute's value is the score, stored with the other ratings.
-                    attribute = project.attributes.filter(name=checklists.CHECKLIST_ATTRIBUTE).first()
+                    attribute = next((a for a in project.attributes.all() if a.name == checklists.CHECKLIST_ATTRIBUTE), None)
                     if attribute is not None:
                         values[attribute.name] = checklists.scaled(sum(answers.values()), len(answers),
                                                                    low=attribute.min_value, high=attribute.max_value)

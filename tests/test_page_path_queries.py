@@ -29,14 +29,18 @@ AUTH = 3  # session, user, the user's role (groups), once per request
 PROJECT = 3  # the project (with the access check), its attributes, the annotator's rater
 SHOW = 4  # open claim looked up, the task with its item and responses, newest done (undo), progress
 CLAIM = 6  # begin, candidate under SKIP LOCKED, recount under the lock, savepoint, insert, release/commit
-PAGE_GET_CLAIM = AUTH + PROJECT + SHOW + CLAIM + 1  # 17: + the claim's commit
-PAGE_GET = AUTH + PROJECT + SHOW  # 10: a reload resumes the open claim
+# Added by issues 12-14, one query each: the annotator's standing (annotate.training's gate, before
+# any claim), the task item's checklist questions (TICK), the project's routing policy (a pair's
+# claim; read once per request).
+STANDING, CHECKLIST, ROUTING = 1, 1, 1
+PAGE_GET_CLAIM = AUTH + PROJECT + SHOW + CLAIM + 1 + STANDING + CHECKLIST + ROUTING  # 20: + the claim's commit
+PAGE_GET = AUTH + PROJECT + SHOW + STANDING + CHECKLIST  # 12: a reload resumes the open claim
 # Submit: begin, the assignment locked with its task, attributes (ratings), the stored rows
 # before, the upsert, the rows after, one insert of audit events, the assignment done, commit;
 # then the next task claimed and shown in the same answer (the undo link is the task just stored).
-PAGE_SUBMIT = 25
-REST_NEXT = 14  # token and user in one query, role, project, rater; claim; task; attributes
-REST_SUBMIT = 12
+PAGE_SUBMIT = 25 + STANDING + CHECKLIST + 2 * ROUTING  # 29: the policy read by the submit's refresh and the next claim
+REST_NEXT = 14 + STANDING  # token and user in one query, role, project, rater; claim; task; attributes
+REST_SUBMIT = 12 + ROUTING  # the submit's routing refresh reads the policy (pairs)
 
 def _fill(project: Project, items: int) -> None:
     for n in range(items):

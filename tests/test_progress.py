@@ -29,7 +29,7 @@ def test_progress_counts_regular_done_tasks_and_a_fair_share(project, annotator,
     me, other = rater_for_user(user=annotator), rater_for_user(user=other_annotator)
     _done(project, me, pair=pairs[0])
     _done(project, me, response=pairs[0].response_a)
-    _done(project, me, pair=gold)  # gold: not a regular task, not counted
+    _done(project, me, pair=gold)  # a main-queue gold check counts like any task (issue 12: indistinguishable)
     _done(project, me, pair=pairs[1], status="skipped")  # skipped: not done
     _done(project, other, pair=pairs[0])
     progress = progress_for(project=project, rater=me)
@@ -37,10 +37,10 @@ def test_progress_counts_regular_done_tasks_and_a_fair_share(project, annotator,
     # member but not an annotator): a share of ceil(27 / 2) = 14, capped at the 9 tasks.
     assert task_slots(project=project) == 27
     assert (progress.project_target, progress.rater_target) == (27, 9)
-    assert (progress.rater_done, progress.project_done) == (2, 3)
+    assert (progress.rater_done, progress.project_done) == (3, 4)
     project.protocols = Project.Protocols.RANKING
     project.save()
     ranking_only = progress_for(project=project, rater=me)
     assert (ranking_only.project_target, ranking_only.rater_target) == (9, 3) == (task_slots(project=project), 3)
     # Done counts are of what was done, whatever the protocol setting is now.
-    assert (ranking_only.rater_done, ranking_only.project_done) == (2, 3)
+    assert (ranking_only.rater_done, ranking_only.project_done) == (3, 4)
