@@ -3,8 +3,8 @@
 violation on the rating, ranking, done, dashboard and report pages; the justification message is
 announced beside its field; focus is visible; what colour shows is also said in words.
 
-TODO(lead, at merge): add helper "campaign"'s training page to the annotator pages checked below
-(its URL and a training-round fixture), so it is checked like the others.
+The training round (a gold task with its banner, then the expected answer and the guideline
+passage after the submit) is checked like the other annotator pages.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotate.importers import import_files
-from annotate.models import Pair, Project
+from annotate.models import Item, Pair, Project
 from annotate.roles import user_set_role
 from annotate.services import project_create
 
@@ -58,6 +58,19 @@ def _projects(shared_data: Path) -> dict[str, Project]:
         a = item.responses.create(external_id="a", text="```python\ndef add(a, b):\n    return a + b\n```\n\n" + LONG)
         b = item.responses.create(external_id="b", text="مرحبا! " + LONG)
         Pair.objects.create(item=item, response_a=a, response_b=b)
+    # A training round of one gold pair before the main queue (annotate.training).
+    training = project_create(name="A11y training", protocols=Project.Protocols.RANKING, overlap=1,
+                              guidelines="Prefer the correct answer.")
+    training.training_size, training.qualification_bar = 1, 0.5
+    training.save()
+    training.members.add(ann, researcher)
+    for external_id, role in (("gold", Item.Role.GOLD), ("task", Item.Role.TASK)):
+        item = training.items.create(external_id=external_id, prompt="What is 2+2?", role=role)
+        a = item.responses.create(external_id="a", text="4")
+        b = item.responses.create(external_id="b", text="5")
+        Pair.objects.create(item=item, response_a=a, response_b=b,
+                            gold_strength=-2 if role == Item.Role.GOLD else None)
+    projects["training"] = training
     d = shared_data / "pandalm"
     pandalm = import_files(project_name="A11y pandalm", fmt="pandalm",
                            paths=[d / "testset-v1.json", d / "gpt-3.5-turbo-testset-v1.json", d / "pandalm-7b-testset-v1.json"]).project
@@ -103,15 +116,22 @@ def test_pages_have_no_serious_axe_violation(live_server, chromium, shared_data,
         page = context.new_page()
         page.set_default_timeout(20_000)
         _login(context, live_server, "ann")
-        # TODO(lead, at merge): the training page (helper "campaign") belongs in this loop too.
-        for name in ("rating", "ranking", "done"):
+        for name in ("rating", "ranking", "done", "training"):
             page.goto(f"{live_server.url}{reverse('annotate_task', args=[projects[name].pk])}")
             page.wait_for_selector("body[data-task-ready]")
-            if name != "done":
+            if name in ("rating", "ranking"):
                 page.keyboard.press("c")  # the folded turns too, opened from the keyboard
                 assert page.locator("details.conversation").get_attribute("open") is not None
             page.screenshot(path=str(OUT / f"a11y-{name}-{width}.png"), full_page=True)
             problems += _serious(page, axe, f"{name} task page at {width}px")
+        if width == 1280:
+            # The training task's answer: the expected verdict and the guideline passage.
+            page.goto(f"{live_server.url}{reverse('annotate_task', args=[projects['training'].pk])}")
+            page.wait_for_selector("body[data-task-ready]")
+            page.keyboard.press("a")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#feedback")
+            problems += _serious(page, axe, f"training feedback at {width}px")
         page.goto(f"{live_server.url}{reverse('annotate_task', args=[projects['ranking'].pk])}")
         page.wait_for_selector("body[data-task-ready]")
         page.keyboard.press("?")
