@@ -47,11 +47,12 @@ class ChecklistEffect:
 
 def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> pd.DataFrame:
     """Every two raters' verdicts on the same pair (columns item, va, vb): two humans once per
-    pair of them, or a judge (va) with a human (vb)."""
+    pair of them, or a judge (va) with a human (vb). Rater labels compare as text: the report's
+    label column may be an (unordered) categorical, which has no order."""
     v = verdicts[["rater", "pair", "item", "verdict"]].assign(kind=verdicts["rater"].map(kinds))
     co = v.merge(v, on=["pair", "item"], suffixes=("_a", "_b"))
     if comparison == "human_human":
-        co = co[(co["kind_a"] == "human") & (co["kind_b"] == "human") & (co["rater_a"] < co["rater_b"])]
+        co = co[(co["kind_a"] == "human") & (co["kind_b"] == "human") & (co["rater_a"].astype(str) < co["rater_b"].astype(str))]
     elif comparison == "judge_human":
         co = co[(co["kind_a"] == "judge") & (co["kind_b"] == "human")]
     else:
