@@ -217,6 +217,11 @@ class Judgment(models.Model):
     verdict = models.CharField(max_length=20, blank=True)
     expected_value = models.FloatField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Tokens read and written for this judgment, as the backend counted them (input ids, or the
+    # server's `usage`); null for judgments stored before they were recorded or where a server
+    # sends no usage. A run's live count of written tokens is Run.generated_tokens.
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    generated_tokens = models.PositiveIntegerField(null=True, blank=True)
     note = models.TextField(blank=True)
     error = models.TextField(blank=True)
     rating = models.ForeignKey(Rating, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -1009,7 +1009,8 @@ def generations_write(
         stored.add(key)
         flush_tokens()
         closed += generation_store(run=run, judgment=by_id[key], text=output.text,
-                                   latency_ms=output.latency_ms, token=token)
+                                   latency_ms=output.latency_ms, token=token,
+                                   tokens=(output.prompt_tokens, output.generated_tokens))
 
     try:
         outputs = backend.generate([(j.id, generation_messages(judgment=j)) for j in judgments],
@@ -1052,7 +1053,7 @@ def _close(*, judgment: Judgment, token: str, **fields: object) -> bool:
 # The judgment fields a batch's store writes (one UPDATE per 500 judgments).
 _STORED_FIELDS = [
     "status", "completed_at", "template", "raw_text", "probabilities", "source", "valid_mass", "verdict",
-    "expected_value", "latency_ms", "note", "error", "rating", "preference",
+    "expected_value", "latency_ms", "prompt_tokens", "generated_tokens", "note", "error", "rating", "preference",
 ]
 
 
@@ -1088,6 +1089,7 @@ def judgments_store(*, run: Run, outcomes: Sequence[tuple[Judgment, ScoreResult]
             judgment.raw_text, judgment.probabilities = _clean(result.raw_text), result.probabilities
             judgment.source, judgment.valid_mass, judgment.latency_ms = result.source, result.valid_mass, result.latency_ms
             judgment.note, judgment.error, judgment.completed_at = result.note, result.error, now
+            judgment.prompt_tokens, judgment.generated_tokens = result.prompt_tokens, result.generated_tokens
             rows.append(judgment)
             if result.status != "ok" or result.label is None:
                 judgment.status = Judgment.Status.ERROR if result.status == "error" else Judgment.Status.UNPARSEABLE
@@ -1153,21 +1155,26 @@ def judgment_store(*, run: Run, judgment: Judgment, result: ScoreResult, token: 
     return judgments_store(run=run, outcomes=[(judgment, result)], token=token)
 
 
-def generation_store(*, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str) -> int:
-    """Store a written response as the judge's model and pair it with the item's others."""
+def generation_store(
+    *, run: Run, judgment: Judgment, text: str, latency_ms: int, token: str,
+    tokens: tuple[int | None, int | None] = (None, None),
+) -> int:
+    """Store a written response as the judge's model and pair it with the item's others.
+    `tokens`: (prompt, generated) token counts of the answer, as the backend counted them."""
     model = run.judge.rater.model or run.judge.rater.name
     text = _clean(text)
+    counts = {"prompt_tokens": tokens[0], "generated_tokens": tokens[1]}
     with transaction.atomic():
         if not text.strip():
             return int(_close(judgment=judgment, token=token, status=Judgment.Status.UNPARSEABLE,
-                              raw_text=text, latency_ms=latency_ms, note="empty generation"))
+                              raw_text=text, latency_ms=latency_ms, note="empty generation", **counts))
         own, _ = Response.objects.get_or_create(
             item=judgment.item, external_id=f"generated:{model}", defaults={"text": text, "model": model}
         )
         for other in judgment.item.responses.exclude(pk=own.pk):
             pair_get_or_create(item=judgment.item, response_a=other, response_b=own)
         done = _close(judgment=judgment, token=token, status=Judgment.Status.OK, raw_text=text,
-                      latency_ms=latency_ms, generated=own, source="text")
+                      latency_ms=latency_ms, generated=own, source="text", **counts)
         if not done:
             transaction.set_rollback(True)
         return int(done)

@@ -31,7 +31,7 @@ from .selectors import ReportFilters
 
 CACHE_ALIAS = "default"
 TIMEOUT_SECONDS = 60 * 60
-VERSION = 4  # bump when the report's content changes shape
+VERSION = 5  # bump when the report's content changes shape
 
 
 def annotations_fingerprint(project: Project) -> list[Any]:

@@ -24,7 +24,8 @@ from rest_framework.views import APIView
 from annotate import access
 from annotate.api import viewer_for
 from annotate.models import Preference, Project, Rating
-from judges.models import Judge
+from judges.models import Judge, Run
+from judges.probes import injection_summary, sanity_summary
 
 from . import charts, glossary
 from .cache import cached_report
@@ -73,9 +74,19 @@ def judge_card(user: Any, judge: Judge) -> dict[str, Any]:
         card = next((c for c in report.get("judge_cards", []) if c["judge"] == label), None)
         if card is not None:
             rows.append({"project_id": project.pk, "project": project.name, **card})
-    # Probe results (issue 14, items 4-5) join here: judges/probes.py's probe_summaries(judge)
-    # gives rows {probe, n, rate, rate_ci, detail}; wired when that module lands.
-    return {"judge": label, "judge_id": judge.pk, "projects": rows, "probes": []}
+    return {"judge": label, "judge_id": judge.pk, "projects": rows, "probes": judge_probes(user, judge)}
+
+
+def judge_probes(user: Any, judge: Judge) -> list[dict[str, Any]]:
+    """{"project_id", "project", **judges.probes' summary} for each probe run on the judge in a
+    project the caller researches. Only the probes that ran (injection, sanity): the position
+    probe's figure is the card's own position consistency, already on each project's row."""
+    summaries: dict[str, Any] = {Run.Probe.INJECTION.value: injection_summary, Run.Probe.SANITY.value: sanity_summary}
+    projects = access.projects_visible(user, need="research", archived=True)
+    ran = (Run.objects.filter(judge=judge, project__in=projects).exclude(probe="")
+           .values_list("project_id", "project__name", "probe").distinct().order_by("project__name", "probe"))  # fmt: skip
+    return [{"project_id": project_id, "project": name, **summaries[probe](judge, project_id=project_id)}
+            for project_id, name, probe in ran if probe in summaries]  # fmt: skip
 
 
 def _bar(label: str, value: float | None, ci: list | None, note: str = "", n: int | None = None) -> Bar:

@@ -36,7 +36,7 @@ CARD_RATES = (
     "accuracy", "kappa", "macro_f1", "position_consistency", "first_position_rate", "preference_fairness",
     "repetition_stability", "length_preference", "human_length_preference", "valid_mass",
 )  # fmt: skip
-TOKENS_NOTE = "The workers do not record token counts per judgment; prompt characters are shown instead."
+TOKENS_NOTE = "Judgments stored before token counts were recorded, or by a server that sends no usage, are left out."
 
 
 @dataclass
@@ -45,7 +45,8 @@ class CardInputs:
     judge_runs_table, response_styles). Empty frames give cards without those figures."""
 
     judgments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=["rater", "item", "protocol", "unit", "verdict", "valid_mass", "latency_ms", "size"]))
+        columns=["rater", "item", "protocol", "unit", "verdict", "valid_mass", "latency_ms", "size",
+                 "prompt_tokens", "generated_tokens"]))
     runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["rater", "temperature", "done", "begin", "end"]))
     styles: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
@@ -155,8 +156,11 @@ def judge_cards_section(
             row["judgments_per_second"] = _num(speed.per_second)
             row["latency_ms"] = _num(speed.latency_ms)
             row["prompt_chars_per_judgment"] = _num(speed.prompt_chars)
-            row["tokens_per_judgment"] = None
-            row["tokens_note"] = TOKENS_NOTE
+            row["tokens_per_judgment"] = _num(speed.tokens)
+            row["tokens_per_judgment_n"] = speed.tokens_n
+            row["prompt_tokens_per_judgment"] = _num(speed.prompt_tokens)
+            row["generated_tokens_per_judgment"] = _num(speed.generated_tokens)
+            row["tokens_note"] = TOKENS_NOTE if speed.tokens_n < len(j) else ""
             out.append(row)
         return out
 

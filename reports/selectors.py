@@ -210,11 +210,11 @@ def judgments_table(project: Project) -> pd.DataFrame:
         .exclude(protocol="generate")
         .values_list("run__judge__rater__kind", "run__judge__rater__name", "item_id", "protocol", "pair_id",
                      "shown_order", "response_id", "attribute_id", "status", "verdict", "valid_mass",
-                     "latency_ms", "size")  # fmt: skip
+                     "latency_ms", "size", "prompt_tokens", "generated_tokens")  # fmt: skip
         .order_by()
     )
     cols = ["kind", "name", "item", "protocol", "pair", "shown_order", "response", "attribute", "status", "verdict",
-            "valid_mass", "latency_ms", "size"]  # fmt: skip
+            "valid_mass", "latency_ms", "size", "prompt_tokens", "generated_tokens"]  # fmt: skip
     df = pd.DataFrame.from_records(rows.iterator(chunk_size=20_000), columns=cols)
     df["rater"] = df["kind"].astype(str) + ":" + df["name"].astype(str)
     df["unit"] = np.where(
@@ -224,9 +224,10 @@ def judgments_table(project: Project) -> pd.DataFrame:
     ) if len(df) else pd.Series(dtype=str)  # fmt: skip
     # An unparseable answer is a trial with its own outcome: it counts against stability.
     df["verdict"] = np.where(df["status"] == "unparseable", "?", df["verdict"].astype(str)) if len(df) else df["verdict"]
-    for col in ("valid_mass", "latency_ms", "size"):
+    for col in ("valid_mass", "latency_ms", "size", "prompt_tokens", "generated_tokens"):
         df[col] = pd.to_numeric(df[col]).astype(float)
-    return df[["rater", "item", "protocol", "unit", "verdict", "valid_mass", "latency_ms", "size"]]
+    return df[["rater", "item", "protocol", "unit", "verdict", "valid_mass", "latency_ms", "size",
+               "prompt_tokens", "generated_tokens"]]
 
 
 def judge_runs_table(project: Project) -> pd.DataFrame:

@@ -67,6 +67,11 @@ class ScoreResult:
     # What the judge wrote before its verdict (rationale judges only): kept as the
     # justification of its preference, whichever backend wrote it.
     rationale: str = ""
+    # Tokens the judge read (the rendered prompt, cue included) and wrote for this judgment:
+    # the transformers backend counts its input ids, the openai backend reads the server's
+    # `usage`. None where the backend could not tell (a server that sends no usage).
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
 
     def expected(self, values: Sequence[float]) -> float | None:
         """The expected score sum_s s * p(s), with `values` aligned to the request's labels."""
@@ -82,6 +87,10 @@ class GenerateResult:
     text: str
     latency_ms: int
     error: str = ""
+    # As ScoreResult's: the prompt's tokens and the answer's (end token not counted, as the
+    # run's live count of written tokens).
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
 
 
 @dataclass

@@ -203,7 +203,8 @@ class OpenAIBackend:
         if prefill:
             body |= {"continue_final_message": True, "add_generation_prompt": False}
         try:
-            choice = self._choice(self._post(body))
+            payload = self._post(body)
+            choice = self._choice(payload)
         except UpstreamError as exc:
             return ScoreResult(key=request.key, status="error", error=str(exc), source="text")
         latency_ms = int((time.perf_counter() - started) * 1000)
@@ -220,6 +221,7 @@ class OpenAIBackend:
         if ignored or declined:
             result.note = "; ".join(n for n in (PREFILL_IGNORED_NOTE, result.note) if n)
         result.raw_text, result.latency_ms = text, latency_ms
+        result.prompt_tokens, result.generated_tokens = usage_tokens(payload)
         if decoding.rationale:
             result.rationale = rationale_of(content, request.cue)
         return result
@@ -234,8 +236,11 @@ class OpenAIBackend:
                 "model": self.config.model_ref, "messages": list(prompt[1]),
                 "max_tokens": decoding.max_new_tokens, "temperature": decoding.temperature,
             }
-            text = self._choice(self._post(body)).get("message", {}).get("content") or ""
-            return GenerateResult(key=prompt[0], text=text.strip(), latency_ms=int((time.perf_counter() - started) * 1000))
+            payload = self._post(body)
+            text = self._choice(payload).get("message", {}).get("content") or ""
+            prompt_tokens, generated_tokens = usage_tokens(payload)
+            return GenerateResult(key=prompt[0], text=text.strip(), latency_ms=int((time.perf_counter() - started) * 1000),
+                                  prompt_tokens=prompt_tokens, generated_tokens=generated_tokens)
 
         with ThreadPoolExecutor(self.workers) as pool:
             futures = [pool.submit(one, p) for p in prompts]
@@ -244,6 +249,19 @@ class OpenAIBackend:
                 if on_result is not None:
                     on_result(future.result())
             return [f.result() for f in futures]
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def usage_tokens(payload: dict) -> tuple[int | None, int | None]:
+    """(prompt_tokens, completion_tokens) from the reply's `usage`, None for what the server
+    did not send (usage is optional for OpenAI-compatible servers)."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
 
 
 def rationale_of(content: str, cue: str) -> str:

@@ -134,7 +134,8 @@ class TransformersBackend:
         if not requests:
             return []
         started = time.perf_counter()
-        rationales = self._rationales(requests, decoding) if decoding.rationale else ["" for _ in requests]
+        written = self._rationales(requests, decoding) if decoding.rationale else [("", None) for _ in requests]
+        rationales = [text for text, _ in written]
         texts = [
             self.render(r.messages) + (rationale + RATIONALE_CUE if decoding.rationale else "") + r.cue
             for r, rationale in zip(requests, rationales, strict=True)
@@ -164,6 +165,7 @@ class TransformersBackend:
                 continue
             results.append(self._read(r, logits[i], ids, prefix, latency_ms, decoding.min_valid_mass))
             results[-1].rationale = rationales[i].strip()
+            results[-1].prompt_tokens, results[-1].generated_tokens = _token_counts(len(sequences[i]), written[i][1])
         return results
 
     def _read(
@@ -335,15 +337,16 @@ class TransformersBackend:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def _rationales(self, requests: Sequence[ScoreRequest], decoding: Decoding) -> list[str]:
-        """The model's own explanation, cut where it starts to write its answer."""
+    def _rationales(self, requests: Sequence[ScoreRequest], decoding: Decoding) -> list[tuple[str, int | None]]:
+        """The model's own explanation, cut where it starts to write its answer, with the
+        token count of the prompt it was written from."""
         prompts = [(r.key, r.messages) for r in requests]
         texts = self.generate(prompts, decoding=Decoding(max_new_tokens=decoding.rationale_tokens))
         cuts = []
         for request, result in zip(requests, texts, strict=True):
             text = result.text
             at = text.find(request.cue)
-            cuts.append((text[:at] if at >= 0 else text).rstrip())
+            cuts.append(((text[:at] if at >= 0 else text).rstrip(), result.prompt_tokens))
         return cuts
 
     @torch.inference_mode()
@@ -418,6 +421,17 @@ class TransformersBackend:
         return watch.results()
 
 
+def _token_counts(scored: int, rationale_prompt: int | None) -> tuple[int, int]:
+    """(prompt tokens, generated tokens) of one scored judgment. The answer's next-token
+    distribution is read at the end of the `scored` sequence: one token written. Without a
+    rationale the whole sequence (rendered prompt and cue) was the prompt, as an openai server
+    counts a prefilled cue; with one, the prompt is what the rationale was written from and
+    everything after it (rationale, cue) counts as written, as a server without prefill counts it."""
+    if rationale_prompt is None:
+        return scored, 1
+    return rationale_prompt, max(0, scored - rationale_prompt) + 1
+
+
 def _eos_ids(model, tokenizer) -> set[int]:
     """The tokens that end an answer: the model's generation config's, else the tokenizer's."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -478,7 +492,8 @@ class _RowWatch:
         computed = [p + len(a) for p, a in zip(self.prompt_tokens, self.answers, strict=True)]
         share = computed[row] / max(1, sum(computed))
         result = GenerateResult(key=self.keys[row], text=self.decode(self.answers[row]),
-                                latency_ms=int(seconds * share * 1000))
+                                latency_ms=int(seconds * share * 1000),
+                                prompt_tokens=self.prompt_tokens[row], generated_tokens=len(self.answers[row]))
         self.done[row] = result
         if self.on_row is not None:
             self.on_row(row, result)

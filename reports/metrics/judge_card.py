@@ -201,12 +201,23 @@ class Throughput:
     per_second: float | None
     latency_ms: float | None  # mean per judgment (its batch's time, as the worker records it)
     prompt_chars: float | None  # mean prompt size in characters
+    # Tokens per judgment: means over the judgments whose worker recorded both counts (n of them).
+    tokens_n: int = 0
+    prompt_tokens: float | None = None
+    generated_tokens: float | None = None
+    tokens: float | None = None  # mean of prompt + generated
 
 
 def throughput(judgments: pd.DataFrame, runs: pd.DataFrame) -> Throughput:
     """Judgments per second over the judge's runs: finished judgments over the runs' working
     time (first claim to last completion, per run, summed). judgments: latency_ms, size;
-    runs: done, begin, end (timestamps)."""
+    runs: done, begin, end (timestamps).
+
+    Tokens per judgment = mean over judgments j with both counts of (prompt_tokens_j +
+    generated_tokens_j), where the counts are the backend's (input ids of the rendered prompt,
+    or the server's `usage.prompt_tokens` and `usage.completion_tokens`): the cost measure of
+    AlpacaEval's evaluator leaderboard (Dubois et al., 2023), per judgment instead of per 1000.
+    Judgments without counts (older ones, servers without usage) are left out, and n says so."""
     done = int(runs["done"].sum()) if len(runs) else 0
     seconds = None
     if len(runs):
@@ -214,8 +225,14 @@ def throughput(judgments: pd.DataFrame, runs: pd.DataFrame) -> Throughput:
         seconds = float(spans.dropna().clip(lower=0).sum()) or None
     latency = judgments["latency_ms"].dropna()
     size = judgments["size"].dropna()
+    counted = (judgments[["prompt_tokens", "generated_tokens"]].dropna()
+               if {"prompt_tokens", "generated_tokens"} <= set(judgments.columns) else pd.DataFrame())  # fmt: skip
     return Throughput(
         judgments=done, seconds=seconds, per_second=done / seconds if seconds else None,
         latency_ms=float(latency.mean()) if len(latency) else None,
         prompt_chars=float(size.mean()) if len(size) else None,
+        tokens_n=len(counted),
+        prompt_tokens=float(counted["prompt_tokens"].mean()) if len(counted) else None,
+        generated_tokens=float(counted["generated_tokens"].mean()) if len(counted) else None,
+        tokens=float((counted["prompt_tokens"] + counted["generated_tokens"]).mean()) if len(counted) else None,
     )
