@@ -4,6 +4,8 @@ refresh that follows a member's re-run, and the panel form on the routing page."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -141,6 +143,8 @@ def test_panel_is_a_rater_in_the_report_and_the_export(project, researcher):
     by_judge = {row["judge"]: row for row in report["judge_vs_gold"]}
     assert by_judge["judge:panel-trio"]["n"] == 4 and by_judge["judge:panel-trio"]["accuracy"] == 1.0
     assert by_judge["judge:j2"]["accuracy"] == 0.0
+    # The evaluator leaderboard's cards treat every non-human rater alike: the panel has one.
+    assert "judge:panel-trio" in json.dumps(report["judge_cards"])
     options = ExportOptions(format="annotations", filters=ExportFilters(rater_group="judges", judge="panel-trio"))
     lines = b"".join(export_stream(project=project, options=options).chunks).decode().splitlines()
     # The header and the panel's one verdict-only preference per pair, in stored order.
