@@ -172,3 +172,23 @@ def test_panel_form_creates_a_panel_of_usable_judges_only(project, researcher):
     assert again.status_code == 422 and Panel.objects.count() == 1
     page = client.get(reverse("annotate_routing", args=[project.pk]))
     assert page.status_code == 200 and "panel-duo" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_member_run_finishing_queues_its_panels_refresh(project, researcher, django_capture_on_commit_callbacks):
+    from judges import services, tasks
+    from judges.models import Run
+
+    (pair,) = _pairs(project, 1)
+    j0, j1 = _judges(researcher, project, 2)
+    _judge_both_orders(j0, pair, 1, 1)
+    _judge_both_orders(j1, pair, 1, 1)
+    panel = panel_create(project=project, name="duo", rule="majority", members=[j0, j1])
+    run = Run.objects.create(judge=j0, project=project, status=Run.Status.RUNNING)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services._run_finish(run=run)
+        services._run_finish(run=run)  # finished already: nothing more is queued
+    assert len(callbacks) == 1
+    # The task itself (run in-process) refreshes, and a duplicate delivery writes nothing.
+    assert tasks.panel_refresh(panel.pk) == 1 and tasks.panel_refresh(panel.pk) == 0
+    assert Preference.objects.get(rater=panel.rater, pair=pair).strength == 1
