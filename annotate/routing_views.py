@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -81,6 +82,41 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "annotate/routing.html",
         {"project": project, "can_research": can_research_in(request.user, project), "form": form,
          "current": current, "preview": preview, "decisions": decisions,
-         "qualifications": qualifications, "bar": current},  # fmt: skip
+         "qualifications": qualifications, "bar": current,
+         "panels": project.panels.select_related("rater").prefetch_related("members__rater")},  # fmt: skip
         status=status,
     )
+
+
+class PanelForm(forms.Form):
+    name = forms.CharField(max_length=150)
+    rule = forms.ChoiceField(choices=[("majority", "Majority vote"), ("mean", "Mean of calibrated probabilities")])
+    members = forms.TypedMultipleChoiceField(coerce=int, choices=[], label="Judges")
+
+    def __init__(self, *args: object, judges: dict[int, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["members"].choices = list(judges.items())  # type: ignore[attr-defined]
+
+
+@login_required
+@require_http_methods(["POST"])
+def panel_create_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Create a panel from judges usable on the project, and compute its verdicts."""
+    from judges.panels import panel_create, panel_refresh
+
+    project = project_for(request.user, project_id, need="research")
+    # Only judges the researcher may use on this project can sit on its panel (annotate.access).
+    usable = {j.pk: j for j in judges_usable(request.user, project)}
+    form = PanelForm(request.POST, judges={pk: j.rater.name for pk, j in usable.items()})
+    if not form.is_valid():
+        return HttpResponse(f"Invalid panel: {form.errors.as_text()}", status=422, content_type="text/plain")
+    data = form.cleaned_data
+    try:
+        panel = panel_create(project=project, name=data["name"], rule=data["rule"],
+                             members=[usable[pk] for pk in data["members"]],
+                             user=request.user if isinstance(request.user, User) else None)  # fmt: skip
+    except ValidationError as exc:
+        return HttpResponse(str(exc), status=422, content_type="text/plain")
+    written = panel_refresh(panel)
+    messages.success(request, f"Panel {panel.rater.name} created: {written} pair verdicts.")
+    return redirect("annotate_routing", project_id=project.pk)

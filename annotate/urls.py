@@ -33,5 +33,6 @@ urlpatterns = [
     path("projects/<int:project_id>/review/<int:pair_id>/", views.review_pair, name="annotate_review_pair"),
     path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),
     path("projects/<int:project_id>/routing/", routing_views.routing_page, name="annotate_routing"),
+    path("projects/<int:project_id>/routing/panels/", routing_views.panel_create_view, name="annotate_panel_create"),
     path("items/<int:item_id>/checklist/", views.item_checklist, name="item_checklist"),
 ]

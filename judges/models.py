@@ -293,3 +293,31 @@ class JudgeQualification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.judge_id} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"
+
+
+class Panel(models.Model):
+    """Several judges acting as one rater on a project. Its verdicts are materialised as its own
+    rater's Preferences (judges.panels.panel_refresh) so every report and export reads a panel
+    as it reads a judge; they are recomputed whenever a member's run finishes."""
+
+    class Rule(models.TextChoices):
+        MAJORITY = "majority", "Majority vote of the members' verdicts"
+        MEAN = "mean", "Mean of the members' calibrated probabilities"
+
+    # kind "judge": a panel is a model rater, so it sits wherever judges sit (judge-vs-gold,
+    # the evaluator leaderboard, exports' judge group); `project` scopes it to its project.
+    rater = models.OneToOneField(Rater, on_delete=models.PROTECT, related_name="panel")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="panels")
+    rule = models.CharField(max_length=8, choices=Rule.choices, default=Rule.MAJORITY)
+    members = models.ManyToManyField(Judge, related_name="panels")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.rater.name} ({self.get_rule_display()})"

@@ -762,9 +762,23 @@ def run_refresh(*, run: Run) -> bool:
 
 
 def _run_finish(*, run: Run) -> None:
-    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+    finished = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
         status=Run.Status.DONE, finished_at=timezone.now()
     )
+    if finished and run.kind == Run.Kind.JUDGE:
+        # A member re-ran: its panels' verdicts are recomputed once this commits.
+        from .panels import panels_of
+
+        panel_ids = panels_of(run.judge, run.project)
+        if panel_ids:
+            transaction.on_commit(lambda: _panels_refresh_enqueue(panel_ids))
+
+
+def _panels_refresh_enqueue(panel_ids: list[int]) -> None:
+    from .tasks import panel_refresh
+
+    for panel_id in panel_ids:
+        panel_refresh.delay(panel_id)
 
 
 # -- processing a batch -------------------------------------------------------------------------

@@ -80,3 +80,14 @@ def checklist_generate(judge_id: int, item_ids: list[int], replace: bool = False
 
     judge = Judge.objects.select_related("rater").get(pk=judge_id)
     return len(checklists_generate(judge=judge, item_ids=item_ids, replace=replace))
+
+
+@shared_task(acks_late=True, autoretry_for=services.TRANSIENT_ERRORS, retry_backoff=2, max_retries=8)
+def panel_refresh(panel_id: int) -> int:
+    """Recompute a panel's verdicts (judges.panels.panel_refresh: idempotent, so a retry or a
+    duplicate delivery writes nothing twice)."""
+    from .models import Panel
+    from .panels import panel_refresh as refresh
+
+    panel = Panel.objects.filter(pk=panel_id).first()
+    return 0 if panel is None else refresh(panel)

@@ -83,6 +83,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "annotate_review": {"get": PAGE_RESEARCH_P},
     "annotate_review_pair": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "annotate_routing": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
+    "annotate_panel_create": {"post": PAGE_RESEARCH_P},
     "reports:qualify": {"post": PAGE_RESEARCH_P},
     "item_checklist": {"get": PAGE_RESEARCH_P, "post": PAGE_RESEARCH_P},
     "judges:judges": {"get": PAGE_RESEARCHER, "post": PAGE_RESEARCHER},
@@ -291,7 +292,7 @@ def test_route_answers_each_caller_as_expected(world, key, pattern, kwargs, meth
 ARCHIVED_REFUSED = {
     ("annotate_task", "get"), ("annotate_submit", "post"), ("annotate_skip", "post"), ("annotate_undo", "post"),
     ("api-queue-next", "post"), ("api-queue-undo", "post"), ("judges:runs", "post"), ("judges:probes", "post"),
-    ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"),
+    ("api-project", "put"), ("api-project", "patch"), ("annotate_routing", "post"), ("annotate_panel_create", "post"),
     ("reports:qualify", "post"),
     # Membership changes and new studies are new work; reading old studies' payments is not.
     ("project_members", "get"), ("project_members", "post"), ("project_member_remove", "post"),

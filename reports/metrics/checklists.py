@@ -57,7 +57,9 @@ def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> 
     )
     co = v.merge(v, on=["pair", "item"], suffixes=("_a", "_b"))
     if comparison == "human_human":
-        co = co[(co["kind_a"] == "human") & (co["kind_b"] == "human") & (co["rater_a"] < co["rater_b"])]
+        # Rater names may be an unordered categorical (reports.selectors): order them as text.
+        once = co["rater_a"].astype(str) < co["rater_b"].astype(str)
+        co = co[(co["kind_a"] == "human") & (co["kind_b"] == "human") & once]
     elif comparison == "judge_human":
         co = co[(co["kind_a"] == "judge") & (co["kind_b"] == "human")]
     else:
