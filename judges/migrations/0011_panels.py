@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotate', '0012_checklists'),
-        ('judges', '0009_judgment_checklist'),
+        ('judges', '0010_judgment_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
