@@ -53,6 +53,13 @@ STRENGTH_LABELS: dict[int, str] = {
 }
 
 
+# Where reports and exports take gold from (annotate.verdicts.GOLD_SOURCES and with_adjudicated):
+# one list of choices for the Project field, the API serializers and the forms.
+GOLD_SOURCE_CHOICES: list[tuple[str, str]] = [
+    ("majority", "Majority of the humans"), ("adjudicated", "Adjudicated where reviewed"),
+]
+
+
 class Project(models.Model):
     class Protocols(models.TextChoices):
         RATING = "rating", "Rating only"
@@ -100,7 +107,7 @@ class Project(models.Model):
         help_text="A pair goes to review when the share of human verdicts agreeing with the majority is below this.",
     )
     gold_source = models.CharField(
-        max_length=12, choices=[("majority", "Majority of the humans"), ("adjudicated", "Adjudicated where reviewed")],
+        max_length=12, choices=GOLD_SOURCE_CHOICES,
         default="majority", help_text="What reports and exports use as gold.",
     )
     members = models.ManyToManyField(

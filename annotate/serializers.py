@@ -18,6 +18,7 @@ from . import importers
 from .bounds import BIGINT_MAX, INTEGER_MAX, json_problem, name_problem
 from .conversation import conversation_problem, last_user_turn
 from .models import (
+    GOLD_SOURCE_CHOICES,
     Attribute,
     Item,
     Pair,
@@ -114,7 +115,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
     qualification_bar = serializers.FloatField(min_value=0, max_value=1, required=False)
     gold_window = serializers.IntegerField(min_value=1, max_value=1000, required=False)
     review_agreement_below = serializers.FloatField(min_value=0, max_value=1, required=False)
-    gold_source = serializers.ChoiceField(choices=["majority", "adjudicated"], required=False)
+    gold_source = serializers.ChoiceField(choices=GOLD_SOURCE_CHOICES, required=False)
 
 
 class ProjectCreateSerializer(ProjectUpdateSerializer):

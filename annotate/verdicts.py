@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .models import STRENGTH_LABELS, Project, ShownOrder
+from .models import GOLD_SOURCE_CHOICES, STRENGTH_LABELS, Project, ShownOrder
 
 A, TIE, B = 0, 1, 2
 VERDICT_LABELS: tuple[str, str, str] = ("A", "tie", "B")
@@ -167,6 +167,9 @@ def gold_label(strengths: Sequence[int]) -> VerdictLabel | None:
 
 GoldSource = Literal["majority", "adjudicated"]
 GOLD_SOURCES: tuple[GoldSource, ...] = ("majority", "adjudicated")
+# Their words for forms and serializers: models.GOLD_SOURCE_CHOICES (the Project field needs them
+# there, and this module builds on models); the two must name the same sources.
+assert tuple(code for code, _ in GOLD_SOURCE_CHOICES) == GOLD_SOURCES
 
 
 def with_adjudicated(gold: pd.DataFrame, adjudicated: pd.DataFrame | None, source: GoldSource) -> pd.DataFrame:

@@ -271,6 +271,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.schema.document_errors"],
     # Same field name, different choice sets across apps: name each enum explicitly.
     "ENUM_NAME_OVERRIDES": {
+        "GoldSourceEnum": "annotate.models.GOLD_SOURCE_CHOICES",
         "RaterKindEnum": "annotate.models.Rater.Kind",
         "RunKindEnum": "judges.models.Run.Kind",
         "ProjectProtocolsEnum": "annotate.models.Project.Protocols",

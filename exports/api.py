@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from annotate import access
 from annotate.errors import ValidationError
-from annotate.models import Project
+from annotate.models import GOLD_SOURCE_CHOICES, Project
 
 from .filenames import export_stem
 from .formats import DPO_SOURCES
@@ -53,7 +53,7 @@ class ProjectExportApi(APIView):
         min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
         exclude_gold = serializers.BooleanField(default=False)
         exclude_attention = serializers.BooleanField(default=False)
-        gold = serializers.ChoiceField(choices=["majority", "adjudicated"], default="majority",
+        gold = serializers.ChoiceField(choices=GOLD_SOURCE_CHOICES, default="majority",
                                        help_text="DPO from humans: majority gold, or adjudicated where decided")
         splits = serializers.CharField(default="train=1")
         seed = serializers.IntegerField(default=0)

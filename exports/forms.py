@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from annotate.models import GOLD_SOURCE_CHOICES
+
 from .formats import DPO_SOURCES
 from .selectors import RATER_GROUPS, ExportFilters, parse_splits
 from .services import FORMATS, ExportOptions
@@ -22,7 +24,7 @@ class ExportForm(forms.Form):
     exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
     exclude_attention = forms.BooleanField(required=False, label="Exclude attention items")
     gold = forms.ChoiceField(
-        choices=[("majority", "majority"), ("adjudicated", "adjudicated")], initial="majority", required=False,
+        choices=GOLD_SOURCE_CHOICES, initial="majority", required=False,
         help_text="Gold for DPO from humans: the majority, or a reviewer's final verdict where there is one.",
     )
     splits = forms.CharField(initial="train=1", help_text="e.g. train=0.9,validation=0.1 (assigned by item)")

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from annotate import access
 from annotate.api import viewer_for
 from annotate.bounds import SMALLINT_MAX
+from annotate.models import GOLD_SOURCE_CHOICES
 
 from .cache import cached_report
 from .selectors import ReportFilters
@@ -27,7 +28,7 @@ class ProjectReportApi(APIView):
         details = serializers.BooleanField(required=False, default=False)
         rounds = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
         seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
-        gold = serializers.ChoiceField(choices=["majority", "adjudicated"], required=False)
+        gold = serializers.ChoiceField(choices=GOLD_SOURCE_CHOICES, required=False)
 
     @extend_schema(
         parameters=[OpenApiParameter(name, str, required=False) for name in InputSerializer().fields.keys()],

@@ -8,7 +8,7 @@ from typing import cast
 from django import forms
 from django.utils import timezone
 
-from annotate.models import Project, Rater
+from annotate.models import GOLD_SOURCE_CHOICES, Project, Rater
 
 from .selectors import ReportFilters
 
@@ -20,7 +20,7 @@ class ReportFilterForm(forms.Form):
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
     exclude_gold = forms.BooleanField(required=False, label="Exclude gold items")
     gold = forms.ChoiceField(
-        required=False, label="Gold", choices=[("", "project's setting"), ("majority", "majority"), ("adjudicated", "adjudicated")],
+        required=False, label="Gold", choices=[("", "project's setting"), *GOLD_SOURCE_CHOICES],
         help_text="Majority of the humans, or a reviewer's final verdict where there is one.",
     )
     wildbench_k = forms.IntegerField(
