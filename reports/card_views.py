@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -62,7 +63,9 @@ def judged_projects(user: Any, judge: Judge) -> list[Project]:
     rater = judge.rater
     with_prefs = Preference.objects.filter(rater=rater).values("pair__item__project")
     with_ratings = Rating.objects.filter(rater=rater).values("response__item__project")
-    return list(projects.filter(pk__in=with_prefs).union(projects.filter(pk__in=with_ratings)).order_by("name"))
+    # One filter with OR, not a UNION: SQLite (the no-setup default) refuses a UNION of ordered
+    # querysets, and projects_visible's queryset is ordered (the demo's judge page was a 500).
+    return list(projects.filter(Q(pk__in=with_prefs) | Q(pk__in=with_ratings)).distinct().order_by("name"))
 
 
 def judge_card(user: Any, judge: Judge) -> dict[str, Any]:

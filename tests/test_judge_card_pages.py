@@ -244,3 +244,17 @@ def test_evaluators_pooled_over_two_projects_adds_up_their_pairs(client, researc
     client.force_login(researcher)
     html = client.get(reverse("reports:evaluators")).content.decode()
     assert 'id="evaluator-table-pooled"' in html and "Pooled over your projects" in html
+
+
+def test_judged_projects_is_one_query_any_database_can_run(researcher, judged):
+    """No UNION of ordered querysets: SQLite, the no-setup default of `make run`, refuses one,
+    and the demo's judge page answered 500 there while PostgreSQL (the suite) accepted it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reports.card_views import judged_projects
+
+    with CaptureQueriesContext(connection) as queries:
+        projects = judged_projects(researcher, judged["judge"])
+    assert [p.name for p in projects] == ["Test project"]
+    assert not any("UNION" in q["sql"].upper() for q in queries.captured_queries)
