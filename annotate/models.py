@@ -605,6 +605,8 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} in study {self.study_id}"
+
+
 class Standing(models.Model):
     """Where an annotator stands in a project's onboarding and continuous check (annotate.training).
 

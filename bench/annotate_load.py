@@ -299,15 +299,16 @@ class Annotator(threading.Thread):
         self.timeline: list[tuple[float, str, float]] = []
         self.conn: http.client.HTTPConnection | None = None
 
-    def call(self, kind: str, path: str, body: dict) -> tuple[int, dict]:
-        payload = json.dumps(body)
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+    def send(self, kind: str, method: str, path: str, body: str | None,
+             headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on the kept connection, retried once on a new one (a worker recycled by
+        gunicorn's max_requests closes it); timed under `kind` unless kind is empty (a replay)."""
         for attempt in range(2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             started = time.perf_counter()
             try:
-                self.conn.request("POST", path, payload, headers)
+                self.conn.request(method, path, body, headers)
                 response = self.conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -318,10 +319,16 @@ class Annotator(threading.Thread):
                     raise
                 continue
             if kind:
-                self.latencies[kind].append((time.perf_counter() - started) * 1000)
-                self.timeline.append((started, kind, (time.perf_counter() - started) * 1000))
-            return response.status, (json.loads(data) if data else {})
+                ms = (time.perf_counter() - started) * 1000
+                self.latencies[kind].append(ms)
+                self.timeline.append((started, kind, ms))
+            return response, data
         raise RuntimeError("unreachable")
+
+    def call(self, kind: str, path: str, body: dict) -> tuple[int, dict]:
+        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+        response, data = self.send(kind, "POST", path, json.dumps(body), headers)
+        return response.status, (json.loads(data) if data else {})
 
     def connection_error(self, kind: str, exc: Exception) -> None:
         """Called on every failed attempt (the first is retried once on a new connection); a hook
@@ -401,31 +408,12 @@ class PageAnnotator(Annotator):
         if form is not None:
             body = urlencode(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            started = time.perf_counter()
-            try:
-                self.conn.request(method, path, body, headers)
-                response = self.conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self.connection_error(kind or "replay", exc)
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-                continue
-            if kind:
-                ms = (time.perf_counter() - started) * 1000
-                self.latencies[kind].append(ms)
-                self.timeline.append((started, kind, ms))
-            for header, value in response.getheaders():
-                if header.lower() == "set-cookie":
-                    name, _, rest = value.partition("=")
-                    self.cookies[name.strip()] = rest.split(";", 1)[0]
-            return response.status, data.decode("utf-8", "replace")
-        raise RuntimeError("unreachable")
+        response, data = self.send(kind, method, path, body, headers)
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response.status, data.decode("utf-8", "replace")
 
     def open_page(self) -> tuple[str, str] | None:
         status, html = self.page("next", "GET", self.page_url)

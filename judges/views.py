@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from annotate import access
 from annotate.errors import ValidationError
-from annotate.models import ChecklistQuestion, Item
+from annotate.models import ChecklistQuestion, Item, Project
 from annotate.roles import authenticated
 from config.celery import task_send
 
@@ -32,6 +33,25 @@ JUDGE_CARD: list[Callable[[HttpRequest, Judge], dict]] = []
 HTMX_STOP_POLLING = 286
 
 
+def _start_run(request: HttpRequest, form: forms.Form, project: Project, *, notice: str,
+               **options: Any) -> HttpResponse | int | None:
+    """Start the run a valid form asks for (a judge run or a probe): the run page once it is
+    started; 503 with the broker's message on the form when no broker answers; None with the
+    service's error on the form when the run is refused."""
+    judge = form.cleaned_data["judge"]
+    access.judge_check_usable(request.user, judge, project)
+    try:
+        run = services.run_start(judge=judge, project=project, created_by=authenticated(request.user), **options)
+    except ValidationError as exc:
+        _add_error(form, exc)
+        return None
+    except services.BrokerUnavailable as exc:
+        form.add_error(None, str(exc))
+        return 503
+    messages.success(request, notice.format(run=run.pk))
+    return redirect("judges:run", run_id=run.pk)
+
+
 @login_required
 def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     # Reading the runs of an archived project is allowed; starting one is not.
@@ -40,21 +60,14 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     code = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        access.judge_check_usable(request.user, data["judge"], project)
-        try:
-            run = services.run_start(
-                judge=data["judge"], project=project, protocols=data["protocols"] or ["rating", "ranking"],
-                kind=data["kind"], limit=data["limit"], created_by=authenticated(request.user),
-                filters=form.filters(),
-            )
-        except ValidationError as exc:
-            _add_error(form, exc)
-        except services.BrokerUnavailable as exc:
-            form.add_error(None, str(exc))
-            code = 503
-        else:
-            messages.success(request, f"Run {run.pk} started: a worker is planning its judgments.")
-            return redirect("judges:run", run_id=run.pk)
+        started = _start_run(
+            request, form, project, notice="Run {run} started: a worker is planning its judgments.",
+            protocols=data["protocols"] or ["rating", "ranking"], kind=data["kind"], limit=data["limit"],
+            filters=form.filters(),
+        )
+        if isinstance(started, HttpResponse):
+            return started
+        code = started or code
     project_runs = selectors.runs_with_counts(access.runs_visible(request.user).filter(project=project))
     return render(request, "judges/runs.html", {"project": project, "runs": project_runs, "form": form,
                                                 "can_research": True},  # project_for(need="research") let them in
@@ -69,19 +82,11 @@ def probe_start(request: HttpRequest, project_id: int) -> HttpResponse:
     code = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        access.judge_check_usable(request.user, data["judge"], project)
-        try:
-            run = services.run_start(judge=data["judge"], project=project, protocols=["ranking"],
-                                     limit=data["limit"], probe=data["probe"], created_by=authenticated(request.user))
-        except ValidationError as exc:
-            _add_error(form, exc)
-            code = 422
-        except services.BrokerUnavailable as exc:
-            form.add_error(None, str(exc))
-            code = 503
-        else:
-            messages.success(request, f"Probe run {run.pk} started: a worker is planning its judgments.")
-            return redirect("judges:run", run_id=run.pk)
+        started = _start_run(request, form, project, notice="Probe run {run} started: a worker is planning its judgments.",
+                             protocols=["ranking"], limit=data["limit"], probe=data["probe"])
+        if isinstance(started, HttpResponse):
+            return started
+        code = started or code
     if request.method == "POST" and code == 200:
         code = 422
     context = {"project": project, "probe_form": form, "probe_rows": probes.project_probe_rows(project_id=project.pk),
