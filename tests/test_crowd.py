@@ -331,6 +331,7 @@ def test_the_gate_routes_a_participant_through_training_then_the_quota_counts_ma
     assert study_gate(participant) == TRAINING
     page = client.get(entry["Location"]).content.decode()
     assert "Training task 1 of 2" in page and "0 / 3" in page
+    assert "training round: its tasks are not among the 3" in page
     for n in range(2):
         held = _held(participant)
         assert held.training and held.response.item.role == "gold"
