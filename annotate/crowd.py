@@ -305,6 +305,11 @@ def participant_may_complete(participant: Participant) -> bool:
     done = participant_done(participant)
     if finished_after(done=done, quota=participant.study.quota, queue_empty=False) or done == 0:
         return done > 0
+    # Short of the quota, "the queue has nothing more" is only true of a participant the queue
+    # would serve: one whose standing closed it (paused by the gold check) has nothing more
+    # because of it, and leaves through the screened-out path, not with the code.
+    if study_gate(participant) == SCREENED_OUT:
+        return False
     rater = rater_for_user(user=participant.user)
     return assignment_claim_next(project=participant.study.project, rater=rater) is None
 

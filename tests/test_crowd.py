@@ -489,3 +489,27 @@ def test_the_study_hook_costs_an_ordinary_annotators_task_page_no_query(crowd_pr
     request.session = SessionStore()
     with django_assert_num_queries(0):
         assert study_context(request, crowd_project.pk) is None
+
+
+def test_a_participant_paused_short_of_the_quota_never_gets_the_completion_code(study, crowd_project, researcher):
+    from annotate.models import Standing
+
+    crowd_project.items.exclude(external_id__in=["i0", "i1"]).delete()  # two tasks, quota three
+    client = Client()
+    client.get(_link(study))
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    _submit_current(client, crowd_project)
+    participant = Participant.objects.get()
+    rater = rater_for_user(user=participant.user)
+    # Paused by the gold check after one task (as annotate.training does after a failed window).
+    Standing.objects.create(project=crowd_project, rater=rater, state="paused")
+    token = study_token(study)
+    # The queue is not dry for them: it is closed. The completion URL does not give the code...
+    early = client.get(reverse("study_complete", args=[token]))
+    assert early["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    assert not Assignment.objects.filter(rater=rater, status="claimed").exists()  # nor claims a task
+    # ... and the queue sends them out through the screened-out path.
+    assert client.get(early["Location"])["Location"] == reverse("study_screened_out", args=[token])
+    assert client.get(reverse("study_screened_out", args=[token])).status_code == 200
+    participant.refresh_from_db()
+    assert participant.completed_at is None and participant.screened_out_at is not None
