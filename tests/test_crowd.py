@@ -315,6 +315,10 @@ def trained_study(crowd_project, researcher):
                         quota=3, external_study_id="STUDY1", screened_out_code="SCR33N")
 
 
+def _rater_of(participant: Participant):
+    return rater_for_user(user=participant.user)
+
+
 def _held(participant: Participant) -> Assignment:
     return Assignment.objects.get(rater__user=participant.user, status="claimed")
 
@@ -396,6 +400,14 @@ def test_a_participant_below_the_bar_is_screened_out_at_once_with_the_screened_o
         "study_screened_out", args=[token])
     assert client.get(_link(trained_study))["Location"] == reverse("study_screened_out", args=[token])
     assert AuditEvent.objects.filter(action="study.screen_out").count() == 1
+    # Nor a task through the REST queue the pages sit beside, even once a researcher reinstates
+    # them: the platform has ended this participation.
+    from annotate.training import standing_decide
+
+    standing_decide(project=crowd_project, rater=_rater_of(participant), decision="reinstate",
+                    user=trained_study.created_by)
+    api = client.post(reverse("api-queue-next", args=[crowd_project.pk]))
+    assert api.status_code == 409 and "ended for you" in api.json()["detail"]
     row = payment_rows(trained_study)[0]
     assert (row.status, row.tasks_done, row.training_done, row.finished_at) == (
         "screened out", 2, 2, participant.screened_out_at)
