@@ -476,6 +476,9 @@ def test_the_studies_form_suggests_a_screened_out_code(crowd_project, researcher
         "name": "S", "quota": 5, "completion_code": "AAA", "screened_out_code": " BBB ", "pid_param": "PROLIFIC_PID",
         "completion_url": "https://app.prolific.com/submissions/complete?cc={code}"})
     assert Study.objects.get(name="S").screened_out_code == "BBB"
+    # The code to register on the platform is on the studies page afterwards.
+    page = client.get(reverse("project_studies", args=[crowd_project.pk])).content.decode()
+    assert "screened out <code>BBB</code>" in page and "completion <code>AAA</code>" in page
 
 
 def test_the_admin_shows_studies_participants_and_invitations_read_only(study, admin_user):
