@@ -229,10 +229,10 @@ def study_screened_out(request: HttpRequest, study_token: str) -> HttpResponse:
 
 
 def screen_out_if_held(request: HttpRequest, project_id: int) -> None:
-    """After a submit: a study participant whose standing now keeps them out of the queue (the
-    training round ended below the bar, the gold check paused them) leaves the study at once, so
-    the payment report and their claims say so even if they close the tab on the feedback page.
-    No query for anyone but a participant (the session key)."""
+    """After a training submit: a study participant whose standing now keeps them out of the queue
+    (the round ended below the bar) leaves the study at once, so the payment report and their
+    claims say so even if they close the tab on the feedback page. No query for anyone but a
+    participant (the session key)."""
     participant = participant_in_session(request)
     if participant is None or participant.study.project_id != project_id or participant.completed_at is not None:
         return

@@ -493,8 +493,11 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
     except QueueError as exc:
         return _next(request, project, rater, Notice(str(exc), "error"))
     training.check_after_submit(assignment=result.assignment)
-    study_views.screen_out_if_held(request, project.pk)
     if result.assignment.training:
+        # The round may just have ended below the bar: a participant leaves the study now, not
+        # when they press Continue (they may close the tab on the feedback instead). A main-queue
+        # pause is met by the next claim, which every main-queue submit leads to at once.
+        study_views.screen_out_if_held(request, project.pk)
         # The training round answers each task with the expected answer before the next one.
         if _is_htmx(request):
             return _render_feedback(request, project, rater, result.assignment)
