@@ -42,7 +42,8 @@ _CONFLICT = OpenApiResponse(
 
 _STUDY_DONE = OpenApiResponse(
     {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
-    description="A crowd-study participant who has done the study's quota gets no more tasks.",
+    description="A crowd-study participant who has done the study's quota, or whom the study screened out, "
+    "gets no more tasks.",
 )
 
 
@@ -98,6 +99,9 @@ class QueueNextApi(APIView):
         # A study participant (a session the study link opened) gets no task past the study's quota,
         # here as on the pages (annotate.crowd); no query for anyone else.
         participant = participant_in_session(request._request, project)
+        if participant is not None and participant.screened_out_at is not None:
+            return ApiResponse({"detail": "This study has ended for you: its screened-out page says where to go."},
+                               status=status.HTTP_409_CONFLICT)
         if participant is not None and participant_finished(participant):
             return ApiResponse({"detail": "You have done this study's tasks: its completion page has your code."},
                                status=status.HTTP_409_CONFLICT)

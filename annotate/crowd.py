@@ -2,10 +2,14 @@
 
 The flow: the platform opens ``/study/<token>/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...``
 (the parameter names are per study, so any platform fits) -> the participant gets an account
-without a password and a session -> the training/qualification step when the project requires
-one (`study_gate`, a hook) -> the project's task queue, for `study.quota` tasks -> the study's
-completion URL with its code (Prolific: https://app.prolific.com/submissions/complete?cc=CODE).
-A participant who leaves without finishing ("return") gives their claims back at once.
+without a password and a session -> the training round while the project requires one and they
+have not qualified (`study_gate`: annotate.training's standing decides) -> the project's main
+queue, for `study.quota` tasks (training tasks do not count towards it) -> the study's completion
+URL with its code (Prolific: https://app.prolific.com/submissions/complete?cc=CODE).
+A participant who leaves without finishing ("return") gives their claims back at once. One whose
+standing keeps them out of the queue (below the training round's bar, or paused by the continuous
+check) cannot go on: the study ends for them through its screened-out path (the platform's
+screened-out code, else its return URL, else a page of ours), their claims given back at once.
 
 Threat model
     A study link is a *bearer* link, as the platform's own links are: whoever holds the token and
@@ -28,7 +32,9 @@ Threat model
     - A signed-in user of another kind who opens a link is asked before being signed out (a page
       cannot silently swap a researcher's session for a participant's).
     - The completion code is shown only to a participant who finished (quota reached, or the
-      queue ran dry after at least one task); visiting the completion URL early gets the queue.
+      queue ran dry after at least one task); visiting the completion URL early gets the queue,
+      and a participant screened out never gets it. The screened-out path is taken only when the
+      participant's standing says so: nobody screens themselves out by opening its URL.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from .models import Assignment, Membership, Participant, Project, Rater, Study
 from .queue import assignment_claim_next, assignment_release_claims
 from .roles import user_set_role
 from .services import rater_for_user
+from .training import MAY_ANNOTATE, State, current_state
 
 STUDY_SALT = "concordance.study"
 SESSION_KEY = "concordance_participant"
@@ -126,6 +133,7 @@ def study_create(
     *, project: Project, creator: User | None, name: str, completion_code: str, quota: int = 10,
     external_study_id: str = "", pid_param: str = "PROLIFIC_PID", study_param: str = "STUDY_ID",
     session_param: str = "SESSION_ID", completion_url: str = PROLIFIC_COMPLETION_URL, return_url: str = "",
+    screened_out_code: str = "",
 ) -> Study:
     """A new study of `project` (the caller checked the creator researches it)."""
     if not name.strip():
@@ -149,7 +157,8 @@ def study_create(
     study = Study.objects.create(
         project=project, name=name.strip(), completion_code=completion_code.strip(), quota=quota,
         external_study_id=external_study_id.strip(), pid_param=pid_param, study_param=study_param,
-        session_param=session_param, completion_url=completion_url, return_url=return_url, created_by=creator,
+        session_param=session_param, completion_url=completion_url, return_url=return_url,
+        screened_out_code=screened_out_code.strip(), created_by=creator,
     )
     audit_record(action="study.create", obj=study, before=None,
                  after={"project": project.pk, "name": study.name, "quota": quota})
@@ -240,21 +249,38 @@ def participant_in_session(request: HttpRequest, project: Project | None = None)
 
 
 def participant_done(participant: Participant) -> int:
-    """Tasks the participant finished in the study's project: every task counts, regular, gold or
-    attention alike, so the counter never tells a check from a task."""
+    """Main-queue tasks the participant finished in the study's project, towards the quota.
+
+    Every main-queue task counts, regular, gold or attention alike, so the counter never tells a
+    check from a task; the training round's tasks (Assignment.training, shown as training) do not:
+    the quota is the study's work, the round is the way in."""
     return Assignment.objects.filter(
-        project_id=participant.study.project_id, rater__user_id=participant.user_id, status=Assignment.Status.DONE
+        project_id=participant.study.project_id, rater__user_id=participant.user_id, status=Assignment.Status.DONE,
+        training=False,
     ).count()
 
 
-def study_gate(participant: Participant) -> str | None:
-    """HOOK (issue 12, helper "campaign"): the training/qualification step before the queue.
+# Where study_gate sends a participant who has not finished.
+TRAINING = "training"
+QUEUE = "queue"
+SCREENED_OUT = "screened out"
 
-    Return the URL of the training round while the project requires qualification and the
-    participant has not passed it (annotate/training.py: qualification_state(rater, project)),
-    or None to go on to the queue. Until that module is merged there is no training step, so
-    every participant goes to the queue. The lead joins the two here."""
-    return None
+
+def study_gate(participant: Participant) -> str:
+    """The step before the quota's tasks, from the participant's standing (annotate.training):
+    TRAINING while the project's training round is theirs to do, QUEUE once qualified, and
+    SCREENED_OUT when their standing keeps them out of the queue (below the bar after training,
+    paused by the continuous check, excluded or removed) or the study already ended so for them:
+    a crowd participant cannot wait days for a researcher's decision, so the study lets them go.
+
+    The training round and the queue are both served by the task page (training.claim_next
+    gives the round's gold first); the step says which one the participant is in."""
+    if participant.screened_out_at is not None:
+        return SCREENED_OUT
+    state = current_state(participant.study.project, rater_for_user(user=participant.user))
+    if state == State.TRAINING:
+        return TRAINING
+    return QUEUE if state in MAY_ANNOTATE else SCREENED_OUT
 
 
 def finished_after(*, done: int, quota: int, queue_empty: bool) -> bool:
@@ -274,9 +300,16 @@ def participant_may_complete(participant: Participant) -> bool:
     never yields the code."""
     if participant.completed_at is not None:
         return True
+    if participant.screened_out_at is not None:
+        return False  # the study ended for them without the code: never the code afterwards
     done = participant_done(participant)
     if finished_after(done=done, quota=participant.study.quota, queue_empty=False) or done == 0:
         return done > 0
+    # Short of the quota, "the queue has nothing more" is only true of a participant the queue
+    # would serve: one whose standing closed it (paused by the gold check) has nothing more
+    # because of it, and leaves through the screened-out path, not with the code.
+    if study_gate(participant) == SCREENED_OUT:
+        return False
     rater = rater_for_user(user=participant.user)
     return assignment_claim_next(project=participant.study.project, rater=rater) is None
 
@@ -307,6 +340,30 @@ def participant_return(participant: Participant) -> int:
     return released
 
 
+def screened_out_url(study: Study) -> str | None:
+    """Where a screened-out participant goes: the completion URL with the screened-out code, else
+    the study's return URL, else None (a page of ours asks them to return the study)."""
+    if study.screened_out_code:
+        return study.completion_url.replace("{code}", quote(study.screened_out_code, safe=""))
+    return study.return_url or None
+
+
+def participant_screen_out(participant: Participant) -> str | None:
+    """End the study for a participant whose standing keeps them out of the queue: their claims go
+    back to the pool now, the end is recorded once (a reload, or the link again, finds it), and
+    the answer is where they go (screened_out_url). A participant who completed stays completed."""
+    with transaction.atomic():
+        rater = rater_for_user(user=participant.user)
+        released = assignment_release_claims(project=participant.study.project, rater=rater)
+        if participant.completed_at is None and participant.screened_out_at is None:
+            participant.screened_out_at = timezone.now()
+            participant.save(update_fields=["screened_out_at"])
+            audit_record(action="study.screen_out", obj=participant.study, before=None, after={
+                "participant": participant.external_id, "state": current_state(participant.study.project, rater),
+                "claims_released": released})
+    return screened_out_url(participant.study)
+
+
 # --- Payment report -------------------------------------------------------------------------------
 
 
@@ -314,10 +371,11 @@ def participant_return(participant: Participant) -> int:
 class PaymentRow:
     participant_id: str
     session_id: str
-    status: str  # completed | returned | in progress
+    status: str  # completed | screened out | returned | in progress
     started_at: datetime
     finished_at: datetime | None
-    tasks_done: int
+    tasks_done: int  # every task done, the training round's too: all of it is paid work
+    training_done: int
     active_seconds: float
     gold_passed: int
     gold_total: int
@@ -329,7 +387,7 @@ class PaymentRow:
             "participant_id": self.participant_id, "session_id": self.session_id, "status": self.status,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else "",
-            "tasks_done": self.tasks_done, "active_seconds": self.active_seconds,
+            "tasks_done": self.tasks_done, "training_done": self.training_done, "active_seconds": self.active_seconds,
             "active_minutes": round(self.active_seconds / 60, 2),
             "gold_passed": self.gold_passed, "gold_total": self.gold_total,
             "attention_passed": self.attention_passed, "attention_total": self.attention_total,
@@ -337,7 +395,7 @@ class PaymentRow:
 
 
 PAYMENT_COLUMNS = [
-    "participant_id", "session_id", "status", "started_at", "finished_at", "tasks_done", "active_seconds",
+    "participant_id", "session_id", "status", "started_at", "finished_at", "tasks_done", "training_done", "active_seconds",
     "active_minutes", "gold_passed", "gold_total", "attention_passed", "attention_total",
 ]
 
@@ -355,19 +413,22 @@ def payment_rows(study: Study) -> list[PaymentRow]:
     work = {
         r["user_id"]: r
         for r in Rater.objects.filter(user_id__in=[p.user_id for p in participants])
-        .annotate(n=Count("assignments", filter=done), ms=Sum("assignments__time_on_task_ms", filter=done))
-        .values("user_id", "n", "ms")
+        .annotate(n=Count("assignments", filter=done), ms=Sum("assignments__time_on_task_ms", filter=done),
+                  trained=Count("assignments", filter=done & Q(assignments__training=True)))
+        .values("user_id", "n", "ms", "trained")
     }
     quality = {row.rater.user_id: row for row in annotator_rows(project=study.project)}
     rows = []
     for p in participants:
-        w = work.get(p.user_id, {"n": 0, "ms": 0})
+        w = work.get(p.user_id, {"n": 0, "ms": 0, "trained": 0})
         q = quality.get(p.user_id)
-        status = "completed" if p.completed_at else "returned" if p.returned_at else "in progress"
+        status = ("completed" if p.completed_at else "screened out" if p.screened_out_at
+                  else "returned" if p.returned_at else "in progress")
         rows.append(
             PaymentRow(
                 participant_id=p.external_id, session_id=p.session_id, status=status, started_at=p.started_at,
-                finished_at=p.completed_at or p.returned_at, tasks_done=w["n"] or 0,
+                finished_at=p.completed_at or p.screened_out_at or p.returned_at, tasks_done=w["n"] or 0,
+                training_done=w["trained"] or 0,
                 active_seconds=round((w["ms"] or 0) / 1000, 1),
                 gold_passed=q.gold_passed if q else 0, gold_total=q.gold_total if q else 0,
                 attention_passed=q.attention_passed if q else 0, attention_total=q.attention_total if q else 0,

@@ -566,6 +566,11 @@ class Study(models.Model):
     )
     # Where a participant who leaves without finishing goes (blank: a page of ours says so).
     return_url = models.CharField(max_length=500, blank=True)
+    # The platform's code for a participant screened out (below the training round's bar, or held
+    # back by the continuous check): sent through completion_url in place of the completion code
+    # (Prolific: a completion code of type "screened out"). Blank: sent to return_url, else to a
+    # page of ours that asks them to return the study.
+    screened_out_code = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="studies_made"
     )
@@ -596,6 +601,9 @@ class Participant(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     returned_at = models.DateTimeField(null=True, blank=True)
+    # Ended by the study, not by the participant: their standing (annotate.training) keeps them
+    # out of the queue, so they left through the study's screened-out path.
+    screened_out_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["study", "started_at", "id"]

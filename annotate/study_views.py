@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .access import PARTICIPANTS_ONLY, can_research_in, project_for, study_for
 from .crowd import (
     PROLIFIC_COMPLETION_URL,
+    SCREENED_OUT,
     SESSION_KEY,
     StudyLinkError,
     link_rate_ok,
@@ -28,6 +29,7 @@ from .crowd import (
     participant_in_session,
     participant_may_complete,
     participant_return,
+    participant_screen_out,
     payment_rows,
     study_close,
     study_create,
@@ -54,6 +56,11 @@ class StudyForm(forms.Form):
     completion_url = forms.CharField(max_length=500, initial=PROLIFIC_COMPLETION_URL)
     return_url = forms.CharField(max_length=500, required=False,
                                  help_text="Where a participant who leaves early goes (blank: a page here).")
+    screened_out_code = forms.CharField(
+        max_length=100, required=False,
+        help_text="The code for a participant who does not pass the training round (or is paused by the "
+        "gold check): add it on the platform as a screened-out code (Prolific: a completion code of type "
+        "\"screened out\"). Blank: they are sent to the return URL, or asked to return the study.")
 
 
 def _base_url(request: HttpRequest) -> str:
@@ -68,7 +75,8 @@ def _studies_page(request: HttpRequest, project_id: int, *, form: StudyForm | No
         {"study": s, "link": study_link_template(s, base), "participants": s.participants.count()}
         for s in Study.objects.filter(project=project)
     ]
-    form = form or StudyForm(initial={"completion_code": new_completion_code()})
+    form = form or StudyForm(initial={"completion_code": new_completion_code(),
+                                      "screened_out_code": new_completion_code()})
     return render(
         request, "annotate/studies.html",
         {"project": project, "can_research": can_research_in(request.user, project), "studies": studies, "form": form},
@@ -134,13 +142,15 @@ def _link_error(request: HttpRequest, exc: StudyLinkError) -> HttpResponse:
                                                            "message": str(exc)}, status=exc.status)
 
 
-def _go_on(request: HttpRequest, participant: Participant) -> HttpResponse:
-    """Where a participant goes next: the platform when done, training when required, else the queue."""
-    if participant.completed_at is not None or participant_finished(participant):
+def _go_on(request: HttpRequest, participant: Participant, token: str) -> HttpResponse:
+    """Where a participant goes next: the platform when done, its screened-out path when their
+    standing keeps them out, else the task page (the training round first where it is theirs)."""
+    if participant.completed_at is not None:
         return redirect(participant_complete(participant))
-    gate = study_gate(participant)
-    if gate is not None:
-        return redirect(gate)
+    if participant.screened_out_at is None and participant_finished(participant):
+        return redirect(participant_complete(participant))
+    if study_gate(participant) == SCREENED_OUT:
+        return redirect("study_screened_out", study_token=token)
     return redirect("annotate_task", project_id=participant.study.project_id)
 
 
@@ -172,7 +182,7 @@ def study_entry(request: HttpRequest, study_token: str) -> HttpResponse:
     # A bearer account on what may be a shared machine: the session ends with the browser (the
     # platform's link signs the participant in again).
     request.session.set_expiry(0)
-    return _go_on(request, participant)
+    return _go_on(request, participant, study_token)
 
 
 def _own_participant(request: HttpRequest, token: str) -> Participant:
@@ -195,6 +205,39 @@ def study_complete(request: HttpRequest, study_token: str) -> HttpResponse:
     if not participant_may_complete(participant):
         return redirect("annotate_task", project_id=participant.study.project_id)
     return HttpResponseRedirect(participant_complete(participant))
+
+
+@login_required
+@require_GET
+def study_screened_out(request: HttpRequest, study_token: str) -> HttpResponse:
+    """The end of the study for a participant their standing keeps out of the queue: claims given
+    back now, then the platform's screened-out code (or return URL, or a page saying so). One who
+    may still annotate is sent back to the task page: nobody screens themselves out by URL."""
+    participant = _own_participant(request, study_token)
+    if participant.completed_at is not None:
+        return HttpResponseRedirect(participant_complete(participant))
+    if study_gate(participant) != SCREENED_OUT:
+        return redirect("annotate_task", project_id=participant.study.project_id)
+    destination = participant_screen_out(participant)
+    if destination:
+        return HttpResponseRedirect(destination)
+    return render(request, "annotate/study_message.html", {
+        "title": "This study ends here for you",
+        "message": "Your answers in the training round (or the check tasks) did not match the expected ones "
+        "often enough for this study to go on. Nothing is held for you any more. Return the study on the "
+        "platform's page so that your place goes to someone else."})
+
+
+def screen_out_if_held(request: HttpRequest, project_id: int) -> None:
+    """After a training submit: a study participant whose standing now keeps them out of the queue
+    (the round ended below the bar) leaves the study at once, so the payment report and their
+    claims say so even if they close the tab on the feedback page. No query for anyone but a
+    participant (the session key)."""
+    participant = participant_in_session(request)
+    if participant is None or participant.study.project_id != project_id or participant.completed_at is not None:
+        return
+    if study_gate(participant) == SCREENED_OUT:
+        participant_screen_out(participant)
 
 
 @login_required
@@ -222,4 +265,5 @@ def study_context(request: HttpRequest, project_id: int) -> dict | None:
     return {
         "participant": participant, "quota": participant.study.quota, "done": participant_done(participant),
         "complete_url": reverse("study_complete", args=[token]), "return_url": reverse("study_return", args=[token]),
+        "screened_out_url": reverse("study_screened_out", args=[token]),
     }

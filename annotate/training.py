@@ -9,8 +9,9 @@ an annotator whose recent gold falls below it.
 - Continuous check: in the main queue, once an annotator has `gold_window` gold tasks since they
   qualified (or were reinstated), their share passed over the last `gold_window` must stay at
   the bar; below it they are paused and their annotations are flagged for the researcher, who
-  reinstates them, excludes their annotations from gold, reports and exports, or removes them
-  (the same exclusion, and no more work). Nothing annotated is ever deleted.
+  reinstates them, excludes their annotations from gold, reports and exports (their queue stays
+  closed), or removes them (the same exclusion, and their membership of the project ends: the
+  issue's "delete", done softly). Nothing annotated is ever deleted.
 
 Whether one annotation passes its gold is annotate.verdicts' rule (gold_rating_passes,
 gold_preference_passes); this module only counts. `qualification_state(rater, project)` is what
@@ -31,8 +32,9 @@ from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
 from .errors import ValidationError
-from .models import Assignment, Item, Preference, Project, Rater, Rating, Standing
-from .queue import assignment_claim_next, assignment_claim_training
+from .members import member_remove
+from .models import Assignment, Item, Membership, Preference, Project, Rater, Rating, Standing
+from .queue import assignment_claim_next, assignment_claim_training, assignment_release_claims
 from .verdicts import gold_preference_passes, gold_rating_passes
 
 State = Standing.State
@@ -322,15 +324,32 @@ def training_feedback(*, assignment: Assignment, strength_labels: dict[int, str]
 
 
 def standing_decide(*, project: Project, rater: Rater, decision: str, user: User, note: str = "") -> Standing:
-    """Reinstate (back to the queue, a fresh check window), exclude (annotations out of gold,
-    reports and exports) or remove (the same, and out of the project's lists). Nothing is deleted."""
+    """Reinstate (back to the queue, a fresh check window, and back into the project if they were
+    removed), exclude (annotations out of gold, reports and exports, no more tasks) or remove (the
+    same, and their membership of the project ends: out of its members and their projects list).
+
+    Nothing annotated is deleted: "remove" is the issue's "delete", done as an exclusion (the
+    trust rule: nothing annotated is hard-deleted). Exclude and remove give the tasks the
+    annotator holds back to the pool at once: their queue is closed, so waiting for the claims to
+    time out would only keep the tasks from everyone else."""
     if decision not in DECISIONS:
         raise ValidationError(f"decision must be one of {', '.join(DECISIONS)}.", field="decision")
+    if decision == "remove" and rater.user_id == user.pk:
+        raise ValidationError("You cannot remove yourself from the project.", field="decision")
     with transaction.atomic():
         standing, _ = Standing.objects.select_for_update().get_or_create(
             project=project, rater=rater, defaults={"state": _initial_state(project)}
         )
         _set_state(standing, DECISIONS[decision], user=user, note=note.strip()[:2000], now=timezone.now())
+        membership = Membership.objects.filter(project=project, user_id=rater.user_id).first() if rater.user_id else None
+        if decision == "reinstate":
+            if membership is None and rater.user_id:
+                # Removed before: back in as the annotator they were (audited by annotate.audit).
+                Membership.objects.create(project=project, user_id=rater.user_id, role=Membership.Role.ANNOTATOR)
+        elif decision == "remove" and membership is not None:
+            member_remove(membership=membership)  # releases their claims too
+        else:
+            assignment_release_claims(project=project, rater=rater)
     return standing
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("study/<str:study_token>/", study_views.study_entry, name="study_entry"),
     path("study/<str:study_token>/complete/", study_views.study_complete, name="study_complete"),
     path("study/<str:study_token>/return/", study_views.study_return, name="study_return"),
+    path("study/<str:study_token>/screened-out/", study_views.study_screened_out, name="study_screened_out"),
     path("projects/<int:project_id>/review/", views.review_queue, name="annotate_review"),
     path("projects/<int:project_id>/review/<int:pair_id>/", views.review_pair, name="annotate_review_pair"),
     path("projects/<int:project_id>/standings/<int:rater_id>/", views.standing_decide, name="annotate_standing_decide"),

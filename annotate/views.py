@@ -337,28 +337,50 @@ def _claim(project: Project, rater: Rater) -> tuple[Assignment | None, int, str]
     return (assignment_with_task(assignment) if assignment is not None else None), waiting, gate.message
 
 
-def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) -> HttpResponse | None:
-    """A study participant who has finished (quota, or the queue dry after a task) goes to the
-    study's completion; None for everyone else (no query for them: annotate.crowd's session key)."""
-    study = study_views.study_context(request, project.pk)
-    if study is None or not finished_after(done=study["done"], quota=study["quota"], queue_empty=queue_empty):
-        return None
+def _study_redirect(request: HttpRequest, url: str) -> HttpResponse:
+    """Away from the task page: HX-Redirect for htmx (a swap would put the next page in #task)."""
     if _is_htmx(request):
         response = HttpResponse(status=200)
-        response["HX-Redirect"] = study["complete_url"]
+        response["HX-Redirect"] = url
         return response
-    return redirect(study["complete_url"])
+    return redirect(url)
+
+
+def _study_exit(request: HttpRequest, project: Project, *, queue_empty: bool) -> HttpResponse | None:
+    """A study participant who has finished (quota, or the queue dry after a task) goes to the
+    study's completion, one the study has screened out to its screened-out path; None for everyone
+    else (no query for them: annotate.crowd's session key)."""
+    study = study_views.study_context(request, project.pk)
+    if study is None:
+        return None
+    if study["participant"].screened_out_at is not None:
+        return _study_redirect(request, study["screened_out_url"])
+    if not finished_after(done=study["done"], quota=study["quota"], queue_empty=queue_empty):
+        return None
+    return _study_redirect(request, study["complete_url"])
+
+
+def _study_held(request: HttpRequest, project: Project) -> HttpResponse | None:
+    """A study participant whose standing keeps them out of the queue leaves through the study's
+    screened-out path (annotate.crowd) instead of waiting on a page; None for everyone else."""
+    study = study_views.study_context(request, project.pk)
+    return None if study is None else _study_redirect(request, study["screened_out_url"])
 
 
 def _claim_or_exit(
     request: HttpRequest, project: Project, rater: Rater
 ) -> tuple[Assignment | None, int, str, HttpResponse | None]:
-    """_claim, or a study participant's way out (their completion) when they are done."""
+    """_claim, or a study participant's way out (their completion, or the screened-out path) when
+    they are done or held back."""
     finished = _study_exit(request, project, queue_empty=False)
     if finished is not None:
         return None, 0, "", finished
     assignment, waiting, standing_message = _claim(project, rater)
-    if assignment is None and not standing_message:
+    if standing_message:
+        held = _study_held(request, project)
+        if held is not None:
+            return None, 0, "", held
+    elif assignment is None:
         return None, waiting, "", _study_exit(request, project, queue_empty=True)
     return assignment, waiting, standing_message, None
 
@@ -472,6 +494,10 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
         return _next(request, project, rater, Notice(str(exc), "error"))
     training.check_after_submit(assignment=result.assignment)
     if result.assignment.training:
+        # The round may just have ended below the bar: a participant leaves the study now, not
+        # when they press Continue (they may close the tab on the feedback instead). A main-queue
+        # pause is met by the next claim, which every main-queue submit leads to at once.
+        study_views.screen_out_if_held(request, project.pk)
         # The training round answers each task with the expected answer before the next one.
         if _is_htmx(request):
             return _render_feedback(request, project, rater, result.assignment)
@@ -489,6 +515,7 @@ def _render_feedback(request: HttpRequest, project: Project, rater: Rater, assig
         "project": project, "feedback": feedback,
         "guideline_html": render_markdown(feedback.guideline) if feedback.guideline else "",
         "progress": progress_for(project=project, rater=rater),
+        "study": study_views.study_context(request, project.pk),
     }
     template = "annotate/_training_feedback.html" if _is_htmx(request) else "annotate/training_feedback.html"
     return render(request, template, context)

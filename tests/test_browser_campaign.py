@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from annotate.models import Adjudication, Assignment, Item, Project, Standing
 from annotate.roles import user_set_role
 from annotate.services import item_create, preference_submit, project_create, rater_for_user
+from tests.browser_helpers import task_ready
 
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,14 +49,6 @@ def _login(page, url: str, name: str) -> None:
     page.wait_for_url(f"{url}/")
 
 
-def _ready(page, old: str) -> None:
-    page.wait_for_function(
-        "old => { const t = document.querySelector('#task'); "
-        "return t && t.dataset.viewKey && t.dataset.viewKey !== old && document.body.dataset.taskReady === t.dataset.viewKey; }",
-        arg=old,
-    )
-
-
 def test_an_annotator_trains_qualifies_and_enters_the_main_queue(live_server, browser_page):
     project = project_create(name="Campaign", protocols="ranking", overlap=1, guidelines="Read both answers.")
     project.training_size, project.qualification_bar = 2, 0.5
@@ -72,7 +65,7 @@ def test_an_annotator_trains_qualifies_and_enters_the_main_queue(live_server, br
     page.wait_for_selector("body[data-task-ready]")
     old = ""
     for n in range(2):
-        _ready(page, old)
+        task_ready(page, old)
         assert f"Training task {n + 1} of 2" in page.content()
         held = Assignment.objects.get(rater__user=ann, status="claimed")
         assert held.training
@@ -92,7 +85,7 @@ def test_an_annotator_trains_qualifies_and_enters_the_main_queue(live_server, br
         else:
             assert "you are in the main queue" in text
         page.keyboard.press("Enter")  # Continue
-    _ready(page, old)
+    task_ready(page, old)
     assert "Training task" not in page.content()
     held = Assignment.objects.get(rater__user=ann, status="claimed")
     assert not held.training and held.pair.item.external_id == "task0"

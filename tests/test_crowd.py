@@ -302,21 +302,183 @@ def test_a_participant_account_never_joins_another_project(study, researcher):
     assert list(projects_visible(participant.user)) == [study.project]
 
 
-def test_the_training_step_hook_sits_between_the_link_and_the_queue(study, crowd_project, monkeypatch):
-    """study_gate is where the training/qualification round joins (helper "campaign"): whatever URL
-    it gives is where the link leads, before the queue; None (today) leads to the queue."""
-    import annotate.study_views as study_views
+@pytest.fixture
+def trained_study(crowd_project, researcher):
+    """A study whose project has a training round of two gold tasks and a bar of one in two."""
+    crowd_project.training_size, crowd_project.qualification_bar = 2, 0.5
+    crowd_project.save()
+    for n in range(3):
+        item = crowd_project.items.create(external_id=f"g{n}", prompt=f"Gold {n}", role="gold",
+                                          metadata={"guideline": "Rate a **complete** answer 4."})
+        item.responses.create(external_id="a", text=f"Gold answer {n}", gold_ratings={"helpfulness": 4})
+    return study_create(project=crowd_project, creator=researcher, name="Trained", completion_code="C0DE42",
+                        quota=3, external_study_id="STUDY1", screened_out_code="SCR33N")
 
-    seen: list[Participant] = []
 
-    def gate(participant: Participant) -> str | None:
-        seen.append(participant)
-        return "/training-here/"
+def _rater_of(participant: Participant):
+    return rater_for_user(user=participant.user)
 
-    monkeypatch.setattr(study_views, "study_gate", gate)
-    response = Client().get(_link(study))
-    assert response.status_code == 302 and response["Location"] == "/training-here/"
-    assert [p.external_id for p in seen] == [PID]
+
+def _held(participant: Participant) -> Assignment:
+    return Assignment.objects.get(rater__user=participant.user, status="claimed")
+
+
+def test_the_gate_routes_a_participant_through_training_then_the_quota_counts_main_queue_tasks_only(
+    trained_study, crowd_project
+):
+    from annotate.crowd import QUEUE, TRAINING, participant_done, payment_rows, study_gate
+
+    client = Client()
+    entry = client.get(_link(trained_study))
+    assert entry["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    participant = Participant.objects.get()
+    assert study_gate(participant) == TRAINING
+    page = client.get(entry["Location"]).content.decode()
+    assert "Training task 1 of 2" in page and "0 / 3" in page
+    assert "training round: its tasks are not among the 3" in page
+    for n in range(2):
+        held = _held(participant)
+        assert held.training and held.response.item.role == "gold"
+        # One right (4 for a gold of 4), one wrong (0): one in two meets the bar of 0.5.
+        feedback = _submit_current(client, crowd_project, value=4 if n == 0 else 0, htmx=True).content.decode()
+        assert 'id="feedback"' in feedback and "<strong>complete</strong>" in feedback
+        # The training task does not count towards the quota: the study counter stays at 0.
+        assert participant_done(participant) == 0
+        page = client.get(reverse("annotate_task", args=[crowd_project.pk]) + "?after=feedback",
+                          HTTP_HX_REQUEST="true").content.decode()
+    assert study_gate(participant) == QUEUE
+    assert "Training task" not in page and "0 / 3" in page
+    # The link again (a reload from the platform) leads to the queue, not back to training.
+    assert client.get(_link(trained_study))["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    for n in range(3):
+        if n:
+            client.get(reverse("annotate_task", args=[crowd_project.pk]))
+        assert not _held(participant).training
+        last = _submit_current(client, crowd_project, htmx=True)
+    # Three main-queue tasks after two training tasks: the quota of three is reached only now.
+    assert last["HX-Redirect"] == reverse("study_complete", args=[study_token(trained_study)])
+    assert participant_done(participant) == 3
+    assert Assignment.objects.filter(rater__user=participant.user, status="done").count() == 5
+    done = client.get(last["HX-Redirect"])
+    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
+    rows = {r.participant_id: r for r in payment_rows(trained_study)}
+    assert (rows[PID].status, rows[PID].tasks_done, rows[PID].training_done) == ("completed", 5, 2)
+
+
+def test_a_participant_below_the_bar_is_screened_out_at_once_with_the_screened_out_code(
+    trained_study, crowd_project
+):
+    from annotate.crowd import SCREENED_OUT, payment_rows, study_gate
+
+    client = Client()
+    client.get(_link(trained_study))
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    participant = Participant.objects.get()
+    _submit_current(client, crowd_project, value=0, htmx=True)
+    client.get(reverse("annotate_task", args=[crowd_project.pk]) + "?after=feedback", HTTP_HX_REQUEST="true")
+    feedback = _submit_current(client, crowd_project, value=1, htmx=True).content.decode()
+    # The expected answer still shows; the message says the study ends, not "a researcher will look".
+    assert 'id="feedback"' in feedback and "the study ends here for you" in feedback
+    assert "A researcher will look" not in feedback
+    # Recorded at the submit, before any further click: the payment report says so at once.
+    participant.refresh_from_db()
+    assert participant.screened_out_at is not None and participant.completed_at is None
+    assert study_gate(participant) == SCREENED_OUT
+    assert not Assignment.objects.filter(rater__user=participant.user, status="claimed").exists()
+    event = AuditEvent.objects.get(action="study.screen_out")
+    assert event.after == {"participant": PID, "state": "failed", "claims_released": 0}
+    token = study_token(trained_study)
+    # Continue (htmx) sends the page to the screened-out path, which sends it to the platform.
+    cont = client.get(reverse("annotate_task", args=[crowd_project.pk]) + "?after=feedback", HTTP_HX_REQUEST="true")
+    assert cont["HX-Redirect"] == reverse("study_screened_out", args=[token])
+    out = client.get(cont["HX-Redirect"])
+    assert out.status_code == 302 and out["Location"] == "https://app.prolific.com/submissions/complete?cc=SCR33N"
+    # Never the completion code afterwards, by any way in.
+    assert client.get(reverse("study_complete", args=[token]))["Location"] == reverse(
+        "annotate_task", args=[crowd_project.pk])
+    assert client.get(reverse("annotate_task", args=[crowd_project.pk]))["Location"] == reverse(
+        "study_screened_out", args=[token])
+    assert client.get(_link(trained_study))["Location"] == reverse("study_screened_out", args=[token])
+    assert AuditEvent.objects.filter(action="study.screen_out").count() == 1
+    # Nor a task through the REST queue the pages sit beside, even once a researcher reinstates
+    # them: the platform has ended this participation.
+    from annotate.training import standing_decide
+
+    standing_decide(project=crowd_project, rater=_rater_of(participant), decision="reinstate",
+                    user=trained_study.created_by)
+    api = client.post(reverse("api-queue-next", args=[crowd_project.pk]))
+    assert api.status_code == 409 and "ended for you" in api.json()["detail"]
+    row = payment_rows(trained_study)[0]
+    assert (row.status, row.tasks_done, row.training_done, row.finished_at) == (
+        "screened out", 2, 2, participant.screened_out_at)
+
+
+@pytest.mark.parametrize(("return_url", "lands"), [("", None), ("https://platform.example/back", "back")])
+def test_without_a_screened_out_code_the_return_url_or_a_page_of_ours(crowd_project, return_url, lands):
+    crowd_project.training_size, crowd_project.qualification_bar = 1, 1.0
+    crowd_project.save()
+    crowd_project.items.create(external_id="g", prompt="G", role="gold").responses.create(
+        external_id="a", text="gold", gold_ratings={"helpfulness": 4})
+    study = study_create(project=crowd_project, creator=None, name="NoCode", completion_code="C", quota=2,
+                         return_url=return_url)
+    client = Client()
+    client.get(reverse("study_entry", args=[study_token(study)]) + f"?PROLIFIC_PID={PID}")
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    _submit_current(client, crowd_project, value=0)
+    out = client.get(reverse("study_screened_out", args=[study_token(study)]))
+    if lands is None:
+        body = out.content.decode()
+        assert out.status_code == 200 and "This study ends here for you" in body and "Return the study" in body
+    else:
+        assert out.status_code == 302 and out["Location"] == return_url
+
+
+def test_a_participant_the_researcher_excludes_mid_study_leaves_and_their_claim_is_freed_at_once(
+    study, crowd_project, researcher
+):
+    from annotate.training import standing_decide
+
+    client = Client()
+    client.get(_link(study))
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    participant = Participant.objects.get()
+    _submit_current(client, crowd_project)
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    held = _held(participant)
+    standing_decide(project=crowd_project, rater=held.rater, decision="exclude", user=researcher, note="bot")
+    # The next page they ask for ends the study for them: not a "not open to you" page to wait on.
+    page = client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    assert page["Location"] == reverse("study_screened_out", args=[study_token(study)])
+    out = client.get(page["Location"])
+    held.refresh_from_db()
+    assert held.status == "expired"
+    # No screened-out code on this study and no return URL: our page says what to do.
+    assert out.status_code == 200 and "Return the study" in out.content.decode()
+    assert Participant.objects.get().screened_out_at is not None
+
+
+def test_a_qualified_participant_cannot_screen_themselves_out_by_url(trained_study, crowd_project):
+    crowd_project.training_size = 0
+    crowd_project.save()
+    client = Client()
+    client.get(_link(trained_study))
+    response = client.get(reverse("study_screened_out", args=[study_token(trained_study)]))
+    assert response["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    assert Participant.objects.get().screened_out_at is None
+
+
+def test_the_studies_form_suggests_a_screened_out_code(crowd_project, researcher):
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(reverse("project_studies", args=[crowd_project.pk])).content.decode()
+    assert 'name="screened_out_code"' in page and "screened out" in page
+    client.post(reverse("project_studies", args=[crowd_project.pk]), {
+        "name": "S", "quota": 5, "completion_code": "AAA", "screened_out_code": " BBB ", "pid_param": "PROLIFIC_PID",
+        "completion_url": "https://app.prolific.com/submissions/complete?cc={code}"})
+    assert Study.objects.get(name="S").screened_out_code == "BBB"
+    # The code to register on the platform is on the studies page afterwards.
+    page = client.get(reverse("project_studies", args=[crowd_project.pk])).content.decode()
+    assert "screened out <code>BBB</code>" in page and "completion <code>AAA</code>" in page
 
 
 def test_the_admin_shows_studies_participants_and_invitations_read_only(study, admin_user):
@@ -342,3 +504,27 @@ def test_the_study_hook_costs_an_ordinary_annotators_task_page_no_query(crowd_pr
     request.session = SessionStore()
     with django_assert_num_queries(0):
         assert study_context(request, crowd_project.pk) is None
+
+
+def test_a_participant_paused_short_of_the_quota_never_gets_the_completion_code(study, crowd_project, researcher):
+    from annotate.models import Standing
+
+    crowd_project.items.exclude(external_id__in=["i0", "i1"]).delete()  # two tasks, quota three
+    client = Client()
+    client.get(_link(study))
+    client.get(reverse("annotate_task", args=[crowd_project.pk]))
+    _submit_current(client, crowd_project)
+    participant = Participant.objects.get()
+    rater = rater_for_user(user=participant.user)
+    # Paused by the gold check after one task (as annotate.training does after a failed window).
+    Standing.objects.create(project=crowd_project, rater=rater, state="paused")
+    token = study_token(study)
+    # The queue is not dry for them: it is closed. The completion URL does not give the code...
+    early = client.get(reverse("study_complete", args=[token]))
+    assert early["Location"] == reverse("annotate_task", args=[crowd_project.pk])
+    assert not Assignment.objects.filter(rater=rater, status="claimed").exists()  # nor claims a task
+    # ... and the queue sends them out through the screened-out path.
+    assert client.get(early["Location"])["Location"] == reverse("study_screened_out", args=[token])
+    assert client.get(reverse("study_screened_out", args=[token])).status_code == 200
+    participant.refresh_from_db()
+    assert participant.completed_at is None and participant.screened_out_at is not None

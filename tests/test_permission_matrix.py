@@ -119,6 +119,7 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "study_entry": {"get": PUBLIC, "post": PUBLIC},
     "study_complete": {"get": PARTICIPANT},
     "study_return": {"post": PARTICIPANT},
+    "study_screened_out": {"get": PARTICIPANT},
     "api-projects": {"get": API_ANY_ROLE, "post": API_RESEARCHER},
     "api-projects-import": {"post": API_RESEARCHER},
     "api-project": {"get": API_MEMBER, "put": API_RESEARCH_OBJ, "patch": API_RESEARCH_OBJ,

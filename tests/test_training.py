@@ -245,3 +245,51 @@ def test_the_settings_are_in_the_projects_api(researcher, project: Project):
     assert (body["review_agreement_below"], body["gold_source"]) == (0.6, "adjudicated")
     bad = api.patch(f"/api/projects/{project.pk}/", {"qualification_bar": 1.5, "gold_window": 0}, format="json")
     assert bad.status_code == 400 and set(bad.json()) >= {"qualification_bar", "gold_window"}
+
+
+def test_exclude_and_remove_free_the_tasks_in_hand_and_remove_ends_the_membership_softly(
+    client, annotator, researcher, campaign: Project
+):
+    from annotate.access import projects_visible
+    from annotate.models import Membership
+
+    client.force_login(annotator)
+    _qualify(client, campaign, annotator)
+    rater = rater_for_user(user=annotator)
+    held = _held(annotator)  # a main-queue task in hand when the researcher decides
+    assert not held.training
+    kept = Preference.objects.filter(rater=rater).count()
+    training.standing_decide(project=campaign, rater=rater, decision="exclude", user=researcher)
+    held.refresh_from_db()
+    # Back to the pool now, not when the claim times out: their queue is closed.
+    assert held.status == "expired"
+    assert Membership.objects.filter(project=campaign, user=annotator).exists()  # excluded, still a member
+
+    training.standing_decide(project=campaign, rater=rater, decision="reinstate", user=researcher)
+    client.get(reverse("annotate_task", args=[campaign.pk]))
+    held = _held(annotator)
+    training.standing_decide(project=campaign, rater=rater, decision="remove", user=researcher, note="spam")
+    held.refresh_from_db()
+    assert held.status == "expired"
+    # "Remove" is the "delete", done softly: out of the project, every annotation kept
+    # and left out of gold, reports and exports.
+    assert not Membership.objects.filter(project=campaign, user=annotator).exists()
+    assert campaign not in projects_visible(annotator)
+    assert Preference.objects.filter(rater=rater).count() == kept
+    assert list(training.excluded_raters(campaign).values_list("rater", flat=True)) == [rater.pk]
+    assert client.get(reverse("annotate_task", args=[campaign.pk])).status_code == 404
+    # The researcher still sees the decision, and reinstating brings the annotator back in.
+    client.force_login(researcher)
+    dashboard = client.get(reverse("annotate_dashboard", args=[campaign.pk])).content.decode()
+    assert "Removed (annotations kept" in dashboard and "spam" in dashboard
+    training.standing_decide(project=campaign, rater=rater, decision="reinstate", user=researcher)
+    assert Membership.objects.get(project=campaign, user=annotator).role == "annotator"
+    assert training.current_state(campaign, rater) == "qualified"
+
+
+def test_a_researcher_cannot_remove_themselves(researcher, campaign: Project):
+    from annotate.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot remove yourself"):
+        training.standing_decide(project=campaign, rater=rater_for_user(user=researcher), decision="remove",
+                                 user=researcher)
