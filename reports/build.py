@@ -975,7 +975,8 @@ def _panels(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], panels
         out = []
         for panel, info, c in results:
             size = len(c.members) + 1
-            rows, difference = [], {}
+            rows: list[dict[str, Any]] = []
+            difference: dict[str, Any] = {}
             if c.estimate is not None:
                 for k, rater in enumerate([panel, *c.members]):
                     row: dict[str, Any] = {"rater": rater, "role": "panel" if k == 0 else "member"}
