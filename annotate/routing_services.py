@@ -179,15 +179,21 @@ def standing_of(latest: JudgeQualification | None) -> Standing:
     return Standing(False, "below bar: " + ("; ".join(misses) if misses else "did not meet the bar of its day"), latest.at)
 
 
-def judge_standings(project: Project) -> dict[int, Standing]:
-    """Rater id -> standing, for every judge qualified (or not) on the project, in one query;
-    a judge rater missing from it has never been qualified here (standing_of(None))."""
+def latest_qualifications(project: Project) -> dict[int, JudgeQualification]:
+    """Judge id -> its latest qualification on the project (its standing; older rows are its
+    history), with the judge's rater, in one query."""
     from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
 
     latest: dict[int, JudgeQualification] = {}
-    for q in JudgeQualification.objects.filter(project=project).select_related("judge").order_by("-at", "-id"):
-        latest.setdefault(q.judge.rater_id, q)
-    return {rater_id: standing_of(q) for rater_id, q in latest.items()}
+    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
+        latest.setdefault(q.judge_id, q)
+    return latest
+
+
+def judge_standings(project: Project) -> dict[int, Standing]:
+    """Rater id -> standing, for every judge qualified (or not) on the project, in one query;
+    a judge rater missing from it has never been qualified here (standing_of(None))."""
+    return {q.judge.rater_id: standing_of(q) for q in latest_qualifications(project).values()}
 
 
 def judge_qualified(project: Project, judge: Rater) -> bool:
