@@ -112,7 +112,7 @@ def judge_calibrations(user: Any, judge: Judge) -> list[dict[str, Any]]:
         diagrams = [
             (when, charts.reliability_diagram(
                 stage["bins"], lo=0.0,
-                title=f"{q.project.name}: {when} calibration (ECE {stage['ece']:.3f}, n={q.n})"))
+                title=f"{when.capitalize()} calibration: ECE {stage['ece']:.3f}, n={q.n}"))
             for when, stage in stages.items()
         ]  # fmt: skip
         bins = stages.get("before", stages.get("after", {}))["bins"]

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from judges.models import Judge
 from reports.qualification import judge_qualify
-from tests.test_browser_a11y import _login, _serious
+from tests.test_browser_a11y import OUT, _login, _serious
 from tests.test_judge_calibration_page import _calibrated_judge
 from tests.test_panel_vs_members import _project_with_panel
 
@@ -29,6 +29,7 @@ def test_calibration_and_panel_sections_have_no_serious_axe_violation(live_serve
     judge_qualify(project=project, judge=judge, rounds=20)
     _project_with_panel(project, researcher)
     assert Judge.objects.count() == 4
+    OUT.mkdir(exist_ok=True)
     axe = axe_module.Axe()
     host = urlparse(live_server.url).netloc
     outside: list[str] = []
@@ -40,9 +41,11 @@ def test_calibration_and_panel_sections_have_no_serious_axe_violation(live_serve
     problems: list[str] = []
     page.goto(f"{live_server.url}{reverse('judges:judge', args=[judge.pk])}")
     assert page.locator(f"#calibration-{project.pk} svg > title").count() == 2
+    page.locator("#judge-calibration").screenshot(path=str(OUT / "judge-calibration.png"))
     problems += _serious(page, axe, "judge page with calibration")
     page.goto(f"{live_server.url}{reverse('reports:page', args=[project.pk, 'agreement'])}")
     assert "beats its best member" in page.locator("#panels").inner_text()
+    page.locator("#panels").screenshot(path=str(OUT / "report-panels.png"))
     problems += _serious(page, axe, "agreement page with a panel")
     context.close()
     assert not problems, "\n".join(problems)

@@ -61,7 +61,7 @@ def test_judge_page_shows_reliability_before_and_after(project, researcher):
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)
     assert len(svgs) == 2
     assert all("<title>" in s and "<desc>" in s for s in svgs)
-    assert "before calibration" in svgs[0] and "n=12" in svgs[0]
+    assert "Before calibration" in svgs[0] and "n=12" in svgs[0] and "After calibration" in svgs[1]
     assert "confidence 0.50-0.60: n=3, agreement with gold 0.000" in svgs[0]
     # ECE before and after, and n, in the headline.
     assert f"{ECE_BEFORE:.3f}" in html and f"{q.reliability['after']['ece']:.3f}" in html and "n = 12" in html
