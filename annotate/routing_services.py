@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Exists, F, FloatField, OuterRef, QuerySet, Subquery, Value
@@ -29,6 +30,9 @@ from .models import (
     RoutingPolicy,
 )
 from .verdicts import TIE, VERDICT_LABELS, gold_label, verdict_code
+
+if TYPE_CHECKING:
+    from judges.models import JudgeQualification
 
 # Fewer pairs with human gold than this, and a judge's confidence is not calibrated: its pairs
 # are routed as if there were no judge (adaptive overlap), never on an uncalibrated guess.
@@ -126,12 +130,78 @@ def human_gold(project: Project, *, min_humans: int) -> dict[int, int]:
     return out
 
 
+def bar_shortfalls(*, n: int, kappa: float | None, consistency: float | None, min_kappa: float,
+                   min_consistency: float) -> list[str]:  # fmt: skip
+    """Why a judge's figures on a project's human gold miss the project's bar (empty: they meet
+    it). The one rule of qualification: judge_qualify stores its verdict by it, and the reports'
+    "not qualified" marks say which part of it failed."""
+    out = []
+    if n < MIN_CALIBRATION_PAIRS:
+        out.append(f"{n} pairs with human gold < {MIN_CALIBRATION_PAIRS}")
+    if kappa is None:
+        out.append("kappa undefined")
+    elif kappa < min_kappa:
+        out.append(f"kappa {kappa:.2f} < {min_kappa:.2f}")
+    if consistency is None:
+        out.append("position consistency not measured (never judged in both shown orders)")
+    elif consistency < min_consistency:
+        out.append(f"position consistency {consistency:.2f} < {min_consistency:.2f}")
+    return out
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Whether a judge may be used as qualified on a project, and why (the reports print it)."""
+
+    qualified: bool
+    reason: str
+    at: datetime | None = None  # when the latest qualification ran; None: never
+
+    def as_json(self) -> dict:
+        return {"qualified": self.qualified, "reason": self.reason, "at": self.at.isoformat() if self.at else None}
+
+
+NEVER_QUALIFIED = "never run: qualify it on this project (its routing page)"
+PANEL_STANDING = "a panel is not qualified itself: its members are, one by one"
+
+
+def standing_of(latest: JudgeQualification | None) -> Standing:
+    """A judge's standing from its latest qualification on the project (None: never run). The
+    stored verdict decides (judge_qualify wrote it by bar_shortfalls against the bar of that
+    day); the reason names the figures against that bar."""
+    if latest is None:
+        return Standing(False, NEVER_QUALIFIED)
+    misses = bar_shortfalls(n=latest.n, kappa=latest.kappa, consistency=latest.consistency,
+                            min_kappa=latest.min_kappa, min_consistency=latest.min_consistency)  # fmt: skip
+    if latest.qualified:
+        met = f"kappa {latest.kappa:.2f} >= {latest.min_kappa:.2f}" if latest.kappa is not None else "met the bar"
+        return Standing(True, f"qualified on {latest.n} pairs: {met}", latest.at)
+    return Standing(False, "below bar: " + ("; ".join(misses) if misses else "did not meet the bar of its day"), latest.at)
+
+
+def latest_qualifications(project: Project) -> dict[int, JudgeQualification]:
+    """Judge id -> its latest qualification on the project (its standing; older rows are its
+    history), with the judge's rater, in one query."""
+    from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
+
+    latest: dict[int, JudgeQualification] = {}
+    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
+        latest.setdefault(q.judge_id, q)
+    return latest
+
+
+def judge_standings(project: Project) -> dict[int, Standing]:
+    """Rater id -> standing, for every judge qualified (or not) on the project, in one query;
+    a judge rater missing from it has never been qualified here (standing_of(None))."""
+    return {q.judge.rater_id: standing_of(q) for q in latest_qualifications(project).values()}
+
+
 def judge_qualified(project: Project, judge: Rater) -> bool:
     """Only a judge whose latest qualification on this project met its bar may route it."""
     from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
 
     latest = JudgeQualification.objects.filter(project=project, judge__rater=judge).order_by("-at", "-id").first()
-    return latest is not None and latest.qualified
+    return standing_of(latest).qualified
 
 
 def judge_signals(project: Project, judge: Rater | None, pair_ids: list[int], *, min_humans: int) -> dict[int, routing.JudgeSignal]:

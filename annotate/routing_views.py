@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 from .access import can_research_in, judges_usable, project_for
 from .errors import ValidationError
 from .models import RoutingDecision, RoutingPolicy
-from .routing_services import routing_policy_save, routing_preview
+from .routing_services import latest_qualifications, routing_policy_save, routing_preview
 
 
 class RoutingForm(forms.Form):
@@ -69,11 +69,7 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             status = 422
     decisions = RoutingDecision.objects.filter(pair__item__project=project).order_by("-at", "-id")[:20]
-    from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
-
-    latest: dict[int, JudgeQualification] = {}
-    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
-        latest.setdefault(q.judge_id, q)
+    latest = latest_qualifications(project)
     qualifications = [
         {"judge": j, "latest": latest.get(j.pk)} for j in judges_usable(request.user, project)
     ]

@@ -52,7 +52,10 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
+from .metrics.panels import FIGURES as PANEL_FIGURES
+from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
+from .panels import mark_qualification, panel_members, qualification_marks
 from .selectors import (
     RANKING,
     RATING,
@@ -64,7 +67,7 @@ from .selectors import (
 )
 
 TOP_LEVEL = ("agreement", "judge_vs_gold", "consistency", "position", "self_preference", "length", "leaderboard",
-             "judge_cards", "evaluators", "checklists")  # fmt: skip
+             "judge_cards", "evaluators", "checklists", "panels")  # fmt: skip
 DEFAULT_ATTRIBUTES = ("helpfulness", "overall")
 
 
@@ -82,6 +85,8 @@ class ReportOptions:
     attribute_order: list[str] = field(default_factory=list)
     # Item ids (the table's `item`) that have a live checklist: the checklist section's split.
     checklist_items: frozenset = frozenset()
+    # Panel rater label -> {"members": [member labels], "rule": ...} (reports.panels.panel_members).
+    panels: dict[str, dict] = field(default_factory=dict)
 
 
 def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
@@ -94,6 +99,7 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         attribute_order=list(project.attributes.values_list("name", flat=True)),
         checklist_items=frozenset(ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True)
                                   .values_list("item_id", flat=True)),
+        panels=panel_members(project),
         **options,
     )
     unfiltered_attr = ReportFilters(
@@ -104,6 +110,7 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
                         styles=response_styles(project))  # fmt: skip
     adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
     report = report_from_table(table, opts, inputs, adjudicated=adjudicated)
+    mark_qualification(report, qualification_marks(project))  # "not qualified" beside every judge
     if "details" in report:
         # When and from how much: the page says so, since a cached report can be an hour old.
         report["details"]["computed_at"] = timezone.now().isoformat(timespec="seconds")
@@ -207,6 +214,7 @@ def report_from_table(
     styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
     has_checklist = np.isin(np.asarray(item_ids), list(opts.checklist_items)) if len(item_ids) else np.zeros(0, bool)
     pending["checklists"] = _checklists(verdicts, raters, has_checklist, boot)
+    pending["panels"] = _panels(verdicts, gold, shown, opts.panels, boot, opts.gold)
     boot.run()
 
     report = {key: pending[key]() for key in TOP_LEVEL}
@@ -939,3 +947,52 @@ def _checklists(verdicts: pd.DataFrame, raters: dict, has_checklist: np.ndarray,
         return out
 
     return render
+
+
+# --- panels against their members (issue 13) ------------------------------------------------
+
+
+def _panel_answer(panel: str, best: str, diff: float | None, ci: list[float | None] | None, n: int) -> str:
+    """The sentence the report leads with: does the panel beat its best member on accuracy?"""
+    if diff is None:
+        return f"{panel}: no pairs with gold that it and every member judged"
+    interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci and ci[0] is not None and ci[1] is not None else ""
+    if diff > 0:
+        unclear = "; the interval includes 0, so not a clear gain" if ci and ci[0] is not None and ci[0] <= 0 else ""
+        return f"{panel} beats its best member {best} by {diff:+.2f} accuracy{interval}, n={n}{unclear}"
+    return f"{panel} does not beat its best member {best}: {diff:+.2f} accuracy{interval}, n={n}"
+
+
+def _panels(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], panels: dict[str, dict], boot: Resampler,
+            source: str = "majority"):  # fmt: skip
+    """Per panel shown: its accuracy and kappa against gold beside each member's, on the pairs all
+    of them judged, and the paired difference panel - best member (reports.metrics.panels)."""
+    results = [(p, info, panel_vs_members(verdicts, gold, p, list(info["members"]), boot))
+               for p, info in panels.items() if p in shown]  # fmt: skip
+    n_figures = len(PANEL_FIGURES)
+
+    def render() -> list[dict]:
+        out = []
+        for panel, info, c in results:
+            size = len(c.members) + 1
+            rows: list[dict[str, Any]] = []
+            difference: dict[str, Any] = {}
+            if c.estimate is not None:
+                for k, rater in enumerate([panel, *c.members]):
+                    row: dict[str, Any] = {"rater": rater, "role": "panel" if k == 0 else "member"}
+                    for i, f in enumerate(PANEL_FIGURES):
+                        row[f], row[f"{f}_ci"] = _val(c.estimate, i * size + k), _ci(c.estimate, i * size + k)
+                    rows.append(row)
+                for i, f in enumerate(PANEL_FIGURES):
+                    col = n_figures * size + i
+                    difference[f], difference[f"{f}_ci"] = _val(c.estimate, col), _ci(c.estimate, col)
+            diff = difference.get("accuracy")
+            out.append({
+                "panel": panel, "rule": info.get("rule"), "n": c.n, "gold": source, "raters": rows,
+                "best_member": c.best, "difference": difference, "absent_members": c.absent,
+                "beats_best_member": None if diff is None else bool(diff > 0),
+                "answer": _panel_answer(panel, c.best.get("accuracy", ""), diff, difference.get("accuracy_ci"), c.n),
+            })  # fmt: skip
+        return out
+
+    return _Section(render)

@@ -31,7 +31,7 @@ from .selectors import ReportFilters
 
 CACHE_ALIAS = "default"
 TIMEOUT_SECONDS = 60 * 60
-VERSION = 5  # bump when the report's content changes shape
+VERSION = 6  # bump when the report's content changes shape
 
 
 def annotations_fingerprint(project: Project) -> list[Any]:
@@ -63,6 +63,13 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     agg = ChecklistQuestion.objects.filter(item__project=project, retired_at__isnull=True).order_by().aggregate(
         n=Count("id"), top=Max("id"))
     out.append([agg["n"], agg["top"]])
+    # Judge qualifications (the "not qualified" marks) are appended, never edited; panel members
+    # decide the panels section.
+    from judges.models import JudgeQualification, Panel
+
+    out.append(list(JudgeQualification.objects.filter(project=project).order_by().aggregate(n=Count("id"), top=Max("id")).values()))
+    out.append(list(Panel.members.through.objects.filter(panel__project=project).order_by("panel_id", "judge_id")
+                    .values_list("panel_id", "judge_id")))  # fmt: skip
     return out
 
 

@@ -92,6 +92,38 @@ def judge_probes(user: Any, judge: Judge) -> list[dict[str, Any]]:
             for project_id, name, probe in ran if probe in summaries]  # fmt: skip
 
 
+def judge_calibrations(user: Any, judge: Judge) -> list[dict[str, Any]]:
+    """Per project the caller researches where the judge has been qualified: its stored
+    calibration (judges.JudgeQualification.reliability, binned by judges.calibration.reliability
+    when it was measured) before and after, as two reliability diagrams and one table, with the
+    ECE of each and n. The latest qualification per project; nothing is binned again here."""
+    from judges.models import JudgeQualification
+
+    projects = access.projects_visible(user, need="research", archived=True)
+    latest: dict[int, JudgeQualification] = {}
+    for q in (JudgeQualification.objects.filter(judge=judge, project__in=projects).select_related("project")
+              .order_by("-at", "-id")):  # fmt: skip
+        latest.setdefault(q.project_id, q)
+    out = []
+    for q in sorted(latest.values(), key=lambda q: q.project.name):
+        stages = {when: q.reliability.get(when) for when in ("before", "after") if q.reliability.get(when)}
+        if not stages:
+            continue
+        diagrams = [
+            (when, charts.reliability_diagram(
+                stage["bins"], lo=0.0,
+                title=f"{when.capitalize()} calibration: ECE {stage['ece']:.3f}, n={q.n}"))
+            for when, stage in stages.items()
+        ]  # fmt: skip
+        bins = stages.get("before", stages.get("after", {}))["bins"]
+        table = [{"lo": b["lo"], "hi": b["hi"], **{when: stages[when]["bins"][k] for when in stages}}
+                 for k, b in enumerate(bins)]  # fmt: skip
+        out.append({"project_id": q.project_id, "project": q.project.name, "n": q.n, "at": q.at,
+                    "ece_before": stages.get("before", {}).get("ece"), "ece_after": stages.get("after", {}).get("ece"),
+                    "ece_ci": q.ece_ci, "diagrams": diagrams, "table": table})  # fmt: skip
+    return out
+
+
 def _bar(label: str, value: float | None, ci: list | None, note: str = "", n: int | None = None) -> Bar:
     lo, hi = (ci or [None, None])[:2]
     return Bar(label=label, value=value, lo=lo, hi=hi, note=note, n=n)
@@ -113,7 +145,8 @@ def judge_card_context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
         headline = {"value": lead["accuracy"], "n": lead["n"], "ci": lead["accuracy_ci"], "percent": True,
                     "too_few": glossary.too_few(lead["n"]), "project": lead["project"]}  # fmt: skip
     return {"card": card, "card_rows": rows, "card_chart": chart, "card_headline": headline,
-            "card_probes": card["probes"], "min_n": glossary.MIN_N}  # fmt: skip
+            "card_probes": card["probes"], "min_n": glossary.MIN_N,
+            "card_calibrations": judge_calibrations(request.user, judge)}  # fmt: skip
 
 
 class JudgeCardApi(APIView):
@@ -138,6 +171,7 @@ def evaluator_rows(report: dict, project: Project | None = None) -> list[dict[st
     rows = []
     for card in report.get("judge_cards", []):
         rows.append({**where, "rater": card["judge"], "kind": card["kind"], "reference": False,
+                     "qualification": card.get("qualification"),
                      **{k: card.get(k) for k, _, _ in EVALUATOR_COLUMNS},
                      **{f"{k}_ci": card.get(f"{k}_ci") for k, _, _ in EVALUATOR_COLUMNS}})  # fmt: skip
     longer = {r["rater"]: r for r in report.get("length", [])}

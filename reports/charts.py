@@ -164,9 +164,19 @@ def heatmap(
     return mark_safe("".join(parts))
 
 
+def reliability_description(bins: Sequence[dict]) -> str:
+    """The diagram in words (its <desc>): what is drawn, then every non-empty bin's figures."""
+    filled = [b for b in bins if b["n"]]
+    per_bin = "; ".join(f"confidence {b['lo']:.2f}-{b['hi']:.2f}: n={b['n']}, agreement with gold {b['accuracy']:.3f}"
+                        for b in filled)  # fmt: skip
+    return ("Bars: the share of pairs whose verdict agrees with gold, per confidence bin; dashed diagonal: "
+            "perfect calibration. " + (per_bin + "." if per_bin else "No pairs."))  # fmt: skip
+
+
 def reliability_diagram(bins: Sequence[dict], *, title: str = "", lo: float = 0.5) -> SafeString:
     """Accuracy per confidence bin against the diagonal (Guo et al., 2017); bar width by bin.
-    Confidence runs from `lo` (0.5 for a binary pick's confidence, 0 for P(verdict == gold))."""
+    Confidence runs from `lo` (0.5 for a binary pick's confidence, 0 for P(verdict == gold)).
+    Its <title> and <desc> say it in words for a screen reader (the bins' n and agreement)."""
     size, pad = 260, 40
     width, height = size + pad + 20, size + pad + 30
 
@@ -178,6 +188,7 @@ def reliability_diagram(bins: Sequence[dict], *, title: str = "", lo: float = 0.
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" {FONT}>']  # fmt: skip
+    parts.append(f"<title>{escape(title or 'Reliability diagram')}</title><desc>{escape(reliability_description(bins))}</desc>")
     if title:
         parts.append(f'<text x="0" y="14" font-weight="600">{escape(title)}</text>')
     parts.append(f'<rect x="{pad}" y="24" width="{size}" height="{size}" fill="none" stroke="{LINE}"/>')

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from annotate.models import Item, Pair, Project, RoutingDecision, RoutingPolicy
 from annotate.routing import Policy
-from annotate.routing_services import as_policy, human_verdicts, judge_signals
+from annotate.routing_services import as_policy, human_verdicts, judge_signals, latest_qualifications
 
 from .metrics.effort import effort_curve, effort_summary
 
@@ -33,11 +33,7 @@ def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
                 policies.append((f"judge {row.judge.name} t={t}",
                                  Policy("judge", overlap=overlap, k=k, threshold=t, spot_check_rate=base.spot_check_rate,
                                         unsure=base.unsure)))  # fmt: skip
-    from judges.models import JudgeQualification
-
-    latest: dict[int, JudgeQualification] = {}
-    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
-        latest.setdefault(q.judge_id, q)
+    latest = latest_qualifications(project)
     judges = [
         {"judge": q.judge.rater.name, "qualified": q.qualified, "n": q.n, "kappa": q.kappa, "consistency": q.consistency,
          "ece": q.ece, "ece_ci": q.ece_ci, "at": q.at.isoformat(), "reliability": q.reliability,

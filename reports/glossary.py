@@ -160,7 +160,7 @@ PAGE_TERMS: dict[str, tuple[str, ...]] = {
                     "too_few"),
     "agreement": ("percent_agreement", "cohen_kappa", "quadratic_kappa", "fleiss_kappa", "krippendorff_alpha",
                   "spearman", "kendall_tau_b", "gold", "accuracy", "accuracy_no_ties", "macro", "combined_verdict",
-                  "wildbench_k", "n", "ci", "too_few"),
+                  "wildbench_k", "kappa_gold", "n", "ci", "too_few"),
     "bias": ("position_consistency", "first_position_rate", "first_shown_win_rate", "agreement_both_orders",
              "raw_win_rate", "gold_win_rate", "dbg", "eo_gap", "longer_wins", "ece", "gold", "wildbench_k", "n",
              "ci", "too_few"),

@@ -15,7 +15,7 @@ import numpy as np
 from django.conf import settings
 
 from annotate.models import Pair, Project, RoutingPolicy
-from annotate.routing_services import MIN_CALIBRATION_PAIRS, human_gold, judge_raw
+from annotate.routing_services import bar_shortfalls, human_gold, judge_raw
 from judges.calibration import cross_fit, ece_interval, fold_ids, reliability
 from judges.models import Judge, JudgeQualification
 
@@ -106,11 +106,8 @@ def judge_qualify(*, project: Project, judge: Judge, rounds: int | None = None) 
         np.array([items[p] for p in pids]),
         rounds=rounds if rounds is not None else settings.CONCORDANCE["BOOTSTRAP_ROUNDS"],
     )
-    qualified = (
-        figures.n >= MIN_CALIBRATION_PAIRS
-        and figures.kappa is not None and figures.kappa >= policy.min_kappa
-        and figures.consistency is not None and figures.consistency >= policy.min_consistency
-    )  # fmt: skip
+    qualified = not bar_shortfalls(n=figures.n, kappa=figures.kappa, consistency=figures.consistency,
+                                   min_kappa=policy.min_kappa, min_consistency=policy.min_consistency)  # fmt: skip
     return JudgeQualification.objects.create(
         project=project, judge=judge, n=figures.n, accuracy=figures.accuracy, accuracy_ci=figures.accuracy_ci,
         kappa=figures.kappa, kappa_ci=figures.kappa_ci, consistency=figures.consistency,

@@ -182,6 +182,7 @@ def _agreement(report: dict, project: Project) -> dict:
         "judges": judges_enough,
         "judges_thin": judges_thin,
         "gold_source": report["details"].get("gold_source", "majority"),
+        "panels": report.get("panels", []),  # does each panel beat its best member (reports.build._panels)
         "judge_chart": charts.bars_with_intervals(
             [_bar(j["judge"], j["accuracy"], j["ci"], f"n={j['n']}", j["n"]) for j in judges],
             title="Judge accuracy against gold (95% CI)", percent=True, digits=4, base_label="Bars start at 0%.",

@@ -192,3 +192,39 @@ def test_a_member_run_finishing_queues_its_panels_refresh(project, researcher, d
     # The task itself (run in-process) refreshes, and a duplicate delivery writes nothing.
     assert tasks.panel_refresh(panel.pk) == 1 and tasks.panel_refresh(panel.pk) == 0
     assert Preference.objects.get(rater=panel.rater, pair=pair).strength == 1
+
+
+@pytest.mark.django_db
+def test_panel_verdicts_are_in_the_preference_dpo_and_parquet_exports(project, researcher, tmp_path):
+    """A panel is a rater like any judge in the aggregated exports: its combined verdicts (one
+    verdict-only preference per pair) feed HelpSteer2-Preference, DPO and the parquet folder."""
+    import pyarrow.parquet as pq
+
+    from exports.services import export_write
+
+    pairs = _pairs(project, 3)
+    j0, j1, j2 = _judges(researcher, project, 3)
+    # p0: A, A, B -> A; p1: B, B, A -> B; p2: A, B, tie -> tie.
+    for pair, verdicts in zip(pairs, ((-1, -1, 1), (1, 1, -1), (-1, 1, 0)), strict=True):
+        for judge, s in zip((j0, j1, j2), verdicts, strict=True):
+            _judge_both_orders(judge, pair, s, s)
+    panel = panel_create(project=project, name="trio", rule="majority", members=[j0, j1, j2])
+    panel_refresh(panel)
+    only_panel = ExportFilters(rater_group="judges", judge="panel-trio")
+
+    out = tmp_path / "pref.jsonl"
+    export_write(project=project, options=ExportOptions("helpsteer2-preference", only_panel), out=out)
+    rows = {json.loads(line)["prompt"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert {p: r["preference_strength"] for p, r in rows.items()} == {"p0": -1, "p1": 1, "p2": 0}
+    assert all(len(r["all_preferences_unprocessed"]) == 1 for r in rows.values())  # the panel's one vote
+
+    out = tmp_path / "dpo.jsonl"
+    export_write(project=project, options=ExportOptions("dpo", only_panel, dpo_source="judge"), out=out)
+    dpo = {json.loads(line)["prompt"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert set(dpo) == {"p0", "p1"}  # the tie is no preference
+    assert dpo["p1"]["chosen"] == "b" and dpo["p1"]["provenance"]["judge"] == "panel-trio"
+
+    folder = tmp_path / "ds"
+    export_write(project=project, options=ExportOptions("parquet", only_panel), out=folder)
+    table = pq.read_table(sorted((folder / "preferences").glob("*.parquet"))).to_pylist()
+    assert sorted((r["prompt"], r["preference_strength"]) for r in table) == [("p0", -1), ("p1", 1), ("p2", 0)]
