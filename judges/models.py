@@ -301,14 +301,14 @@ class JudgeQualification(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        who = f"judge {self.judge_id}" if self.judge_id is not None else f"panel {self.panel_id}"
+        return f"{who} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"
+
     @property
     def rater(self) -> Rater:
         """The rater qualified: the judge's or the panel's (routing and reports key by it)."""
         return self.judge.rater if self.judge is not None else self.panel.rater  # type: ignore[union-attr]
-
-    def __str__(self) -> str:
-        who = f"judge {self.judge_id}" if self.judge_id is not None else f"panel {self.panel_id}"
-        return f"{who} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"
 
 
 class Panel(models.Model):
