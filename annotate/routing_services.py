@@ -97,6 +97,7 @@ def judge_raw(judge: Rater, pair_ids: Iterable[int]) -> dict[int, RawJudgment]:
         "pair_id", "strength", "probabilities"
     ):
         per_pair[pair_id].append((strength, probs))
+    panel_orders = _panel_orders(judge, list(per_pair))
     out: dict[int, RawJudgment] = {}
     for pair_id, rows in per_pair.items():
         verdicts = {verdict_code(s) for s, _ in rows}
@@ -108,7 +109,30 @@ def judge_raw(judge: Rater, pair_ids: Iterable[int]) -> dict[int, RawJudgment]:
             score = float(sum(probs) / len(probs))
         else:
             score = sum(verdict_code(s) == verdict for s, _ in rows) / len(rows)
-        out[pair_id] = RawJudgment(verdict, score, agree, len(rows))
+        orders = len(rows)
+        if panel_orders is not None:
+            # A panel stores one verdict per pair: its shown orders are its members'.
+            agree, orders = panel_orders.get(pair_id, (agree, orders))
+        out[pair_id] = RawJudgment(verdict, score, agree, orders)
+    return out
+
+
+def _panel_orders(rater: Rater, pair_ids: list[int]) -> dict[int, tuple[bool, int]] | None:
+    """For a panel's rater (None for any other rater): per pair, whether every member that
+    judged it gave the same verdict in both shown orders, and the fewest orders a member judged.
+    A panel's position consistency is then its members' joint one: the panel's verdict can only
+    be trusted not to hinge on the order when none of its members' verdicts does. Qualification
+    and routing both read it here, so a panel's consistency and its ORDERS_DISAGREE pairs agree."""
+    from judges.models import Panel  # as annotate.access does: the judges app's table
+
+    panel = Panel.objects.filter(rater=rater).first()
+    if panel is None or not pair_ids:
+        return None
+    out: dict[int, tuple[bool, int]] = {}
+    for member in panel.members.select_related("rater").order_by("pk"):
+        for pair_id, r in judge_raw(member.rater, pair_ids).items():
+            agree, orders = out.get(pair_id, (True, r.orders))
+            out[pair_id] = (agree and r.orders_agree, min(orders, r.orders))
     return out
 
 
@@ -162,7 +186,8 @@ class Standing:
 
 
 NEVER_QUALIFIED = "never run: qualify it on this project (its routing page)"
-PANEL_STANDING = "a panel is not qualified itself: its members are, one by one"
+# A panel is qualified as one rater, on its own verdicts (reports.qualification.panel_qualify).
+PANEL_STANDING = "never run: qualify the panel on this project (its routing page)"
 
 
 def standing_of(latest: JudgeQualification | None) -> Standing:
@@ -180,28 +205,52 @@ def standing_of(latest: JudgeQualification | None) -> Standing:
 
 
 def latest_qualifications(project: Project) -> dict[int, JudgeQualification]:
-    """Judge id -> its latest qualification on the project (its standing; older rows are its
-    history), with the judge's rater, in one query."""
+    """Rater id (a judge's or a panel's) -> its latest qualification on the project (its
+    standing; older rows are its history), with the rater, in one query."""
     from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
 
     latest: dict[int, JudgeQualification] = {}
-    for q in JudgeQualification.objects.filter(project=project).select_related("judge__rater").order_by("-at", "-id"):
-        latest.setdefault(q.judge_id, q)
+    rows = JudgeQualification.objects.filter(project=project).select_related("judge__rater", "panel__rater")
+    for q in rows.order_by("-at", "-id"):
+        latest.setdefault(q.rater.pk, q)
     return latest
 
 
 def judge_standings(project: Project) -> dict[int, Standing]:
-    """Rater id -> standing, for every judge qualified (or not) on the project, in one query;
-    a judge rater missing from it has never been qualified here (standing_of(None))."""
-    return {q.judge.rater_id: standing_of(q) for q in latest_qualifications(project).values()}
+    """Rater id -> standing, for every judge or panel qualified (or not) on the project, in one
+    query; a rater missing from it has never been qualified here (standing_of(None))."""
+    return {rater_id: standing_of(q) for rater_id, q in latest_qualifications(project).items()}
 
 
 def judge_qualified(project: Project, judge: Rater) -> bool:
-    """Only a judge whose latest qualification on this project met its bar may route it."""
+    """Only a judge (or panel) whose latest qualification on this project met its bar may
+    route it."""
+    from django.db.models import Q
+
     from judges.models import JudgeQualification  # as annotate.access does: the judges app's table
 
-    latest = JudgeQualification.objects.filter(project=project, judge__rater=judge).order_by("-at", "-id").first()
+    latest = (
+        JudgeQualification.objects.filter(Q(judge__rater=judge) | Q(panel__rater=judge), project=project)
+        .order_by("-at", "-id")
+        .first()
+    )
     return standing_of(latest).qualified
+
+
+def routing_judge_check(project: Project, judge: Rater) -> None:
+    """A panel may be named by a routing policy only once it is qualified on the project (a
+    judge may be named before, and routes as adaptive overlap until it is: its preview says so).
+    A panel exists only to route, and an unqualified one would route nothing."""
+    from judges.models import Panel
+
+    panel = Panel.objects.filter(rater=judge).first()
+    if panel is not None and (panel.project_id != project.pk or not judge_qualified(project, judge)):
+        from .errors import ValidationError
+
+        raise ValidationError(
+            f"Panel {judge.name} is not qualified on this project: qualify it first (Judge qualification).",
+            field="judge",
+        )
 
 
 def judge_signals(project: Project, judge: Rater | None, pair_ids: list[int], *, min_humans: int) -> dict[int, routing.JudgeSignal]:
@@ -413,6 +462,8 @@ def routing_policy_save(
         from .errors import ValidationError
 
         raise ValidationError("Judge routing needs a judge.", field="judge")
+    if kind == RoutingPolicy.Kind.JUDGE and judge is not None:
+        routing_judge_check(project, judge)
     with transaction.atomic():
         row, created = RoutingPolicy.objects.select_for_update().get_or_create(project=project)
         before = None if created else audit_snapshot(row)

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 from .access import can_research_in, judges_usable, project_for
 from .errors import ValidationError
 from .models import RoutingDecision, RoutingPolicy
-from .routing_services import latest_qualifications, routing_policy_save, routing_preview
+from .routing_services import latest_qualifications, routing_judge_check, routing_policy_save, routing_preview
 
 
 class RoutingForm(forms.Form):
@@ -36,6 +36,9 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id, need="research", archived=request.method == "GET")
     # Only a judge the researcher may use on this project can route it (annotate.access).
     usable = {j.rater_id: j.rater.name for j in judges_usable(request.user, project)}
+    panels = list(project.panels.select_related("rater").prefetch_related("members__rater"))
+    # A panel of the project can route it too, once qualified (routing_judge_check says why not).
+    usable.update({p.rater_id: f"{p.rater.name} (panel)" for p in panels})
     current = RoutingPolicy.objects.filter(project=project).first() or RoutingPolicy(project=project)
     initial = {"kind": current.kind, "k": current.k, "judge": current.judge_id, "threshold": current.threshold,
                "spot_check_rate": current.spot_check_rate, "unsure": current.unsure}  # fmt: skip
@@ -50,10 +53,16 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
                 from .models import Rater
 
                 judge = Rater.objects.get(pk=data["judge"])
+                if data["kind"] == RoutingPolicy.Kind.JUDGE:
+                    try:
+                        routing_judge_check(project, judge)
+                    except ValidationError as exc:
+                        form.add_error("judge", str(exc))
+                        status = 422
             candidate = RoutingPolicy(project=project, kind=data["kind"], k=data["k"], judge=judge,
                                       threshold=data["threshold"], spot_check_rate=data["spot_check_rate"],
                                       unsure=data["unsure"])  # fmt: skip
-            if request.POST.get("action") == "save":
+            if status == 200 and request.POST.get("action") == "save":
                 try:
                     routing_policy_save(project=project, kind=data["kind"], k=data["k"], judge=judge,
                                         threshold=data["threshold"], spot_check_rate=data["spot_check_rate"],
@@ -71,15 +80,16 @@ def routing_page(request: HttpRequest, project_id: int) -> HttpResponse:
     decisions = RoutingDecision.objects.filter(pair__item__project=project).order_by("-at", "-id")[:20]
     latest = latest_qualifications(project)
     qualifications = [
-        {"judge": j, "latest": latest.get(j.pk)} for j in judges_usable(request.user, project)
+        {"judge": j, "latest": latest.get(j.rater_id)} for j in judges_usable(request.user, project)
     ]
+    panel_qualifications = [{"panel": p, "latest": latest.get(p.rater_id)} for p in panels]
     return render(
         request,
         "annotate/routing.html",
         {"project": project, "can_research": can_research_in(request.user, project), "form": form,
          "current": current, "preview": preview, "decisions": decisions,
          "qualifications": qualifications, "bar": current,
-         "panels": project.panels.select_related("rater").prefetch_related("members__rater")},  # fmt: skip
+         "panel_qualifications": panel_qualifications, "panels": panels},  # fmt: skip
         status=status,
     )
 

@@ -264,13 +264,16 @@ class Judgment(models.Model):
 
 
 class JudgeQualification(models.Model):
-    """A judge measured against a project's human gold (gold items and pairs with enough human
-    labels): accuracy, Cohen's kappa, position consistency and calibration error, each with its
-    95% bootstrap interval, and whether it met the project's bar on that date. Appended, never
-    updated: the latest row is the judge's standing; the older ones are its history."""
+    """A judge or a panel measured against a project's human gold (gold items and pairs with
+    enough human labels): accuracy, Cohen's kappa, position consistency and calibration error,
+    each with its 95% bootstrap interval, and whether it met the project's bar on that date.
+    Appended, never updated: the latest row is the rater's standing; the older ones its history.
+    Exactly one of `judge` and `panel` is set (a panel is qualified as one rater, by the same
+    figures and bar as a judge)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_qualifications")
-    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="qualifications")
+    judge = models.ForeignKey(Judge, null=True, blank=True, on_delete=models.CASCADE, related_name="qualifications")
+    panel = models.ForeignKey("Panel", null=True, blank=True, on_delete=models.CASCADE, related_name="qualifications")
     n = models.PositiveIntegerField(help_text="Pairs with human gold the judge was measured on.")
     accuracy = models.FloatField(null=True)
     accuracy_ci = models.JSONField(null=True)
@@ -289,10 +292,23 @@ class JudgeQualification(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["project", "judge", "at"])]
+        indexes = [models.Index(fields=["project", "judge", "at"]), models.Index(fields=["project", "panel", "at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(judge__isnull=False, panel__isnull=True)
+                | models.Q(judge__isnull=True, panel__isnull=False),
+                name="judge_qualification_judge_xor_panel",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.judge_id} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"
+        who = f"judge {self.judge_id}" if self.judge_id is not None else f"panel {self.panel_id}"
+        return f"{who} on {self.project_id}: {'qualified' if self.qualified else 'not qualified'}"
+
+    @property
+    def rater(self) -> Rater:
+        """The rater qualified: the judge's or the panel's (routing and reports key by it)."""
+        return self.judge.rater if self.judge is not None else self.panel.rater  # type: ignore[union-attr]
 
 
 class Panel(models.Model):

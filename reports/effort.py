@@ -35,7 +35,7 @@ def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
                                         unsure=base.unsure)))  # fmt: skip
     latest = latest_qualifications(project)
     judges = [
-        {"judge": q.judge.rater.name, "qualified": q.qualified, "n": q.n, "kappa": q.kappa, "consistency": q.consistency,
+        {"judge": q.rater.name, "qualified": q.qualified, "n": q.n, "kappa": q.kappa, "consistency": q.consistency,
          "ece": q.ece, "ece_ci": q.ece_ci, "at": q.at.isoformat(), "reliability": q.reliability,
          "bar": {"kappa": q.min_kappa, "consistency": q.min_consistency}}
         for q in latest.values()

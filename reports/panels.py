@@ -33,8 +33,8 @@ def panel_members(project: Project) -> dict[str, dict]:
 def qualification_marks(project: Project) -> dict[str, dict]:
     """Judge rater label -> standing as JSON ({"qualified", "reason", "at"}) for the judges with a
     qualification on the project and its panels, in three small queries (never a scan of the
-    annotations); any other judge of the report has never been qualified here. A panel has no
-    qualification of its own (its members are qualified one by one), and says so."""
+    annotations); any other judge of the report has never been qualified here. A panel is
+    qualified as one rater (reports.qualification.panel_qualify); one never qualified says so."""
     from judges.models import Panel
 
     standings = judge_standings(project)
@@ -43,7 +43,8 @@ def qualification_marks(project: Project) -> dict[str, dict]:
     for rater_id, kind, name in Rater.objects.filter(pk__in=set(standings) | panel_raters).values_list(
         "pk", "kind", "name"
     ):
-        standing = Standing(False, PANEL_STANDING) if rater_id in panel_raters else standings[rater_id]
+        # A panel is qualified as one rater; one never qualified says how to qualify it.
+        standing = standings[rater_id] if rater_id in standings else Standing(False, PANEL_STANDING)
         out[_label(kind, name)] = standing.as_json()
     return out
 

@@ -1,4 +1,5 @@
-"""Judge qualification on a project: the judge against the project's human gold.
+"""Judge qualification on a project: a judge (or a panel, as one rater) against the project's
+human gold.
 
 Gold comes from annotate.verdicts (through annotate.routing_services.human_gold: a gold pair's
 known answer, or the gold of a pair's human labels when it has enough of them); kappa is
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from annotate.models import Pair, Project, RoutingPolicy
+from annotate.models import Pair, Project, Rater, RoutingPolicy
 from annotate.routing_services import bar_shortfalls, human_gold, judge_raw
 from judges.calibration import cross_fit, ece_interval, fold_ids, reliability
-from judges.models import Judge, JudgeQualification
+from judges.models import Judge, JudgeQualification, Panel
+from judges.panels import panel_refresh
 
 from .metrics.agreement import cohen_kappa_from_confusion
 from .metrics.bootstrap import percentile_ci
@@ -92,9 +94,25 @@ def qualification_figures(
 
 def judge_qualify(*, project: Project, judge: Judge, rounds: int | None = None) -> JudgeQualification:
     """Measure the judge on the project's human gold and store the result with the bar."""
+    return _qualify(project=project, rater=judge.rater, owner={"judge": judge}, rounds=rounds)
+
+
+def panel_qualify(*, project: Project, panel: Panel, rounds: int | None = None) -> JudgeQualification:
+    """Measure the panel as one rater, exactly as a judge: its materialised verdicts
+    (judges.panels.panel_refresh, refreshed first so they are its members' latest), their
+    stored probability of the panel's verdict as its raw score (the members' vote share for
+    "majority", the mean of their calibrated probabilities for "mean"), and its members' shown
+    orders for position consistency (annotate.routing_services.judge_raw)."""
+    if panel.project_id != project.pk:
+        raise ValueError("a panel is qualified on its own project only")
+    panel_refresh(panel)
+    return _qualify(project=project, rater=panel.rater, owner={"panel": panel}, rounds=rounds)
+
+
+def _qualify(*, project: Project, rater: Rater, owner: dict, rounds: int | None) -> JudgeQualification:
     policy = RoutingPolicy.objects.filter(project=project).first() or RoutingPolicy(project=project)
     gold = human_gold(project, min_humans=min(policy.k, project.overlap))
-    raw = judge_raw(judge.rater, gold)
+    raw = judge_raw(rater, gold)
     pids = [pid for pid in gold if pid in raw]
     items = dict(Pair.objects.filter(pk__in=pids).values_list("pk", "item_id"))
     figures = qualification_figures(
@@ -109,7 +127,7 @@ def judge_qualify(*, project: Project, judge: Judge, rounds: int | None = None) 
     qualified = not bar_shortfalls(n=figures.n, kappa=figures.kappa, consistency=figures.consistency,
                                    min_kappa=policy.min_kappa, min_consistency=policy.min_consistency)  # fmt: skip
     return JudgeQualification.objects.create(
-        project=project, judge=judge, n=figures.n, accuracy=figures.accuracy, accuracy_ci=figures.accuracy_ci,
+        project=project, **owner, n=figures.n, accuracy=figures.accuracy, accuracy_ci=figures.accuracy_ci,
         kappa=figures.kappa, kappa_ci=figures.kappa_ci, consistency=figures.consistency,
         consistency_ci=figures.consistency_ci, ece=figures.ece, ece_ci=figures.ece_ci,
         reliability=figures.reliability, min_kappa=policy.min_kappa, min_consistency=policy.min_consistency,

@@ -371,21 +371,35 @@ PAGE_CONTEXT: dict[str, Callable[[dict, Project], dict]] = {
 @login_required
 @require_POST
 def qualify(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Qualify a judge on the project's human gold (reports.qualification), then back to the
-    project's routing page, where the result is shown."""
+    """Qualify a judge, or a panel of the project (POST `panel`), on the project's human gold
+    (reports.qualification), then back to the project's routing page, where the result is shown."""
     from annotate.routing_services import routing_refresh
 
-    from .qualification import judge_qualify
+    from .qualification import judge_qualify, panel_qualify
 
     project = access.project_for(request.user, project_id, need="research")
-    try:
-        judge_id = int(request.POST.get("judge", ""))
-    except ValueError:
-        return HttpResponse("Choose a judge to qualify.", status=400, content_type="text/plain")
-    judge = access.judge_for(request.user, judge_id)
-    access.judge_check_usable(request.user, judge, project)
-    q = judge_qualify(project=project, judge=judge)
-    routing_refresh(project=project)  # a judge routing this project now routes by its new standing
+    if "panel" in request.POST:
+        from judges.models import Panel
+
+        try:
+            panel_id = int(request.POST.get("panel", ""))
+        except ValueError:
+            return HttpResponse("Choose a panel to qualify.", status=400, content_type="text/plain")
+        panel = Panel.objects.filter(pk=panel_id, project=project).select_related("rater").first()
+        if panel is None:  # another project's panel is as unknown here as a missing one
+            raise Http404("No such panel on this project.")
+        q = panel_qualify(project=project, panel=panel)
+        who = f"Panel {panel.rater.name}"
+    else:
+        try:
+            judge_id = int(request.POST.get("judge", ""))
+        except ValueError:
+            return HttpResponse("Choose a judge to qualify.", status=400, content_type="text/plain")
+        judge = access.judge_for(request.user, judge_id)
+        access.judge_check_usable(request.user, judge, project)
+        q = judge_qualify(project=project, judge=judge)
+        who = f"Judge {judge.rater.name}"
+    routing_refresh(project=project)  # a judge or panel routing this project now routes by its new standing
     verdict = "qualified" if q.qualified else "not qualified"
-    messages.info(request, f"Judge {judge.rater.name} is {verdict} on {q.n} pairs with human gold.")
+    messages.info(request, f"{who} is {verdict} on {q.n} pairs with human gold.")
     return redirect("annotate_routing", project_id=project.pk)
