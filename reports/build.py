@@ -191,7 +191,10 @@ def report_from_table(
     """`adjudicated`: reviewers' final verdicts (pair, item, verdict), used as gold where
     opts.gold is "adjudicated" (annotate.verdicts.with_adjudicated). `prepare` sets up the
     shared Resampler before any figure registers (reports.incremental keeps its sums)."""
-    items, item_ids = pd.factorize(table["item"])
+    # Items coded in id order, not in the order the rows came: the seeded bootstrap then draws
+    # the same items whatever order the database returned them in, and a report that absorbed
+    # new rows (reports.incremental) is the one a rebuild computes.
+    items, item_ids = pd.factorize(table["item"], sort=True)
     table = table.assign(item=items)
     if adjudicated is not None and len(adjudicated):
         # Into the same item codes as the table; a decided pair nobody in the table judged has no figure to enter.
