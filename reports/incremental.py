@@ -20,16 +20,21 @@ bootstrap reuses what did not change:
 - a figure whose S is unchanged keeps its B (exactly);
 - a figure whose S changed only in some items' rows, same shape: B += W[:, rows] @ dS[rows]
   (the touched items only; integer sums exactly, float sums up to rounding);
+- figures are paired with the old build's by registration order; where a section registers
+  per-rater figures in the order raters first appear in the rows, figure k may be another
+  rater's now: dS is then larger (more rows in the update), never wrong;
 - a new figure (a new rater, a new rater pair), one whose width changed, or every figure when
   the item set grew: W @ S in full. METRICS.md's bootstrap resamples n items with replacement,
   so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W, and
   the product is redone (as a full build would), only the S of unchanged figures are not.
 
 Not absorbed, recomputed on the union table (their state is global, or cheaper to recompute
-than to keep): every section's own code (verdict combination, gold, merges, the Bradley-Terry
-fits, whose bootstrap resamples comparisons, and the style-controlled fits, which are logistic
-regressions over all comparisons). So an absorb costs the section code plus a fraction of the
-product; bench/reports.py prints it beside a rebuild.
+than to keep): every section's own code (verdict combination, gold, merges, group-bys). The
+Bradley-Terry fits (whose bootstrap resamples comparisons) and the style-controlled fits
+(logistic regressions over all comparisons) are global too: they are refitted when their
+group's comparisons changed and reused when not (reports.metrics.memo: new ratings only, or one
+judge's run, leave the other groups' fits as they were). So an absorb costs the section code
+plus a fraction of the product; bench/reports.py prints it beside a rebuild.
 
 reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
 above the last seen when nothing else changed; an evicted or oversized state means a full
@@ -47,6 +52,7 @@ import scipy.sparse as sp
 
 from .build import ReportOptions, report_from_table
 from .cards import CardInputs
+from .metrics import memo
 from .metrics.bootstrap import Resampler, _Product
 from .selectors import finish_table
 
@@ -74,13 +80,14 @@ class ReportState:
     computed_at: str = ""
     absorbed: int = 0  # new annotations taken in by the last update (0: a full build)
     stats: dict = field(default_factory=dict)  # how the last bootstrap went (figures reused, redone)
+    fits: dict = field(default_factory=dict)  # global fits by input digest (reports.metrics.memo)
 
 
 def build_state(
     table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None, adjudicated: pd.DataFrame | None = None
 ) -> ReportState:
     """A full build (report_from_table's result, unchanged) that keeps what absorb needs."""
-    return _run(table, opts, inputs, adjudicated, previous=None, absorbed=0)
+    return _run(table, opts, inputs, adjudicated, previous=None, fits={}, absorbed=0)
 
 
 def absorb(
@@ -100,6 +107,7 @@ def absorb(
         inputs if inputs is not None else state.inputs,
         adjudicated if adjudicated is not None else state.adjudicated,
         previous=state.boot,
+        fits=state.fits,
         absorbed=len(new_rows),
     )
 
@@ -111,6 +119,7 @@ def _run(
     adjudicated: pd.DataFrame | None,
     *,
     previous: BootstrapState | None,
+    fits: dict,
     absorbed: int,
 ) -> ReportState:
     kept: dict[str, BootstrapState] = {}
@@ -125,10 +134,13 @@ def _run(
         boot.keep_sums = True
         boot.runner = runner
 
-    report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
+    with memo.active(memo.Memo(fits)) as fitted:
+        report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
+    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
     return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=kept.get("boot"),
-                       report=report, computed_at=computed_at, absorbed=absorbed, stats=stats)  # fmt: skip
+                       report=report, computed_at=computed_at, absorbed=absorbed, stats=stats,
+                       fits=fitted.kept)  # fmt: skip
 
 
 def _resample(
