@@ -16,10 +16,13 @@ the fingerprint moved only because annotations were added (per table: the rows u
 seen id are as many as before and none was updated since; the raters, exclusions and options
 are the same), only the rows above the last seen ids are loaded and absorbed; judgments, runs
 and reviewers' decisions are reloaded whole (they are not annotation rows). Anything else (an
-edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist added) is a full rebuild. A state
-larger than STATE_MAX_BYTES is not kept, and an evicted or expired one (LocMem keeps 300
-entries per process, least recently used first out) means the next change is a full rebuild;
-the report says which it was (details.incremental).
+edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist added) is a full
+rebuild, and so is a state whose last full build is older than TIMEOUT_SECONDS (item and
+response edits are not in the fingerprint). A state larger than STATE_MAX_BYTES is not kept,
+and an evicted or expired one (LocMem keeps 300 entries per process, least recently used first
+out) means the next change is a full rebuild; the report says which it was
+(details.incremental). LocMem pickles what it keeps: a 1M-annotation state costs about a
+second to store and to read back.
 
 Django's cache framework, alias "default": per-process LocMemCache unless settings name another.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from typing import Any
 
 from django.conf import settings
@@ -165,7 +169,10 @@ def _updated_report(project: Project, filters: ReportFilters, options: dict[str,
     state: ReportState | None = None
     if kept is not None:
         old_marks, old_guard, old_state = kept
-        if _same_guard(old_guard, guard) and old_state.opts == opts and only_added(project, old_marks):
+        # Item and response edits (roles, texts) are not in the fingerprint: a state is rebuilt
+        # in full at least every TIMEOUT_SECONDS, as the cached report always was.
+        fresh = time.time() - old_state.built_at < TIMEOUT_SECONDS
+        if fresh and _same_guard(old_guard, guard) and old_state.opts == opts and only_added(project, old_marks):
             after = tuple(top or 0 for _, top, _ in old_marks)
             new_rows = annotations_table(project, table_filters(filters), apply_rater_group=False,
                                          after_ids=(after[1], after[0]))  # fmt: skip

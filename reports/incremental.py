@@ -43,6 +43,7 @@ rebuild next time.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,13 +82,16 @@ class ReportState:
     absorbed: int = 0  # new annotations taken in by the last update (0: a full build)
     stats: dict = field(default_factory=dict)  # how the last bootstrap went (figures reused, redone)
     fits: dict = field(default_factory=dict)  # global fits by input digest (reports.metrics.memo)
+    built_at: float = 0.0  # time.time() of the last full build (absorbs keep it)
 
 
 def build_state(
     table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None, adjudicated: pd.DataFrame | None = None
 ) -> ReportState:
     """A full build (report_from_table's result, unchanged) that keeps what absorb needs."""
-    return _run(table, opts, inputs, adjudicated, previous=None, fits={}, absorbed=0)
+    state = _run(table, opts, inputs, adjudicated, previous=None, fits={}, absorbed=0)
+    state.built_at = time.time()
+    return state
 
 
 def absorb(
@@ -101,7 +105,7 @@ def absorb(
     old bootstrap's sums. `inputs` and `adjudicated` replace the old ones when given (the cache
     reloads them: judgments and reviewers' decisions are not annotation rows)."""
     table = finish_table(pd.concat([state.table, new_rows], ignore_index=True)) if len(new_rows) else state.table
-    return _run(
+    after = _run(
         table,
         state.opts,
         inputs if inputs is not None else state.inputs,
@@ -110,6 +114,8 @@ def absorb(
         fits=state.fits,
         absorbed=len(new_rows),
     )
+    after.built_at = state.built_at
+    return after
 
 
 def _run(
