@@ -133,22 +133,14 @@ class Resampler:
                 return
             product, self._product = self._product, None
             product.finish()
-            out = resampled_sums(product, self)
+            rng = np.random.default_rng(self.seed)
+            out = np.empty((self.rounds, self._width))
+            for start, stop in self.chunks():
+                out[start:stop] = product.times(self.weights(stop - start, rng))
         for est in self._estimates:
             assert est.columns is not None
             with np.errstate(all="ignore"):
                 est.samples = est.statistic(out[:, est.columns])
-
-
-def resampled_sums(product: _Product, boot: Resampler, weights: np.ndarray | None = None) -> np.ndarray:
-    """(rounds, width) resampled sums of `product`; the weights drawn chunk by chunk from the
-    seed as run() always draws them, or taken from `weights` (rounds, items) when given."""
-    rng = np.random.default_rng(boot.seed)
-    out = np.empty((boot.rounds, product.width))
-    for start, stop in boot.chunks():
-        w = boot.weights(stop - start, rng) if weights is None else weights[start:stop].astype(np.float64)
-        out[start:stop] = product.times(w)
-    return out
 
 
 # float32 holds every integer up to 2**24 exactly; a product and sum of integers that stay below
