@@ -22,6 +22,13 @@ the BENCH.md keys (`seconds` = median wall time of --repeats runs) and beside th
 for a core), `max_rss_mb` (the whole process, table included), the load average and rounds.
 `peak_mb` is the tracemalloc peak of one extra run (as quoted before), or the max RSS with
 --no-trace. The baseline runs on the first 512 items at every size and is extrapolated.
+
+Incremental (reports.incremental, --absorb 10000, 0 to skip): 10,000 annotations absorbed into a
+report computed without them, one run, beside a rebuild on the same union table, one run:
+`absorb_annotations`, `absorb_seconds`, `rebuild_seconds`, `absorb_ratio` (and
+`absorb_cpu_ratio`) for rows drawn at random from the table, and the same keys with
+`_new_items` for rows concentrated on the last items (a new batch) and `_one_judge` for one
+judge's rows on the last items (a judge run). Measured up to 2M annotations.
 """
 
 from __future__ import annotations
@@ -385,12 +392,54 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
     print(f"baseline (per-row Python): {len(sub):,} annotations: {t_point:.2f} s for the figures, "
           f"{t_round:.2f} s per bootstrap round; extrapolated x{scale:.1f} rows and {args.rounds} rounds "
           f"= {baseline:,.0f} s")  # fmt: skip
+    # Three more builds per case: left out above 2M annotations (minutes at 10M, and the time
+    # to absorb is quoted at 1M).
+    absorb_keys = _absorb_figures(table, opts, args.absorb) if args.absorb and len(table) <= 2_000_000 else {}
     out = {"annotations": len(table), "seconds": round(seconds, 3),
            "peak_mb": round(peak_mb, 1) if peak_mb is not None else round(rss1, 1),
            "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1),
            "runs": [round(t, 3) for t in times],
            "cpu_seconds": round(statistics.median(cpu), 3), "max_rss_mb": round(rss1, 1), "load_average": round(load[0], 2),
-           "rounds": args.rounds}  # fmt: skip
+           "rounds": args.rounds, **absorb_keys}  # fmt: skip
+    return out
+
+
+def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
+    """Absorbing k new annotations into a computed report (reports.incremental) beside a full
+    rebuild on the same union table, one run each, in two ways of arriving: k rows drawn at
+    random from the table (the generator's draw: they touch thousands of existing items), and
+    k rows concentrated on new items (the last items' rows, as a new batch), and k rows of one
+    judge on the last items (its run over items the others had annotated already)."""
+    from reports.incremental import absorb, build_state
+
+    rng = np.random.default_rng(1)
+    random_rows = np.zeros(len(table), dtype=bool)
+    random_rows[rng.choice(len(table), min(k, len(table)), replace=False)] = True
+    items = table["item"].to_numpy()
+    new_items = items >= items.max() + 1 - math.ceil(k / PER_ITEM)
+    judge = (table["rater"] == "judge:plain").to_numpy()
+    one_judge = judge & (items >= np.sort(items[judge])[-min(k, int(judge.sum()))])
+    out: dict = {}
+    for name, new in (("", random_rows), ("_new_items", new_items), ("_one_judge", one_judge)):
+        old_rows = finish_table(table[~new].reset_index(drop=True))
+        new_rows = finish_table(table[new].reset_index(drop=True))
+        state = build_state(old_rows, opts)
+        t0, c0 = time.perf_counter(), time.process_time()
+        state = absorb(state, new_rows)
+        json.dumps(state.report)
+        t_absorb, c_absorb = time.perf_counter() - t0, time.process_time() - c0
+        union = state.table
+        del state
+        t0, c0 = time.perf_counter(), time.process_time()
+        json.dumps(report_from_table(union, opts))
+        t_rebuild, c_rebuild = time.perf_counter() - t0, time.process_time() - c0
+        print(f"absorb{name or ' (random rows)'}: {int(new.sum()):,} new annotations absorbed in {t_absorb:.2f} s "
+              f"(CPU {c_absorb:.2f} s) vs a rebuild of the same {len(union):,} in {t_rebuild:.2f} s "
+              f"(CPU {c_rebuild:.2f} s), load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+        out.update({f"absorb{name}_annotations": int(new.sum()), f"absorb{name}_seconds": round(t_absorb, 3),
+                    f"rebuild{name}_seconds": round(t_rebuild, 3),
+                    f"absorb{name}_ratio": round(t_absorb / t_rebuild, 3),
+                    f"absorb{name}_cpu_ratio": round(c_absorb / c_rebuild, 3)})  # fmt: skip
     return out
 
 
@@ -405,6 +454,8 @@ def main() -> None:
                         help="skip the tracemalloc run (peak_mb is then the process max RSS)")  # fmt: skip
     parser.add_argument("--baseline-items", type=int, default=512)
     parser.add_argument("--baseline-rounds", type=int, default=3)
+    parser.add_argument("--absorb", type=int, default=10_000,
+                        help="new annotations absorbed into a computed report, timed beside a rebuild (0: skip)")  # fmt: skip
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -430,7 +481,7 @@ def main() -> None:
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
     out = ["--rounds", str(args.rounds), "--repeats", str(args.repeats), "--baseline-items", str(args.baseline_items),
-           "--baseline-rounds", str(args.baseline_rounds)]  # fmt: skip
+           "--baseline-rounds", str(args.baseline_rounds), "--absorb", str(args.absorb)]  # fmt: skip
     return out if args.trace else [*out, "--no-trace"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -91,8 +92,19 @@ class ReportOptions:
 
 def build_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
     filters = filters or ReportFilters()
+    opts = report_options(project, filters, options)
+    table = annotations_table(project, table_filters(filters), apply_rater_group=False)
+    inputs, adjudicated = report_inputs(project, opts)
+    return finish_report(project, report_from_table(table, opts, inputs, adjudicated=adjudicated), opts)
+
+
+# build_report in its steps, so reports.incremental can load only new rows and absorb them.
+
+
+def report_options(project: Project, filters: ReportFilters, options: dict[str, Any]) -> ReportOptions:
+    options = dict(options)
     options["gold"] = options.get("gold") or project.gold_source
-    opts = ReportOptions(
+    return ReportOptions(
         attribute=filters.attribute,
         rater_group=filters.rater_group,
         rounds=options.pop("rounds", settings.CONCORDANCE["BOOTSTRAP_ROUNDS"]),
@@ -102,14 +114,21 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         panels=panel_members(project),
         **options,
     )
-    unfiltered_attr = ReportFilters(
-        since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
-    )
-    table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
+
+
+def table_filters(filters: ReportFilters) -> ReportFilters:
+    """The selector's filters: every attribute and rater (gold comes from all humans)."""
+    return ReportFilters(since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold)
+
+
+def report_inputs(project: Project, opts: ReportOptions) -> tuple[CardInputs, pd.DataFrame | None]:
     inputs = CardInputs(judgments=judgments_table(project), runs=judge_runs_table(project),
                         styles=response_styles(project))  # fmt: skip
     adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
-    report = report_from_table(table, opts, inputs, adjudicated=adjudicated)
+    return inputs, adjudicated
+
+
+def finish_report(project: Project, report: dict, opts: ReportOptions) -> dict:
     mark_qualification(report, qualification_marks(project))  # "not qualified" beside every judge
     if "details" in report:
         # When and from how much: the page says so, since a cached report can be an hour old.
@@ -169,11 +188,20 @@ def choose_attribute(available: list[str], requested: str | None, order: list[st
 
 
 def report_from_table(
-    table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None, adjudicated: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    opts: ReportOptions,
+    inputs: CardInputs | None = None,
+    adjudicated: pd.DataFrame | None = None,
+    *,
+    prepare: Callable[[Resampler], None] | None = None,
 ) -> dict:
     """`adjudicated`: reviewers' final verdicts (pair, item, verdict), used as gold where
-    opts.gold is "adjudicated" (annotate.verdicts.with_adjudicated)."""
-    items, item_ids = pd.factorize(table["item"])
+    opts.gold is "adjudicated" (annotate.verdicts.with_adjudicated). `prepare` sets up the
+    shared Resampler before any figure registers (reports.incremental keeps its sums)."""
+    # Items coded in id order, not in the order the rows came: the seeded bootstrap then draws
+    # the same items whatever order the database returned them in, and a report that absorbed
+    # new rows (reports.incremental) is the one a rebuild computes.
+    items, item_ids = pd.factorize(table["item"], sort=True)
     table = table.assign(item=items)
     if adjudicated is not None and len(adjudicated):
         # Into the same item codes as the table; a decided pair nobody in the table judged has no figure to enter.
@@ -182,6 +210,8 @@ def report_from_table(
         adjudicated = adjudicated.assign(item=code_of.loc[adjudicated["item"]].to_numpy())
     n_units = int(items.max()) + 1 if len(items) else 0
     boot = Resampler(n_units=n_units, rounds=opts.rounds, seed=opts.seed)
+    if prepare is not None:
+        prepare(boot)
 
     prefs = _preferences(table, opts)
     ratings = _ratings(table)

@@ -10,6 +10,20 @@ project's attributes. Judge runs write through the same two tables, so a run's p
 the fingerprint too. Item or response edits (roles, texts) are not in it and show after the
 timeout.
 
+Incremental (reports.incremental): beside each report the cache keeps the report's state (the
+long table, every figure's per-item bootstrap sums) under a key without the fingerprint. When
+the fingerprint moved only because annotations were added (per table: the rows up to the last
+seen id are as many as before and none was updated since; the raters, exclusions and options
+are the same), only the rows above the last seen ids are loaded and absorbed; judgments, runs
+and reviewers' decisions are reloaded whole (they are not annotation rows). Anything else (an
+edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist added) is a full
+rebuild, and so is a state whose last full build is older than TIMEOUT_SECONDS (item and
+response edits are not in the fingerprint). A state larger than settings.CONCORDANCE["REPORT_STATE_MAX_MB"] (256 MB by default, about 800k annotations: it lives in the web process) is not kept,
+and an evicted or expired one (LocMem keeps 300 entries per process, least recently used first
+out) means the next change is a full rebuild; the report says which it was
+(details.incremental). LocMem pickles what it keeps: a 1M-annotation state costs about a
+second to store and to read back.
+
 Django's cache framework, alias "default": per-process LocMemCache unless settings name another.
 """
 
@@ -18,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from typing import Any
 
 from django.conf import settings
@@ -26,12 +41,13 @@ from django.db.models import Count, Max
 
 from annotate.models import Adjudication, ChecklistQuestion, Preference, Project, Rater, Rating, Standing
 
-from .build import build_report
-from .selectors import ReportFilters
+from .build import finish_report, report_inputs, report_options, table_filters
+from .incremental import ReportState, absorb, build_state
+from .selectors import ReportFilters, annotations_table
 
 CACHE_ALIAS = "default"
 TIMEOUT_SECONDS = 60 * 60
-VERSION = 6  # bump when the report's content changes shape
+VERSION = 7  # bump when the report's content changes shape
 
 
 def annotations_fingerprint(project: Project) -> list[Any]:
@@ -73,18 +89,60 @@ def annotations_fingerprint(project: Project) -> list[Any]:
     return out
 
 
-def report_cache_key(project: Project, filters: ReportFilters, options: dict[str, Any]) -> str:
+def _annotation_tables(project: Project) -> list[Any]:
+    return [Rating.objects.filter(response__item__project=project), Preference.objects.filter(pair__item__project=project)]
+
+
+def _marks(project: Project, fingerprint: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(the annotation tables' [count, top id, latest updated_at], what forces a rebuild when it
+    changes: raters' names and models, in id order, and exclusions). The rest of the
+    fingerprint (judgments, adjudications, attributes, checklists, gold source) is reloaded or
+    lies in the options."""
+    raters = [list(r) for r in Rater.objects.order_by("id").values_list("id", "kind", "name", "model")]
+    return fingerprint[:2], [raters, fingerprint[5]]
+
+
+def _same_guard(old: list[Any], new: list[Any]) -> bool:
+    """Raters added since (a new judge, a new annotator) label only new rows: the old raters
+    must be the first ones now, unchanged."""
+    return new[0][: len(old[0])] == old[0] and old[1] == new[1]
+
+
+def only_added(project: Project, before: list[Any]) -> bool:
+    """Whether the annotation rows seen at `before` (per table [count, top id, latest
+    updated_at]) are all still there, unchanged: nothing deleted, edited or upserted since, so
+    what changed is rows above the top ids."""
+    for qs, (n, top, last) in zip(_annotation_tables(project), before, strict=True):
+        if top is None:
+            continue  # nothing seen in this table: every row of it is new
+        agg = qs.filter(id__lte=top).order_by().aggregate(n=Count("id"), last=Max("updated_at"))
+        if agg["n"] != n or (agg["last"].isoformat() if agg["last"] else None) != last:
+            return False
+    return True
+
+
+def report_cache_key(
+    project: Project, filters: ReportFilters, options: dict[str, Any], fingerprint: list[Any] | None = None
+) -> str:
     filt = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dataclasses.asdict(filters).items()}
+    fingerprint = annotations_fingerprint(project) if fingerprint is None else fingerprint
     payload = json.dumps(
-        [VERSION, project.pk, filt, sorted(options.items()), annotations_fingerprint(project)],
+        [VERSION, project.pk, filt, sorted(options.items()), fingerprint],
         default=str,
         sort_keys=True,
     )
     return "reports:" + hashlib.sha256(payload.encode()).hexdigest()
 
 
+def state_cache_key(project: Project, filters: ReportFilters, options: dict[str, Any]) -> str:
+    filt = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dataclasses.asdict(filters).items()}
+    payload = json.dumps([VERSION, project.pk, filt, sorted(options.items())], default=str, sort_keys=True)
+    return "reports:state:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
 def cached_report(project: Project, filters: ReportFilters | None = None, **options: Any) -> dict:
-    """build_report(project, filters, **options), from the cache when nothing it reads changed.
+    """build_report(project, filters, **options), from the cache when nothing it reads changed,
+    updated from the kept state when only annotations were added.
 
     The report is cached with its details; callers that did not ask for them get it without.
     """
@@ -93,11 +151,68 @@ def cached_report(project: Project, filters: ReportFilters | None = None, **opti
     options.setdefault("rounds", settings.CONCORDANCE["BOOTSTRAP_ROUNDS"])
     options = {k: v for k, v in options.items() if v is not None}
     cache = caches[CACHE_ALIAS]
-    key = report_cache_key(project, filters, options)
+    fingerprint = annotations_fingerprint(project)
+    key = report_cache_key(project, filters, options, fingerprint)
     report = cache.get(key)
     if report is None:
-        report = build_report(project, filters, details=True, **options)
+        report = _updated_report(project, filters, options, fingerprint)
         cache.set(key, report, timeout=TIMEOUT_SECONDS)
     if not details:
         report = {k: v for k, v in report.items() if k != "details"}
     return report
+
+
+def _updated_report(project: Project, filters: ReportFilters, options: dict[str, Any], fingerprint: list[Any]) -> dict:
+    """The report with its details: absorbed into the kept state when only annotations were
+    added since it was computed, else built in full (and its state kept)."""
+    cache = caches[CACHE_ALIAS]
+    skey = state_cache_key(project, filters, options)
+    opts = report_options(project, filters, {**options, "details": True})
+    marks, guard = _marks(project, fingerprint)
+    kept = cache.get(skey)
+    state: ReportState | None = None
+    if kept is not None:
+        old_marks, old_guard, old_state = kept
+        # Item and response edits (roles, texts) are not in the fingerprint: a state is rebuilt
+        # in full at least every TIMEOUT_SECONDS, as the cached report always was.
+        fresh = time.time() - old_state.built_at < TIMEOUT_SECONDS
+        if fresh and _same_guard(old_guard, guard) and old_state.opts == opts and only_added(project, old_marks):
+            after = tuple(top or 0 for _, top, _ in old_marks)
+            new_rows = annotations_table(project, table_filters(filters), apply_rater_group=False,
+                                         after_ids=(after[1], after[0]))  # fmt: skip
+            inputs, adjudicated = report_inputs(project, opts)
+            state = absorb(old_state, new_rows, inputs=inputs, adjudicated=adjudicated)
+            state.report = _stamped(state.report, state, old_state)
+    if state is None:
+        table = annotations_table(project, table_filters(filters), apply_rater_group=False)
+        inputs, adjudicated = report_inputs(project, opts)
+        state = build_state(table, opts, inputs, adjudicated)
+        state.report = _stamped(state.report, state, None)
+    if state_bytes(state) <= settings.CONCORDANCE["REPORT_STATE_MAX_MB"] * 2**20:
+        cache.set(skey, (marks, guard, state), timeout=TIMEOUT_SECONDS)
+    else:
+        cache.delete(skey)
+    report = dict(state.report)
+    report["details"] = dict(report["details"])  # finish_report adds to it; the state's stays as it was
+    return finish_report(project, report, opts)
+
+
+def _stamped(report: dict, state: ReportState, previous: ReportState | None) -> dict:
+    """details.incremental: how this report came about (a full build, or N new annotations
+    absorbed into the one computed at ...)."""
+    report["details"]["incremental"] = (
+        None if previous is None
+        else {"new_annotations": state.absorbed, "base_computed_at": previous.computed_at,
+              "base_annotations": len(previous.table), **state.stats}
+    )  # fmt: skip
+    return report
+
+
+def state_bytes(state: ReportState) -> int:
+    """About what the kept state takes: its table, sums, resampled sums and weights."""
+    total = int(state.table.memory_usage(deep=True).sum())
+    if state.boot is not None:
+        total += sum(s.data.nbytes + s.indices.nbytes + s.indptr.nbytes for s in state.boot.sums)
+        total += sum(r.nbytes for r in state.boot.resampled)
+        total += state.boot.weights.nbytes if state.boot.weights is not None else 0
+    return total

@@ -61,13 +61,18 @@ def _filter(qs: QuerySet, filters: ReportFilters, *, rater_group: bool) -> Query
 
 
 def annotations_table(
-    project: Project, filters: ReportFilters | None = None, *, apply_rater_group: bool = True
+    project: Project,
+    filters: ReportFilters | None = None,
+    *,
+    apply_rater_group: bool = True,
+    after_ids: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Every rating and preference of the project as one long frame (columns: COLUMNS).
 
     Two streamed value queries (no model instances); text lengths are computed by the database.
     `apply_rater_group=False` keeps every rater so a report can still compute gold from all
-    humans while showing only the filtered group.
+    humans while showing only the filtered group. `after_ids` (preference id, rating id): only
+    the rows above them, the ones an incremental report has not seen (reports.cache).
     """
     filters = filters or ReportFilters()
     rater_label = F("rater__name")
@@ -80,6 +85,9 @@ def annotations_table(
         ratings = ratings.exclude(response__item__role=Item.Role.GOLD)
     prefs = _filter(prefs, filters, rater_group=apply_rater_group)
     ratings = _filter(ratings, filters, rater_group=apply_rater_group)
+    if after_ids is not None:
+        prefs = prefs.filter(id__gt=after_ids[0])
+        ratings = ratings.filter(id__gt=after_ids[1])
     if filters.attribute:
         ratings = ratings.filter(attribute__name=filters.attribute)
 

@@ -285,7 +285,10 @@ def test_report_is_cached_until_an_annotation_changes(client, researcher, filled
     url = reverse("api-project-report", args=[filled.pk])
     page = reverse("reports:page", args=[filled.pk, "agreement"])
     c = _login(client, researcher)
-    with mock.patch.object(report_cache, "build_report", wraps=report_cache.build_report) as build:
+    with (
+        mock.patch.object(report_cache, "build_state", wraps=report_cache.build_state) as build,
+        mock.patch.object(report_cache, "absorb", wraps=report_cache.absorb) as absorbed,
+    ):
         first = api.get(url).json()
         assert api.get(url).json() == first
         # The pages share the entry (it holds the details), tab after tab.
@@ -298,29 +301,32 @@ def test_report_is_cached_until_an_annotation_changes(client, researcher, filled
         api.get(url, {"rounds": 5})
         assert build.call_count == 3
 
-        # A new rating: recomputed, and the new figure is in it.
+        # A new rating: recomputed (absorbed into the kept state), and the new figure is in it.
         h0 = Rater.objects.get(name="h0")
         response = Response.objects.filter(item__project=filled).first()
         Rating.objects.create(rater=h0, response=response, attribute=filled.attributes.get(name="correctness"), value=4)
         second = api.get(url).json()
-        assert build.call_count == 4
+        assert (build.call_count, absorbed.call_count) == (3, 1)
         assert second != first and "correctness" in second["agreement"]["krippendorff_alpha"]
-        assert api.get(url).json() == second and build.call_count == 4
+        assert api.get(url).json() == second and build.call_count == 3
+        assert api.get(url, {"details": "true"}).json()["details"]["incremental"]["new_annotations"] == 1
+        assert "updated from 1 new annotation" in c.get(page).content.decode()
 
-        # A new preference (e.g. a judge run's verdict) and an edited one each invalidate it.
+        # A new judge and its preference (absorbed: a new rater labels only new rows), then an
+        # edited one and a deleted one each invalidate it (rebuilt: old rows changed).
         judge = Rater.objects.create(kind="judge", name="late")
         pref = Preference.objects.create(rater=judge, rater_kind="judge", pair=Pair.objects.filter(item__project=filled).first(),
                                          strength=1, shown_order="ab")  # fmt: skip
         third = api.get(url).json()
-        assert build.call_count == 5
+        assert (build.call_count, absorbed.call_count) == (3, 2)
         assert "judge:late" in {row["judge"] for row in third["position"]}
         pref.strength = -3
         pref.save()
         api.get(url)
-        assert build.call_count == 6
+        assert build.call_count == 4
         pref.delete()
         assert c.get(page).status_code == 200
-        assert build.call_count == 7
+        assert (build.call_count, absorbed.call_count) == (5, 2)
 
 
 def test_pool_and_leaderboard_coefficients_have_intervals(researcher, filled):

@@ -85,6 +85,12 @@ class Resampler:
     _estimates: list[Estimate] = field(default_factory=list)
     _width: int = 0
     _product: _Product | None = None
+    # Set by reports.incremental: every figure's per-item sums are kept (not folded into the
+    # product) so a later build can reuse the resampled sums of what did not change.
+    keep_sums: bool = False
+    kept: list[sp.csr_matrix] = field(default_factory=list)
+    # Replaces run()'s product when set: (resampler, kept sums) -> (rounds, width) resampled sums.
+    runner: Callable[[Resampler, list[sp.csr_matrix]], np.ndarray] | None = None
 
     def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
         per_unit = sp.csr_matrix(per_unit)
@@ -94,11 +100,14 @@ class Resampler:
             width = per_unit.shape[1]
             est.columns = slice(self._width, self._width + width)
             self._width += width
-            # Taken in now, in the product's compact form (float32 where exact, duplicates
-            # dropped), so the report never holds every figure's float64 sums at once.
-            if self._product is None:
-                self._product = _Product([])
-            self._product.add(per_unit)
+            if self.keep_sums:
+                self.kept.append(per_unit)
+            else:
+                # Taken in now, in the product's compact form (float32 where exact, duplicates
+                # dropped), so the report never holds every figure's float64 sums at once.
+                if self._product is None:
+                    self._product = _Product([])
+                self._product.add(per_unit)
             self._estimates.append(est)
         return est
 
@@ -109,17 +118,25 @@ class Resampler:
         draws += (np.arange(rounds) * n)[:, None]
         return np.bincount(draws.ravel(), minlength=rounds * n).reshape(rounds, n).astype(np.float64)
 
+    def chunks(self) -> list[tuple[int, int]]:
+        """The rounds in the order and blocks their weights are drawn from one seeded stream."""
+        return [(a, min(a + CHUNK_ROUNDS, self.rounds)) for a in range(0, self.rounds, CHUNK_ROUNDS)]
+
     def run(self) -> None:
-        if self._product is None:
-            return
-        product, self._product = self._product, None
-        product.finish()
-        rng = np.random.default_rng(self.seed)
-        out = np.empty((self.rounds, self._width))
-        for start in range(0, self.rounds, CHUNK_ROUNDS):
-            stop = min(start + CHUNK_ROUNDS, self.rounds)
-            w = self.weights(stop - start, rng)
-            out[start:stop] = product.times(w)
+        if self.runner is not None:
+            if not self._estimates:
+                return
+            out = self.runner(self, self.kept)
+            self.kept = []
+        else:
+            if self._product is None:
+                return
+            product, self._product = self._product, None
+            product.finish()
+            rng = np.random.default_rng(self.seed)
+            out = np.empty((self.rounds, self._width))
+            for start, stop in self.chunks():
+                out[start:stop] = product.times(self.weights(stop - start, rng))
         for est in self._estimates:
             assert est.columns is not None
             with np.errstate(all="ignore"):

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .bootstrap import Estimate, Resampler, per_unit_sums, percentile_ci
+from .memo import memoised
 from .verdicts import TIE, A, B
 
 ELO_SCALE = 400.0
@@ -77,6 +78,7 @@ def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:
     return v[keep.to_numpy()]
 
 
+@memoised
 def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerry:
     """comps: model_a, model_b, verdict. Resamples comparisons: drawing n comparisons with
     replacement is a multinomial draw over the distinct (a, b, verdict) cells."""

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .leaderboard import ELO_MEAN, ELO_SCALE, mle_exists
+from .memo import memoised
 from .verdicts import TIE, A, B
 
 STYLE_FEATURES = ("length", "headers", "list_items", "bold")
@@ -159,6 +160,7 @@ class StyleBoard:
     identifiable: bool = True
 
 
+@memoised
 def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: bool = True) -> StyleBoard:
     """comps: model_a, model_b, verdict, response_a, response_b (one row per comparison);
     styles: response -> the STYLE_FEATURES columns. control=False fits the plain Bradley-Terry

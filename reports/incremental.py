@@ -1,0 +1,229 @@
+"""A computed report that absorbs new annotations without redoing its bootstrap from scratch.
+
+What a full build costs (bench/reports.py, 1M annotations, 1,000 rounds; cProfile on this
+2-core machine, shares of the CPU time): the shared bootstrap about a quarter (the product
+w @ S about 70% of it, drawing the multiplicities w the rest), the section code the other three
+quarters (pandas merges and group-bys over the verdicts, the style-controlled and plain
+Bradley-Terry fits, the judge cards and evaluators' human reference).
+
+State kept (ReportState): the long annotation table, the options and inputs, and for the
+bootstrap every figure's per-item sums S (items x columns, as registered with the Resampler),
+its resampled sums B = W @ S (rounds x columns) and, where it fits in WEIGHTS_MAX_BYTES, the
+multiplicities W themselves (uint8; otherwise they are drawn again from the seed, chunk by
+chunk, exactly as the full build draws them).
+
+Absorbing new rows (absorb): the table gains them (appended, so every old item keeps its code
+and the bootstrap draws the same items), every section runs again on the union (its code is
+what a full build runs, so the figures are the full build's by construction), and the
+bootstrap reuses what did not change:
+
+- a figure whose S is unchanged keeps its B (exactly);
+- a figure whose S changed only in some items' rows, same shape: B += W[:, rows] @ dS[rows]
+  (the touched items only; integer sums exactly, float sums up to rounding);
+- figures are paired with the old build's by registration order; where a section registers
+  per-rater figures in the order raters first appear in the rows, figure k may be another
+  rater's now: dS is then larger (more rows in the update), never wrong;
+- a new figure (a new rater, a new rater pair), one whose width changed, or every figure when
+  the item set grew: W @ S in full. METRICS.md's bootstrap resamples n items with replacement,
+  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W, and
+  the product is redone (as a full build would), only the S of unchanged figures are not.
+
+Not absorbed, recomputed on the union table (their state is global, or cheaper to recompute
+than to keep): every section's own code (verdict combination, gold, merges, group-bys). The
+Bradley-Terry fits (whose bootstrap resamples comparisons) and the style-controlled fits
+(logistic regressions over all comparisons) are global too: they are refitted when their
+group's comparisons changed and reused when not (reports.metrics.memo: new ratings only, or one
+judge's run, leave the other groups' fits as they were). So an absorb costs the section code
+plus a fraction of the product; bench/reports.py prints it beside a rebuild.
+
+reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
+above the last seen when nothing else changed; an evicted or oversized state means a full
+rebuild next time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .build import ReportOptions, report_from_table
+from .cards import CardInputs
+from .metrics import memo
+from .metrics.bootstrap import Resampler, _Product
+from .selectors import finish_table
+
+WEIGHTS_MAX_BYTES = 64 * 2**20  # the multiplicities kept beside the sums when they fit
+
+
+@dataclass
+class BootstrapState:
+    n_units: int
+    rounds: int
+    seed: int
+    sums: list[sp.csr_matrix]  # per figure, in registration order: S (items x columns)
+    resampled: list[np.ndarray]  # per figure: W @ S (rounds x columns)
+    weights: np.ndarray | None  # W (rounds x items), uint8/uint16, or None: redrawn from the seed
+
+
+@dataclass
+class ReportState:
+    table: pd.DataFrame
+    opts: ReportOptions
+    inputs: CardInputs | None
+    adjudicated: pd.DataFrame | None
+    boot: BootstrapState | None
+    report: dict
+    computed_at: str = ""
+    absorbed: int = 0  # new annotations taken in by the last update (0: a full build)
+    stats: dict = field(default_factory=dict)  # how the last bootstrap went (figures reused, redone)
+    fits: dict = field(default_factory=dict)  # global fits by input digest (reports.metrics.memo)
+    built_at: float = 0.0  # time.time() of the last full build (absorbs keep it)
+
+
+def build_state(
+    table: pd.DataFrame, opts: ReportOptions, inputs: CardInputs | None = None, adjudicated: pd.DataFrame | None = None
+) -> ReportState:
+    """A full build (report_from_table's result, unchanged) that keeps what absorb needs."""
+    state = _run(table, opts, inputs, adjudicated, previous=None, fits={}, absorbed=0)
+    state.built_at = time.time()
+    return state
+
+
+def absorb(
+    state: ReportState,
+    new_rows: pd.DataFrame,
+    *,
+    inputs: CardInputs | None = None,
+    adjudicated: pd.DataFrame | None = None,
+) -> ReportState:
+    """The state of report_from_table(old table + new_rows): the same report, computed with the
+    old bootstrap's sums. `inputs` and `adjudicated` replace the old ones when given (the cache
+    reloads them: judgments and reviewers' decisions are not annotation rows)."""
+    table = finish_table(pd.concat([state.table, new_rows], ignore_index=True)) if len(new_rows) else state.table
+    after = _run(
+        table,
+        state.opts,
+        inputs if inputs is not None else state.inputs,
+        adjudicated if adjudicated is not None else state.adjudicated,
+        previous=state.boot,
+        fits=state.fits,
+        absorbed=len(new_rows),
+    )
+    after.built_at = state.built_at
+    return after
+
+
+def _run(
+    table: pd.DataFrame,
+    opts: ReportOptions,
+    inputs: CardInputs | None,
+    adjudicated: pd.DataFrame | None,
+    *,
+    previous: BootstrapState | None,
+    fits: dict,
+    absorbed: int,
+) -> ReportState:
+    kept: dict[str, BootstrapState] = {}
+    stats: dict[str, int] = {}
+
+    def runner(boot: Resampler, sums: list[sp.csr_matrix]) -> np.ndarray:
+        state, out = _resample(boot, sums, previous, stats)
+        kept["boot"] = state
+        return out
+
+    def prepare(boot: Resampler) -> None:
+        boot.keep_sums = True
+        boot.runner = runner
+
+    with memo.active(memo.Memo(fits)) as fitted:
+        report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
+    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
+    computed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=kept.get("boot"),
+                       report=report, computed_at=computed_at, absorbed=absorbed, stats=stats,
+                       fits=fitted.kept)  # fmt: skip
+
+
+def _resample(
+    boot: Resampler, sums: list[sp.csr_matrix], previous: BootstrapState | None, stats: dict[str, int]
+) -> tuple[BootstrapState, np.ndarray]:
+    """(rounds, total width) resampled sums of every figure, reusing `previous` where its item
+    set, rounds and seed are the build's (else every figure is resampled in full)."""
+    same_draw = (
+        previous is not None
+        and (previous.n_units, previous.rounds, previous.seed) == (boot.n_units, boot.rounds, boot.seed)
+    )
+    widths = [s.shape[1] for s in sums]
+    resampled: list[np.ndarray | None] = [None] * len(sums)
+    full: list[int] = []  # figures resampled in full
+    delta: list[tuple[int, sp.csr_matrix]] = []  # (figure, dS) for figures changed in some rows
+    for k, s in enumerate(sums):
+        old = previous.sums[k] if same_draw and previous is not None and k < len(previous.sums) else None
+        if old is None or old.shape != s.shape:
+            full.append(k)
+            continue
+        d = (s - old).tocsr()
+        d.eliminate_zeros()
+        if d.nnz == 0:
+            assert previous is not None
+            resampled[k] = previous.resampled[k]
+        else:
+            delta.append((k, d))
+    stats.update(figures=len(sums), reused=len(sums) - len(full) - len(delta), updated=len(delta),
+                 resampled=len(full))  # fmt: skip
+
+    product = None
+    if full:
+        product = _Product([sums[k] for k in full])
+    touched = np.zeros(0, dtype=np.int64)
+    d_rows = None
+    if delta:
+        # All changed figures side by side, cut to the items whose sums moved.
+        d_all = sp.hstack([d for _, d in delta], format="csr")
+        touched = np.flatnonzero(np.diff(d_all.indptr))
+        d_rows = d_all[touched].T.tocsr()  # (columns, touched items)
+        for k, _ in delta:
+            assert previous is not None
+            resampled[k] = previous.resampled[k].copy()
+    stats["touched_items"] = len(touched)
+
+    weights = previous.weights if same_draw and previous is not None else None
+    keep_weights = boot.rounds * boot.n_units <= WEIGHTS_MAX_BYTES
+    need_draw = product is not None or d_rows is not None
+    new_weights = weights
+    if weights is None and keep_weights and need_draw:
+        new_weights = np.empty((boot.rounds, boot.n_units), dtype=np.uint8)
+    full_out = np.empty((boot.rounds, sum(widths[k] for k in full)))
+    offsets = np.cumsum([0] + [widths[k] for k, _ in delta])
+    rng = np.random.default_rng(boot.seed)
+    for start, stop in boot.chunks() if need_draw else []:
+        if weights is not None:
+            w = weights[start:stop].astype(np.float64)
+        else:
+            w = boot.weights(stop - start, rng)
+            if new_weights is not None:
+                if w.max(initial=0) > np.iinfo(new_weights.dtype).max:
+                    new_weights = new_weights.astype(np.uint16)
+                new_weights[start:stop] = w
+        if product is not None:
+            full_out[start:stop] = product.times(w)
+        if d_rows is not None:
+            change = (d_rows @ w[:, touched].T).T  # (rounds of the chunk, changed columns)
+            for j, (k, _) in enumerate(delta):
+                block = resampled[k]
+                assert block is not None
+                block[start:stop] += change[:, offsets[j]:offsets[j + 1]]
+    at = 0
+    for k in full:
+        resampled[k] = full_out[:, at:at + widths[k]]
+        at += widths[k]
+    out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
+    parts = [r for r in resampled if r is not None]
+    state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums),
+                           resampled=parts, weights=new_weights if keep_weights else None)  # fmt: skip
+    return state, out

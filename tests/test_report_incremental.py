@@ -1,0 +1,185 @@
+"""Absorbing new annotations into a computed report (reports.incremental) gives the report a
+full build computes on the union table: same figures, same intervals (to float rounding), on
+small synthetic cases (existing items touched, new items, a new rater, a new pair, a gold
+changed by new human verdicts) and through the report cache on PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports import incremental
+from reports.build import ReportOptions, report_from_table
+from reports.selectors import finish_table
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "reports.py"
+ROUNDS = 60
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_reports", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_same(a: Any, b: Any, path: str = "") -> None:
+    """Equal key for key; floats to rounding (the absorbed sums are old + change, not one sum)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        for k in a:
+            assert_same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return _bench().synthetic_table(40, seed=3)
+
+
+def _split(table: pd.DataFrame, new: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return finish_table(table[~new].reset_index(drop=True)), finish_table(table[new].reset_index(drop=True))
+
+
+def _absorbed_equals_rebuilt(old: pd.DataFrame, new: pd.DataFrame, opts: ReportOptions) -> incremental.ReportState:
+    state = incremental.build_state(old, opts)
+    assert_same(state.report, report_from_table(old, opts))  # keeping the state changes nothing
+    after = incremental.absorb(state, new)
+    union = finish_table(pd.concat([old, new], ignore_index=True))
+    assert_same(after.report, report_from_table(union, opts))
+    assert after.absorbed == len(new) and len(after.table) == len(union)
+    return after
+
+
+OPTS = ReportOptions(rounds=ROUNDS, seed=4, details=True)
+
+
+def test_new_rows_on_existing_items_update_only_the_touched_sums(table):
+    rng = np.random.default_rng(0)
+    new = np.zeros(len(table), dtype=bool)
+    new[rng.choice(len(table), 10, replace=False)] = True
+    after = _absorbed_equals_rebuilt(*_split(table, new), OPTS)
+    # Same items, so the same draw: the changed figures updated on the touched items only; in
+    # full only those whose columns changed (a score pair or a cell seen for the first time).
+    assert after.stats["updated"] > 0 and after.stats["resampled"] < after.stats["figures"] / 10
+    # (More items than the 10 rows touch: some sections register per-rater figures in the
+    # order raters first appear, so figure k of the old build may be another rater's now.)
+    assert after.stats["touched_items"] > 0
+
+
+def test_absorbing_nothing_reuses_every_figure(table):
+    old, _ = _split(table, np.zeros(len(table), dtype=bool))
+    state = incremental.build_state(old, OPTS)
+    after = incremental.absorb(state, old.iloc[:0])
+    assert_same(after.report, state.report)
+    assert after.stats["reused"] == after.stats["figures"] > 0
+
+
+def test_new_items_redraw_the_bootstrap_as_a_rebuild_would(table):
+    after = _absorbed_equals_rebuilt(*_split(table, table["item"].to_numpy() >= 35), OPTS)
+    assert after.stats["resampled"] == after.stats["figures"]
+
+
+def test_a_new_rater_and_its_rows(table):
+    after = _absorbed_equals_rebuilt(*_split(table, (table["rater"] == "judge:verbose").to_numpy()), OPTS)
+    assert after.stats["resampled"] > 0  # its figures (and widened rater-pair ones) are new
+    # The humans' and the other judges' comparisons did not change: their fits are reused.
+    assert after.stats["fits_reused"] > 0 and after.stats["fits_computed"] > 0
+
+
+def test_a_new_pair_on_an_existing_item(table):
+    old = finish_table(table.copy())
+    rows = old[(old["item"] == 7) & (old["protocol"] == "ranking")].copy()
+    rows["pair"] = int(old["pair"].max()) + 1
+    rows["id"] = np.arange(len(rows)) + int(old["id"].max()) + 1
+    rows["strength"] = -rows["strength"].to_numpy()
+    _absorbed_equals_rebuilt(old, finish_table(rows.reset_index(drop=True)), OPTS)
+
+
+def test_new_human_verdicts_that_change_a_gold(table):
+    old = finish_table(table.copy())
+    humans = old[(old["item"] == 5) & (old["kind"] == "human") & (old["protocol"] == "ranking")]
+    gold = int(np.sign(np.sign(humans["strength"].to_numpy()).sum()))
+    others = [f"human:h{k}" for k in range(20) if f"human:h{k}" not in set(humans["rater"].astype(str))][:4]
+    template = humans.iloc[[0] * len(others)].copy()
+    template["rater"] = others
+    template["strength"] = -gold if gold else 2  # four new votes outweigh the three
+    template["id"] = np.arange(len(others)) + int(old["id"].max()) + 1
+    before = incremental.build_state(old, OPTS)
+    after = _absorbed_equals_rebuilt(old, finish_table(template.reset_index(drop=True)), OPTS)
+    assert after.report["details"]["gold_counts"] != before.report["details"]["gold_counts"]
+
+
+def test_weights_drawn_again_from_the_seed_when_not_kept(table, monkeypatch):
+    monkeypatch.setattr(incremental, "WEIGHTS_MAX_BYTES", 0)
+    rng = np.random.default_rng(1)
+    new = np.zeros(len(table), dtype=bool)
+    new[rng.choice(len(table), 40, replace=False)] = True
+    after = _absorbed_equals_rebuilt(*_split(table, new), OPTS)
+    assert after.boot is not None and after.boot.weights is None
+
+
+# --- through the cache, on PostgreSQL --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_cached_report_absorbs_new_annotations_like_a_rebuild(project, settings):
+    from django.core.cache import caches
+
+    from annotate.models import Item, Pair, Preference, Rater, Rating, Response
+    from reports.build import build_report
+    from reports.cache import CACHE_ALIAS, cached_report
+
+    settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": ROUNDS}
+    caches[CACHE_ALIAS].clear()
+    humans = [Rater.objects.create(kind="human", name=f"h{k}") for k in range(3)]
+    judge = Rater.objects.create(kind="judge", name="j", model="alpha")
+    helpfulness = project.attributes.get(name="helpfulness")
+    rng = np.random.default_rng(2)
+
+    def add_item(i: int, raters: list[Rater]) -> Pair:
+        item = Item.objects.create(project=project, external_id=f"i{i}", prompt=f"p{i}")
+        ra = Response.objects.create(item=item, external_id="a", text="x" * (5 + i), model="alpha")
+        rb = Response.objects.create(item=item, external_id="b", text="y" * (9 + i % 4), model="beta")
+        pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+        for k, r in enumerate(raters):
+            Preference.objects.create(rater=r, rater_kind=r.kind, pair=pair, strength=int(rng.integers(-3, 4)),
+                                      shown_order="ab" if k % 2 else "ba")  # fmt: skip
+            Rating.objects.create(rater=r, response=ra, attribute=helpfulness, value=int(rng.integers(1, 6)))
+            Rating.objects.create(rater=r, response=rb, attribute=helpfulness, value=int(rng.integers(1, 6)))
+        return pair
+
+    pairs = [add_item(i, [*humans, judge]) for i in range(12)]
+    first = cached_report(project, details=True)
+    assert first["details"]["incremental"] is None
+    # New rows only: a new item, a new judge on old pairs, a human verdict on an old pair.
+    late = Rater.objects.create(kind="judge", name="late")
+    add_item(12, [*humans, late])
+    for pair in pairs[:5]:
+        Preference.objects.create(rater=late, rater_kind="judge", pair=pair, strength=1, shown_order="ab")
+    extra = Rater.objects.create(kind="human", name="h9")
+    Preference.objects.create(rater=extra, rater_kind="human", pair=pairs[3], strength=-2, shown_order="ab")
+    absorbed = cached_report(project, details=True)
+    inc = absorbed["details"]["incremental"]
+    assert inc["new_annotations"] == 4 * 3 + 5 + 1 and inc["base_annotations"] == 12 * 4 * 3
+    rebuilt = build_report(project, rounds=ROUNDS, details=True)
+    for report in (absorbed, rebuilt):
+        report["details"].pop("computed_at")
+        report["details"].pop("incremental", None)
+    assert_same(absorbed, rebuilt)
+    assert absorbed["details"]["n_annotations"] == 13 * 4 * 3 + 5 + 1
+    caches[CACHE_ALIAS].clear()
