@@ -187,6 +187,53 @@ def _candidates(
     return qs
 
 
+# What a task page or payload reads of a task, loaded with it in one query (the claim's candidate,
+# the open claim resumed): a rating's response and item, a ranking's pair, item and both responses.
+TASK_RELATED: dict[str, tuple[str, ...]] = {RATING: ("item",), RANKING: ("item", "response_a", "response_b")}
+ASSIGNMENT_TASK_RELATED = ("response__item", "pair__item", "pair__response_a", "pair__response_b")
+
+
+def _insert_claim(
+    *, project: Project, rater: Rater, protocol: str, task_id: int, shown_order: str, now: datetime,
+    training: bool, capped: bool,
+) -> tuple[int, datetime, uuid.UUID] | None:
+    """Insert the claim and return (id, claimed_at, view_key), or None where the task is full or
+    the annotator already holds it; in one statement, where the ORM took four (the recount, a
+    savepoint, the insert, its release).
+
+    The recount is this statement's own subquery: it runs after the candidate query locked the
+    task row, on a snapshot taken now (READ COMMITTED: one per statement), so it sees every claim
+    committed before the lock, which the candidate query's snapshot may not have (any path that
+    adds a live assignment to a task locks its row first). ON CONFLICT DO NOTHING answers the
+    unique constraints (one claim per annotator and task) with no row instead of an error that
+    would need a savepoint to survive."""
+    table = Assignment._meta.db_table
+    fields = {f.name: f for f in Assignment._meta.concrete_fields}
+    claimed_at, view_key = timezone.now(), uuid.uuid4()
+    values = {
+        "project": project.pk, "rater": rater.pk, "protocol": protocol,
+        "response": task_id if protocol == RATING else None, "pair": task_id if protocol == RANKING else None,
+        "status": CLAIMED, "shown_order": shown_order, "view_key": view_key, "training": training,
+        "skip_reason": "", "draft": None, "time_on_task_ms": None, "claimed_at": claimed_at,
+        "expires_at": now + timedelta(seconds=project.claim_seconds), "completed_at": None,
+    }
+    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in values)
+    params: list = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    room = "1 = 1"
+    if capped:
+        task_column = connection.ops.quote_name(fields["response" if protocol == RATING else "pair"].column)
+        # live_assignments_q, as SQL: done, or claimed and not yet expired.
+        room = (f"(SELECT COUNT(*) FROM {table} WHERE {task_column} = %s AND status IN (%s, %s) "
+                f"AND (status = %s OR expires_at > %s)) < %s")
+        params += [task_id, DONE, CLAIMED, DONE, fields["expires_at"].get_db_prep_save(now, connection), project.overlap]
+    sql = (f"INSERT INTO {table} ({columns}) SELECT {', '.join(['%s'] * len(values))} WHERE {room} "
+           f"ON CONFLICT DO NOTHING RETURNING id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else (int(row[0]), claimed_at, view_key)
+
+
 def _claim_from(
     *,
     project: Project,
@@ -205,27 +252,33 @@ def _claim_from(
             if tried:
                 qs = qs.exclude(pk__in=tried)
             # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
-            task_id = qs.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
-            if task_id is None:
+            # The task comes with what its page shows (TASK_RELATED): no second query to load it.
+            task = qs.select_related(*TASK_RELATED[protocol]).select_for_update(skip_locked=True, of=("self",)).first()
+            if task is None:
                 return None
-            if role == Item.Role.TASK and _live_count(protocol=protocol, task_id=task_id, now=now) >= project.overlap:
-                tried.append(task_id)
-                continue
-            if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task_id, now=now):
-                tried.append(task_id)  # closed by its routing policy, or a label already in hand
+            if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task.pk, now=now):
+                tried.append(task.pk)  # closed by its routing policy, or a label already in hand
                 continue
             shown_order = rng.choice([ShownOrder.AB, ShownOrder.BA]) if protocol == RANKING else ShownOrder.AB
-            try:
-                with transaction.atomic():
-                    return Assignment.objects.create(
-                        project=project, rater=rater, protocol=protocol,
-                        shown_order=shown_order, view_key=uuid.uuid4(),
-                        expires_at=now + timedelta(seconds=project.claim_seconds),
-                        training=training, **_task_filter(protocol, task_id),
-                    )
-            except IntegrityError:
-                # The same annotator claimed it in another tab a moment ago.
-                tried.append(task_id)
+            inserted = _insert_claim(
+                project=project, rater=rater, protocol=protocol, task_id=task.pk, shown_order=shown_order, now=now,
+                training=training, capped=role == Item.Role.TASK,
+            )
+            if inserted is None:
+                # Filled between the candidate query's snapshot and the lock, or the same annotator
+                # claimed it in another tab a moment ago.
+                tried.append(task.pk)
+                continue
+            pk, claimed_at, view_key = inserted
+            assignment = Assignment(
+                pk=pk, project=project, rater=rater, protocol=protocol, status=CLAIMED, shown_order=shown_order,
+                view_key=view_key, training=training, skip_reason="", draft=None, time_on_task_ms=None,
+                claimed_at=claimed_at, expires_at=now + timedelta(seconds=project.claim_seconds), completed_at=None,
+                **{("response" if protocol == RATING else "pair"): task},
+            )
+            assignment._state.adding = False
+            assignment._state.db = connection.alias
+            return assignment
     return None
 
 
@@ -234,7 +287,11 @@ def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assi
 
     An expired claim is renewed when the task still has room, else given up for good (the
     annotator has seen it, so it is never served to them again)."""
-    open_claims = Assignment.objects.filter(project=project, rater=rater, status=CLAIMED).order_by("-claimed_at", "-pk")
+    open_claims = (
+        Assignment.objects.filter(project=project, rater=rater, status=CLAIMED)
+        .select_related(*ASSIGNMENT_TASK_RELATED)  # what the page shows: no second query to load it
+        .order_by("-claimed_at", "-pk")
+    )
     for assignment in open_claims:
         if assignment.expires_at > now:
             return assignment
@@ -592,12 +649,22 @@ def progress_for(*, project: Project, rater: Rater) -> Progress:
     )
 
 
+def _task_loaded(assignment: Assignment) -> bool:
+    if assignment.protocol == RATING:
+        if not Assignment.response.is_cached(assignment) or assignment.response is None:
+            return False
+        return Response.item.is_cached(assignment.response)
+    pair = assignment.pair if Assignment.pair.is_cached(assignment) else None
+    return pair is not None and all(getattr(Pair, name).is_cached(pair) for name in TASK_RELATED[RANKING])
+
+
 def assignment_with_task(assignment: Assignment) -> Assignment:
     """The assignment with its task loaded in one query (response and item, or pair, item and
-    both responses): what a task page or payload reads, instead of a query per relation."""
-    return Assignment.objects.select_related(
-        "response__item", "pair__item", "pair__response_a", "pair__response_b"
-    ).get(pk=assignment.pk)
+    both responses): what a task page or payload reads, instead of a query per relation. A claim
+    or a resumed claim comes with its task already (_claim_from, _resume_open_claim): no query."""
+    if _task_loaded(assignment):
+        return assignment
+    return Assignment.objects.select_related(*ASSIGNMENT_TASK_RELATED).get(pk=assignment.pk)
 
 
 def open_claims_elsewhere(*, project: Project, rater: Rater, now: datetime | None = None) -> int:
