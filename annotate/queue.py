@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from django.contrib.auth.models import Group, User
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
-from .checklists import CHECKLIST_ATTRIBUTE
+from .checklists import CHECKLIST_ATTRIBUTE, has_live_questions, mark_none_live
 from .errors import ConcordanceError, ValidationError
 from .models import (
     Assignment,
@@ -253,9 +253,14 @@ def _claim_from(
                 qs = qs.exclude(pk__in=tried)
             # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
             # The task comes with what its page shows (TASK_RELATED): no second query to load it.
-            task = qs.select_related(*TASK_RELATED[protocol]).select_for_update(skip_locked=True, of=("self",)).first()
+            task = (
+                qs.select_related(*TASK_RELATED[protocol]).annotate(has_checklist=has_live_questions())
+                .select_for_update(skip_locked=True, of=("self",)).first()
+            )
             if task is None:
                 return None
+            if not task.has_checklist:
+                mark_none_live(task.item)
             if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task.pk, now=now):
                 tried.append(task.pk)  # closed by its routing policy, or a label already in hand
                 continue
@@ -290,9 +295,13 @@ def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assi
     open_claims = (
         Assignment.objects.filter(project=project, rater=rater, status=CLAIMED)
         .select_related(*ASSIGNMENT_TASK_RELATED)  # what the page shows: no second query to load it
+        .annotate(rating_checklist=has_live_questions("response__item"), ranking_checklist=has_live_questions("pair__item"))
         .order_by("-claimed_at", "-pk")
     )
     for assignment in open_claims:
+        task = assignment.response if assignment.protocol == RATING else assignment.pair
+        if task is not None and not (assignment.rating_checklist or assignment.ranking_checklist):
+            mark_none_live(task.item)
         if assignment.expires_at > now:
             return assignment
         with transaction.atomic():
@@ -386,7 +395,7 @@ def _lock_assignment(*, rater: Rater, view_key: uuid.UUID | str) -> Assignment:
         raise AssignmentNotFound("This task link is not valid.") from exc
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("project", "response__item", "pair__item__project")
+        .select_related("project__routing_policy", "response__item", "pair__item__project__routing_policy")
         .filter(view_key=key, rater=rater)
         .first()
     )
@@ -435,8 +444,12 @@ def assignment_submit_rating(
     values: dict[str, int],
     time_on_task_ms: int | None = None,
     now: datetime | None = None,
+    project: Project | None = None,
 ) -> SubmitResult:
-    """Store the ratings of a rating task. A replay of the same view stores nothing new."""
+    """Store the ratings of a rating task. A replay of the same view stores nothing new.
+
+    `project`: the caller's project with its attributes prefetched (the page view has them), read
+    instead of querying them again when the task is of that project."""
     now = now or timezone.now()
     with transaction.atomic():
         # The row lock serialises a double submit: the second waits, then sees DONE.
@@ -450,7 +463,7 @@ def assignment_submit_rating(
         assert response is not None
         # The checklist attribute is no scale to fill in: its value is the checklist's score
         # (annotate.checklists), given by the view when the item has a checklist.
-        attributes = list(Attribute.objects.filter(project_id=assignment.project_id))
+        attributes = _attributes_of(assignment, project)
         missing = [a.name for a in attributes if a.name not in values and a.name != CHECKLIST_ATTRIBUTE]
         if missing:
             raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])
@@ -458,6 +471,14 @@ def assignment_submit_rating(
         ratings_submit(rater=rater, response=response, values=values, time_on_task_ms=time_ms, attributes=attributes)
         _finish(assignment=assignment, time_ms=time_ms, now=now)
     return SubmitResult(assignment=assignment, duplicate=False)
+
+
+def _attributes_of(assignment: Assignment, project: Project | None) -> list[Attribute]:
+    if project is not None and project.pk == assignment.project_id and "attributes" in getattr(
+        project, "_prefetched_objects_cache", {}
+    ):
+        return list(project.attributes.all())
+    return list(Attribute.objects.filter(project_id=assignment.project_id))
 
 
 def assignment_submit_preference(
