@@ -624,19 +624,24 @@ def _progress_sql() -> str:
         "item": Item._meta.db_table, "membership": Membership._meta.db_table,
         "user_groups": User.groups.through._meta.db_table, "group": Group._meta.db_table,
     }
+    # Each count reads only the project's rows: the tasks from the project's items (index on
+    # item (project, role), then each item's responses and pairs by their item index), the done
+    # counts from the partial index of done main-queue assignments (assignment_done_main),
+    # index-only. As one aggregate over the project's assignments with FILTER, the annotator's
+    # count read every done assignment of the project on every page.
     return """
         SELECT
-          (SELECT COUNT(*) FROM {response} r JOIN {item} i ON i.id = r.item_id
+          (SELECT COUNT(*) FROM {item} i JOIN {response} r ON r.item_id = i.id
             WHERE i.project_id = %(project)s AND i.role = %(task)s),
-          (SELECT COUNT(*) FROM {pair} x JOIN {item} i ON i.id = x.item_id
+          (SELECT COUNT(*) FROM {item} i JOIN {pair} x ON x.item_id = i.id
             WHERE i.project_id = %(project)s AND i.role = %(task)s),
           (SELECT COUNT(*) FROM {membership} m JOIN {user_groups} ug ON ug.user_id = m.user_id
              JOIN {group} g ON g.id = ug.group_id
             WHERE m.project_id = %(project)s AND g.name = 'annotator'),
-          COUNT(a.id),
-          COUNT(a.id) FILTER (WHERE a.rater_id = %(rater)s)
-        FROM {assignment} a
-        WHERE a.project_id = %(project)s AND a.status = %(done)s AND NOT a.training
+          (SELECT COUNT(*) FROM {assignment} a
+            WHERE a.project_id = %(project)s AND a.status = %(done)s AND NOT a.training),
+          (SELECT COUNT(*) FROM {assignment} a
+            WHERE a.project_id = %(project)s AND a.rater_id = %(rater)s AND a.status = %(done)s AND NOT a.training)
     """.format(**tables)
 
 
