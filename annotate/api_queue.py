@@ -94,7 +94,8 @@ class QueueNextApi(APIView):
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: _STUDY_DONE}, summary="Claim or resume the next task")
     def post(self, request: Request, project_id: int) -> ApiResponse:
-        project = project_for(request.user, project_id, need="annotate")
+        # The routing policy with it: the claim reads it, no query of its own.
+        project = project_for(request.user, project_id, need="annotate", select_related=("routing_policy",))
         rater = rater_for_user(user=authenticated(request.user))
         # A study participant (a session the study link opened) gets no task past the study's quota,
         # here as on the pages (annotate.crowd); no query for anyone else.

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .audit import audit_record
@@ -29,7 +30,24 @@ MAX_QUESTIONS = 50
 QUESTION_KEYS = "qweryiophl"
 
 
+# Set on an Item instance by a query that already asked whether it has live questions (the queue's
+# task load, with has_live_questions): a task page then reads no checklist when there is none.
+_NONE_LIVE = "_checklist_none_live"
+
+
+def has_live_questions(item_ref: str = "item") -> Exists:
+    """Whether the item at `item_ref` (an OuterRef path) has live questions: an annotation for a
+    query that loads items anyway, so an item without a checklist costs no query of its own."""
+    return Exists(ChecklistQuestion.objects.filter(item=OuterRef(item_ref), retired_at__isnull=True))
+
+
+def mark_none_live(item: Item) -> None:
+    item.__dict__[_NONE_LIVE] = True
+
+
 def live_questions(item: Item | int) -> list[ChecklistQuestion]:
+    if isinstance(item, Item) and item.__dict__.get(_NONE_LIVE):
+        return []
     item_id = item if isinstance(item, int) else item.pk
     return list(ChecklistQuestion.objects.filter(item_id=item_id, retired_at__isnull=True).order_by("position", "id"))
 
@@ -57,6 +75,7 @@ def checklist_set(*, item: Item, questions: Sequence[object], source: str = Chec
     deleted (its answers answer that wording); one without answers is deleted. Saving the same
     list again changes nothing."""
     wanted = questions_clean(questions)
+    item.__dict__.pop(_NONE_LIVE, None)
     with transaction.atomic():
         Item.objects.select_for_update().filter(pk=item.pk).first()  # one editor at a time per item
         current = live_questions(item)

@@ -479,6 +479,12 @@ class Assignment(models.Model):
             # The claim's per-task count of live assignments: one index probe per candidate.
             models.Index(fields=["response", "status", "expires_at"]),
             models.Index(fields=["pair", "status", "expires_at"]),
+            # The "You n / N" and project counters (queue.progress_for) on every task page: done
+            # main-queue tasks of the project and of the annotator, each an index-only count of
+            # just those rows instead of a read of every assignment of the project.
+            models.Index(
+                fields=["project", "rater"], condition=Q(status="done", training=False), name="assignment_done_main",
+            ),
         ]
 
     def __str__(self) -> str:

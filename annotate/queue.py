@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from django.contrib.auth.models import Group, User
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .audit import audit_record, audit_snapshot
-from .checklists import CHECKLIST_ATTRIBUTE
+from .checklists import CHECKLIST_ATTRIBUTE, has_live_questions, mark_none_live
 from .errors import ConcordanceError, ValidationError
 from .models import (
     Assignment,
@@ -187,6 +187,53 @@ def _candidates(
     return qs
 
 
+# What a task page or payload reads of a task, loaded with it in one query (the claim's candidate,
+# the open claim resumed): a rating's response and item, a ranking's pair, item and both responses.
+TASK_RELATED: dict[str, tuple[str, ...]] = {RATING: ("item",), RANKING: ("item", "response_a", "response_b")}
+ASSIGNMENT_TASK_RELATED = ("response__item", "pair__item", "pair__response_a", "pair__response_b")
+
+
+def _insert_claim(
+    *, project: Project, rater: Rater, protocol: str, task_id: int, shown_order: str, now: datetime,
+    training: bool, capped: bool,
+) -> tuple[int, datetime, uuid.UUID] | None:
+    """Insert the claim and return (id, claimed_at, view_key), or None where the task is full or
+    the annotator already holds it; in one statement, where the ORM took four (the recount, a
+    savepoint, the insert, its release).
+
+    The recount is this statement's own subquery: it runs after the candidate query locked the
+    task row, on a snapshot taken now (READ COMMITTED: one per statement), so it sees every claim
+    committed before the lock, which the candidate query's snapshot may not have (any path that
+    adds a live assignment to a task locks its row first). ON CONFLICT DO NOTHING answers the
+    unique constraints (one claim per annotator and task) with no row instead of an error that
+    would need a savepoint to survive."""
+    table = Assignment._meta.db_table
+    fields = {f.name: f for f in Assignment._meta.concrete_fields}
+    claimed_at, view_key = timezone.now(), uuid.uuid4()
+    values = {
+        "project": project.pk, "rater": rater.pk, "protocol": protocol,
+        "response": task_id if protocol == RATING else None, "pair": task_id if protocol == RANKING else None,
+        "status": CLAIMED, "shown_order": shown_order, "view_key": view_key, "training": training,
+        "skip_reason": "", "draft": None, "time_on_task_ms": None, "claimed_at": claimed_at,
+        "expires_at": now + timedelta(seconds=project.claim_seconds), "completed_at": None,
+    }
+    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in values)
+    params: list = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    room = "1 = 1"
+    if capped:
+        task_column = connection.ops.quote_name(fields["response" if protocol == RATING else "pair"].column)
+        # live_assignments_q, as SQL: done, or claimed and not yet expired.
+        room = (f"(SELECT COUNT(*) FROM {table} WHERE {task_column} = %s AND status IN (%s, %s) "
+                f"AND (status = %s OR expires_at > %s)) < %s")
+        params += [task_id, DONE, CLAIMED, DONE, fields["expires_at"].get_db_prep_save(now, connection), project.overlap]
+    sql = (f"INSERT INTO {table} ({columns}) SELECT {', '.join(['%s'] * len(values))} WHERE {room} "
+           f"ON CONFLICT DO NOTHING RETURNING id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else (int(row[0]), claimed_at, view_key)
+
+
 def _claim_from(
     *,
     project: Project,
@@ -205,27 +252,38 @@ def _claim_from(
             if tried:
                 qs = qs.exclude(pk__in=tried)
             # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
-            task_id = qs.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
-            if task_id is None:
+            # The task comes with what its page shows (TASK_RELATED): no second query to load it.
+            task = (
+                qs.select_related(*TASK_RELATED[protocol]).annotate(has_checklist=has_live_questions())
+                .select_for_update(skip_locked=True, of=("self",)).first()
+            )
+            if task is None:
                 return None
-            if role == Item.Role.TASK and _live_count(protocol=protocol, task_id=task_id, now=now) >= project.overlap:
-                tried.append(task_id)
-                continue
-            if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task_id, now=now):
-                tried.append(task_id)  # closed by its routing policy, or a label already in hand
+            if not task.has_checklist:
+                mark_none_live(task.item)
+            if protocol == RANKING and role == Item.Role.TASK and not routing_room(project=project, pair_id=task.pk, now=now):
+                tried.append(task.pk)  # closed by its routing policy, or a label already in hand
                 continue
             shown_order = rng.choice([ShownOrder.AB, ShownOrder.BA]) if protocol == RANKING else ShownOrder.AB
-            try:
-                with transaction.atomic():
-                    return Assignment.objects.create(
-                        project=project, rater=rater, protocol=protocol,
-                        shown_order=shown_order, view_key=uuid.uuid4(),
-                        expires_at=now + timedelta(seconds=project.claim_seconds),
-                        training=training, **_task_filter(protocol, task_id),
-                    )
-            except IntegrityError:
-                # The same annotator claimed it in another tab a moment ago.
-                tried.append(task_id)
+            inserted = _insert_claim(
+                project=project, rater=rater, protocol=protocol, task_id=task.pk, shown_order=shown_order, now=now,
+                training=training, capped=role == Item.Role.TASK,
+            )
+            if inserted is None:
+                # Filled between the candidate query's snapshot and the lock, or the same annotator
+                # claimed it in another tab a moment ago.
+                tried.append(task.pk)
+                continue
+            pk, claimed_at, view_key = inserted
+            assignment = Assignment(
+                pk=pk, project=project, rater=rater, protocol=protocol, status=CLAIMED, shown_order=shown_order,
+                view_key=view_key, training=training, skip_reason="", draft=None, time_on_task_ms=None,
+                claimed_at=claimed_at, expires_at=now + timedelta(seconds=project.claim_seconds), completed_at=None,
+                **{("response" if protocol == RATING else "pair"): task},
+            )
+            assignment._state.adding = False
+            assignment._state.db = connection.alias
+            return assignment
     return None
 
 
@@ -234,6 +292,9 @@ def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assi
 
     An expired claim is renewed when the task still has room, else given up for good (the
     annotator has seen it, so it is never served to them again)."""
+    # A plain query, its task loaded only when there is an open claim (assignment_with_task): on
+    # the common path, a claim right after a submit, there is none, and the joins of the task's
+    # rows cost more CPU to compile than the second query they would save on a reload.
     open_claims = Assignment.objects.filter(project=project, rater=rater, status=CLAIMED).order_by("-claimed_at", "-pk")
     for assignment in open_claims:
         if assignment.expires_at > now:
@@ -329,7 +390,7 @@ def _lock_assignment(*, rater: Rater, view_key: uuid.UUID | str) -> Assignment:
         raise AssignmentNotFound("This task link is not valid.") from exc
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("project", "response__item", "pair__item__project")
+        .select_related("project__routing_policy", "response__item", "pair__item__project__routing_policy")
         .filter(view_key=key, rater=rater)
         .first()
     )
@@ -378,8 +439,12 @@ def assignment_submit_rating(
     values: dict[str, int],
     time_on_task_ms: int | None = None,
     now: datetime | None = None,
+    project: Project | None = None,
 ) -> SubmitResult:
-    """Store the ratings of a rating task. A replay of the same view stores nothing new."""
+    """Store the ratings of a rating task. A replay of the same view stores nothing new.
+
+    `project`: the caller's project with its attributes prefetched (the page view has them), read
+    instead of querying them again when the task is of that project."""
     now = now or timezone.now()
     with transaction.atomic():
         # The row lock serialises a double submit: the second waits, then sees DONE.
@@ -393,7 +458,7 @@ def assignment_submit_rating(
         assert response is not None
         # The checklist attribute is no scale to fill in: its value is the checklist's score
         # (annotate.checklists), given by the view when the item has a checklist.
-        attributes = list(Attribute.objects.filter(project_id=assignment.project_id))
+        attributes = _attributes_of(assignment, project)
         missing = [a.name for a in attributes if a.name not in values and a.name != CHECKLIST_ATTRIBUTE]
         if missing:
             raise ValidationError(f"Please rate {', '.join(missing)}.", field=missing[0])
@@ -401,6 +466,14 @@ def assignment_submit_rating(
         ratings_submit(rater=rater, response=response, values=values, time_on_task_ms=time_ms, attributes=attributes)
         _finish(assignment=assignment, time_ms=time_ms, now=now)
     return SubmitResult(assignment=assignment, duplicate=False)
+
+
+def _attributes_of(assignment: Assignment, project: Project | None) -> list[Attribute]:
+    if project is not None and project.pk == assignment.project_id and "attributes" in getattr(
+        project, "_prefetched_objects_cache", {}
+    ):
+        return list(project.attributes.all())
+    return list(Attribute.objects.filter(project_id=assignment.project_id))
 
 
 def assignment_submit_preference(
@@ -546,19 +619,24 @@ def _progress_sql() -> str:
         "item": Item._meta.db_table, "membership": Membership._meta.db_table,
         "user_groups": User.groups.through._meta.db_table, "group": Group._meta.db_table,
     }
+    # Each count reads only the project's rows: the tasks from the project's items (index on
+    # item (project, role), then each item's responses and pairs by their item index), the done
+    # counts from the partial index of done main-queue assignments (assignment_done_main),
+    # index-only. As one aggregate over the project's assignments with FILTER, the annotator's
+    # count read every done assignment of the project on every page.
     return """
         SELECT
-          (SELECT COUNT(*) FROM {response} r JOIN {item} i ON i.id = r.item_id
+          (SELECT COUNT(*) FROM {item} i JOIN {response} r ON r.item_id = i.id
             WHERE i.project_id = %(project)s AND i.role = %(task)s),
-          (SELECT COUNT(*) FROM {pair} x JOIN {item} i ON i.id = x.item_id
+          (SELECT COUNT(*) FROM {item} i JOIN {pair} x ON x.item_id = i.id
             WHERE i.project_id = %(project)s AND i.role = %(task)s),
           (SELECT COUNT(*) FROM {membership} m JOIN {user_groups} ug ON ug.user_id = m.user_id
              JOIN {group} g ON g.id = ug.group_id
             WHERE m.project_id = %(project)s AND g.name = 'annotator'),
-          COUNT(a.id),
-          COUNT(a.id) FILTER (WHERE a.rater_id = %(rater)s)
-        FROM {assignment} a
-        WHERE a.project_id = %(project)s AND a.status = %(done)s AND NOT a.training
+          (SELECT COUNT(*) FROM {assignment} a
+            WHERE a.project_id = %(project)s AND a.status = %(done)s AND NOT a.training),
+          (SELECT COUNT(*) FROM {assignment} a
+            WHERE a.project_id = %(project)s AND a.rater_id = %(rater)s AND a.status = %(done)s AND NOT a.training)
     """.format(**tables)
 
 
@@ -592,12 +670,22 @@ def progress_for(*, project: Project, rater: Rater) -> Progress:
     )
 
 
+def _task_loaded(assignment: Assignment) -> bool:
+    if assignment.protocol == RATING:
+        if not Assignment.response.is_cached(assignment) or assignment.response is None:
+            return False
+        return Response.item.is_cached(assignment.response)
+    pair = assignment.pair if Assignment.pair.is_cached(assignment) else None
+    return pair is not None and all(getattr(Pair, name).is_cached(pair) for name in TASK_RELATED[RANKING])
+
+
 def assignment_with_task(assignment: Assignment) -> Assignment:
     """The assignment with its task loaded in one query (response and item, or pair, item and
-    both responses): what a task page or payload reads, instead of a query per relation."""
-    return Assignment.objects.select_related(
-        "response__item", "pair__item", "pair__response_a", "pair__response_b"
-    ).get(pk=assignment.pk)
+    both responses): what a task page or payload reads, instead of a query per relation. A claim
+    or a resumed claim comes with its task already (_claim_from, _resume_open_claim): no query."""
+    if _task_loaded(assignment):
+        return assignment
+    return Assignment.objects.select_related(*ASSIGNMENT_TASK_RELATED).get(pk=assignment.pk)
 
 
 def open_claims_elsewhere(*, project: Project, rater: Rater, now: datetime | None = None) -> int:

@@ -49,7 +49,12 @@ def policy_of(project: Project) -> RoutingPolicy | None:
     Read once per project instance (a request's), forgotten when policy_set stores a new one."""
     if _POLICY_MEMO in project.__dict__:
         return project.__dict__[_POLICY_MEMO]
-    row = RoutingPolicy.objects.filter(project=project).first()
+    if Project.routing_policy.is_cached(project):
+        # Loaded with the project (select_related("routing_policy"): the page view's and the
+        # submit's project): no query. None where the project has no policy row.
+        row = Project.routing_policy.related.get_cached_value(project)
+    else:
+        row = RoutingPolicy.objects.filter(project=project).first()
     policy = row if row is not None and row.active else None
     project.__dict__[_POLICY_MEMO] = policy
     return policy
@@ -472,6 +477,7 @@ def routing_policy_save(
         row.full_clean(exclude=["project"])
         row.save()
         project.__dict__.pop(_POLICY_MEMO, None)
+        project._state.fields_cache.pop("routing_policy", None)  # a policy loaded with the project
         audit_record(action="routing.policy", obj=row, before=before, after=audit_snapshot(row))
         routing_refresh(project=project)
     return row

@@ -165,9 +165,15 @@ def ratings_submit(
         unique_fields=["rater", "response", "attribute"],
         update_fields=["value", "time_on_task_ms", "probabilities", "expected_value", "updated_at"],
     )
-    ratings = list(
-        Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)).order_by("attribute__position")
-    )
+    if not before and all(r.pk is not None for r in rows):
+        # Nothing stored before: the rows are what the upsert inserted (PostgreSQL and SQLite
+        # return their ids), so they are not read back. A replacement is read back: its row keeps
+        # the first submit's id and creation time.
+        ratings = sorted(rows, key=lambda r: (r.attribute.position, r.attribute.pk))
+    else:
+        ratings = list(
+            Rating.objects.filter(rater=rater, response=response, attribute__name__in=list(values)).order_by("attribute__position")
+        )
     # One insert for the response's events (the upsert keeps a replaced rating's id).
     audit_record_many(action="rating.submit", changes=[(r, before.get(r.pk), audit_snapshot(r)) for r in ratings])
     return ratings

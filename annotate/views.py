@@ -302,7 +302,8 @@ def _render_task(request: HttpRequest, context: dict, *, status: int = 200) -> H
 
 
 def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, Rater]:
-    project = project_for(request.user, project_id, need="annotate")
+    # The routing policy with it: the claim (and a ranking submit's refresh) read it, no query of its own.
+    project = project_for(request.user, project_id, need="annotate", select_related=("routing_policy",))
     # Read once: the submitted values, the error form and the next task's form all list them.
     prefetch_related_objects([project], "attributes")
     return project, rater_for_user(user=authenticated(request.user))
@@ -471,7 +472,8 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
                         values[attribute.name] = checklists.scaled(sum(answers.values()), len(answers),
                                                                    low=attribute.min_value, high=attribute.max_value)
             result = assignment_submit_rating(
-                rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"]
+                rater=rater, view_key=data["view_key"], values=values, time_on_task_ms=data["time_on_task_ms"],
+                project=project,  # its attributes are prefetched: not read again
             )
             if answers and response is not None and not result.duplicate:
                 checklists.answers_submit(rater=rater, response=response, answers=answers)

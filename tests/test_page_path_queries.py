@@ -26,21 +26,32 @@ ALL = {"helpfulness": 3, "correctness": 2, "coherence": 4, "complexity": 1, "ver
 # Queries per request, as PostgreSQL sees them in production (a test's transaction turns
 # BEGIN/COMMIT into SAVEPOINT/RELEASE: the same count).
 AUTH = 3  # session, user, the user's role (groups), once per request
-PROJECT = 3  # the project (with the access check), its attributes, the annotator's rater
+PROJECT = 3  # the project (with the access check and its routing policy), its attributes, the annotator's rater
 SHOW = 4  # open claim looked up, the task with its item and responses, newest done (undo), progress
-CLAIM = 6  # begin, candidate under SKIP LOCKED, recount under the lock, savepoint, insert, release/commit
+# A task claimed by this request comes with its item and responses (the candidate query loads
+# them): no task query of its own, so showing it is the open-claim lookup, newest done, progress.
+SHOW_CLAIMED = SHOW - 1
+# Begin, the candidate under SKIP LOCKED (with the task it shows), one INSERT ... SELECT that
+# recounts under the lock and inserts (ON CONFLICT DO NOTHING). Was 6: the recount, a savepoint,
+# the insert and its release were four statements.
+CLAIM = 3
 # Added by issues 12-14, one query each: the annotator's standing (annotate.training's gate, before
-# any claim), the task item's checklist questions (TICK), the project's routing policy (a pair's
-# claim; read once per request).
-STANDING, CHECKLIST, ROUTING = 1, 1, 1
-PAGE_GET_CLAIM = AUTH + PROJECT + SHOW + CLAIM + 1 + STANDING + CHECKLIST + ROUTING  # 20: + the claim's commit
+# any claim), the task item's checklist questions (TICK). A task just claimed brings whether its
+# item has a checklist (none here): no checklist query then.
+STANDING, CHECKLIST = 1, 1
+# The project's routing policy: loaded with the project (select_related), with the submit's
+# locked assignment too; it was one query per request (two on a ranking submit).
+ROUTING = 0
+PAGE_GET_CLAIM = AUTH + PROJECT + SHOW_CLAIMED + CLAIM + 1 + STANDING + ROUTING  # 14 (was 20): + the claim's commit
 PAGE_GET = AUTH + PROJECT + SHOW + STANDING + CHECKLIST  # 12: a reload resumes the open claim
-# Submit: begin, the assignment locked with its task, attributes (ratings), the stored rows
-# before, the upsert, the rows after, one insert of audit events, the assignment done, commit;
-# then the next task claimed and shown in the same answer (the undo link is the task just stored).
-PAGE_SUBMIT = 25 + STANDING + CHECKLIST + 2 * ROUTING  # 29: the policy read by the submit's refresh and the next claim
-REST_NEXT = 14 + STANDING  # token and user in one query, role, project, rater; claim; task; attributes
-REST_SUBMIT = 12 + ROUTING  # the submit's routing refresh reads the policy (pairs)
+# Submit: begin, the assignment locked with its task (and its project's policy), the stored rows
+# before, the upsert, one insert of audit events, the assignment done, commit (a ranking: the
+# existing preference, and the insert in a savepoint: two more); then the next task claimed and
+# shown in the same answer (the undo link is the task just stored). Was 29: the attributes read
+# again, the ratings read back after the upsert, the claim's four statements and its task query.
+PAGE_SUBMIT = AUTH + PROJECT + 9 + STANDING + 1 + CLAIM + 1 + 1 + 2 * ROUTING  # 22: open claim, claim, commit, progress
+REST_NEXT = 10 + STANDING  # 11 (was 15): token and user in one query, role, project, rater; open claim; claim; commit; attributes
+REST_SUBMIT = 12 + ROUTING  # 12 (was 13): a rating's rows are not read back after the upsert
 
 def _fill(project: Project, items: int) -> None:
     for n in range(items):
