@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0012_checklists'),
+        ('annotate', '0013_study_screened_out'),
     ]
 
     operations = [
