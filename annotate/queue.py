@@ -217,11 +217,11 @@ def _insert_claim(
         "skip_reason": "", "draft": None, "time_on_task_ms": None, "claimed_at": claimed_at,
         "expires_at": now + timedelta(seconds=project.claim_seconds), "completed_at": None,
     }
-    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in values)
+    columns = ", ".join(connection.ops.quote_name(str(fields[name].column)) for name in values)
     params: list = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
     room = "1 = 1"
     if capped:
-        task_column = connection.ops.quote_name(fields["response" if protocol == RATING else "pair"].column)
+        task_column = connection.ops.quote_name(str(fields["response" if protocol == RATING else "pair"].column))
         # live_assignments_q, as SQL: done, or claimed and not yet expired.
         room = (f"(SELECT COUNT(*) FROM {table} WHERE {task_column} = %s AND status IN (%s, %s) "
                 f"AND (status = %s OR expires_at > %s)) < %s")

@@ -52,7 +52,7 @@ def policy_of(project: Project) -> RoutingPolicy | None:
     if Project.routing_policy.is_cached(project):
         # Loaded with the project (select_related("routing_policy"): the page view's and the
         # submit's project): no query. None where the project has no policy row.
-        row = Project.routing_policy.related.get_cached_value(project)
+        row: RoutingPolicy | None = Project.routing_policy.related.get_cached_value(project)  # type: ignore[assignment]
     else:
         row = RoutingPolicy.objects.filter(project=project).first()
     policy = row if row is not None and row.active else None
