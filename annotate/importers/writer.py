@@ -244,6 +244,30 @@ def _column(model: type[models.Model], name: str) -> models.Field:
     return cast(models.Field, model._meta.get_field(name))
 
 
+def _select(model: type[models.Model], columns: list[str], key: str, values: list, project: int | None = None) -> list[tuple]:
+    """The `columns` of the rows whose `key` is one of `values` (and of `project`, for items).
+    On PostgreSQL the values travel as one array parameter (`= ANY(%s)`): the ORM's `__in`
+    compiles one placeholder per value, which cost as much as the import's inserts."""
+    if not values:
+        return []
+    if connection.vendor != "postgresql":
+        found: list[tuple] = []
+        scope = {"project_id": project} if project is not None else {}
+        for chunk in _chunks(values):
+            found += model._default_manager.filter(**{f"{key}__in": chunk}, **scope).values_list(*columns)
+        return found
+    table = model._meta.db_table
+    quoted = ", ".join(f'"{_column(model, c).column}"' for c in columns)
+    sql = f'SELECT {quoted} FROM "{table}" WHERE "{_column(model, key).column}" = ANY(%s)'
+    params: list[Any] = [values]
+    if project is not None:
+        sql += ' AND "project_id" = %s'
+        params.append(project)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple]) -> None:
     """Insert rows, skipping any that hit a unique constraint (that is what makes a re-import
     a no-op). On PostgreSQL the rows travel by COPY into a staging table and one
@@ -286,10 +310,7 @@ def _items(project: Project, parsed: ParsedImport) -> dict[str, int]:
     rows = [(project.pk, s.external_id, s.prompt, s.context, s.metadata, s.role, s.conversation)
             for s in parsed.items.values() if not s.written]
     _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role", "conversation"], rows)
-    found: dict[str, int] = {}
-    for chunk in _chunks(list(parsed.items)):
-        found.update(Item.objects.filter(project=project, external_id__in=chunk).values_list("external_id", "id"))
-    return found
+    return dict(_select(Item, ["external_id", "id"], "external_id", list(parsed.items), project=project.pk))
 
 
 def _checklists(parsed: ParsedImport, item_ids: dict[str, int]) -> None:
@@ -315,9 +336,8 @@ def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str
     # item continued here pairs its new responses with them).
     by_item_id = {pk: ext for ext, pk in item_ids.items()}
     found: dict[tuple[str, str], int] = {}
-    for chunk in _chunks(list(by_item_id)):
-        for item_pk, ext, pk in Response.objects.filter(item_id__in=chunk).values_list("item_id", "external_id", "id"):
-            found[(by_item_id[item_pk], ext)] = pk
+    for item_pk, ext, pk in _select(Response, ["item", "external_id", "id"], "item", list(by_item_id)):
+        found[(by_item_id[item_pk], ext)] = pk
     return found
 
 
@@ -348,14 +368,13 @@ def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tu
     # ON CONFLICT DO NOTHING on the unordered unique index: a pair stored in either order stays.
     _insert_rows(Pair, ["item", "response_a", "response_b"], rows)
     found: PairIds = {}
-    for chunk in _chunks(list(item_ids.values())):
-        for a_pk, b_pk, pk in Pair.objects.filter(item_id__in=chunk).values_list("response_a_id", "response_b_id", "id"):
-            ref = named.get((a_pk, b_pk))
-            if ref is not None:
-                found[ref] = (pk, False)
-            mirror = named.get((b_pk, a_pk))
-            if mirror is not None:
-                found[mirror] = (pk, True)
+    for a_pk, b_pk, pk in _select(Pair, ["response_a", "response_b", "id"], "item", list(item_ids.values())):
+        ref = named.get((a_pk, b_pk))
+        if ref is not None:
+            found[ref] = (pk, False)
+        mirror = named.get((b_pk, a_pk))
+        if mirror is not None:
+            found[mirror] = (pk, True)
     return found, len({found[ref][0] for ref in listed if ref in found})
 
 
