@@ -177,8 +177,9 @@ def run_streaming(out: Path) -> int:
     return next(iter(result.rows.values()))
 
 
-def run_in_memory(out: Path) -> int:
-    """The naive way: load every pair and preference, build every row, join one string, write."""
+def run_in_memory(out: Path, limit: int | None = None) -> int:
+    """The naive way: load every pair and preference, build every row, join one string, write.
+    limit: only the first `limit` items' pairs (the baseline on a subsample)."""
     from collections import defaultdict
 
     from annotate.models import Pair, Preference, Project
@@ -187,10 +188,17 @@ def run_in_memory(out: Path) -> int:
     from exports.selectors import ExportFilters, ItemRow, PairRecord
 
     project = Project.objects.get(name=PROJECT)
-    pairs = list(Pair.objects.filter(item__project=project).order_by("item_id", "id").values(
+    scope: dict = {}
+    if limit is not None:
+        ids = project.items.order_by("id").values_list("id", flat=True)
+        last = ids[limit - 1] if ids.count() > limit else None
+        if last is not None:
+            scope = {"item_id__lte": last}
+    pairs = list(Pair.objects.filter(item__project=project, **scope).order_by("item_id", "id").values(
         "id", "item__external_id", "item__prompt", "item__role", "response_a__text", "response_b__text"))
     votes: dict[int, list[Vote]] = defaultdict(list)
-    for p in Preference.objects.filter(pair__item__project=project, rater_kind="human").order_by("id").values(
+    pair_scope = {"pair__" + k: v for k, v in scope.items()}
+    for p in Preference.objects.filter(pair__item__project=project, rater_kind="human", **pair_scope).order_by("id").values(
             "pair_id", "strength", "justification", "rater__name"):
         votes[p["pair_id"]].append(Vote(p["strength"], p["justification"], p["rater__name"]))
     records = [
@@ -225,7 +233,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(mode: str, traced: bool, url: str) -> None:
+def child(mode: str, traced: bool, url: str, limit: int | None = None) -> None:
     import hashlib
 
     _setup_django(url)
@@ -233,13 +241,12 @@ def child(mode: str, traced: bool, url: str) -> None:
 
     Project.objects.filter(name=PROJECT).exists()  # the connection opened before the peak is counted
     out = Path(tempfile.mkdtemp(prefix="bench-export-")) / "pref.jsonl"
-    run = run_streaming if mode == "stream" else run_in_memory
     rss_before = _rss_mb("VmRSS")
     if traced:
         tracemalloc.start()
     cpu = time.process_time()
     started = time.perf_counter()
-    rows = run(out)
+    rows = run_streaming(out) if mode == "stream" else run_in_memory(out, limit)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
     peak = tracemalloc.get_traced_memory()[1] if traced else 0
@@ -255,9 +262,10 @@ def child(mode: str, traced: bool, url: str) -> None:
     out.unlink()
 
 
-def _measure(mode: str, traced: bool, url: str) -> dict:
+def _measure(mode: str, traced: bool, url: str, limit: int | None = None) -> dict:
     answer = subprocess.run(
-        [sys.executable, __file__, "--child", mode, *(["--trace"] if traced else []), "--url", url],
+        [sys.executable, __file__, "--child", mode, *(["--trace"] if traced else []), "--url", url,
+         *(["--limit", str(limit)] if limit is not None else [])],
         check=True, capture_output=True, text=True, cwd=ROOT,
     )
     return json.loads(answer.stdout.strip().splitlines()[-1])
@@ -282,10 +290,14 @@ def main() -> None:
     parser.add_argument("--child", choices=["stream", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-pairs", type=int, default=100_000,
+                        help="pairs the in-memory baseline builds (its memory grows with them: 1M would need some 14 GB)")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.trace, args.url)
+        child(args.child, args.trace, args.url, args.limit)
         return
+    limit = args.baseline_pairs if args.baseline_pairs < args.pairs else None
     db_name = f"{DB_PREFIX}_{args.pairs}"
     url = _database_url(db_name, fresh=args.rebuild)
     print(f"database: {url}", file=sys.stderr)
@@ -296,8 +308,8 @@ def main() -> None:
 
         connections.close_all()
         stream = _measure("stream", False, url)
-        memory = _measure("memory", False, url)
-        traced = {mode: _measure(mode, True, url) for mode in ("stream", "memory")} if args.traced else {}
+        memory = _measure("memory", False, url, limit)
+        traced = {mode: _measure(mode, True, url, limit) for mode in ("stream", "memory")} if args.traced else {}
     finally:
         if not args.keep:
             from django.db import connections
@@ -309,18 +321,20 @@ def main() -> None:
     baseline_rows_per_s = memory["rows"] / memory["seconds"]
     print(f"helpsteer2-preference, {args.pairs} pairs x 3 human preferences, {stream['bytes'] / 2**20:.0f} MiB of JSONL; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    for name, run in (("streaming", stream), ("in memory", memory)):
+    for name, run in (("streaming", stream), (f"in memory ({memory['rows']} pairs)", memory)):
         print(f"  {name}: {run['seconds']:.1f}s ({run['cpu_seconds']:.1f}s CPU), {run['rows'] / run['seconds']:,.0f} rows/s, "
               f"peak RSS {run['rss_mb']:.0f} MiB ({run['rss_before_mb']:.0f} MiB before the export)"
               + (f", peak Python allocations {traced[run['mode']]['traced_peak_mb']:.1f} MiB" if traced else ""))
-    same = stream["sha256"] == memory["sha256"]
-    print(f"  the two files are {'byte-identical' if same else 'DIFFERENT'}")
+    same = stream["sha256"] == memory["sha256"] if limit is None else None
+    print(f"  the two files are {'byte-identical' if same else 'DIFFERENT'}" if limit is None
+          else f"  the baseline built {memory['rows']} of the {stream['rows']} rows (--baseline-pairs): files not compared")
     line = {
         "pairs": args.pairs,
         "rows_per_s": round(rows_per_s, 1),
         "peak_mb": round(stream["rss_mb"], 1),
         "baseline_peak_mb": round(memory["rss_mb"], 1),
         "baseline_rows_per_s": round(baseline_rows_per_s, 1),
+        "baseline_pairs": memory["rows"],
         "seconds": round(stream["seconds"], 2),
         "cpu_seconds": round(stream["cpu_seconds"], 2),
         "memory_ratio": round(memory["rss_mb"] / max(stream["rss_mb"], 1e-9), 1),
