@@ -2,8 +2,9 @@
 
 A streaming import keeps no rows, but "item id 'q7' appears twice (first at line 3)" needs every
 id seen so far. A dict of strings costs about 130 bytes an id (1M ids: 130 MB, growing with the
-file); here an id is a 16-byte BLAKE2b digest (and a terminator byte) in a sorted numpy array plus its line, so 1M ids
-take 25 MB. New ids collect in a small dict that is merged into the sorted arrays now and then.
+file); here an id is a 16-byte BLAKE2b digest (and a terminator byte) in a sorted numpy array
+beside its line, so 1M ids take 25 MB. New ids collect in a small dict that is merged into the
+sorted arrays now and then.
 A 128-bit digest makes two different ids colliding in one import practically impossible
 (about 1M^2 / 2^129).
 """
