@@ -5,19 +5,20 @@ import page and POST /api/projects/import/ both call it, so they handle uploads 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..bounds import name_problem
 from ..errors import ImportFileError, ValidationError
 from .formats import PARSERS
-from .gold import check_share, mark_gold
+from .gold import apply_gold, check_share, choose_gold, gold_candidates
+from .spec import ParsedImport
 from .writer import ImportResult, write_import
 
 FORMATS: tuple[str, ...] = tuple(PARSERS)
 
-__all__ = ["FORMATS", "ImportFileError", "ImportResult", "import_files", "import_uploads", "parse_files"]
+__all__ = ["FORMATS", "ImportFileError", "ImportResult", "import_files", "import_uploads", "parse_batches", "parse_files"]
 
 
 class Upload(Protocol):
@@ -28,7 +29,9 @@ class Upload(Protocol):
     def chunks(self, chunk_size: int | None = None) -> Any: ...
 
 
-def parse_files(*, fmt: str, paths: list[Path]):
+def parse_batches(*, fmt: str, paths: list[Path]) -> Iterator[ParsedImport]:
+    """The files parsed batch by batch (formats.PARSERS): a generator, so an error in the
+    arguments is raised here, before the first batch is asked for."""
     if fmt not in PARSERS:
         raise ImportFileError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", path="-")
     if not paths:
@@ -39,21 +42,57 @@ def parse_files(*, fmt: str, paths: list[Path]):
     return PARSERS[fmt]([Path(p) for p in paths])
 
 
+def parse_files(*, fmt: str, paths: list[Path]) -> ParsedImport:
+    """The files parsed whole into one ParsedImport (for a look at a small file; the import
+    itself streams)."""
+    whole = ParsedImport()
+    for parsed in parse_batches(fmt=fmt, paths=paths):
+        whole.defaults = parsed.defaults
+        for key, model in parsed.raters.items():
+            whole.declare_rater(*key, model)
+        for item_id, item in parsed.items.items():
+            if not item.written:
+                whole.items[item_id] = item
+                continue
+            earlier = whole.items[item_id]  # a csv item continued in a later batch
+            earlier.responses.update(item.responses)
+            earlier.gold_ratings += item.gold_ratings
+            earlier.gold_pairs += item.gold_pairs
+        whole.ratings += parsed.ratings
+        whole.preferences += parsed.preferences
+    return whole
+
+
+def _with_gold(*, fmt: str, paths: list[Path], share: float) -> Iterator[ParsedImport]:
+    """The batches with a share of the items made gold. Which items depends on all of them
+    (the share of the candidates, ranked by a hash of their ids), so a first pass over the
+    files finds the candidates and the second marks them as its batches go by."""
+    candidates = [i for parsed in parse_batches(fmt=fmt, paths=paths) for i in gold_candidates(parsed)]
+    chosen = choose_gold(candidates, share)
+    del candidates
+    for parsed in parse_batches(fmt=fmt, paths=paths):
+        apply_gold(parsed, chosen)
+        yield parsed
+
+
 def import_files(
     *, project_name: str, fmt: str, paths: list[Path], user: Any = None, gold_share: float = 0.0
 ) -> ImportResult:
-    """Parse every file, check every value against the project's scales, then write it all in
-    one transaction; raises ImportFileError (file, line, field) and writes nothing on bad input.
+    """Parse the files batch by batch, check every value against the project's scales and
+    write each batch, all in one transaction; raises ImportFileError (file, line, field) and
+    writes nothing on bad input, wherever in the files it is. Memory is a batch and an index
+    of the ids seen, not the files.
 
     gold_share: the share of items (with human labels) made gold items, their known answer
     what the file's humans said (importers.gold)."""
     problem = name_problem(project_name)
     if problem:
         raise ValidationError(f"A project name {problem}.", field="project")
-    check_share(gold_share)
-    parsed = parse_files(fmt=fmt, paths=paths)
-    mark_gold(parsed, gold_share)
-    return write_import(project_name=project_name, parsed=parsed, user=user)
+    share = check_share(gold_share)
+    batches = parse_batches(fmt=fmt, paths=paths)
+    if share:
+        batches = _with_gold(fmt=fmt, paths=paths, share=share)
+    return write_import(project_name=project_name, parsed=batches, user=user)
 
 
 def upload_name(upload: Upload, index: int) -> str:

@@ -1,5 +1,6 @@
 """Parsers, one per import format. Each reads its files (in the order the format lists them)
-into a ParsedImport and raises ImportFileError naming file, line and field on bad input."""
+into ParsedImport batches (jsonl and csv stream, a few thousand items a batch) and raises
+ImportFileError naming file, line and field on bad input."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from ..bounds import EXTERNAL_ID_LENGTH, JSON_MAX_DEPTH, MODEL_LENGTH, NAME_LENGTH, json_problem, text_problem
 from ..conversation import conversation_problem, from_helpsteer2, last_user_turn
 from ..errors import ImportFileError
+from .seen import SeenIds
 from .spec import (
     CHECK_ROLES,
     ITEM_ROLES,
@@ -171,16 +173,26 @@ def _check_name(name: str, where: Where, field: str) -> None:
 # --- jsonl --------------------------------------------------------------------------------
 
 
-def parse_jsonl(paths: list[Path]) -> ParsedImport:
+# Items a batch of a streaming import holds (jsonl items, csv rows): a few MB of text, and few
+# enough round trips per batch that the writer's COPY dominates.
+BATCH_ITEMS = 5000
+
+
+def parse_jsonl(paths: list[Path]) -> Iterator[ParsedImport]:
+    """The files' items in batches of BATCH_ITEMS; a line may declare raters."""
     parsed = ParsedImport()
+    seen = SeenIds()
     for path in paths:
         for number, row in _read_jsonl(path):
             where = Where(str(path), number)
             if "raters" in row and "id" not in row:
                 _jsonl_raters(parsed, row["raters"], where)
                 continue
-            _jsonl_item(parsed, row, where)
-    return parsed
+            _jsonl_item(parsed, row, where, seen)
+            if len(parsed.items) >= BATCH_ITEMS:
+                yield parsed
+                parsed = ParsedImport()
+    yield parsed
 
 
 def _jsonl_raters(parsed: ParsedImport, raters: object, where: Where) -> None:
@@ -200,11 +212,11 @@ def _jsonl_raters(parsed: ParsedImport, raters: object, where: Where) -> None:
         parsed.declare_rater(kind, name, model)
 
 
-def _jsonl_item(parsed: ParsedImport, row: dict, where: Where) -> None:
+def _jsonl_item(parsed: ParsedImport, row: dict, where: Where, seen: SeenIds) -> None:
     item_id = str(_require(row, "id", where, (str, int)))
-    if item_id in parsed.items:
-        first = parsed.items[item_id].where
-        raise ImportFileError(f"item id {item_id!r} appears twice (first at line {first.line})", path=where.path, line=where.line, field="id")
+    first = seen.add(item_id, where.line or 0)
+    if first is not None:
+        raise ImportFileError(f"item id {item_id!r} appears twice (first at line {first})", path=where.path, line=where.line, field="id")
     role = row.get("role", "task")
     if role not in ITEM_ROLES:
         raise ImportFileError(f"role must be one of {', '.join(ITEM_ROLES)}, got {role!r}", path=where.path, line=where.line, field="role")
@@ -348,11 +360,13 @@ def _jsonl_gold(item: ItemSpec, gold: object, where: Where) -> None:
         item.gold_pairs.append(GoldPairSpec((a, b), entry["strength"], f + ".strength"))
 
 
-def check_gold_role(item: ItemSpec, field: str = "gold") -> None:
+def check_gold_role(item: ItemSpec, field: str = "gold", has_gold: bool | None = None) -> None:
     """A known answer belongs to a checking item, and a checking item needs one: a gold item
-    without an answer would count every annotator as failing (or passing) nothing."""
+    without an answer would count every annotator as failing (or passing) nothing. has_gold:
+    whether it has one, where its answers are not all on `item` (csv, in batches)."""
     w = item.where
-    has_gold = bool(item.gold_ratings or item.gold_pairs)
+    if has_gold is None:
+        has_gold = bool(item.gold_ratings or item.gold_pairs)
     if has_gold and item.role not in CHECK_ROLES:
         raise ImportFileError(
             f"item {item.external_id!r} has a known answer but role {item.role!r}; give it role gold, attention or sanity",
@@ -413,11 +427,38 @@ def _stored_pairs(item: ItemSpec) -> set[tuple[str, str]]:
 CSV_COLUMNS = ("item_id", "prompt", "response_id", "text")
 
 
-def parse_csv(paths: list[Path]) -> ParsedImport:
+class _CsvSeen:
+    """What a csv import keeps of an item once its batch is written: enough to check its later
+    rows (same prompt, conversation and role; new response ids) and, at the end, its gold pairs
+    and role; digests instead of texts."""
+
+    __slots__ = ("where", "prompt", "conversation", "role", "responses", "has_gold", "gold_pairs")
+
+    def __init__(self, item: ItemSpec) -> None:
+        self.where = item.where
+        self.prompt = _digest(item.prompt)
+        self.conversation = _conversation_digest(item.conversation)
+        self.role = item.role
+        self.responses: list[str] = []
+        self.has_gold = False
+        self.gold_pairs: list[GoldPairSpec] = []
+
+
+def _conversation_digest(conversation: list[dict] | None) -> str | None:
+    return None if conversation is None else _digest(json.dumps(conversation, sort_keys=True, ensure_ascii=False))
+
+
+def parse_csv(paths: list[Path]) -> Iterator[ParsedImport]:
     """One response a row: item_id, prompt, context?, conversation?, response_id, model?, text
     (conversation: the item's turns as JSON text, its last user turn the prompt), and optionally
-    role, gold_<attribute>, gold_pair_with and gold_strength (_csv_role_and_gold)."""
+    role, gold_<attribute>, gold_pair_with and gold_strength (_csv_role_and_gold).
+
+    Batches of about BATCH_ITEMS rows, cut between items; an item whose rows are not together
+    continues in a later batch (ItemSpec.written), paired with its earlier responses there.
+    Gold pairs may name a response of a later row, so they are checked and written last."""
     parsed = ParsedImport()
+    seen: dict[str, _CsvSeen] = {}
+    rows_in_batch = 0
     for path in paths:
         reader = csv.DictReader(_csv_lines(path), strict=True)
         try:
@@ -438,26 +479,55 @@ def parse_csv(paths: list[Path]) -> ParsedImport:
                 if len(row.get(column) or "") > limit:
                     raise ImportFileError(f"longer than {limit} characters", path=where.path, line=where.line, field=column)
             item_id = row["item_id"]
+            if rows_in_batch >= BATCH_ITEMS and item_id not in parsed.items:
+                yield parsed
+                parsed, rows_in_batch = ParsedImport(), 0
+            rows_in_batch += 1
             conversation = _csv_conversation(row, where)
+            state = seen.get(item_id)
             item = parsed.items.get(item_id)
-            if item is None:
+            if state is None:
                 item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], where, context=row.get("context") or "",
                                                         conversation=conversation)
                 # An optional checklist column: the item's questions, one per line (first row of the item).
                 item.checklist = checklist_field(row.get("checklist"), where)
-            elif item.prompt != row["prompt"]:
-                raise ImportFileError(f"item {item_id!r} has a different prompt than at line {item.where.line}", path=where.path, line=where.line, field="prompt")
-            elif item.conversation != conversation:
-                raise ImportFileError(f"item {item_id!r} has a different conversation than at line {item.where.line}", path=where.path, line=where.line, field="conversation")
+                state = seen[item_id] = _CsvSeen(item)
+            elif state.prompt != _digest(row["prompt"]):
+                raise ImportFileError(f"item {item_id!r} has a different prompt than at line {state.where.line}", path=where.path, line=where.line, field="prompt")
+            elif state.conversation != _conversation_digest(conversation):
+                raise ImportFileError(f"item {item_id!r} has a different conversation than at line {state.where.line}", path=where.path, line=where.line, field="conversation")
+            elif item is None:  # its first rows went out in an earlier batch
+                item = parsed.items[item_id] = ItemSpec(item_id, row["prompt"], state.where, role=state.role,
+                                                        conversation=conversation, pairs=[], written=True)
             rid = row["response_id"]
-            if rid in item.responses:
+            if rid in state.responses:
                 raise ImportFileError(f"response id {rid!r} appears twice in item {item_id!r}", path=where.path, line=where.line, field="response_id")
+            if item.written:
+                assert item.pairs is not None
+                item.pairs.extend((earlier, rid) for earlier in state.responses)
             item.responses[rid] = ResponseSpec(rid, row["text"], row.get("model") or "")
-            _csv_role_and_gold(item, row, fieldnames, where, first=len(item.responses) == 1)
-    for item in parsed.items.values():
-        _csv_gold_pairs_known(item)
-        check_gold_role(item, field="role")
-    return parsed
+            _csv_role_and_gold(item, row, fieldnames, where, first=not state.responses)
+            state.responses.append(rid)
+            state.role = item.role
+            state.has_gold = state.has_gold or bool(item.gold_ratings or item.gold_pairs)
+            state.gold_pairs.extend(item.gold_pairs)
+            item.gold_pairs = []
+    last = _csv_gold_pairs(seen)  # its checks first, as when the whole file was parsed first
+    yield parsed
+    yield last
+
+
+def _csv_gold_pairs(seen: dict[str, _CsvSeen]) -> ParsedImport:
+    """The last batch: every item's gold pairs, now that all its responses are known, after the
+    checks that needed the whole file (in item order, as the items came)."""
+    last = ParsedImport()
+    for item_id, state in seen.items():
+        item = ItemSpec(item_id, "", state.where, role=state.role, pairs=[], gold_pairs=state.gold_pairs, written=True)
+        _csv_gold_pairs_known(item, state.responses)
+        check_gold_role(item, field="role", has_gold=state.has_gold)
+        if item.gold_pairs:
+            last.items[item_id] = item
+    return last
 
 
 def _csv_conversation(row: dict, where: Where) -> list[dict] | None:
@@ -509,10 +579,11 @@ def _csv_role_and_gold(item: ItemSpec, row: dict, fieldnames: Sequence[str], whe
         item.gold_pairs.append(GoldPairSpec((rid, other), _csv_int(strength, where, "gold_strength"), "gold_strength", where.line))
 
 
-def _csv_gold_pairs_known(item: ItemSpec) -> None:
+def _csv_gold_pairs_known(item: ItemSpec, responses: list[str]) -> None:
     named: set[frozenset[str]] = set()
+    known = set(responses)
     for gold in item.gold_pairs:
-        if gold.pair[1] not in item.responses:
+        if gold.pair[1] not in known:
             raise ImportFileError(f"gold_pair_with names {gold.pair[1]!r}, not a response of item {item.external_id!r}", path=item.where.path, line=gold.line, field="gold_pair_with")
         if frozenset(gold.pair) in named:
             raise ImportFileError(f"the gold strength of pair {list(gold.pair)} is given twice", path=item.where.path, line=gold.line, field="gold_strength")
@@ -827,21 +898,28 @@ def check_bounds(parsed: ParsedImport, fields: dict[str, str] = JSONL_FIELDS) ->
                                   path=preference.where.path, line=preference.where.line, field="justification")
 
 
-def _checked(parse: Callable[[list[Path]], ParsedImport], fields: dict[str, str] = JSONL_FIELDS
-             ) -> Callable[[list[Path]], ParsedImport]:
+Batches = Iterator[ParsedImport]
+
+
+def _checked(parse: Callable[[list[Path]], ParsedImport | Batches], fields: dict[str, str] = JSONL_FIELDS
+             ) -> Callable[[list[Path]], Batches]:
+    """The parser's batches (a whole-file parser's one ParsedImport is one batch), each checked
+    against the database's bounds before it is handed on."""
+
     @functools.wraps(parse)
-    def run(paths: list[Path]) -> ParsedImport:
+    def run(paths: list[Path]) -> Batches:
         try:
-            parsed = parse(paths)
+            batches = parse(paths)
+            for parsed in [batches] if isinstance(batches, ParsedImport) else batches:
+                check_bounds(parsed, fields)
+                yield parsed
         except RecursionError:  # a safety net: the readers catch it where they know the line
             raise ImportFileError(_TOO_DEEP, path=str(paths[0]) if paths else "-") from None
-        check_bounds(parsed, fields)
-        return parsed
 
     return run
 
 
-PARSERS: dict[str, Callable[[list[Path]], ParsedImport]] = {
+PARSERS: dict[str, Callable[[list[Path]], Batches]] = {
     "jsonl": _checked(parse_jsonl),
     "csv": _checked(parse_csv, CSV_FIELDS),
     "pandalm": _checked(parse_pandalm),

@@ -31,28 +31,41 @@ def check_share(share: float) -> float:
     return float(share)
 
 
-def mark_gold(parsed: ParsedImport, share: float) -> int:
-    """Make round(share x candidates) items gold, where a candidate is a task item with at
-    least one human label; returns how many. Values that are not integers are left out here:
-    the writer's checks then name them with file and line."""
+def gold_candidates(parsed: ParsedImport) -> list[str]:
+    """The task items of one batch with at least one human label (an integer one: values that
+    are not integers are left out here, and the writer's checks then name them with file and
+    line). A batch holds its items' labels (a jsonl item's are on its line)."""
+    labelled = {r.item for r in parsed.ratings if r.rater[0] == "human" and _is_int(r.value)}
+    labelled.update(p.item for p in parsed.preferences if p.rater[0] == "human" and _is_int(p.strength))
+    return [i for i, spec in parsed.items.items() if spec.role == "task" and i in labelled]
+
+
+def choose_gold(candidates: list[str], share: float) -> set[str]:
+    """round(share x candidates) of them, the same ones on every import of the same file."""
     share = check_share(share)
     if share == 0:
+        return set()
+    if not candidates:
+        raise ValidationError("This import has no human labels to make gold items from.", field=FIELD)
+    return set(sorted(candidates, key=_rank)[: round(share * len(candidates))])
+
+
+def apply_gold(parsed: ParsedImport, chosen: set[str]) -> int:
+    """Make the chosen items of this batch gold, their known answer what its humans said;
+    returns how many."""
+    mine = [i for i in parsed.items if i in chosen]
+    if not mine:
         return 0
+    wanted = set(mine)
     ratings: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
     for r in parsed.ratings:
-        if r.rater[0] == "human" and _is_int(r.value):
+        if r.item in wanted and r.rater[0] == "human" and _is_int(r.value):
             ratings[r.item][(r.response, r.attribute)].append(r.value)  # type: ignore[arg-type]
     strengths: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
     for p in parsed.preferences:
-        if p.rater[0] == "human" and _is_int(p.strength):
+        if p.item in wanted and p.rater[0] == "human" and _is_int(p.strength):
             strengths[p.item][p.pair].append(p.strength)  # type: ignore[arg-type]
-    candidates = sorted(
-        (i for i, spec in parsed.items.items() if spec.role == "task" and (i in ratings or i in strengths)), key=_rank
-    )
-    if not candidates:
-        raise ValidationError("This import has no human labels to make gold items from.", field=FIELD)
-    chosen = candidates[: round(share * len(candidates))]
-    for item_id in chosen:
+    for item_id in mine:
         item = parsed.items[item_id]
         item.role = "gold"
         for (response, attribute), values in ratings.get(item_id, {}).items():
@@ -61,4 +74,10 @@ def mark_gold(parsed: ParsedImport, share: float) -> int:
             item.gold_ratings.append(GoldRatingSpec(response, attribute, value, attribute))
         for pair, votes in strengths.get(item_id, {}).items():
             item.gold_pairs.append(GoldPairSpec(pair, gold_strength_from(votes), "strength"))
-    return len(chosen)
+    return len(mine)
+
+
+def mark_gold(parsed: ParsedImport, share: float) -> int:
+    """Make round(share x candidates) items of one whole import gold, where a candidate is a
+    task item with at least one human label; returns how many."""
+    return apply_gold(parsed, choose_gold(gold_candidates(parsed), share))

@@ -1,7 +1,9 @@
-"""What every import format parses into, before anything touches the database.
+"""What every import format parses into, batch by batch, before the batch touches the database.
 
-Parsing is separate from writing so that a bad file is rejected whole (with file, line and
-field) before a single row is written, and so every format shares one fast bulk writer.
+A parser yields ParsedImport batches (a few thousand items each for jsonl and csv, the whole
+file for the published datasets' layouts), and one fast bulk writer writes them all in a single
+transaction: a bad line anywhere (file, line, field) rolls every earlier batch back, and memory
+is one batch plus a compact index of the ids seen, not the file.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class ItemSpec:
     gold_pairs: list[GoldPairSpec] = field(default_factory=list)
     # Checklist questions (TICK), in order; empty: none imported.
     checklist: list[str] = field(default_factory=list)
+    # An earlier batch of this import wrote the item's row (a csv item whose rows are not
+    # together): this batch carries only its further responses, their pairs and gold.
+    written: bool = False
 
 
 @dataclass

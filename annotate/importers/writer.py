@@ -1,18 +1,21 @@
-"""One bulk writer for every format: validate everything, then insert in one transaction.
+"""One bulk writer for every format: batch by batch, validate then insert, in one transaction.
 
-All-or-nothing: the whole import runs in a single transaction, and every value is checked
-against the project's scales before the first insert, so a bad file writes nothing.
+All-or-nothing: the whole import runs in a single transaction, and every value of a batch is
+checked against the project's scales before the batch's first insert; a bad value or line in a
+later batch rolls the earlier ones back, so a bad file writes nothing.
 Idempotent: items, responses and pairs are matched on external ids, annotations on their
 unique constraints, so re-importing the same file creates no duplicates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
 
 from ..audit import audit_record
 from ..errors import ImportFileError
@@ -38,37 +41,75 @@ class ImportResult:
         }
 
 
-def write_import(*, project_name: str, parsed: ParsedImport, user: Any = None) -> ImportResult:
-    with transaction.atomic():
-        project, created = _project(project_name, parsed)
+def write_import(*, project_name: str, parsed: ParsedImport | Iterable[ParsedImport], user: Any = None) -> ImportResult:
+    """Write one import (a ParsedImport, or the batches a streaming parser yields) in one
+    transaction: the project, created with the first batch's defaults where it is new, then
+    each batch in turn."""
+    batches: Iterator[ParsedImport] = iter([parsed] if isinstance(parsed, ParsedImport) else parsed)
+    with transaction.atomic(), _constraints_checked_per_statement():
+        first = next(batches, None) or ParsedImport()
+        project, created = _project(project_name, first)
         if user is not None and getattr(user, "is_authenticated", False):
             project.members.add(user)
         attributes = {a.name: a for a in project.attributes.all()}
-        _validate(project, attributes, parsed)
         before = _counts(project)
-        raters = _raters(project, parsed.raters)
-        item_ids = _items(project, parsed)
-        _checklists(parsed, item_ids)
-        response_ids = _responses(parsed, item_ids)
-        pair_ids = _pairs(parsed, item_ids, response_ids)
-        _ratings(parsed, raters, attributes, response_ids)
-        _preferences(project, parsed, raters, pair_ids)
-        gold = _gold(parsed, item_ids, response_ids, pair_ids)
+        raters: dict[RaterKey, int] = {}
+        totals: Counter[str] = Counter()
+        totals.update(_write_batch(project, attributes, first, raters))
+        for batch in batches:
+            totals.update(_write_batch(project, attributes, batch, raters))
         after = _counts(project)
         audit_record(action="project.import", obj=project, before=before, after=after)  # rows per table
+    keys = ("items", "responses", "pairs", "ratings", "preferences", "raters", "gold_ratings", "gold_pairs")
     return ImportResult(
         project=project, created_project=created,
         counts={k: after[k] - before[k] for k in after},
-        totals={
-            "items": len(parsed.items),
-            "responses": sum(len(i.responses) for i in parsed.items.values()),
-            "pairs": len({pk for pk, _ in pair_ids.values()}),
-            "ratings": len(parsed.ratings),
-            "preferences": len(parsed.preferences),
-            "raters": len(parsed.raters),
-            **gold,
-        },
+        totals={k: totals[k] if k != "raters" else len(raters) for k in keys},
     )
+
+
+@contextmanager
+def _constraints_checked_per_statement() -> Iterator[None]:
+    """Django's foreign keys on PostgreSQL are DEFERRABLE INITIALLY DEFERRED: each inserted row
+    queues a check that runs at COMMIT, so a 1M-pair import held some 7M queued checks in the
+    server's memory and spent minutes in COMMIT. Checked at the end of each statement instead
+    (every batch references only rows written before it), the queue stays one batch long; the
+    enclosing transaction gets its deferred checks back afterwards."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        except DatabaseError:
+            pass  # a failed statement aborted the transaction, which is rolled back anyway
+
+
+def _write_batch(project: Project, attributes: dict[str, Attribute], parsed: ParsedImport, raters: dict[RaterKey, int]) -> dict[str, int]:
+    """Validate one batch, then write it; `raters` (kind, name -> id) carries over between
+    batches. Returns the rows the batch named, per table."""
+    _validate(project, attributes, parsed)
+    _raters(project, parsed.raters, raters)
+    item_ids = _items(project, parsed)
+    _checklists(parsed, item_ids)
+    response_ids = _responses(parsed, item_ids)
+    pair_ids, pairs = _pairs(parsed, item_ids, response_ids)
+    _ratings(parsed, raters, attributes, response_ids)
+    _preferences(project, parsed, raters, pair_ids)
+    gold = _gold(parsed, item_ids, response_ids, pair_ids)
+    return {
+        "items": sum(1 for i in parsed.items.values() if not i.written),
+        "responses": sum(len(i.responses) for i in parsed.items.values()),
+        "pairs": pairs,
+        "ratings": len(parsed.ratings),
+        "preferences": len(parsed.preferences),
+        **gold,
+    }
 
 
 def _project(name: str, parsed: ParsedImport) -> tuple[Project, bool]:
@@ -200,11 +241,13 @@ def _counts(project: Project) -> dict[str, int]:
     }
 
 
-def _raters(project: Project, declared: dict[RaterKey, str]) -> dict[RaterKey, int]:
-    """The project's own raters for the file's "kind:name" labels (annotate.access): an imported
-    "human:alice" is never the user alice's rater, another project's, or a real judge's."""
-    ids: dict[RaterKey, int] = {}
+def _raters(project: Project, declared: dict[RaterKey, str], ids: dict[RaterKey, int]) -> None:
+    """The project's own raters for the file's "kind:name" labels (annotate.access), added to
+    `ids`: an imported "human:alice" is never the user alice's rater, another project's, or a
+    real judge's. A rater an earlier batch found is looked up again only to set its model."""
     for (kind, name), model in declared.items():
+        if (kind, name) in ids and not model:
+            continue
         rater, created = Rater.objects.get_or_create(
             kind=kind, name=name, project=project, defaults={"model": model}
         )
@@ -212,7 +255,6 @@ def _raters(project: Project, declared: dict[RaterKey, str]) -> dict[RaterKey, i
             rater.model = model
             rater.save(update_fields=["model"])
         ids[(kind, name)] = rater.pk
-    return ids
 
 
 def _chunks(values: list, size: int = BATCH) -> Iterable[list]:
@@ -223,6 +265,30 @@ def _chunks(values: list, size: int = BATCH) -> Iterable[list]:
 def _column(model: type[models.Model], name: str) -> models.Field:
     # The importer's columns are concrete fields, never reverse relations.
     return cast(models.Field, model._meta.get_field(name))
+
+
+def _select(model: type[models.Model], columns: list[str], key: str, values: list, project: int | None = None) -> list[tuple]:
+    """The `columns` of the rows whose `key` is one of `values` (and of `project`, for items).
+    On PostgreSQL the values travel as one array parameter (`= ANY(%s)`): the ORM's `__in`
+    compiles one placeholder per value, which cost as much as the import's inserts."""
+    if not values:
+        return []
+    if connection.vendor != "postgresql":
+        found: list[tuple] = []
+        scope = {"project_id": project} if project is not None else {}
+        for chunk in _chunks(values):
+            found += model._default_manager.filter(**{f"{key}__in": chunk}, **scope).values_list(*columns)
+        return found
+    table = model._meta.db_table
+    quoted = ", ".join(f'"{_column(model, c).column}"' for c in columns)
+    sql = f'SELECT {quoted} FROM "{table}" WHERE "{_column(model, key).column}" = ANY(%s)'
+    params: list[Any] = [values]
+    if project is not None:
+        sql += ' AND "project_id" = %s'
+        params.append(project)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple]) -> None:
@@ -265,10 +331,9 @@ def _insert_rows(model: type[models.Model], columns: list[str], rows: list[tuple
 
 def _items(project: Project, parsed: ParsedImport) -> dict[str, int]:
     rows = [(project.pk, s.external_id, s.prompt, s.context, s.metadata, s.role, s.conversation)
-            for s in parsed.items.values()]
+            for s in parsed.items.values() if not s.written]
     _insert_rows(Item, ["project", "external_id", "prompt", "context", "metadata", "role", "conversation"], rows)
-    wanted = set(parsed.items)
-    return {ext: pk for ext, pk in Item.objects.filter(project=project).values_list("external_id", "id").iterator(chunk_size=BATCH) if ext in wanted}
+    return dict(_select(Item, ["external_id", "id"], "external_id", list(parsed.items), project=project.pk))
 
 
 def _checklists(parsed: ParsedImport, item_ids: dict[str, int]) -> None:
@@ -290,16 +355,12 @@ def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str
         for i in parsed.items.values() for r in i.responses.values()
     ]
     _insert_rows(Response, ["item", "external_id", "text", "model"], rows)
+    # Every response of the batch's items, also those an earlier batch or import wrote (a csv
+    # item continued here pairs its new responses with them).
     by_item_id = {pk: ext for ext, pk in item_ids.items()}
     found: dict[tuple[str, str], int] = {}
-    project_id = next(iter(Item.objects.filter(pk__in=list(item_ids.values())[:1]).values_list("project_id", flat=True)), None)
-    if project_id is None:  # no items: no responses to find
-        return found
-    qs = Response.objects.filter(item__project_id=project_id).values_list("item_id", "external_id", "id")
-    for item_pk, ext, pk in qs.iterator(chunk_size=BATCH):
-        item_ext = by_item_id.get(item_pk)
-        if item_ext is not None:
-            found[(item_ext, ext)] = pk
+    for item_pk, ext, pk in _select(Response, ["item", "external_id", "id"], "item", list(by_item_id)):
+        found[(by_item_id[item_pk], ext)] = pk
     return found
 
 
@@ -309,33 +370,35 @@ def _responses(parsed: ParsedImport, item_ids: dict[str, int]) -> dict[tuple[str
 PairIds = dict[tuple[str, str, str], tuple[int, bool]]
 
 
-def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int]) -> PairIds:
+def _pairs(parsed: ParsedImport, item_ids: dict[str, int], response_ids: dict[tuple[str, str], int]) -> tuple[PairIds, int]:
+    """Insert the batch's pairs; returns the ids of the pairs it names (its pairs and those its
+    gold names) and how many distinct pairs it has."""
     named: dict[tuple[int, int], tuple[str, str, str]] = {}
     rows: list[tuple[int, int, int]] = []
+    listed: set[tuple[str, str, str]] = set()
     for item in parsed.items.values():
         ids = list(item.responses)
         refs = item.pairs if item.pairs is not None else [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]]
         for a, b in refs:
             key = (response_ids[(item.external_id, a)], response_ids[(item.external_id, b)])
             named[key] = (item.external_id, a, b)
+            listed.add((item.external_id, a, b))
+        for gold in item.gold_pairs:  # a pair a csv item's earlier batch wrote
+            a, b = gold.pair
+            named.setdefault((response_ids[(item.external_id, a)], response_ids[(item.external_id, b)]), (item.external_id, a, b))
         for a, b in unordered_pairs(refs):
             rows.append((item_ids[item.external_id], response_ids[(item.external_id, a)], response_ids[(item.external_id, b)]))
     # ON CONFLICT DO NOTHING on the unordered unique index: a pair stored in either order stays.
     _insert_rows(Pair, ["item", "response_a", "response_b"], rows)
-    item_pks = set(item_ids.values())
     found: PairIds = {}
-    if not item_pks:
-        return found
-    project_id = Item.objects.filter(pk=next(iter(item_pks))).values_list("project_id", flat=True).get()
-    qs = Pair.objects.filter(item__project_id=project_id).values_list("response_a_id", "response_b_id", "id")
-    for a_pk, b_pk, pk in qs.iterator(chunk_size=BATCH):
+    for a_pk, b_pk, pk in _select(Pair, ["response_a", "response_b", "id"], "item", list(item_ids.values())):
         ref = named.get((a_pk, b_pk))
         if ref is not None:
             found[ref] = (pk, False)
         mirror = named.get((b_pk, a_pk))
         if mirror is not None:
             found[mirror] = (pk, True)
-    return found
+    return found, len({found[ref][0] for ref in listed if ref in found})
 
 
 def _ratings(parsed: ParsedImport, raters: dict[RaterKey, int], attributes: dict[str, Attribute], response_ids: dict) -> None:
