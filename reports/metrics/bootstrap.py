@@ -28,9 +28,16 @@ def per_unit_sums(
     units: np.ndarray, columns: np.ndarray, values: np.ndarray | float, *, n_units: int, width: int
 ) -> sp.csr_matrix:
     """Sum (unit, column, value) triplets into a sparse (n_units, width) matrix."""
-    units = np.asarray(units, dtype=np.int64)
+    units, columns = _signed_index(units), _signed_index(columns)
     values = np.broadcast_to(np.asarray(values, dtype=np.float64), units.shape)
-    return sp.csr_matrix((values, (units, np.asarray(columns, dtype=np.int64))), shape=(n_units, width))
+    return sp.csr_matrix((values, (units, columns)), shape=(n_units, width))
+
+
+def _signed_index(a: np.ndarray) -> np.ndarray:
+    """Indices as given when they are signed integers already (int32 ones are not widened: scipy
+    takes them as they are, and an int64 copy of 10M indices is 80 MB), else as int64."""
+    a = np.asarray(a)
+    return a if a.dtype.kind == "i" else a.astype(np.int64)
 
 
 def percentile_ci(samples: np.ndarray) -> np.ndarray:
@@ -171,9 +178,6 @@ class _Product:
         piece = sp.csc_matrix(block).T.tocsr()
         piece.sum_duplicates()  # canonical rows (sorted, summed): equal rows compare equal
         data, indices, indptr = piece.data, piece.indices, piece.indptr
-        row_of = np.repeat(np.arange(piece.shape[0]), np.diff(indptr))
-        fractional = np.bincount(row_of, weights=data != np.rint(data), minlength=piece.shape[0])
-        abs_total = np.bincount(row_of, weights=np.abs(data), minlength=piece.shape[0])
         new32: list[int] = []
         new64: list[int] = []
         for r in range(piece.shape[0]):
@@ -182,14 +186,19 @@ class _Product:
             match = self._seen.get(key)
             if match is None:
                 match = self._seen[key] = len(self._is32)
-                exact = fractional[r] == 0 and abs_total[r] * _WEIGHT_BOUND < _F32_EXACT
+                # Row by row, not over the whole block at once: whole-block temporaries (a row
+                # number, rint and abs of every entry) were 400 MB at 10M annotations. The total
+                # only decides when every entry is an integer, and integer sums are exact in any order.
+                row = data[lo:hi]
+                exact = bool(np.array_equal(row, np.rint(row))) and np.abs(row).sum() * _WEIGHT_BOUND < _F32_EXACT
                 self._is32.append(bool(exact))
                 (new32 if exact else new64).append(r)
             self._expand.append(match)
+        # Every row new and of one kind (the usual case): the block itself, not a copy of its rows.
         if new32:
-            self._keep32.append(piece[new32].astype(np.float32))
+            self._keep32.append((piece if len(new32) == piece.shape[0] else piece[new32]).astype(np.float32))
         if new64:
-            self._keep64.append(piece[new64])
+            self._keep64.append(piece if len(new64) == piece.shape[0] else piece[new64])
 
     def finish(self) -> None:
         n = self._n_items
