@@ -511,10 +511,10 @@ def _rater_pair_cells(
     for d, same in enumerate(firsts, start=1):
         cell_counts += np.bincount(cells_at(d, same), minlength=n_cells)
     cells = np.flatnonzero(cell_counts)
-    cell_code = np.zeros(n_cells, dtype=_index_dtype(len(cells)))
+    cell_code: np.ndarray = np.zeros(n_cells, dtype=_index_dtype(len(cells)))
     cell_code[cells] = np.arange(len(cells))
     n_pairs = int(sizes.sum())
-    units = np.empty(n_pairs, dtype=_index_dtype(n_units))
+    units: np.ndarray = np.empty(n_pairs, dtype=_index_dtype(n_units))
     columns = np.empty(n_pairs, dtype=cell_code.dtype)
     lo = 0
     for d, same in enumerate(firsts, start=1):
