@@ -25,12 +25,16 @@ CHUNK_ROUNDS = 50  # rounds per product: at 50 the weight block stays cache-frie
 
 
 def per_unit_sums(
-    units: np.ndarray, columns: np.ndarray, values: np.ndarray | float, *, n_units: int, width: int
-) -> sp.csr_matrix:
-    """Sum (unit, column, value) triplets into a sparse (n_units, width) matrix."""
+    units: np.ndarray, columns: np.ndarray, values: np.ndarray | float, *, n_units: int, width: int,
+    by_item: bool = False,
+) -> sp.csr_matrix | sp.csc_matrix:
+    """Sum (unit, column, value) triplets into a sparse (n_units, width) matrix.
+
+    by_item: CSC instead of CSR, for integer counts only (a count's total is exact in either
+    form's order of summation): the form the product reads, so a large block is not copied."""
     units, columns = _signed_index(units), _signed_index(columns)
     values = np.broadcast_to(np.asarray(values, dtype=np.float64), units.shape)
-    return sp.csr_matrix((values, (units, columns)), shape=(n_units, width))
+    return (sp.csc_matrix if by_item else sp.csr_matrix)((values, (units, columns)), shape=(n_units, width))
 
 
 def _signed_index(a: np.ndarray) -> np.ndarray:
@@ -94,7 +98,9 @@ class Resampler:
     _product: _Product | None = None
 
     def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
-        per_unit = sp.csr_matrix(per_unit)
+        # A CSC block (per_unit_sums(by_item=True), counts) stays as it is; anything else as CSR.
+        if not isinstance(per_unit, sp.csc_matrix):
+            per_unit = sp.csr_matrix(per_unit)
         totals = np.asarray(per_unit.sum(axis=0)).ravel()
         est = Estimate(value=statistic(totals), n=n, statistic=statistic)
         if self.rounds > 0 and self.n_units > 0 and n > 0:
