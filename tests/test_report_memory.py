@@ -191,6 +191,16 @@ def old_add(self, block: sp.csr_matrix) -> None:
         self._keep64.append(piece[new64])
 
 
+def old_by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matrix:
+    if not pieces:
+        return sp.csc_matrix((0, n), dtype=dtype)
+    rows = sp.vstack(pieces, format="csr")  # a concatenation of CSR row blocks
+    pieces.clear()
+    m = rows.tocsc()
+    m.sort_indices()
+    return m
+
+
 # --- the tests ---------------------------------------------------------------------------------
 
 
@@ -205,6 +215,7 @@ def _put_back_old_code(monkeypatch) -> None:
     monkeypatch.setattr(build, "_score_correlations", old_score_correlations)
     monkeypatch.setattr(checklists, "co_rated", old_co_rated)
     monkeypatch.setattr(bootstrap._Product, "add", old_add)
+    monkeypatch.setattr(bootstrap, "_by_item", old_by_item)
 
 
 @pytest.mark.parametrize("options", [{}, {"rater_group": "humans"}, {"wildbench_k": 1}])
@@ -288,3 +299,18 @@ def test_product_takes_in_blocks_as_before(monkeypatch):
     old = bootstrap._Product([b.copy() for b in blocks])
     assert lean._is32 == old._is32 and lean._expand == old._expand
     assert np.array_equal(lean.times(w), old.times(w), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_by_item_fills_the_arrays_vstack_and_tocsc_gave(dtype):
+    rng = np.random.default_rng(8)
+    n = 70
+    pieces = [sp.random(int(rows), n, density=0.3, format="csr", random_state=rng, dtype=dtype)
+              for rows in rng.integers(1, 30, 6)]  # fmt: skip
+    pieces.append(sp.csr_matrix((4, n), dtype=dtype))  # a piece without entries
+    lean = bootstrap._by_item([p.copy() for p in pieces], n, dtype)
+    old = old_by_item([p.copy() for p in pieces], n, dtype)
+    assert lean.shape == old.shape and lean.dtype == old.dtype and lean.has_sorted_indices
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(lean, name), getattr(old, name)), name
+    assert bootstrap._by_item([], n, dtype).shape == (0, n)

@@ -237,14 +237,39 @@ class _Product:
 
 def _by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matrix:
     """The rows of `pieces` (emptied as they are read) as one CSC matrix: column j holds item
-    j's entries, rows in increasing order."""
+    j's entries, rows in increasing order.
+
+    What vstack + tocsc + sort_indices gave, filled piece by piece into the finished arrays,
+    each piece freed once it is in: the whole matrix is held once and one piece twice, not the
+    whole matrix twice (the report's peak at 10M annotations, 700 MB above the rest)."""
     if not pieces:
         return sp.csc_matrix((0, n), dtype=dtype)
-    rows = sp.vstack(pieces, format="csr")  # a concatenation of CSR row blocks
+    n_rows = sum(p.shape[0] for p in pieces)
+    counts = np.zeros(n, dtype=np.int64)  # entries per item, all pieces
+    for p in pieces:
+        counts += np.bincount(p.indices, minlength=n)[:n]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    index = np.int32 if max(n_rows, nnz) < 2**31 else np.int64
+    indices = np.empty(nnz, dtype=index)
+    data: np.ndarray = np.empty(nnz, dtype=dtype)
+    filled = indptr[:-1].copy()  # where each item's next entry goes
+    offset = 0
+    for k in range(len(pieces)):
+        piece = pieces[k].tocsc()
+        pieces[k] = None
+        piece.sort_indices()
+        per_item = np.diff(piece.indptr)
+        # Entry e of item j in this piece goes to filled[j] + (e - piece.indptr[j]).
+        target = np.repeat(filled - piece.indptr[:-1], per_item) + np.arange(piece.nnz)
+        indices[target] = piece.indices + offset
+        data[target] = piece.data
+        filled += per_item
+        offset += piece.shape[0]
+        del piece, target
     pieces.clear()
-    m = rows.tocsc()
-    m.sort_indices()
-    return m
+    return sp.csc_matrix((data, indices, indptr), shape=(n_rows, n))
 
 
 def _product_by_item(m: sp.csc_matrix, w_t: np.ndarray, dtype: type) -> np.ndarray:
