@@ -8,6 +8,8 @@ report is a single pass (reports/metrics/bootstrap.py).
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -101,6 +103,7 @@ def build_report(project: Project, filters: ReportFilters | None = None, **optio
         since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold
     )
     table = annotations_table(project, unfiltered_attr, apply_rater_group=False)
+    release_freed_memory()  # the COPY reader's buffers and parser chunks
     inputs = CardInputs(judgments=judgments_table(project), runs=judge_runs_table(project),
                         styles=response_styles(project))  # fmt: skip
     adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
@@ -193,6 +196,7 @@ def report_from_table(
 
     pending: dict[str, Any] = {}
     pending["agreement"] = _agreement(verdicts, ratings, shown, raters, boot)
+    release_freed_memory()  # the agreement section's temporaries are the largest (rater pairs)
     pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
     pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
     pending["position"] = _position(prefs, gold, shown, raters, boot)
@@ -208,6 +212,7 @@ def report_from_table(
     styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
     has_checklist = np.isin(np.asarray(item_ids), list(opts.checklist_items)) if len(item_ids) else np.zeros(0, bool)
     pending["checklists"] = _checklists(verdicts, raters, has_checklist, boot)
+    release_freed_memory()  # before the product's matrix is assembled (the report's peak)
     boot.run()
 
     report = {key: pending[key]() for key in TOP_LEVEL}
@@ -232,6 +237,19 @@ def report_from_table(
             "calibration": pending["calibration"](),
         }
     return report
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc's malloc_trim; nothing elsewhere). The
+    temporaries of a section at 10M annotations (1-30 MB arrays, below glibc's mmap threshold)
+    leave free holes in the heap that still count as resident; the next section's large arrays
+    are mapped fresh beside them. Measured at 10M: 160 MB off after the synthetic table."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    gc.collect()
+    libc.malloc_trim(0)
 
 
 class _Slice:
