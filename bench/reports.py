@@ -63,7 +63,7 @@ PER_ITEM = 3 + 2 * len(JUDGES) + 2 * (3 + len(JUDGES)) * len(ATTRIBUTES)  # 39 a
 
 def synthetic_table(n_items: int, seed: int = 0) -> pd.DataFrame:
     """The long annotation frame the selector returns, built column by column: categorical
-    columns as codes, numbers as numpy arrays (10M rows fit in about 1.5 GB)."""
+    columns as codes, numbers as numpy arrays (10M rows fit in about 1 GB)."""
     rng = np.random.default_rng(seed)
     n = n_items
     ia = rng.integers(0, len(MODELS), n)
