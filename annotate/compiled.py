@@ -66,9 +66,14 @@ def _compile(build: Callable[..., QuerySet], values: dict[str, object]) -> _Comp
         sentinels = {name: _sentinel(i, value) for i, (name, value) in enumerate(sorted(values.items()))}
     except TypeError:
         return _UNCACHEABLE
-    qs = build(**sentinels)
-    compiler = qs.query.get_compiler(using=qs.db)
-    sql, params = compiler.as_sql()
+    try:
+        qs = build(**sentinels)
+        compiler = qs.query.get_compiler(using=qs.db)
+        sql, params = compiler.as_sql()
+    except (TypeError, ValueError):
+        # A sentinel the query refuses (a negative slice bound): the ORM answers this shape
+        # every time, and raises there if the real values are wrong too.
+        return _UNCACHEABLE
     slots = []
     for position, param in enumerate(params):
         for name, sentinel in sentinels.items():
