@@ -29,6 +29,7 @@ from .queue import (
     assignment_submit_rating,
     assignment_undo,
     assignment_with_task,
+    prefetch_attributes,
     progress_for,
 )
 from .roles import authenticated
@@ -67,6 +68,8 @@ def task_payload(assignment: Assignment, project: Project) -> dict:
         assert response is not None
         item = response.item
         payload["response"] = {"id": response.pk, "text": response.text}
+        if "attributes" not in getattr(project, "_prefetched_objects_cache", {}):
+            prefetch_attributes(project)  # its query compiled once per process
         payload["attributes"] = [
             {"name": a.name, "description": a.description, "min_value": a.min_value, "max_value": a.max_value,
              "anchors": a.anchors}

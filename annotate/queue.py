@@ -18,13 +18,14 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from . import compiled
 from .audit import audit_record, audit_snapshot
 from .checklists import CHECKLIST_ATTRIBUTE, has_live_questions, mark_none_live
 from .errors import ConcordanceError, ValidationError
@@ -41,7 +42,7 @@ from .models import (
     Response,
     ShownOrder,
 )
-from .routing_services import routed_candidates, routing_refresh, routing_room
+from .routing_services import policy_of, routed_candidates, routing_refresh, routing_room
 from .services import preference_submit, ratings_submit, validate_strength
 from .verdicts import stored_strength
 
@@ -157,13 +158,25 @@ def _task_id(assignment: Assignment) -> int:
 def _candidates(
     *, project: Project, rater: Rater, protocol: str, role: str, now: datetime, items: QuerySet | None
 ) -> QuerySet:
+    qs = _unrouted_candidates(
+        project_id=project.pk, rater_id=rater.pk, overlap=project.overlap, protocol=protocol, role=role, now=now,
+        items=items,
+    )
+    if protocol == RANKING and role == Item.Role.TASK:
+        qs = routed_candidates(qs, project=project, now=now)  # a routing policy's priority (issue 13)
+    return qs
+
+
+def _unrouted_candidates(
+    *, project_id: int, rater_id: int, overlap: int, protocol: str, role: str, now: datetime, items: QuerySet | None
+) -> QuerySet:
     if protocol == RATING:
-        qs: QuerySet = Response.objects.filter(item__project=project, item__role=role)
-        mine = Assignment.objects.filter(rater=rater, response=OuterRef("pk"))
+        qs: QuerySet = Response.objects.filter(item__project_id=project_id, item__role=role)
+        mine = Assignment.objects.filter(rater_id=rater_id, response=OuterRef("pk"))
         live = Assignment.objects.filter(response=OuterRef("pk")).filter(live_assignments_q(now=now))
     else:
-        qs = Pair.objects.filter(item__project=project, item__role=role)
-        mine = Assignment.objects.filter(rater=rater, pair=OuterRef("pk"))
+        qs = Pair.objects.filter(item__project_id=project_id, item__role=role)
+        mine = Assignment.objects.filter(rater_id=rater_id, pair=OuterRef("pk"))
         live = Assignment.objects.filter(pair=OuterRef("pk")).filter(live_assignments_q(now=now))
     if items is not None:
         qs = qs.filter(item__in=items)
@@ -171,20 +184,49 @@ def _candidates(
     if role == Item.Role.TASK:
         # Cheap pre-filter: a task whose overlap-th live assignment exists is full. The exact
         # check is the recount under the lock.
-        qs = qs.filter(~Exists(live.order_by().values("pk")[project.overlap - 1 : project.overlap]))
+        qs = qs.filter(~Exists(live.order_by().values("pk")[overlap - 1 : overlap]))
     # Where the project's tasks start: the same rows, but PostgreSQL's walk of the id index
     # begins at this project's first task instead of the first task of the whole table (it
     # tests each row's overlap before its project, so every earlier project's open tasks were
     # probed on every claim: 29 ms a claim behind one other project of 1,200 responses).
     if START_AT_PROJECT:
         model = Response if protocol == RATING else Pair
-        first = model.objects.filter(item__project=project).order_by().annotate(first=Func(F("pk"), function="MIN"))
+        first = model.objects.filter(item__project_id=project_id).order_by().annotate(first=Func(F("pk"), function="MIN"))
         qs = qs.filter(pk__gte=Subquery(first.values("first")[:1]))
     # Lowest id first fills tasks depth-first, so finished tasks reach the reports early.
-    qs = qs.order_by("pk")
-    if protocol == RANKING and role == Item.Role.TASK:
-        qs = routed_candidates(qs, project=project, now=now)  # a routing policy's priority (issue 13)
-    return qs
+    return qs.order_by("pk")
+
+
+def _locked_candidate_qs(qs: QuerySet, protocol: str) -> QuerySet:
+    # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
+    # The task comes with what its page shows (TASK_RELATED): no second query to load it.
+    return (
+        qs.select_related(*TASK_RELATED[protocol]).annotate(has_checklist=has_live_questions())
+        .select_for_update(skip_locked=True, of=("self",))[:1]
+    )
+
+
+def _first_candidate(
+    *, project: Project, rater: Rater, protocol: str, role: str, now: datetime, items: QuerySet | None,
+    tried: list[int],
+) -> Response | Pair | None:
+    """The first open candidate, locked. The common shape (the main queue's first attempt, no
+    routing policy) runs as SQL compiled once per process (annotate.compiled): building and
+    compiling this query through the ORM cost more CPU than PostgreSQL took to run it."""
+    routed = protocol == RANKING and role == Item.Role.TASK and policy_of(project) is not None
+    if items is None and not tried and not routed:
+        def build(project_id: int, rater_id: int, now: datetime) -> QuerySet:
+            return _locked_candidate_qs(_unrouted_candidates(
+                project_id=project_id, rater_id=rater_id, overlap=project.overlap, protocol=protocol, role=role,
+                now=now, items=None,
+            ), protocol)
+
+        key = ("claim_candidate", protocol, role, project.overlap, START_AT_PROJECT)
+        return compiled.first(key, build, project_id=project.pk, rater_id=rater.pk, now=now)  # type: ignore[return-value]
+    qs = _candidates(project=project, rater=rater, protocol=protocol, role=role, now=now, items=items)
+    if tried:
+        qs = qs.exclude(pk__in=tried)
+    return _locked_candidate_qs(qs, protocol).first()
 
 
 # What a task page or payload reads of a task, loaded with it in one query (the claim's candidate,
@@ -217,11 +259,11 @@ def _insert_claim(
         "skip_reason": "", "draft": None, "time_on_task_ms": None, "claimed_at": claimed_at,
         "expires_at": now + timedelta(seconds=project.claim_seconds), "completed_at": None,
     }
-    columns = ", ".join(connection.ops.quote_name(str(fields[name].column)) for name in values)
+    columns = ", ".join(connection.ops.quote_name(cast(str, fields[name].column)) for name in values)
     params: list = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
     room = "1 = 1"
     if capped:
-        task_column = connection.ops.quote_name(str(fields["response" if protocol == RATING else "pair"].column))
+        task_column = connection.ops.quote_name(cast(str, fields["response" if protocol == RATING else "pair"].column))
         # live_assignments_q, as SQL: done, or claimed and not yet expired.
         room = (f"(SELECT COUNT(*) FROM {table} WHERE {task_column} = %s AND status IN (%s, %s) "
                 f"AND (status = %s OR expires_at > %s)) < %s")
@@ -248,14 +290,8 @@ def _claim_from(
     tried: list[int] = []
     for _ in range(CLAIM_ATTEMPTS):
         with transaction.atomic():
-            qs = _candidates(project=project, rater=rater, protocol=protocol, role=role, now=now, items=items)
-            if tried:
-                qs = qs.exclude(pk__in=tried)
-            # skip_locked: a task another annotator is claiming right now is passed over, not waited on.
-            # The task comes with what its page shows (TASK_RELATED): no second query to load it.
-            task = (
-                qs.select_related(*TASK_RELATED[protocol]).annotate(has_checklist=has_live_questions())
-                .select_for_update(skip_locked=True, of=("self",)).first()
+            task: Any = _first_candidate(
+                project=project, rater=rater, protocol=protocol, role=role, now=now, items=items, tried=tried
             )
             if task is None:
                 return None
@@ -295,8 +331,19 @@ def _resume_open_claim(*, project: Project, rater: Rater, now: datetime) -> Assi
     # A plain query, its task loaded only when there is an open claim (assignment_with_task): on
     # the common path, a claim right after a submit, there is none, and the joins of the task's
     # rows cost more CPU to compile than the second query they would save on a reload.
-    open_claims = Assignment.objects.filter(project=project, rater=rater, status=CLAIMED).order_by("-claimed_at", "-pk")
-    for assignment in open_claims:
+    def build(project_id: int, rater_id: int) -> QuerySet:
+        return Assignment.objects.filter(project_id=project_id, rater_id=rater_id, status=CLAIMED).order_by(
+            "-claimed_at", "-pk"
+        )
+
+    # The common answers, none or a live one, from the newest open claim (SQL compiled once per
+    # process: annotate.compiled); an expired one sends the walk below through them all.
+    newest = compiled.first(("open_claim",), lambda **ids: build(**ids)[:1], project_id=project.pk, rater_id=rater.pk)
+    if newest is None:
+        return None
+    if cast(Assignment, newest).expires_at > now:
+        return cast(Assignment, newest)
+    for assignment in build(project_id=project.pk, rater_id=rater.pk):
         if assignment.expires_at > now:
             return assignment
         with transaction.atomic():
@@ -388,12 +435,16 @@ def _lock_assignment(*, rater: Rater, view_key: uuid.UUID | str) -> Assignment:
         key = uuid.UUID(str(view_key))
     except ValueError as exc:
         raise AssignmentNotFound("This task link is not valid.") from exc
-    assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("project__routing_policy", "response__item", "pair__item__project__routing_policy")
-        .filter(view_key=key, rater=rater)
-        .first()
-    )
+    def build(view_key: uuid.UUID, rater_id: int) -> QuerySet:
+        return (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("project__routing_policy", "response__item", "pair__item__project__routing_policy")
+            .filter(view_key=view_key, rater_id=rater_id)
+            .order_by("pk")[:1]
+        )
+
+    # Every submit's first query: SQL compiled once per process (annotate.compiled).
+    assignment = cast(Assignment | None, compiled.first(("lock_assignment",), build, view_key=key, rater_id=rater.pk))
     if assignment is None:
         raise AssignmentNotFound("This task view is no longer current (it may have been undone). Here is your current task.")
     return assignment
@@ -468,12 +519,31 @@ def assignment_submit_rating(
     return SubmitResult(assignment=assignment, duplicate=False)
 
 
+def _attributes(project_id: int) -> list[Attribute]:
+    """The project's attributes, in their order; the query compiled once per process (annotate.compiled)."""
+    return cast(list[Attribute], compiled.many(
+        ("attributes",), lambda project_id: Attribute.objects.filter(project_id=project_id), project_id=project_id
+    ))
+
+
+def prefetch_attributes(project: Project) -> None:
+    """`prefetch_related_objects([project], "attributes")`, its query compiled once per process
+    (annotate.compiled): the task pages read the attributes several times a request."""
+    attributes = _attributes(project.pk)
+    for attribute in attributes:
+        attribute.project = project  # as the prefetch sets the reverse relation: no query to read it
+    cached = project.attributes.all()
+    cached._result_cache = attributes
+    cached._prefetch_done = True  # type: ignore[attr-defined]
+    project.__dict__.setdefault("_prefetched_objects_cache", {})["attributes"] = cached
+
+
 def _attributes_of(assignment: Assignment, project: Project | None) -> list[Attribute]:
     if project is not None and project.pk == assignment.project_id and "attributes" in getattr(
         project, "_prefetched_objects_cache", {}
     ):
         return list(project.attributes.all())
-    return list(Attribute.objects.filter(project_id=assignment.project_id))
+    return _attributes(assignment.project_id)
 
 
 def assignment_submit_preference(

@@ -4,13 +4,14 @@ all call these, so a human annotation and a judge annotation go through the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import compiled
 from .audit import audit_record, audit_record_many, audit_snapshot, audit_snapshots
 from .errors import ValidationError
 from .models import (
@@ -77,7 +78,10 @@ def attribute_create(
 
 def rater_for_user(*, user: User) -> Rater:
     """The human rater of a user, created on first use."""
-    rater = Rater.objects.filter(user=user).first()
+    # On every annotator request: SQL compiled once per process (annotate.compiled).
+    rater = cast("Rater | None", compiled.first(
+        ("rater_for_user",), lambda user_id: Rater.objects.filter(user_id=user_id).order_by("pk")[:1], user_id=user.pk
+    ))
     if rater is not None:
         return rater
     # Never adopt an existing rater of the same name (an imported "human:alice" is not the user

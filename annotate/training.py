@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import compiled
 from .audit import audit_record, audit_snapshot
 from .errors import ValidationError
 from .members import member_remove
@@ -147,7 +148,11 @@ def _meets(passed: int, total: int, bar: float) -> bool:
 
 
 def _standing(project: Project, rater: Rater) -> Standing | None:
-    return Standing.objects.filter(project=project, rater=rater).first()
+    # On every claim: SQL compiled once per process (annotate.compiled), no ORM compile per request.
+    return cast("Standing | None", compiled.first(
+        ("standing",), lambda project_id, rater_id: Standing.objects.filter(project_id=project_id, rater_id=rater_id)
+        .order_by("pk")[:1], project_id=project.pk, rater_id=rater.pk,
+    ))
 
 
 def _initial_state(project: Project) -> str:

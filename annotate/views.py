@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import prefetch_related_objects
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -44,6 +43,7 @@ from .queue import (
     assignment_with_task,
     newest_done,
     open_claims_elsewhere,
+    prefetch_attributes,
     progress_for,
 )
 from .roles import authenticated
@@ -305,7 +305,7 @@ def _project_and_rater(request: HttpRequest, project_id: int) -> tuple[Project, 
     # The routing policy with it: the claim (and a ranking submit's refresh) read it, no query of its own.
     project = project_for(request.user, project_id, need="annotate", select_related=("routing_policy",))
     # Read once: the submitted values, the error form and the next task's form all list them.
-    prefetch_related_objects([project], "attributes")
+    prefetch_attributes(project)
     return project, rater_for_user(user=authenticated(request.user))
 
 

@@ -194,6 +194,8 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Production hardening; `check --deploy` runs in CI with DJANGO_DEBUG=0.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = not DEBUG
+# Database sessions as Django's own, their lookup compiled once per process (config/sessions.py).
+SESSION_ENGINE = "config.sessions"
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
