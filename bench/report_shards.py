@@ -51,7 +51,6 @@ def _shard_product(product: bootstrap._Product, lo: int, hi: int) -> bootstrap._
     part.__dict__.update(product.__dict__)
     part.m32 = product.m32[:, lo:hi]
     part.m64 = product.m64[:, lo:hi]
-    part.dense32 = product.dense32[:, lo:hi]
     return part
 
 

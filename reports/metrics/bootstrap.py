@@ -162,11 +162,6 @@ _F32_EXACT = float(2**24)
 # Multiplicities are checked per chunk: a chunk whose largest weight exceeds this bound (with
 # 50 rounds of Poisson(1)-like multiplicities, never seen in practice) runs wholly in float64.
 _WEIGHT_BOUND = 32.0
-# An integer row with at least this share of its items nonzero is held dense (float32, 4 bytes
-# an item, no more than its sparse entries' 8 bytes each) and multiplied by BLAS: a dense
-# product of integer rows is exact in any summation order, and several times faster per entry
-# than the sparse kernel.
-_DENSE_SHARE = 0.5
 
 
 class _Product:
@@ -190,8 +185,6 @@ class _Product:
         self._seen: dict[bytes, int] = {}
         self._keep32: list[sp.csr_matrix] = []
         self._keep64: list[sp.csr_matrix] = []
-        self._keep_dense: list[np.ndarray] = []
-        self._dense: list[bool] = []  # per distinct row: integer and held dense
         self._expand: list[int] = []
         self._is32: list[bool] = []
         self._n_items = 0
@@ -210,7 +203,6 @@ class _Product:
         data, indices, indptr = piece.data, piece.indices, piece.indptr
         new32: list[int] = []
         new64: list[int] = []
-        new_dense: list[int] = []
         for r in range(piece.shape[0]):
             lo, hi = indptr[r], indptr[r + 1]
             key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
@@ -222,16 +214,12 @@ class _Product:
                 # only decides when every entry is an integer, and integer sums are exact in any order.
                 row = data[lo:hi]
                 exact = bool(np.array_equal(row, np.rint(row))) and np.abs(row).sum() * _WEIGHT_BOUND < _F32_EXACT
-                dense = exact and np.count_nonzero(row) >= _DENSE_SHARE * self._n_items
                 self._is32.append(bool(exact))
-                self._dense.append(bool(dense))
-                (new_dense if dense else new32 if exact else new64).append(r)
+                (new32 if exact else new64).append(r)
             self._expand.append(match)
         # Every row new and of one kind (the usual case): the block itself, not a copy of its rows.
         if new32:
             self._keep32.append((piece if len(new32) == piece.shape[0] else piece[new32]).astype(np.float32))
-        if new_dense:
-            self._keep_dense.append(piece[new_dense].astype(np.float32).toarray())
         if new64:
             self._keep64.append(piece if len(new64) == piece.shape[0] else piece[new64])
 
@@ -240,16 +228,8 @@ class _Product:
         flags = np.asarray(self._is32, dtype=bool)
         self.width = len(self._expand)
         self.n_distinct = len(flags)
-        # A row add() did not mark (tests/test_report_memory.py's replay of the old add(), which
-        # keeps every integer row sparse) is sparse.
-        dense = np.zeros(len(flags), dtype=bool)
-        dense[: len(self._dense)] = self._dense
         self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
         self.rows64 = np.flatnonzero(~flags)
-        self.rows_sparse32 = np.flatnonzero(flags & ~dense)  # m32's rows
-        self.rows_dense32 = np.flatnonzero(dense)  # dense32's rows
-        self.dense32 = np.vstack(self._keep_dense) if self._keep_dense else np.zeros((0, n), np.float32)
-        self._keep_dense.clear()
         self.m32 = _by_item(self._keep32, n, np.float32)
         # Stored zeros (an item a rater saw with nothing to count: 17% of the entries at 1M
         # annotations) add exactly 0 to an integer float32 sum: dropped, the product skips them.
@@ -268,13 +248,9 @@ class _Product:
             if w.size and w.max() > _WEIGHT_BOUND:
                 # Outside the bound float32 might round: this chunk's integer rows in float64
                 # (the float32 values are the original integers, so the cast back is exact).
-                part[:, self.rows_sparse32] = _product_by_item(self.m32, w_t, np.float64).T
-                if len(self.rows_dense32):
-                    part[:, self.rows_dense32] = w @ self.dense32.T.astype(np.float64)
+                part[:, self.rows32] = _product_by_item(self.m32, w_t, np.float64).T
             else:
-                part[:, self.rows_sparse32] = _product_by_item(self.m32, w_t.astype(np.float32), np.float32).T
-                if len(self.rows_dense32):
-                    part[:, self.rows_dense32] = w.astype(np.float32) @ self.dense32.T
+                part[:, self.rows32] = _product_by_item(self.m32, w_t.astype(np.float32), np.float32).T
         if len(self.rows64):
             part[:, self.rows64] = _product_by_item(self.m64, w_t, np.float64).T
         return part[:, self.expand]
