@@ -231,6 +231,10 @@ class _Product:
         self.rows32 = np.flatnonzero(flags)  # positions among the distinct rows
         self.rows64 = np.flatnonzero(~flags)
         self.m32 = _by_item(self._keep32, n, np.float32)
+        # Stored zeros (an item a rater saw with nothing to count: 17% of the entries at 1M
+        # annotations) add exactly 0 to an integer float32 sum: dropped, the product skips them.
+        # Only here: a float64 row keeps its entries, so its sums stay bit-identical.
+        self.m32.eliminate_zeros()
         self.m64 = _by_item(self._keep64, n, np.float64)
         self.expand = np.asarray(self._expand, dtype=np.int64)  # output column k is distinct row expand[k]
         self._seen.clear()

@@ -169,11 +169,11 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     m = len(models)
     if m < 2 or comps.empty:
         return StyleBoard(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)
-    index = {name: i for i, name in enumerate(models)}
-    # Through plain objects: the report's label columns are categoricals, whose .map keeps a
-    # categorical dtype rather than giving integers.
-    ia = np.array([index[name] for name in comps["model_a"].astype(object)], dtype=np.int64)
-    ib = np.array([index[name] for name in comps["model_b"].astype(object)], dtype=np.int64)
+    # Position in the sorted model list as categorical codes over those categories (one recode
+    # of the categories, not a dict lookup per comparison; .map on the report's categorical
+    # label columns would keep a categorical dtype rather than give integers).
+    ia = pd.Categorical(comps["model_a"], categories=models).codes.astype(np.int64)
+    ib = pd.Categorical(comps["model_b"], categories=models).codes.astype(np.int64)
     design = np.zeros((len(comps), m))
     design[np.arange(len(comps)), ia] += 1.0
     design[np.arange(len(comps)), ib] -= 1.0
