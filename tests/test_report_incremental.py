@@ -5,9 +5,7 @@ changed by new human verdicts) and through the report cache on PostgreSQL."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,17 +15,9 @@ import pytest
 from reports import incremental
 from reports.build import ReportOptions, report_from_table
 from reports.selectors import finish_table
+from tests.bench_helpers import bench_reports
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "reports.py"
 ROUNDS = 60
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_reports", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_same(a: Any, b: Any, path: str = "") -> None:
@@ -48,7 +38,7 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return _bench().synthetic_table(40, seed=3)
+    return bench_reports().synthetic_table(40, seed=3)
 
 
 def _split(table: pd.DataFrame, new: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -6,9 +6,7 @@ old code put back, and each replaced step gives what the old one gave on synthet
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,17 +27,7 @@ from reports.build import (
 from reports.metrics import bootstrap, checklists
 from reports.metrics.bootstrap import _F32_EXACT, _WEIGHT_BOUND, Resampler
 from reports.metrics.verdicts import apply_wildbench_rule
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "reports.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_reports", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.bench_helpers import bench_reports
 
 # --- the code as it was ------------------------------------------------------------------------
 
@@ -206,7 +194,7 @@ def old_by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matr
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return _bench().synthetic_table(400, seed=11)
+    return bench_reports().synthetic_table(400, seed=11)
 
 
 def _put_back_old_code(monkeypatch) -> None:

@@ -8,10 +8,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,16 +17,7 @@ import scipy.sparse as sp
 
 from reports.build import ReportOptions, report_from_table
 from reports.metrics import bootstrap
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "reports.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_reports", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_helpers import bench_reports
 
 
 class _PlainProduct:
@@ -101,7 +90,7 @@ def test_resampler_results_unchanged_by_the_fast_product(monkeypatch):
 
 @pytest.fixture(scope="module")
 def synthetic():
-    bench = _bench()
+    bench = bench_reports()
     return bench, bench.synthetic_table(300, seed=7)
 
 
