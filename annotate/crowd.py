@@ -327,17 +327,27 @@ def participant_complete(participant: Participant) -> str:
     return completion_url(participant.study)
 
 
-def participant_return(participant: Participant) -> int:
-    """The participant leaves without finishing: their claims go back to the pool now."""
+def _end_participation(participant: Participant, *, stamp: str, action: str, state: bool = False) -> int:
+    """Free the participant's claims now and, the first time only, stamp `stamp` (returned_at or
+    screened_out_at) and audit it; a completed participant stays completed. Returns the claims
+    released. `state` adds the standing that ended it to the audit record."""
     with transaction.atomic():
         rater = rater_for_user(user=participant.user)
         released = assignment_release_claims(project=participant.study.project, rater=rater)
-        if participant.completed_at is None and participant.returned_at is None:
-            participant.returned_at = timezone.now()
-            participant.save(update_fields=["returned_at"])
-            audit_record(action="study.return", obj=participant.study, before=None,
-                         after={"participant": participant.external_id, "claims_released": released})
+        if participant.completed_at is None and getattr(participant, stamp) is None:
+            setattr(participant, stamp, timezone.now())
+            participant.save(update_fields=[stamp])
+            after: dict = {"participant": participant.external_id}
+            if state:
+                after["state"] = current_state(participant.study.project, rater)
+            after["claims_released"] = released
+            audit_record(action=action, obj=participant.study, before=None, after=after)
     return released
+
+
+def participant_return(participant: Participant) -> int:
+    """The participant leaves without finishing: their claims go back to the pool now."""
+    return _end_participation(participant, stamp="returned_at", action="study.return")
 
 
 def screened_out_url(study: Study) -> str | None:
@@ -352,15 +362,7 @@ def participant_screen_out(participant: Participant) -> str | None:
     """End the study for a participant whose standing keeps them out of the queue: their claims go
     back to the pool now, the end is recorded once (a reload, or the link again, finds it), and
     the answer is where they go (screened_out_url). A participant who completed stays completed."""
-    with transaction.atomic():
-        rater = rater_for_user(user=participant.user)
-        released = assignment_release_claims(project=participant.study.project, rater=rater)
-        if participant.completed_at is None and participant.screened_out_at is None:
-            participant.screened_out_at = timezone.now()
-            participant.save(update_fields=["screened_out_at"])
-            audit_record(action="study.screen_out", obj=participant.study, before=None, after={
-                "participant": participant.external_id, "state": current_state(participant.study.project, rater),
-                "claims_released": released})
+    _end_participation(participant, stamp="screened_out_at", action="study.screen_out", state=True)
     return screened_out_url(participant.study)
 
 
