@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from annotate.models import Adjudication, Assignment, Item, Project, Standing
 from annotate.roles import user_set_role
 from annotate.services import item_create, preference_submit, project_create, rater_for_user
-from tests.browser_helpers import task_ready
+from tests.browser_helpers import focus_settled, task_ready
 
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -76,6 +76,7 @@ def test_an_annotator_trains_qualifies_and_enters_the_main_queue(live_server, br
         page.keyboard.press(right if n == 0 else wrong)
         page.keyboard.press("Enter")
         page.wait_for_selector("#feedback")
+        focus_settled(page, "training-continue")
         assert page.evaluate("document.activeElement.id") == "training-continue"
         text = page.locator("#feedback").inner_text()
         assert ("matches the expected one" if n == 0 else "differs from the expected one") in text

@@ -16,7 +16,7 @@ import pytest
 from annotate.crowd import study_create, study_token
 from annotate.models import Assignment, Participant, Rating, Standing
 from annotate.services import project_create
-from tests.browser_helpers import axe_serious, task_ready
+from tests.browser_helpers import axe_serious, focus_settled, task_ready
 
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 PID = "60a1b2c3d4e5f60718293a4b"
@@ -73,6 +73,7 @@ def _train(page, values: list[int]) -> str:
         assert feedback.locator(".guideline-passage strong").inner_text() == "complete"
         assert ("matches the expected one" if abs(value - 4) <= 1 else "differs from the expected one") in \
             feedback.inner_text()
+        focus_settled(page, "training-continue")
         assert page.evaluate("document.activeElement.id") == "training-continue"
         if n == 0:
             page.screenshot(path=str(OUT / "study-training-feedback.png"), full_page=True)
