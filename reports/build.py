@@ -47,7 +47,7 @@ from .metrics.agreement import (
 from .metrics.bootstrap import Estimate, Resampler, per_unit_sums
 from .metrics.checklists import COMPARISONS, checklist_effect
 from .metrics.classification import SCORES, score_against_gold
-from .metrics.consistency import consistency, implied_verdicts
+from .metrics.consistency import Consistency, consistency, implied_verdicts
 from .metrics.judges import (
     calibration,
     first_shown_win_rate,
@@ -57,6 +57,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
+from .metrics.memo import by_rater, memoised
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
@@ -706,7 +707,8 @@ def _krippendorff(
 def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler,
                    source: str = "majority"):
     judges = [r for r in shown if raters[r]["kind"] == "judge"]
-    results = {j: score_against_gold(verdicts[verdicts["rater"] == j], gold, boot) for j in judges}
+    v_of = by_rater(verdicts, judges, ["pair", "verdict"])
+    results = {j: _memo_score_against_gold(v_of[j], gold, boot) for j in judges}
     results = {j: s for j, s in results.items() if s.n}
 
     def render() -> list[dict]:
@@ -760,21 +762,20 @@ def _consistency(
     if attribute is not None and len(verdicts) and len(ratings):
         r = ratings[ratings["attribute"] == attribute]
         pairs = _pair_table(prefs)
-        # Each rater's ratings meet its own rankings, pair by pair.
-        scores = r.rename(columns={"value": "score"})[["rater", "response", "score"]]
-        v = verdicts[verdicts["rater"].isin(shown)][["rater", "pair", "verdict", "strength"]]
-        joined = v.merge(pairs, on="pair")
-        sa = scores.rename(columns={"response": "response_a", "score": "score_a"})
-        sb = scores.rename(columns={"response": "response_b", "score": "score_b"})
-        joined = joined.merge(sa, on=["rater", "response_a"]).merge(sb, on=["rater", "response_b"])
-        joined["implied"] = verdict_of(joined["score_b"] - joined["score_a"])
-        for rater, grp in joined.groupby("rater", sort=False):
-            rows.append((str(rater), consistency(grp, boot)))
-        humans = joined[joined["rater"].isin([name for name, r in raters.items() if r["kind"] == "human"])]
-        if len(humans) and humans["rater"].nunique() > 1:
-            rows.append(("humans", consistency(humans, boot)))
-        order = {name: k for k, name in enumerate(shown)}
-        rows.sort(key=lambda t: order.get(t[0], -1))
+        # Each rater's ratings meet its own rankings, pair by pair; rater by rater, so an update
+        # that leaves a rater's rows alone reuses its figures (reports.metrics.memo).
+        v_of = by_rater(verdicts, shown, ["pair", "verdict", "strength"])
+        r_of = by_rater(r, shown, ["response", "value"])
+        joined_of: dict[str, pd.DataFrame] = {}
+        for rater in shown:
+            if len(v_of[rater]) and len(r_of[rater]):
+                c, joined = _rater_consistency(v_of[rater], r_of[rater], pairs, boot)
+                if c is not None:
+                    rows.append((rater, c))
+                    joined_of[rater] = joined
+        humans = tuple(joined_of[name] for name, _ in rows if raters[name]["kind"] == "human")
+        if len(humans) > 1:
+            rows.append(("humans", _pooled_consistency(humans, boot)))
         cross = _cross_consistency(verdicts, r, pairs, shown, raters, boot)
 
     def render() -> list[dict]:
@@ -800,6 +801,45 @@ def _consistency(
     return _Section(render, details)
 
 
+# The columns each per-rater figure reads: all its memoised computation is keyed on.
+POSITION_COLUMNS = ["pair", "item", "strength", "shown_order"]
+SELF_COLUMNS = ["pair", "item", "model_a", "model_b", "verdict"]
+LENGTH_COLUMNS = ["pair", "item", "len_a", "len_b", "verdict"]
+_memo_score_against_gold = memoised(score_against_gold)
+
+
+@memoised
+def _group_boards(
+    verdicts: pd.DataFrame, ratings: pd.DataFrame, rounds: int, seed: int, boot: Resampler
+) -> tuple[Any, Any]:
+    """A rater group's two leaderboards: Bradley-Terry from its verdicts (model_a, model_b,
+    verdict), and the mean rating per model, a response's score being the group's mean rating
+    of it (ratings: item, response, model, value)."""
+    bt = bradley_terry(comparisons(verdicts), rounds=rounds, seed=seed)
+    per_response = ratings.groupby(["item", "response", "model"], observed=True)["value"].mean()
+    return bt, rating_board(per_response.rename("score").reset_index(), boot)
+
+
+@memoised
+def _rater_consistency(
+    v: pd.DataFrame, scores: pd.DataFrame, pairs: pd.DataFrame, boot: Resampler
+) -> tuple[Consistency | None, pd.DataFrame]:
+    """One rater's consistency: its verdicts (pair, verdict, strength) against the verdicts its
+    ratings (response, value) imply. Also returns the joined rows (item, implied, verdict,
+    strength), which the pooled humans' figure reads."""
+    sa = scores.rename(columns={"response": "response_a", "value": "score_a"})
+    sb = scores.rename(columns={"response": "response_b", "value": "score_b"})
+    joined = v.merge(pairs, on="pair").merge(sa, on="response_a").merge(sb, on="response_b")
+    joined["implied"] = verdict_of(joined["score_b"] - joined["score_a"])
+    joined = joined[["item", "implied", "verdict", "strength"]]
+    return (consistency(joined, boot) if len(joined) else None), joined
+
+
+@memoised
+def _pooled_consistency(joined: tuple[pd.DataFrame, ...], boot: Resampler) -> Consistency:
+    return consistency(pd.concat(joined, ignore_index=True), boot)
+
+
 def _cross_consistency(
     verdicts: pd.DataFrame, r: pd.DataFrame, pairs: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
 ) -> list[tuple[str, str, Any]]:
@@ -809,27 +849,44 @@ def _cross_consistency(
     hr = r[r["kind"] == "human"]
     hv = verdicts[verdicts["kind"] == "human"]
     if len(hr) and len(hv):
-        sources["humans"] = (
-            hr.groupby("response")["value"].mean().rename("score").reset_index(),
-            gold_verdicts(hv).rename(columns={"gold": "verdict"}).assign(strength=0),
-        )
-    for j in shown:
-        if raters[j]["kind"] != "judge":
-            continue
-        jr = r[r["rater"] == j].rename(columns={"value": "score"})[["response", "score"]]
-        jv = verdicts[verdicts["rater"] == j][["pair", "verdict", "strength"]]
-        if len(jr) or len(jv):
-            sources[j] = (jr, jv)
+        sources["humans"] = _humans_source(hr[["response", "value"]], _relative_order(hv[["pair", "item", "verdict", "order"]]))
+    judges = [j for j in shown if raters[j]["kind"] == "judge"]
+    r_of = by_rater(r, judges, ["response", "value"])
+    v_of = by_rater(verdicts, judges, ["pair", "verdict", "strength"])
+    for j in judges:
+        if len(r_of[j]) or len(v_of[j]):
+            sources[j] = (r_of[j].rename(columns={"value": "score"}), v_of[j])
     out = []
     for x, y in itertools.permutations(sources, 2):
         scores, _ = sources[x]
         _, ranked = sources[y]
         if scores.empty or ranked.empty:
             continue
-        joined = implied_verdicts(pairs.merge(ranked[["pair", "verdict", "strength"]], on="pair"), scores)
-        if len(joined):
-            out.append((x, y, consistency(joined, boot)))
+        c = _cross_one(pairs, scores, ranked, boot)
+        if c is not None:
+            out.append((x, y, c))
     return out
+
+
+def _relative_order(v: pd.DataFrame) -> pd.DataFrame:
+    """`order` as the rank within v: the same tie-breaks (gold_verdicts reads only which of two
+    annotations came first), and the same values whatever rows of other raters came between."""
+    return v.assign(order=np.argsort(np.argsort(v["order"].to_numpy(), kind="stable"), kind="stable"))
+
+
+@memoised
+def _humans_source(hr: pd.DataFrame, hv: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The humans as one source of cross consistency: mean human rating per response; gold."""
+    return (
+        hr.groupby("response")["value"].mean().rename("score").reset_index(),
+        gold_verdicts(hv).rename(columns={"gold": "verdict"}).assign(strength=0),
+    )
+
+
+@memoised
+def _cross_one(pairs: pd.DataFrame, scores: pd.DataFrame, ranked: pd.DataFrame, boot: Resampler) -> Consistency | None:
+    joined = implied_verdicts(pairs.merge(ranked[["pair", "verdict", "strength"]], on="pair"), scores)
+    return consistency(joined, boot) if len(joined) else None
 
 
 # --- judge bias audit ------------------------------------------------------------------------
@@ -837,13 +894,14 @@ def _cross_consistency(
 
 def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
     results = []
-    for rater, grp in prefs[prefs["rater"].isin(shown)].groupby("rater", sort=False):
-        kind = raters[str(rater)]["kind"]
-        both = kind == "judge" and grp["shown_order"].nunique() == 2
+    p_of = by_rater(prefs, shown, POSITION_COLUMNS)
+    for rater in shown:
+        if not len(p_of[rater]):
+            continue
+        grp = p_of[rater]
+        both = raters[rater]["kind"] == "judge" and grp["shown_order"].nunique() == 2
         pos = position_both_orders(grp, gold, boot) if both else first_shown_win_rate(grp, boot)
-        results.append((str(rater), pos))
-    order = {name: k for k, name in enumerate(shown)}
-    results.sort(key=lambda t: order[t[0]])
+        results.append((rater, pos))
 
     def render() -> list[dict]:
         out = []
@@ -877,12 +935,15 @@ def _self_preference(
     verdicts: pd.DataFrame, gold: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
 ):
     results = []
-    for j in shown:
-        if raters[j]["kind"] != "judge":
-            continue
+    judges = [j for j in shown if raters[j]["kind"] == "judge"]
+    v_of = by_rater(verdicts, judges, SELF_COLUMNS)
+    rating_columns = ["response", "model", "attribute", "value"]
+    human_ratings = ratings.loc[(ratings["kind"] == "human").to_numpy(), rating_columns]
+    r_of = by_rater(ratings, judges, rating_columns)
+    for j in judges:
         model = raters[j]["model"]
-        sp = self_preference(verdicts[verdicts["rater"] == j], gold, model, boot) if model else None
-        rating_form = rating_self_preference(ratings, j, model) if model and len(ratings) else {}
+        sp = self_preference(v_of[j], gold, model, boot) if model else None
+        rating_form = rating_self_preference(human_ratings, r_of[j], model) if model and len(ratings) else {}
         results.append((j, model, sp, rating_form))
 
     def render() -> list[dict]:
@@ -929,8 +990,9 @@ def _self_preference(
 
 def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: Resampler):
     results = []
+    v_of = by_rater(verdicts, shown, LENGTH_COLUMNS)
     for rater in shown:
-        lb = length_bias(verdicts[verdicts["rater"] == rater], gold, boot)
+        lb = length_bias(v_of[rater], gold, boot)
         if lb.n:
             results.append((rater, lb))
 
@@ -949,10 +1011,10 @@ def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: 
 
 def _calibration(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
     results = []
-    for j in shown:
-        if raters[j]["kind"] != "judge":
-            continue
-        grp = prefs[prefs["rater"] == j]
+    judges = [j for j in shown if raters[j]["kind"] == "judge"]
+    p_of = by_rater(prefs, judges, ["pair", "item", "p_a", "p_b"])
+    for j in judges:
+        grp = p_of[j]
         if grp["p_a"].notna().any():
             cal = calibration(grp, gold, boot)
             if cal.n:
@@ -986,12 +1048,9 @@ def _leaderboard(
     r = ratings[ratings["attribute"] == attribute] if attribute else ratings.iloc[:0]
     boards = {}
     for k, (name, members) in enumerate(groups.items()):
-        comps = comparisons(verdicts[verdicts["rater"].isin(members)])
-        bt = bradley_terry(comps, rounds=opts.rounds, seed=opts.seed + 1 + k)
-        gr = r[r["rater"].isin(members)]
-        # A group's score for a response is its raters' mean; a model's score the mean over responses.
-        per_response = gr.groupby(["item", "response", "model"], observed=True)["value"].mean()
-        rb = rating_board(per_response.rename("score").reset_index(), boot)
+        v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["model_a", "model_b", "verdict"]]
+        gr = r.loc[r["rater"].isin(members).to_numpy(), ["item", "response", "model", "value"]]
+        bt, rb = _group_boards(v, gr, opts.rounds, opts.seed + 1 + k, boot)
         if bt.n or rb.models:
             boards[name] = (bt, rb)
 

@@ -29,6 +29,7 @@ from .metrics.judge_card import (
 )
 from .metrics.judges import length_bias, position_both_orders, self_preference
 from .metrics.leaderboard import comparisons, kendall_tau_between
+from .metrics.memo import by_rater, memoised
 from .metrics.style import length_controlled_win_rates, style_controlled_bt
 
 # The keys of report["judge_cards"] rows whose value is a rate with a `<key>_ci` beside it.
@@ -79,6 +80,33 @@ def _recode_items(df: pd.DataFrame, item_ids: pd.Index) -> pd.DataFrame:
     return df.loc[codes >= 0].assign(item=codes[codes >= 0])
 
 
+CARD_VERDICT_COLUMNS = ["pair", "item", "model_a", "model_b", "len_a", "len_b", "verdict"]
+CARD_PREF_COLUMNS = ["pair", "item", "strength", "shown_order"]
+
+
+@memoised
+def _card(v: pd.DataFrame, p: pd.DataFrame, j: pd.DataFrame, r: pd.DataFrame, gold: pd.DataFrame, model: str,
+          kind: str, boot: Resampler) -> dict[str, Any]:  # fmt: skip
+    """One evaluator's card figures from its verdicts, per-order preferences, judgments and runs."""
+    temperature = float(r["temperature"].iloc[0]) if len(r) else 0.0
+    both = p["shown_order"].nunique() == 2
+    return {
+        "gold": against_gold(v, gold, boot),
+        "position": position_both_orders(p, gold, boot) if both else None,
+        "fairness": preference_fairness(p, boot) if both else None,
+        # Shi et al.'s stability is of pairwise verdicts: the ranking trials only.
+        "repetition": repetition_stability(j[j["protocol"] == "ranking"], boot, temperature=temperature),
+        "length": length_bias(v, gold, boot),
+        "self": self_preference(v, gold, model, boot) if model and model != "nan" else None,
+        "mass": mean_valid_mass(j, boot),
+        "speed": throughput(j, r),
+        "temperature": temperature,
+        "model": model if model and model != "nan" else None,
+        "kind": kind,
+        "n_judgments": len(j),
+    }
+
+
 def judge_cards_section(
     prefs: pd.DataFrame, verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict,
     inputs: CardInputs, item_ids: pd.Index, boot: Resampler,
@@ -89,30 +117,15 @@ def judge_cards_section(
     runs = inputs.runs
     cards: list[tuple[str, dict[str, Any]]] = []
     gold_cards: dict[str, GoldCard] = {}
-    for rater in _evaluators(shown, raters):
-        v = verdicts[verdicts["rater"] == rater]
-        p = prefs[prefs["rater"] == rater]
-        j = judgments[judgments["rater"] == rater]
-        r = runs[runs["rater"] == rater]
+    evaluators = _evaluators(shown, raters)
+    v_of = by_rater(verdicts, evaluators, CARD_VERDICT_COLUMNS)
+    p_of = by_rater(prefs, evaluators, CARD_PREF_COLUMNS)
+    j_of = by_rater(judgments, evaluators, [c for c in judgments.columns if c != "rater"])
+    r_of = by_rater(runs, evaluators, [c for c in runs.columns if c != "rater"])
+    for rater in evaluators:
         model = raters[rater]["model"]
-        temperature = float(r["temperature"].iloc[0]) if len(r) else 0.0
-        g = against_gold(v, gold, boot)
-        gold_cards[rater] = g
-        both = p["shown_order"].nunique() == 2
-        parts = {
-            "gold": g,
-            "position": position_both_orders(p, gold, boot) if both else None,
-            "fairness": preference_fairness(p, boot) if both else None,
-            # Shi et al.'s stability is of pairwise verdicts: the ranking trials only.
-            "repetition": repetition_stability(j[j["protocol"] == "ranking"], boot, temperature=temperature),
-            "length": length_bias(v, gold, boot),
-            "self": self_preference(v, gold, model, boot) if model and model != "nan" else None,
-            "mass": mean_valid_mass(j, boot),
-            "speed": throughput(j, r),
-            "temperature": temperature,
-            "model": model if model and model != "nan" else None,
-            "kind": raters[rater]["kind"],
-        }
+        parts = _card(v_of[rater], p_of[rater], j_of[rater], r_of[rater], gold, model, raters[rater]["kind"], boot)
+        gold_cards[rater] = parts["gold"]
         cards.append((rater, parts))
 
     def render() -> list[dict]:
@@ -160,7 +173,7 @@ def judge_cards_section(
             row["tokens_per_judgment_n"] = speed.tokens_n
             row["prompt_tokens_per_judgment"] = _num(speed.prompt_tokens)
             row["generated_tokens_per_judgment"] = _num(speed.generated_tokens)
-            row["tokens_note"] = TOKENS_NOTE if speed.tokens_n < len(j) else ""
+            row["tokens_note"] = TOKENS_NOTE if speed.tokens_n < c["n_judgments"] else ""
             out.append(row)
         return out
 
@@ -172,7 +185,7 @@ def evaluators_section(
 ) -> Callable[[], dict]:
     """The evaluator leaderboard's reference rows: every human against the others' gold, each
     and pooled (the pooled row is the bar a judge must clear). The judges' rows are their cards."""
-    humans = human_reference(verdicts, boot)
+    humans = human_reference(_human_verdicts(verdicts), boot)
 
     def render() -> dict:
         rows = []
@@ -184,6 +197,13 @@ def evaluators_section(
         return {"human_reference": rows}
 
     return render
+
+
+def _human_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The humans' combined verdicts as human_reference reads them, `order` as the rank among
+    them: the same tie-breaks in their gold, whatever other raters' rows came between."""
+    h = verdicts.loc[(verdicts["kind"] == "human").to_numpy(), ["rater", "kind", "pair", "item", "verdict", "order"]]
+    return h.assign(order=np.argsort(np.argsort(h["order"].to_numpy(), kind="stable"), kind="stable"))
 
 
 def style_section(
@@ -201,16 +221,12 @@ def style_section(
     responses = prefs.drop_duplicates("pair")[["pair", "response_a", "response_b"]] if len(prefs) else None
     boards = {}
     for name, members in groups.items():
-        comps = comparisons(verdicts[verdicts["rater"].isin(members)])
-        if comps.empty or responses is None:
+        if responses is None:
             continue
-        comps = verdicts.loc[comps.index, ["pair", "model_a", "model_b", "verdict", "len_a", "len_b"]]
-        comps = comps.merge(responses, on="pair", how="left")
-        if comps[["model_a", "model_b"]].stack().nunique() < 2:
-            continue
-        styled = style_controlled_bt(comps, styles, control=True)
-        plain = style_controlled_bt(comps, styles, control=False)
-        boards[name] = (styled, plain, length_controlled_win_rates(comps))
+        v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["pair", "model_a", "model_b", "verdict", "len_a", "len_b"]]
+        board = _style_boards(v, responses, styles)
+        if board is not None:
+            boards[name] = board
 
     def render() -> dict:
         _, _, _num = _fmt()
@@ -239,3 +255,18 @@ def style_section(
         return out
 
     return render
+
+
+@memoised
+def _style_boards(verdicts: pd.DataFrame, responses: pd.DataFrame, styles: pd.DataFrame) -> tuple[Any, Any, Any] | None:
+    """One group's style-controlled and plain boards and length-controlled win rates, from its
+    verdicts (pair, model_a, model_b, verdict, len_a, len_b); None with under two models."""
+    comps = comparisons(verdicts)
+    if comps.empty:
+        return None
+    comps = verdicts.loc[comps.index].merge(responses, on="pair", how="left")
+    if comps[["model_a", "model_b"]].stack().nunique() < 2:
+        return None
+    styled = style_controlled_bt(comps, styles, control=True)
+    plain = style_controlled_bt(comps, styles, control=False)
+    return styled, plain, length_controlled_win_rates(comps)

@@ -55,7 +55,7 @@ from .build import ReportOptions, report_from_table
 from .cards import CardInputs
 from .metrics import memo
 from .metrics.bootstrap import Resampler, _Product
-from .selectors import finish_table
+from .selectors import append_rows
 
 WEIGHTS_MAX_BYTES = 64 * 2**20  # the multiplicities kept beside the sums when they fit
 
@@ -104,7 +104,7 @@ def absorb(
     """The state of report_from_table(old table + new_rows): the same report, computed with the
     old bootstrap's sums. `inputs` and `adjudicated` replace the old ones when given (the cache
     reloads them: judgments and reviewers' decisions are not annotation rows)."""
-    table = finish_table(pd.concat([state.table, new_rows], ignore_index=True)) if len(new_rows) else state.table
+    table = append_rows(state.table, new_rows)
     after = _run(
         table,
         state.opts,
@@ -131,10 +131,10 @@ def _run(
     kept: dict[str, BootstrapState] = {}
     stats: dict[str, int] = {}
 
-    def runner(boot: Resampler, sums: list[sp.csr_matrix]) -> np.ndarray:
-        state, out = _resample(boot, sums, previous, stats)
+    def runner(boot: Resampler, sums: list[sp.csr_matrix]) -> tuple[np.ndarray, list[bool]]:
+        state, out, reused = _resample(boot, sums, previous, stats)
         kept["boot"] = state
-        return out
+        return out, reused
 
     def prepare(boot: Resampler) -> None:
         boot.keep_sums = True
@@ -151,15 +151,17 @@ def _run(
 
 def _resample(
     boot: Resampler, sums: list[sp.csr_matrix], previous: BootstrapState | None, stats: dict[str, int]
-) -> tuple[BootstrapState, np.ndarray]:
+) -> tuple[BootstrapState, np.ndarray, list[bool]]:
     """(rounds, total width) resampled sums of every figure, reusing `previous` where its item
-    set, rounds and seed are the build's (else every figure is resampled in full)."""
+    set, rounds and seed are the build's (else every figure is resampled in full), and per
+    figure whether its resampled sums are the previous ones unchanged."""
     same_draw = (
         previous is not None
         and (previous.n_units, previous.rounds, previous.seed) == (boot.n_units, boot.rounds, boot.seed)
     )
     widths = [s.shape[1] for s in sums]
     resampled: list[np.ndarray | None] = [None] * len(sums)
+    reused = [False] * len(sums)
     full: list[int] = []  # figures resampled in full
     delta: list[tuple[int, sp.csr_matrix]] = []  # (figure, dS) for figures changed in some rows
     for k, s in enumerate(sums):
@@ -167,11 +169,15 @@ def _resample(
         if old is None or old.shape != s.shape:
             full.append(k)
             continue
+        if s is old:  # a memoised figure registered again (reports.metrics.memo): the same sums
+            assert previous is not None
+            resampled[k], reused[k] = previous.resampled[k], True
+            continue
         d = (s - old).tocsr()
         d.eliminate_zeros()
         if d.nnz == 0:
             assert previous is not None
-            resampled[k] = previous.resampled[k]
+            resampled[k], reused[k] = previous.resampled[k], True
         else:
             delta.append((k, d))
     stats.update(figures=len(sums), reused=len(sums) - len(full) - len(delta), updated=len(delta),
@@ -226,4 +232,4 @@ def _resample(
     parts = [r for r in resampled if r is not None]
     state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums),
                            resampled=parts, weights=new_weights if keep_weights else None)  # fmt: skip
-    return state, out
+    return state, out, reused

@@ -338,7 +338,8 @@ def test_rating_form_of_self_preference():
         "response": [1, 2, 1, 2], "model": ["me", "x", "me", "x"], "attribute": ["helpfulness"] * 4,
         "value": [2, 3, 4, 3],
     })  # fmt: skip
-    assert rating_self_preference(ratings, "judge:j", "me") == {"helpfulness": 2.0}
+    human, judge = ratings[ratings["kind"] == "human"], ratings[ratings["rater"] == "judge:j"]
+    assert rating_self_preference(human, judge, "me") == {"helpfulness": 2.0}
 
 
 # --- calibration and length ----------------------------------------------------------------

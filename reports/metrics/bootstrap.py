@@ -100,8 +100,14 @@ class Resampler:
     # product) so a later build can reuse the resampled sums of what did not change.
     keep_sums: bool = False
     kept: list[sp.csr_matrix] = field(default_factory=list)
-    # Replaces run()'s product when set: (resampler, kept sums) -> (rounds, width) resampled sums.
-    runner: Callable[[Resampler, list[sp.csr_matrix]], np.ndarray] | None = None
+    # Replaces run()'s product when set: (resampler, kept sums) -> (rounds, width) resampled
+    # sums, and per figure whether its resampled sums are the previous build's (its samples,
+    # when it has them already, are then kept as they are).
+    runner: Callable[[Resampler, list[sp.csr_matrix]], tuple[np.ndarray, list[bool]]] | None = None
+    # Open recordings (reports.metrics.memo): every figure registered while one is open is
+    # appended to it as (estimate, per-item sums), so a memoised computation can register its
+    # figures again without being run again.
+    recordings: list[list[tuple[Estimate, sp.spmatrix]]] = field(default_factory=list)
 
     def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
         # A CSC block (per_unit_sums(by_item=True), counts) stays as it is; anything else as CSR.
@@ -109,7 +115,16 @@ class Resampler:
             per_unit = sp.csr_matrix(per_unit)
         totals = np.asarray(per_unit.sum(axis=0)).ravel()
         est = Estimate(value=statistic(totals), n=n, statistic=statistic)
-        if self.rounds > 0 and self.n_units > 0 and n > 0:
+        self.register(est, per_unit)
+        return est
+
+    def register(self, est: Estimate, per_unit: sp.spmatrix) -> None:
+        """Enter an estimate's per-item sums into the shared bootstrap: a new one (estimate) or
+        one a memoised computation made in an earlier build of the same items (memo), whose
+        value and, where its sums' resample is reused, samples stay as they were."""
+        for recording in self.recordings:
+            recording.append((est, per_unit))
+        if self.rounds > 0 and self.n_units > 0 and est.n > 0:
             width = per_unit.shape[1]
             est.columns = slice(self._width, self._width + width)
             self._width += width
@@ -122,7 +137,6 @@ class Resampler:
                     self._product = _Product([])
                 self._product.add(per_unit)
             self._estimates.append(est)
-        return est
 
     def weights(self, rounds: int, rng: np.random.Generator) -> np.ndarray:
         """Multiplicities of each item in `rounds` resamples of n_units items with replacement."""
@@ -136,10 +150,11 @@ class Resampler:
         return [(a, min(a + CHUNK_ROUNDS, self.rounds)) for a in range(0, self.rounds, CHUNK_ROUNDS)]
 
     def run(self) -> None:
+        reused = [False] * len(self._estimates)
         if self.runner is not None:
             if not self._estimates:
                 return
-            out = self.runner(self, self.kept)
+            out, reused = self.runner(self, self.kept)
             self.kept = []
         else:
             if self._product is None:
@@ -150,8 +165,11 @@ class Resampler:
             out = np.empty((self.rounds, self._width))
             for start, stop in self.chunks():
                 out[start:stop] = product.times(self.weights(stop - start, rng))
-        for est in self._estimates:
+        for est, same in zip(self._estimates, reused, strict=True):
             assert est.columns is not None
+            if same and est.samples is not None:
+                continue  # the previous build's resample of the same sums: the same samples
+            est._ci = None
             with np.errstate(all="ignore"):
                 est.samples = est.statistic(out[:, est.columns])
 

@@ -54,6 +54,7 @@ from annotate.verdicts import gold_verdicts
 from .agreement import cohen_kappa_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .classification import SCORES, scores_from_confusion
+from .memo import memoised
 from .verdicts import A, B, verdict_of
 
 CARD_SCORES = ("accuracy", "kappa", "macro_f1")
@@ -88,6 +89,7 @@ def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) ->
 POOLED_HUMANS = "humans (each vs the others)"
 
 
+@memoised
 def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCard]:
     """Each human's combined verdicts against the gold of the other humans (leave-one-out), and,
     with two or more such humans, all of them pooled under POOLED_HUMANS: one confusion of every

@@ -14,6 +14,7 @@ import pandas as pd
 from judges.calibration import bin_index
 
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
+from .memo import memoised
 from .verdicts import TIE, A, B, verdict_of, win_score
 
 
@@ -44,6 +45,7 @@ class Position:
     n_gold: int = 0  # agreement with both orders: pairs with a gold verdict
 
 
+@memoised
 def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Position:
     """prefs: one rater's per-order rows (pair, item, strength, shown_order), in stored order."""
     wide = prefs.assign(v=verdict_of(prefs["strength"])).pivot_table(
@@ -65,6 +67,7 @@ def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resample
     return Position(n=len(wide), estimate=est, n_inconsistent=int((~agree).sum()), n_gold=int(has_gold.sum()))
 
 
+@memoised
 def first_shown_win_rate(prefs: pd.DataFrame, boot: Resampler) -> Position:
     """Share of non-tied verdicts won by the response shown first (0.5 = no position bias)."""
     v = verdict_of(prefs["strength"])
@@ -98,6 +101,7 @@ def _self_pref_stat(s: np.ndarray) -> np.ndarray:
         return np.stack([raw, gold, judge_on_gold - gold, eo], axis=-1)
 
 
+@memoised
 def self_preference(verdicts: pd.DataFrame, gold: pd.DataFrame, model: str, boot: Resampler) -> SelfPreference:
     """verdicts: the judge's combined verdicts with model_a, model_b; model: the model it is."""
     own_a = (verdicts["model_a"] == model) & (verdicts["model_b"] != model)
@@ -132,12 +136,13 @@ def self_preference(verdicts: pd.DataFrame, gold: pd.DataFrame, model: str, boot
     return SelfPreference(n=len(v), n_gold=int(has_gold.sum()), estimate=est)
 
 
-def rating_self_preference(ratings: pd.DataFrame, judge: str, model: str) -> dict[str, float | None]:
+@memoised
+def rating_self_preference(human: pd.DataFrame, judge: pd.DataFrame, model: str) -> dict[str, float | None]:
     """Rating form, per attribute: mean(J - gold mean) over own responses minus the same over
-    other models' responses. ratings: rater, kind, response, model, attribute, value."""
-    human = ratings[ratings["kind"] == "human"]
+    other models' responses. human: the humans' ratings, judge: the judge's (response, model,
+    attribute, value)."""
     gold_mean = human.groupby(["response", "attribute"], observed=True)["value"].mean().rename("gold")
-    j = ratings[ratings["rater"] == judge].join(gold_mean, on=["response", "attribute"]).dropna(subset=["gold"])
+    j = judge.join(gold_mean, on=["response", "attribute"]).dropna(subset=["gold"])
     out: dict[str, float | None] = {}
     for attribute, grp in j.groupby("attribute", observed=True):
         diff = grp["value"] - grp["gold"]
@@ -167,6 +172,7 @@ def _ece(s: np.ndarray) -> np.ndarray:
         return np.abs(conf - correct).sum(axis=-1) / count.sum(axis=-1)
 
 
+@memoised
 def calibration(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Calibration:
     """prefs: one judge's per-order rows with p_a, p_b (stored order) and pair, item."""
     p = prefs.dropna(subset=["p_a", "p_b"])
@@ -213,6 +219,7 @@ class LengthBias:
     estimate: Estimate | None  # longer_wins_rate, gold_longer_wins_rate
 
 
+@memoised
 def length_bias(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> LengthBias:
     """Among a rater's non-tied verdicts on pairs of unequal length, the share the longer
     response won; beside it, gold's share on the same pairs (its non-tied verdicts)."""

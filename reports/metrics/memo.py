@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
+
+from .bootstrap import Resampler
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +34,10 @@ class Memo:
         self.kept: dict[bytes, Any] = {}
         self.hits = 0
         self.misses = 0
+        # Digests of the frames hashed in this update, by object: one gold table is an input of
+        # every judge's figures, and is hashed once. The frame is held with its digest, so its
+        # id cannot be reused for another frame while the memo is active.
+        self.digests: dict[int, tuple[pd.DataFrame, bytes]] = {}
 
 
 _active: ContextVar[Memo | None] = ContextVar("reports_memo", default=None)
@@ -45,18 +52,42 @@ def active(memo: Memo) -> Iterator[Memo]:
         _active.reset(token)
 
 
-def _feed(h: Any, value: Any) -> None:
+def _frame_digest(memo: Memo, frame: pd.DataFrame) -> bytes:
+    known = memo.digests.get(id(frame))
+    if known is not None and known[0] is frame:
+        return known[1]
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    # One 64-bit hash per row (of its values, not its index): two frames are taken for one
+    # only if they agree on every row's hash.
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest = h.digest()
+    memo.digests[id(frame)] = (frame, digest)
+    return digest
+
+
+def _feed(memo: Memo, h: Any, value: Any) -> None:
     if isinstance(value, pd.DataFrame):
-        h.update(repr([(str(c), str(t)) for c, t in value.dtypes.items()]).encode())
-        # One 64-bit hash per row (of its values, not its index): two frames are taken for one
-        # only if they agree on every row's hash.
-        h.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+        h.update(_frame_digest(memo, value))
+    elif isinstance(value, tuple) and any(isinstance(v, pd.DataFrame) for v in value):
+        for v in value:
+            _feed(memo, h, v)
+    elif isinstance(value, Resampler):
+        # What the figures' per-item sums are shaped by and drawn with, not the object: a
+        # computation registered under another item set is not reused.
+        h.update(repr(("resampler", value.n_units, value.rounds, value.seed)).encode())
     else:
         h.update(repr(value).encode())
     h.update(b"\0")
 
 
 def memoised(fn: F) -> F:
+    """A pure function of its arguments, reused across updates while a memo is active.
+
+    Arguments that are the report's Resampler take part by their item set, rounds and seed;
+    the figures the function registers with it are recorded, and a reuse registers the same
+    estimates (the same per-item sums, so their resample is reused too) in the same order."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         memo = _active.get()
@@ -64,20 +95,47 @@ def memoised(fn: F) -> F:
             return fn(*args, **kwargs)
         h = hashlib.blake2b(fn.__module__.encode() + fn.__qualname__.encode(), digest_size=16)
         for value in args:
-            _feed(h, value)
+            _feed(memo, h, value)
         for name in sorted(kwargs):
-            _feed(h, name)
-            _feed(h, kwargs[name])
+            _feed(memo, h, name)
+            _feed(memo, h, kwargs[name])
         key = h.digest()
-        if key in memo.kept:
-            result = memo.kept[key]
-        elif key in memo.previous:
-            result = memo.previous[key]
-            memo.hits += 1
+        boots = [v for v in (*args, *kwargs.values()) if isinstance(v, Resampler)]
+        if key in memo.kept or key in memo.previous:
+            if key in memo.kept:
+                result, registered = memo.kept[key]
+            else:
+                result, registered = memo.previous[key]
+                memo.hits += 1
+            for boot in boots:
+                for est, per_unit in registered:
+                    boot.register(est, per_unit)
         else:
-            result = fn(*args, **kwargs)
+            registered = []
+            for boot in boots:
+                boot.recordings.append(registered)
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                for boot in boots:
+                    assert boot.recordings[-1] is registered  # recordings nest with the calls
+                    boot.recordings.pop()
             memo.misses += 1
-        memo.kept[key] = result
+        memo.kept[key] = (result, registered)
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def by_rater(frame: pd.DataFrame, raters: list[str], columns: list[str]) -> dict[str, pd.DataFrame]:
+    """Each of `raters`' rows of `frame`, in the frame's order, with `columns` only (an empty
+    frame for a rater with none): what a per-rater figure reads, and so all a memoised one is
+    keyed on, not the rows' global order, which other raters' new rows shift. One stable sort
+    of the rater codes; only the columns asked for are taken."""
+    labels = frame["rater"] if isinstance(frame["rater"].dtype, pd.CategoricalDtype) else frame["rater"].astype("category")
+    codes = labels.cat.codes.to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(labels.cat.categories) + 1))
+    wanted = labels.cat.categories.get_indexer(raters)
+    sub = frame[columns]
+    return {r: sub.iloc[order[bounds[k]:bounds[k + 1]] if k >= 0 else order[:0]] for r, k in zip(raters, wanted, strict=True)}
