@@ -91,6 +91,35 @@ def test_a_new_rater_and_its_rows(table):
     assert after.stats["fits_reused"] > 0 and after.stats["fits_computed"] > 0
 
 
+def test_one_judges_run_reuses_the_other_raters_figures(table):
+    """A judge's new verdicts and ratings on items the others had annotated: the other raters'
+    per-rater figures are reused from the previous build (memoised, registrations replayed,
+    their resamples kept), and the report is still the rebuild's."""
+    judge = (table["rater"] == "judge:plain").to_numpy()
+    items = table["item"].to_numpy()
+    new = judge & (items >= 30)
+    after = _absorbed_equals_rebuilt(*_split(table, new), OPTS)
+    assert after.stats["fits_reused"] > after.stats["fits_computed"] > 0
+    assert after.stats["reused"] > after.stats["updated"] > 0 and after.stats["resampled"] == 0
+
+
+def test_a_chain_of_absorbs_equals_a_rebuild(table):
+    """Memoised figures reused across several updates, each from the one before: after the
+    third, still the rebuild's report (a reused figure from two updates back included)."""
+    items = table["item"].to_numpy()
+    raters = table["rater"].astype(str).to_numpy()
+    steps = [(raters == "judge:plain") & (items >= 34), (raters == "judge:positional") & (items >= 34),
+             (raters == "human:h3") & (items >= 34)]  # fmt: skip
+    arrived = np.zeros(len(table), dtype=bool)
+    for step in steps:
+        arrived |= step
+    state = incremental.build_state(finish_table(table[~arrived].reset_index(drop=True)), OPTS)
+    for step in steps:
+        state = incremental.absorb(state, finish_table(table[step].reset_index(drop=True)))
+        assert_same(state.report, report_from_table(state.table, OPTS))
+    assert state.stats["fits_reused"] > 0
+
+
 def test_a_new_pair_on_an_existing_item(table):
     old = finish_table(table.copy())
     rows = old[(old["item"] == 7) & (old["protocol"] == "ranking")].copy()

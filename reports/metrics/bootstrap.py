@@ -9,8 +9,12 @@ sums. All figures of a report register their S first and share one draw of w, wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,16 +266,59 @@ class _Product:
         part = np.empty((w.shape[0], self.n_distinct))
         # C-ordered (items, rounds), so an item range of it is one contiguous block.
         w_t = np.ascontiguousarray(w.T)
+        tasks: list[Callable[[], np.ndarray]] = []
         if len(self.rows32):
-            if w.size and w.max() > _WEIGHT_BOUND:
-                # Outside the bound float32 might round: this chunk's integer rows in float64
-                # (the float32 values are the original integers, so the cast back is exact).
-                part[:, self.rows32] = _product_by_item(self.m32, w_t, np.float64).T
-            else:
-                part[:, self.rows32] = _product_by_item(self.m32, w_t.astype(np.float32), np.float32).T
+            # Outside the bound float32 might round: this chunk's integer rows in float64 (the
+            # float32 values are the original integers, so the cast back is exact).
+            wide = bool(w.size and w.max() > _WEIGHT_BOUND)
+            dtype, w32 = (np.float64, w_t) if wide else (np.float32, w_t.astype(np.float32))
+            # The integer rows split by item ranges over the cores, each range summed apart and
+            # the parts added: integer sums, exact in any order (the float64 rows are not split,
+            # so theirs keep the order of the plain product to the last bit).
+            share = (self.m32.nnz + self.m64.nnz) / _threads()
+            ranges = _item_ranges(self.m32.indptr, [share * k for k in range(1, _threads())])
+            tasks += [functools.partial(_product_by_item, self.m32, w32, dtype, a, b) for a, b in ranges]
         if len(self.rows64):
-            part[:, self.rows64] = _product_by_item(self.m64, w_t, np.float64).T
+            tasks.append(functools.partial(_product_by_item, self.m64, w_t, np.float64))
+        done = _in_parallel(tasks)
+        if len(self.rows32):
+            n32 = len(tasks) - (1 if len(self.rows64) else 0)
+            total32 = done[0]
+            for more in done[1:n32]:
+                total32 += more
+            part[:, self.rows32] = total32.T
+        if len(self.rows64):
+            part[:, self.rows64] = done[-1].T
         return part[:, self.expand]
+
+
+def _threads() -> int:
+    """Cores this process may run on (scipy's sparse kernels release the GIL), at most 4."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _item_ranges(indptr: np.ndarray, cuts: list[float]) -> list[tuple[int, int]]:
+    """Contiguous item ranges covering every item, cut where the entries before reach `cuts`."""
+    n = len(indptr) - 1
+    bounds = [0, *(int(b) for b in np.searchsorted(indptr, cuts)), n]
+    bounds = [min(max(b, 0), n) for b in bounds]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a] or [(0, n)]
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _in_parallel(tasks: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
+    """Run tasks on a thread pool of this process (made again after a fork: a Celery worker's
+    child does not inherit its parent's threads), the last one on the calling thread."""
+    global _pool
+    if len(tasks) <= 1:
+        return [t() for t in tasks]
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="bootstrap"))
+    futures = [_pool[1].submit(t) for t in tasks[:-1]]
+    last = tasks[-1]()
+    return [f.result() for f in futures] + [last]
 
 
 def _by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matrix:
@@ -311,16 +358,20 @@ def _by_item(pieces: list[sp.csr_matrix], n: int, dtype: type) -> sp.csc_matrix:
     return sp.csc_matrix((data, indices, indptr), shape=(n_rows, n))
 
 
-def _product_by_item(m: sp.csc_matrix, w_t: np.ndarray, dtype: type) -> np.ndarray:
+def _product_by_item(m: sp.csc_matrix, w_t: np.ndarray, dtype: type, start: int = 0, stop: int | None = None) -> np.ndarray:
     """m @ w_t, (rows, rounds), item by item (scipy's csc_matvecs, out[i] += m[i, j] * w_t[j]):
     each item's multiplicities (w_t[j], 50 numbers) are read once, while the output (a few
     thousand rows x 50) stays in cache. Row by row (CSR) every row streams the whole weight
     block from memory instead (50 MB at 10M annotations): 5-7x slower on this machine there.
     Each output row still adds its entries in increasing item order, the order of the CSR
     product, so float64 sums are the same to the last bit (tests/test_report_scale.py)."""
+    stop = m.shape[1] if stop is None else stop
     out = np.zeros((m.shape[0], w_t.shape[1]), dtype=dtype)
     data = m.data if m.data.dtype == dtype else m.data.astype(dtype)
-    _csc_matvecs(m.shape[0], m.shape[1], w_t.shape[1], m.indptr, m.indices, data, w_t.ravel(), out.ravel())
+    # Items start..stop-1 only: their slice of indptr still points into the whole index and
+    # data arrays, and their weights are one contiguous block of w_t.
+    _csc_matvecs(m.shape[0], stop - start, w_t.shape[1], m.indptr[start:stop + 1], m.indices, data,
+                 w_t[start:stop].ravel(), out.ravel())  # fmt: skip
     return out
 
 
