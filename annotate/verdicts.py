@@ -139,6 +139,41 @@ def gold_codes(pair_codes: np.ndarray, verdicts: np.ndarray, order: np.ndarray, 
     return gold
 
 
+def leave_one_out_gold(pair_codes: np.ndarray, verdicts: np.ndarray, order: np.ndarray, n_pairs: int) -> np.ndarray:
+    """Per vote, gold_codes of its pair over the other votes only (-1 where it is the pair's
+    only vote): a rater against the gold of the others (the evaluators' human reference).
+
+    All votes at once, not gold_codes once per left-out rater: the counts less the vote's own
+    verdict give the majority; a tie falls to the earliest other vote among the tied verdicts,
+    the first of its (pair, verdict) by order, or the second where the first is the vote
+    itself. Votes are one per rater and pair, with distinct orders."""
+    pc = np.asarray(pair_codes, dtype=np.int64)
+    v = np.asarray(verdicts, dtype=np.int64)
+    o = np.asarray(order)
+    n = len(pc)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    cell = pc * 3 + v
+    counts = np.bincount(cell, minlength=n_pairs * 3).reshape(-1, 3)
+    # The earliest and second earliest vote of every (pair, verdict), by order.
+    by_cell = np.lexsort((o, cell))
+    starts = np.flatnonzero(np.r_[True, cell[by_cell][1:] != cell[by_cell][:-1]])
+    first = np.full(n_pairs * 3, -1, dtype=np.int64)
+    second = np.full(n_pairs * 3, -1, dtype=np.int64)
+    first[cell[by_cell[starts]]] = by_cell[starts]
+    has_second = np.r_[starts[1:], n] - starts >= 2
+    second[cell[by_cell[starts[has_second]]]] = by_cell[starts[has_second] + 1]
+    others = counts[pc] - (np.arange(3)[None, :] == v[:, None])  # (votes, 3): the other votes' counts
+    top = others.max(axis=1)
+    earliest = np.empty((n, 3), dtype=np.float64)
+    for c in range(3):
+        cells = pc * 3 + c
+        vote = np.where(first[cells] == np.arange(n), second[cells], first[cells])
+        earliest[:, c] = np.where(vote >= 0, o[np.maximum(vote, 0)], np.inf)
+    earliest[others != top[:, None]] = np.inf
+    return np.where(top > 0, np.argmin(earliest, axis=1), -1)
+
+
 def gold_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """Gold of every pair from the gold raters' combined verdicts (columns pair, item, verdict,
     order). Returns pair, item, gold."""

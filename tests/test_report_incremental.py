@@ -100,7 +100,9 @@ def test_one_judges_run_reuses_the_other_raters_figures(table):
     new = judge & (items >= 30)
     after = _absorbed_equals_rebuilt(*_split(table, new), OPTS)
     assert after.stats["fits_reused"] > after.stats["fits_computed"] > 0
-    assert after.stats["reused"] > after.stats["updated"] > 0 and after.stats["resampled"] == 0
+    # Most figures' resamples reused; in full only those whose width changed (a rater pair or
+    # a cell the judge's new rows made for the first time).
+    assert after.stats["reused"] > after.stats["updated"] + after.stats["resampled"] and after.stats["updated"] > 0
 
 
 def test_a_chain_of_absorbs_equals_a_rebuild(table):

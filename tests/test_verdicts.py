@@ -19,6 +19,7 @@ from annotate.verdicts import (
     combine_strengths,
     combined_strengths,
     gold_codes,
+    leave_one_out_gold,
     gold_label,
     gold_verdicts,
     judge_verdict_strength,
@@ -266,3 +267,21 @@ def test_preferences_of_a_ternary_project_are_verdicts(tmp_path):
     pair = Pair.objects.get(item__project=project)
     submitted, _ = preference_submit(rater=Rater.objects.create(kind="human", name="h2"), pair=pair, strength=1)
     assert submitted.verdict_only
+
+
+def test_leave_one_out_gold_is_gold_codes_over_the_other_votes():
+    """Every vote's gold from the others equals gold_codes run on its pair without that vote,
+    over random pairs of one to six votes (ties between counts included, broken by order)."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n_pairs = int(rng.integers(1, 6))
+        sizes = rng.integers(1, 7, n_pairs)
+        pc = np.repeat(np.arange(n_pairs), sizes)
+        v = rng.integers(0, 3, len(pc))
+        order = rng.permutation(len(pc)) * 3 + 1  # distinct, in no particular row order
+        got = leave_one_out_gold(pc, v, order, n_pairs)
+        for i in range(len(pc)):
+            rest = np.arange(len(pc)) != i
+            want = gold_codes(pc[rest], v[rest], order[rest], n_pairs)[pc[i]]
+            assert got[i] == want, (pc.tolist(), v.tolist(), order.tolist(), i)
+    assert leave_one_out_gold(np.array([0]), np.array([2]), np.array([0]), 1).tolist() == [-1]

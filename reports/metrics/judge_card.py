@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotate.verdicts import gold_verdicts
+from annotate.verdicts import leave_one_out_gold
 
 from .agreement import cohen_kappa_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
@@ -97,13 +97,19 @@ def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCa
     humans = verdicts[verdicts["kind"] == "human"]
     out: dict[str, GoldCard] = {}
     matched = []
+    pair_codes, pairs = pd.factorize(humans["pair"])
+    # Each vote's gold from the other humans' votes on its pair (what gold_verdicts gives on
+    # the others' rows), all raters at once.
+    others_gold = leave_one_out_gold(pair_codes, humans["verdict"].to_numpy(), humans["order"].to_numpy(), len(pairs))
+    with_gold = humans[["rater", "pair", "item", "verdict"]].assign(gold=others_gold)
+    with_gold = with_gold[others_gold >= 0]
     for rater in humans["rater"].drop_duplicates():
-        others = gold_verdicts(humans[humans["rater"] != rater])
-        mine = humans[humans["rater"] == rater]
-        card = against_gold(mine, others, boot)
+        mine = with_gold[with_gold["rater"] == rater]
+        # One row per pair of this rater: the others' gold of its pairs, as against_gold joins it.
+        card = against_gold(mine[["pair", "verdict"]], mine[["pair", "item", "gold"]], boot)
         if card.n:
             out[str(rater)] = card
-            matched.append(mine[["pair", "verdict"]].merge(others[others["gold"] >= 0], on="pair"))
+            matched.append(mine[["pair", "verdict", "item", "gold"]])
     if len(matched) >= 2:
         m = pd.concat(matched, ignore_index=True)
         # One row per (human, pair): a key of its own so the join inside against_gold is 1:1.
