@@ -519,3 +519,23 @@ def test_bradley_terry_flags_a_model_that_never_lost():
     import numpy as np
 
     assert mle_exists(np.array([[0, 1], [1, 0]])) and not mle_exists(np.array([[0, 1], [0, 0]]))
+
+
+def test_both_orders_is_the_pivot_on_shown_order():
+    """both_orders gives what pivot_table(first) + dropna gave: pairs seen in both orders, the
+    verdict of each order's first annotation, sorted by pair (repeats and one-order pairs too)."""
+    from annotate.verdicts import verdict_of
+    from reports.metrics.verdicts import both_orders
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(0, 40))
+        pair = rng.integers(0, 12, n)
+        prefs = pd.DataFrame({"pair": pair, "item": pair // 3, "strength": rng.integers(-3, 4, n),
+                              "shown_order": pd.Categorical(rng.choice(["ab", "ba"], n), categories=["ab", "ba"])})  # fmt: skip
+        got = both_orders(prefs)
+        wide = prefs.assign(v=verdict_of(prefs["strength"])).pivot_table(
+            index=["pair", "item"], columns="shown_order", values="v", aggfunc="first", observed=False
+        )
+        want = wide.reindex(columns=["ab", "ba"]).dropna().astype(np.int64).reset_index()
+        assert got[["pair", "item", "ab", "ba"]].to_numpy().tolist() == want[["pair", "item", "ab", "ba"]].to_numpy().tolist()

@@ -55,7 +55,7 @@ from .agreement import cohen_kappa_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .classification import SCORES, scores_from_confusion
 from .memo import memoised
-from .verdicts import A, B, verdict_of
+from .verdicts import A, B, both_orders
 
 CARD_SCORES = ("accuracy", "kappa", "macro_f1")
 _F1 = SCORES.index("macro_f1")
@@ -143,12 +143,7 @@ class Fairness:
 
 def preference_fairness(prefs: pd.DataFrame, boot: Resampler) -> Fairness:
     """prefs: one rater's per-order rows (pair, item, strength, shown_order), stored order."""
-    wide = prefs.assign(v=verdict_of(prefs["strength"])).pivot_table(
-        index=["pair", "item"], columns="shown_order", values="v", aggfunc="first"
-    )
-    if not {"ab", "ba"} <= set(wide.columns):
-        return Fairness(n=0, primacy=0, recency=0, estimate=None)
-    wide = wide[["ab", "ba"]].dropna().astype(np.int64).reset_index()
+    wide = both_orders(prefs)
     if wide.empty:
         return Fairness(n=0, primacy=0, recency=0, estimate=None)
     ab, ba = wide["ab"].to_numpy(), wide["ba"].to_numpy()

@@ -15,7 +15,7 @@ from judges.calibration import bin_index
 
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .memo import memoised
-from .verdicts import TIE, A, B, verdict_of, win_score
+from .verdicts import TIE, A, B, both_orders, verdict_of, win_score
 
 
 def _ratios(sums: np.ndarray) -> np.ndarray:
@@ -48,10 +48,7 @@ class Position:
 @memoised
 def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Position:
     """prefs: one rater's per-order rows (pair, item, strength, shown_order), in stored order."""
-    wide = prefs.assign(v=verdict_of(prefs["strength"])).pivot_table(
-        index=["pair", "item"], columns="shown_order", values="v", aggfunc="first"
-    )
-    wide = wide.dropna().astype(np.int64).reset_index()
+    wide = both_orders(prefs)
     if wide.empty:
         return Position(n=0, estimate=None)
     wide = wide.merge(gold[["pair", "gold"]], on="pair", how="left")

@@ -10,7 +10,7 @@ import pandas as pd
 from annotate.verdicts import TIE, VERDICT_LABELS, A, B, combine_orders, gold_verdicts, verdict_of
 
 __all__ = [
-    "A", "B", "TIE", "VERDICT_LABELS", "apply_wildbench_rule", "combine_orders", "gold_verdicts",
+    "A", "B", "TIE", "VERDICT_LABELS", "apply_wildbench_rule", "both_orders", "combine_orders", "gold_verdicts",
     "verdict_of", "win_score",
 ]
 
@@ -28,3 +28,21 @@ def apply_wildbench_rule(prefs: pd.DataFrame, k: int) -> pd.DataFrame:
 def win_score(verdict: np.ndarray, side: np.ndarray) -> np.ndarray:
     """1 if the verdict picks `side` (A or B code), 0.5 for a tie, 0 otherwise."""
     return np.where(verdict == TIE, 0.5, (verdict == side).astype(float))
+
+
+def both_orders(prefs: pd.DataFrame) -> pd.DataFrame:
+    """One rater's per-order rows (pair, item, strength, shown_order, in stored order) as one
+    row per pair seen in both orders: pair, item, ab, ba (the verdict of the pair's first
+    annotation in each order), sorted by pair. What a pivot on shown_order with "first" and
+    dropna gives, without the pivot's cost (it was most of the position figures' time)."""
+    v = np.asarray(verdict_of(prefs["strength"]), dtype=np.int64)
+    pair = prefs["pair"].to_numpy(dtype=np.int64)
+    firsts = []
+    for order in ("ab", "ba"):
+        rows = np.flatnonzero((prefs["shown_order"] == order).to_numpy(dtype=bool))
+        pairs, first = np.unique(pair[rows], return_index=True)  # the first row of each pair
+        firsts.append((pairs, rows[first]))
+    common, i_ab, i_ba = np.intersect1d(firsts[0][0], firsts[1][0], assume_unique=True, return_indices=True)
+    at_ab, at_ba = firsts[0][1][i_ab], firsts[1][1][i_ba]
+    return pd.DataFrame({"pair": common, "item": prefs["item"].to_numpy(dtype=np.int64)[at_ab], "ab": v[at_ab],
+                         "ba": v[at_ba]})  # fmt: skip
