@@ -315,10 +315,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 CONCORDANCE = {
     "CLAIM_SECONDS": env_int("CONCORDANCE_CLAIM_SECONDS", 15 * 60),
     "BOOTSTRAP_ROUNDS": env_int("CONCORDANCE_BOOTSTRAP_ROUNDS", 1000),
-    # The largest report state (table, per-item sums, resampled sums) a process keeps so a report
-    # can absorb new annotations (reports/incremental.py). It lives in the web process's cache, so
-    # the default keeps a worker's memory bounded: about 800k annotations; larger reports rebuild.
-    "REPORT_STATE_MAX_MB": env_int("CONCORDANCE_REPORT_STATE_MAX_MB", 256),
+    # The largest report state (table, per-item sums, resampled sums, memoised figures) a process
+    # keeps so a report can absorb new annotations (reports/incremental.py). It lives in the cache
+    # of the process that built the report, so the default bounds that memory: a state at 1M
+    # annotations pickles to 278 MB, so up to about 1.8M annotations; larger reports rebuild.
+    "REPORT_STATE_MAX_MB": env_int("CONCORDANCE_REPORT_STATE_MAX_MB", 512),
     # Finished export jobs (their files under VAR_DIR/exports/) are removed after this long.
     "EXPORT_KEEP_HOURS": env_int("CONCORDANCE_EXPORT_KEEP_HOURS", 24),
     # Largest request body (an import's files together); larger is answered 413 (config/middleware.py).

@@ -827,11 +827,29 @@ def _rater_consistency(
     """One rater's consistency: its verdicts (pair, verdict, strength) against the verdicts its
     ratings (response, value) imply. Also returns the joined rows (item, implied, verdict,
     strength), which the pooled humans' figure reads."""
-    sa = scores.rename(columns={"response": "response_a", "value": "score_a"})
-    sb = scores.rename(columns={"response": "response_b", "value": "score_b"})
-    joined = v.merge(pairs, on="pair").merge(sa, on="response_a").merge(sb, on="response_b")
-    joined["implied"] = verdict_of(joined["score_b"] - joined["score_a"])
-    joined = joined[["item", "implied", "verdict", "strength"]]
+    by_response = pd.Index(scores["response"])
+    if not by_response.is_unique:  # more than one score per response: the joins' every combination
+        sa = scores.rename(columns={"response": "response_a", "value": "score_a"})
+        sb = scores.rename(columns={"response": "response_b", "value": "score_b"})
+        joined = v.merge(pairs, on="pair").merge(sa, on="response_a").merge(sb, on="response_b")
+        joined["implied"] = verdict_of(joined["score_b"] - joined["score_a"])
+        joined = joined[["item", "implied", "verdict", "strength"]]
+        return (consistency(joined, boot) if len(joined) else None), joined
+    # What the inner joins on pair, response_a and response_b give (rows in v's order), by lookups.
+    at = pd.Index(pairs["pair"]).get_indexer(v["pair"])
+    has_pair = np.flatnonzero(at >= 0)
+    at = at[has_pair]
+    ia = by_response.get_indexer(pairs["response_a"].to_numpy()[at])
+    ib = by_response.get_indexer(pairs["response_b"].to_numpy()[at])
+    keep = (ia >= 0) & (ib >= 0)
+    value = scores["value"].to_numpy()
+    rows = has_pair[keep]
+    joined = pd.DataFrame({
+        "item": pairs["item"].to_numpy()[at[keep]],
+        "implied": verdict_of(value[ib[keep]] - value[ia[keep]]),
+        "verdict": v["verdict"].to_numpy()[rows],
+        "strength": v["strength"].to_numpy()[rows],
+    })  # fmt: skip
     return (consistency(joined, boot) if len(joined) else None), joined
 
 
@@ -885,7 +903,16 @@ def _humans_source(hr: pd.DataFrame, hv: pd.DataFrame) -> tuple[pd.DataFrame, pd
 
 @memoised
 def _cross_one(pairs: pd.DataFrame, scores: pd.DataFrame, ranked: pd.DataFrame, boot: Resampler) -> Consistency | None:
-    joined = implied_verdicts(pairs.merge(ranked[["pair", "verdict", "strength"]], on="pair"), scores)
+    by_pair = pd.Index(ranked["pair"])
+    if by_pair.is_unique:
+        # The inner join of pairs with the verdicts on pair (rows in pairs' order), by a lookup.
+        at = by_pair.get_indexer(pairs["pair"])
+        keep = at >= 0
+        ranked_pairs = pairs.loc[keep].assign(verdict=ranked["verdict"].to_numpy()[at[keep]],
+                                              strength=ranked["strength"].to_numpy()[at[keep]])  # fmt: skip
+    else:
+        ranked_pairs = pairs.merge(ranked[["pair", "verdict", "strength"]], on="pair")
+    joined = implied_verdicts(ranked_pairs, scores)
     return consistency(joined, boot) if len(joined) else None
 
 

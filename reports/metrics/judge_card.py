@@ -54,7 +54,7 @@ from annotate.verdicts import leave_one_out_gold
 from .agreement import cohen_kappa_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .classification import SCORES, scores_from_confusion
-from .memo import memoised
+from .memo import by_rater, memoised
 from .verdicts import A, B, both_orders
 
 CARD_SCORES = ("accuracy", "kappa", "macro_f1")
@@ -78,12 +78,17 @@ class GoldCard:
 def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> GoldCard:
     """verdicts: one rater's combined verdicts (pair, verdict); gold: pair, item, gold."""
     m = verdicts[["pair", "verdict"]].merge(gold[gold["gold"] >= 0], on="pair")
-    cells = m["gold"].to_numpy(dtype=np.int64) * 3 + m["verdict"].to_numpy(dtype=np.int64)
+    return gold_card(m["item"].to_numpy(), m["gold"].to_numpy(dtype=np.int64), m["verdict"].to_numpy(dtype=np.int64), boot)
+
+
+def gold_card(item: np.ndarray, gold: np.ndarray, verdict: np.ndarray, boot: Resampler) -> GoldCard:
+    """The card's gold scores from matched rows: one per verdict that has a gold (A/tie/B)."""
+    cells = gold * 3 + verdict
     conf = np.bincount(cells, minlength=9).reshape(3, 3)
-    if m.empty:
+    if not len(cells):
         return GoldCard(n=0, estimate=None, confusion=conf)
-    per_unit = per_unit_sums(m["item"].to_numpy(), cells, 1.0, n_units=boot.n_units, width=9)
-    return GoldCard(n=len(m), estimate=boot.estimate(per_unit, _card_scores, n=len(m)), confusion=conf)
+    per_unit = per_unit_sums(item, cells, 1.0, n_units=boot.n_units, width=9)
+    return GoldCard(n=len(cells), estimate=boot.estimate(per_unit, _card_scores, n=len(cells)), confusion=conf)
 
 
 POOLED_HUMANS = "humans (each vs the others)"
@@ -103,13 +108,14 @@ def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCa
     others_gold = leave_one_out_gold(pair_codes, humans["verdict"].to_numpy(), humans["order"].to_numpy(), len(pairs))
     with_gold = humans[["rater", "pair", "item", "verdict"]].assign(gold=others_gold)
     with_gold = with_gold[others_gold >= 0]
-    for rater in humans["rater"].drop_duplicates():
-        mine = with_gold[with_gold["rater"] == rater]
-        # One row per pair of this rater: the others' gold of its pairs, as against_gold joins it.
-        card = against_gold(mine[["pair", "verdict"]], mine[["pair", "item", "gold"]], boot)
+    raters = [str(r) for r in humans["rater"].drop_duplicates()]
+    for rater, mine in by_rater(with_gold, raters, ["pair", "verdict", "item", "gold"]).items():
+        # One row per pair of this rater with the others' gold of it: against_gold's matched rows.
+        card = gold_card(mine["item"].to_numpy(), mine["gold"].to_numpy(dtype=np.int64),
+                         mine["verdict"].to_numpy(dtype=np.int64), boot)  # fmt: skip
         if card.n:
-            out[str(rater)] = card
-            matched.append(mine[["pair", "verdict", "item", "gold"]])
+            out[rater] = card
+            matched.append(mine)
     if len(matched) >= 2:
         m = pd.concat(matched, ignore_index=True)
         # One row per (human, pair): a key of its own so the join inside against_gold is 1:1.
