@@ -1,0 +1,100 @@
+"""reports.metrics.memo: what an incremental update reuses, and how.
+
+A memoised computation is reused only for equal inputs (frames by their rows' values, the
+Resampler by its item set, rounds and seed), and a reuse registers the very estimates it made
+before, in the same order, so the shared bootstrap treats them as the previous build's figures.
+memo.by_rater is the split every per-rater figure is keyed on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from reports.metrics import memo
+from reports.metrics.bootstrap import Resampler, ratio
+
+CALLS: list[int] = []
+
+
+@memo.memoised
+def _share(frame: pd.DataFrame, boot: Resampler) -> dict:
+    """A figure of one rater's rows: the share of wins, registered per item."""
+    CALLS.append(len(frame))
+    per_unit = sp.csr_matrix(
+        (np.r_[frame["won"].to_numpy(float), np.ones(len(frame))],
+         (np.r_[frame["item"], frame["item"]], np.r_[np.zeros(len(frame), int), np.ones(len(frame), int)])),
+        shape=(boot.n_units, 2),
+    )  # fmt: skip
+    return {"estimate": boot.estimate(per_unit, ratio, n=len(frame))}
+
+
+def _rows(won: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"item": np.arange(len(won)) % 3, "won": won})
+
+
+def test_a_reuse_registers_the_same_estimates_again():
+    CALLS.clear()
+    first = memo.Memo()
+    boot = Resampler(n_units=3, rounds=20, seed=1)
+    with memo.active(first):
+        made = _share(_rows([1, 0, 1, 1]), boot)
+    assert CALLS == [4] and boot._estimates == [made["estimate"]]
+
+    second = memo.Memo(first.kept)
+    again = Resampler(n_units=3, rounds=20, seed=1)
+    with memo.active(second):
+        reused = _share(_rows([1, 0, 1, 1]), again)  # equal rows, another frame object
+    assert CALLS == [4] and second.hits == 1  # not run again
+    assert reused is made and again._estimates == [made["estimate"]]
+    assert again.kept == [] and again._width == 2  # registered: it has its columns in the product
+
+
+def test_other_rows_or_another_item_set_are_computed_afresh():
+    CALLS.clear()
+    first = memo.Memo()
+    with memo.active(first):
+        _share(_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=20, seed=1))
+    for rows, boot in ((_rows([1, 0, 1, 0]), Resampler(n_units=3, rounds=20, seed=1)),
+                       (_rows([1, 0, 1, 1]), Resampler(n_units=4, rounds=20, seed=1)),
+                       (_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=20, seed=2))):  # fmt: skip
+        with memo.active(memo.Memo(first.kept)) as again:
+            _share(rows, boot)
+        assert again.hits == 0 and again.misses == 1
+    assert CALLS == [4, 4, 4, 4]
+
+
+def test_nested_computations_record_into_every_open_recording():
+    @memo.memoised
+    def outer(frame: pd.DataFrame, boot: Resampler) -> list:
+        return [_share(frame, boot), _share(frame.iloc[:2], boot)]
+
+    first = memo.Memo()
+    boot = Resampler(n_units=3, rounds=20, seed=1)
+    with memo.active(first):
+        made = outer(_rows([1, 1, 0]), boot)
+    again = Resampler(n_units=3, rounds=20, seed=1)
+    with memo.active(memo.Memo(first.kept)):
+        assert outer(_rows([1, 1, 0]), again) is made
+    assert again._estimates == [made[0]["estimate"], made[1]["estimate"]] == boot._estimates
+
+
+def test_without_an_active_memo_a_memoised_function_is_called_as_it_is():
+    CALLS.clear()
+    boot = Resampler(n_units=3, rounds=20, seed=1)
+    a, b = _share(_rows([1, 0]), boot), _share(_rows([1, 0]), boot)
+    assert CALLS == [2, 2] and a["estimate"] is not b["estimate"] and len(boot._estimates) == 2
+
+
+def test_by_rater_is_each_raters_rows_in_order_with_the_columns_asked_for():
+    raters = ["human:b", "judge:x", "human:a", "human:b", "judge:x", "human:b"]
+    frame = pd.DataFrame({"rater": pd.Categorical(raters, categories=["human:a", "human:b", "judge:x", "judge:y"]),
+                          "pair": [10, 11, 12, 13, 14, 15], "verdict": [0, 1, 2, 0, 1, 2]})  # fmt: skip
+    for labels in (frame, frame.assign(rater=frame["rater"].astype(str))):  # categorical or plain labels
+        split = memo.by_rater(labels, ["human:b", "judge:y", "judge:x"], ["pair", "verdict"])
+        assert list(split) == ["human:b", "judge:y", "judge:x"]
+        assert split["human:b"]["pair"].tolist() == [10, 13, 15]
+        assert split["judge:x"].to_numpy().tolist() == [[11, 1], [14, 1]]
+        assert split["judge:y"].empty and list(split["judge:y"].columns) == ["pair", "verdict"]
+        want = labels[labels["rater"] == "human:b"][["pair", "verdict"]]
+        pd.testing.assert_frame_equal(split["human:b"], want)
