@@ -9,6 +9,7 @@ report is a single pass (reports/metrics/bootstrap.py).
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import itertools
 import math
@@ -664,41 +665,46 @@ def _krippendorff(
     humans = {r for r in shown if raters[r]["kind"] == "human"}
     out: dict[str, dict[str, Estimate | None]] = {}
     sources: list[tuple[str, pd.DataFrame]] = []
-    hr = ratings[ratings["rater"].isin(humans)]
+    hr = ratings.loc[ratings["rater"].isin(humans).to_numpy(), ["attribute", "response", "item", "value"]]
     for attribute, grp in hr.groupby("attribute", sort=False):
         sources.append((str(attribute), grp.rename(columns={"response": "unit"})[["unit", "item", "value"]]))
-    hv = verdicts[verdicts["rater"].isin(humans)]
+    hv = verdicts.loc[verdicts["rater"].isin(humans).to_numpy(), ["pair", "item", "verdict"]]
     if len(hv):
         sources.append(("preference", hv.rename(columns={"pair": "unit", "verdict": "value"})[["unit", "item", "value"]]))
     for name, df in sources:
-        domain = np.unique(df["value"].to_numpy())
-        if len(domain) < 2:
-            out[name] = {"nominal": None, "ordinal": None, "interval": None}
-            continue
-        unit_codes, units = pd.factorize(df["unit"])
-        val_codes = np.searchsorted(domain, df["value"].to_numpy())
-        v = len(domain)
-        counts = np.bincount(unit_codes * v + val_codes, minlength=len(units) * v).reshape(-1, v)
-        unit_item = np.zeros(len(units), dtype=np.int64)
-        unit_item[unit_codes] = df["item"].to_numpy()
-        pairable = counts.sum(axis=1) >= 2
-        if not pairable.any():
-            out[name] = {"nominal": None, "ordinal": None, "interval": None}
-            continue
-        co = coincidences_per_unit(counts[pairable])
-        nz_u, nz_c = np.nonzero(co)
-        per_unit = per_unit_sums(unit_item[pairable][nz_u], nz_c, co[nz_u, nz_c], n_units=boot.n_units, width=v * v)
-        out[name] = {
-            level: boot.estimate(
-                per_unit,
-                lambda s, level=level, domain=domain, v=v: krippendorff_from_coincidences(  # type: ignore[misc]
-                    s.reshape(*s.shape[:-1], v, v), domain, level
-                ),
-                n=int(pairable.sum()),
-            )
-            for level in ("nominal", "ordinal", "interval")
-        }
+        out[name] = _alphas(df, boot)
     return out
+
+
+_NO_ALPHA: dict[str, Estimate | None] = {"nominal": None, "ordinal": None, "interval": None}
+
+
+@memoised
+def _alphas(df: pd.DataFrame, boot: Resampler) -> dict[str, Estimate | None]:
+    """Krippendorff's alpha at each level from one source's rows (unit, item, value)."""
+    domain = np.unique(df["value"].to_numpy())
+    if len(domain) < 2:
+        return dict(_NO_ALPHA)
+    unit_codes, units = pd.factorize(df["unit"])
+    val_codes = np.searchsorted(domain, df["value"].to_numpy())
+    v = len(domain)
+    counts = np.bincount(unit_codes * v + val_codes, minlength=len(units) * v).reshape(-1, v)
+    unit_item = np.zeros(len(units), dtype=np.int64)
+    unit_item[unit_codes] = df["item"].to_numpy()
+    pairable = counts.sum(axis=1) >= 2
+    if not pairable.any():
+        return dict(_NO_ALPHA)
+    co = coincidences_per_unit(counts[pairable])
+    nz_u, nz_c = np.nonzero(co)
+    per_unit = per_unit_sums(unit_item[pairable][nz_u], nz_c, co[nz_u, nz_c], n_units=boot.n_units, width=v * v)
+    # Statistics as module-level partials, not lambdas: a kept state (reports.cache) is pickled.
+    return {level: boot.estimate(per_unit, functools.partial(_alpha, domain=domain, level=level), n=int(pairable.sum()))
+            for level in ("nominal", "ordinal", "interval")}  # fmt: skip
+
+
+def _alpha(s: np.ndarray, *, domain: np.ndarray, level: str) -> np.ndarray:
+    v = len(domain)
+    return krippendorff_from_coincidences(s.reshape(*s.shape[:-1], v, v), domain, level)
 
 
 # --- judge vs gold ---------------------------------------------------------------------------
@@ -806,6 +812,7 @@ POSITION_COLUMNS = ["pair", "item", "strength", "shown_order"]
 SELF_COLUMNS = ["pair", "item", "model_a", "model_b", "verdict"]
 LENGTH_COLUMNS = ["pair", "item", "len_a", "len_b", "verdict"]
 _memo_score_against_gold = memoised(score_against_gold)
+_checklist_effect = memoised(checklist_effect)
 
 
 @memoised
@@ -1122,7 +1129,11 @@ def _checklists(verdicts: pd.DataFrame, raters: dict, has_checklist: np.ndarray,
     """Human-human and judge-human agreement on items with and without a checklist, and the
     difference (reports.metrics.checklists)."""
     kinds = {r: info["kind"] for r, info in raters.items()}
-    effects = {c: checklist_effect(verdicts, kinds, has_checklist, boot, c) for c in COMPARISONS}
+    columns = ["rater", "pair", "item", "verdict"]
+    # Two humans' agreement reads the humans' verdicts only: a judge's new run leaves it as it was.
+    humans = verdicts.loc[(verdicts["kind"] == "human").to_numpy(), columns]
+    effects = {c: _checklist_effect(humans if c == "human_human" else verdicts[columns], kinds, has_checklist, boot, c)
+               for c in COMPARISONS}  # fmt: skip
 
     def render() -> dict:
         out: dict[str, Any] = {"n_items_with_checklist": int(np.asarray(has_checklist, dtype=bool).sum())}

@@ -38,6 +38,7 @@ class Memo:
         # every judge's figures, and is hashed once. The frame is held with its digest, so its
         # id cannot be reused for another frame while the memo is active.
         self.digests: dict[int, tuple[pd.DataFrame, bytes]] = {}
+        self.splits: dict[tuple, tuple[pd.DataFrame, dict[str, pd.DataFrame]]] = {}  # by_rater's, by frame
 
 
 _active: ContextVar[Memo | None] = ContextVar("reports_memo", default=None)
@@ -72,6 +73,10 @@ def _feed(memo: Memo, h: Any, value: Any) -> None:
     elif isinstance(value, tuple) and any(isinstance(v, pd.DataFrame) for v in value):
         for v in value:
             _feed(memo, h, v)
+    elif isinstance(value, np.ndarray):
+        # By content: an array's repr elides the middle of a long one.
+        h.update(repr((value.dtype.str, value.shape)).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, Resampler):
         # What the figures' per-item sums are shaped by and drawn with, not the object: a
         # computation registered under another item set is not reused.
@@ -130,12 +135,31 @@ def memoised(fn: F) -> F:
 def by_rater(frame: pd.DataFrame, raters: list[str], columns: list[str]) -> dict[str, pd.DataFrame]:
     """Each of `raters`' rows of `frame`, in the frame's order, with `columns` only (an empty
     frame for a rater with none): what a per-rater figure reads, and so all a memoised one is
-    keyed on, not the rows' global order, which other raters' new rows shift. One stable sort
-    of the rater codes; only the columns asked for are taken."""
+    keyed on, not the rows' global order, which other raters' new rows shift. Only the columns
+    asked for are taken."""
+    memo = _active.get()
+    if memo is None:
+        every = _split(frame, columns, set(raters))
+    else:
+        # The same split asked for again in this update (one section's verdicts and another's)
+        # is the same frames, so they are hashed once, by object (Memo.digests).
+        key = (id(frame), tuple(columns))
+        known = memo.splits.get(key)
+        if known is None or known[0] is not frame:
+            known = memo.splits[key] = (frame, _split(frame, columns))
+        every = known[1]
+    empty = frame.iloc[:0][columns]
+    return {r: every.get(r, empty) for r in raters}
+
+
+def _split(frame: pd.DataFrame, columns: list[str], only: set[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every rater's rows (or those of `only`; raters with none left out): one stable sort of
+    the rater codes."""
     labels = frame["rater"] if isinstance(frame["rater"].dtype, pd.CategoricalDtype) else frame["rater"].astype("category")
     codes = labels.cat.codes.to_numpy()
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(labels.cat.categories) + 1))
-    wanted = labels.cat.categories.get_indexer(raters)
     sub = frame[columns]
-    return {r: sub.iloc[order[bounds[k]:bounds[k + 1]] if k >= 0 else order[:0]] for r, k in zip(raters, wanted, strict=True)}
+    return {str(r): sub.iloc[order[bounds[k]:bounds[k + 1]]]
+            for k, r in enumerate(labels.cat.categories)
+            if bounds[k + 1] > bounds[k] and (only is None or str(r) in only)}  # fmt: skip
