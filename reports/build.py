@@ -253,15 +253,17 @@ def report_from_table(
     release_freed_memory()  # the agreement section's temporaries are the largest (rater pairs)
     pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
     pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
-    pending["position"] = _position(prefs, gold, shown, raters, boot)
-    pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot)
-    pending["length"] = _length(verdicts, gold, shown, boot)
+    # The judge bias audit's per-rater figures, by (figure, rater), which the judge cards reuse.
+    audit: dict[tuple[str, str], Any] = {}
+    pending["position"] = _position(prefs, gold, shown, raters, boot, audit)
+    pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot, audit)
+    pending["length"] = _length(verdicts, gold, shown, boot, audit)
     pending["calibration"] = _calibration(prefs, gold, shown, raters, boot)
     pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
     # Issue 14 (reports/cards.py): judge report cards, the evaluator leaderboard, style control.
     inputs = inputs or CardInputs()
     pending["judge_cards"], gold_cards = judge_cards_section(prefs, verdicts, gold, shown, raters, inputs,
-                                                             pd.Index(item_ids), boot)  # fmt: skip
+                                                             pd.Index(item_ids), boot, audit)  # fmt: skip
     pending["evaluators"] = evaluators_section(verdicts, gold_cards, boot)
     styled = style_section(verdicts, prefs, shown, raters, inputs.styles)
     has_checklist = np.isin(np.asarray(item_ids), list(opts.checklist_items)) if len(item_ids) else np.zeros(0, bool)
@@ -926,7 +928,8 @@ def _cross_one(pairs: pd.DataFrame, scores: pd.DataFrame, ranked: pd.DataFrame, 
 # --- judge bias audit ------------------------------------------------------------------------
 
 
-def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
+def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler,
+              audit: dict[tuple[str, str], Any]):  # fmt: skip
     results = []
     p_of = by_rater(prefs, shown, POSITION_COLUMNS)
     for rater in shown:
@@ -936,6 +939,8 @@ def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters:
         both = raters[rater]["kind"] == "judge" and grp["shown_order"].nunique() == 2
         pos = position_both_orders(grp, gold, boot) if both else first_shown_win_rate(grp, boot)
         results.append((rater, pos))
+        if both:
+            audit["position", rater] = pos
 
     def render() -> list[dict]:
         out = []
@@ -966,7 +971,8 @@ def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters:
 
 
 def _self_preference(
-    verdicts: pd.DataFrame, gold: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler
+    verdicts: pd.DataFrame, gold: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler,
+    audit: dict[tuple[str, str], Any],
 ):
     results = []
     judges = [j for j in shown if raters[j]["kind"] == "judge"]
@@ -977,6 +983,8 @@ def _self_preference(
     for j in judges:
         model = raters[j]["model"]
         sp = self_preference(v_of[j], gold, model, boot) if model else None
+        if sp is not None and model != "nan":
+            audit["self", j] = sp
         rating_form = rating_self_preference(human_ratings, r_of[j], model) if model and len(ratings) else {}
         results.append((j, model, sp, rating_form))
 
@@ -1022,11 +1030,12 @@ def _self_preference(
     return _Section(render, details)
 
 
-def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: Resampler):
+def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: Resampler,
+            audit: dict[tuple[str, str], Any]):  # fmt: skip
     results = []
     v_of = by_rater(verdicts, shown, LENGTH_COLUMNS)
     for rater in shown:
-        lb = length_bias(v_of[rater], gold, boot)
+        lb = audit["length", rater] = length_bias(v_of[rater], gold, boot)
         if lb.n:
             results.append((rater, lb))
 

@@ -87,17 +87,16 @@ CARD_PREF_COLUMNS = ["pair", "item", "strength", "shown_order"]
 @memoised
 def _card(v: pd.DataFrame, p: pd.DataFrame, j: pd.DataFrame, r: pd.DataFrame, gold: pd.DataFrame, model: str,
           kind: str, boot: Resampler) -> dict[str, Any]:  # fmt: skip
-    """One evaluator's card figures from its verdicts, per-order preferences, judgments and runs."""
+    """One evaluator's card figures from its verdicts, per-order preferences, judgments and runs
+    (position, length and self-preference besides: judge_cards_section takes the bias
+    audit's where it computed the same)."""
     temperature = float(r["temperature"].iloc[0]) if len(r) else 0.0
     both = p["shown_order"].nunique() == 2
     return {
         "gold": against_gold(v, gold, boot),
-        "position": position_both_orders(p, gold, boot) if both else None,
         "fairness": preference_fairness(p, boot) if both else None,
         # Shi et al.'s stability is of pairwise verdicts: the ranking trials only.
         "repetition": repetition_stability(j[j["protocol"] == "ranking"], boot, temperature=temperature),
-        "length": length_bias(v, gold, boot),
-        "self": self_preference(v, gold, model, boot) if model and model != "nan" else None,
         "mass": mean_valid_mass(j, boot),
         "speed": throughput(j, r),
         "temperature": temperature,
@@ -109,7 +108,7 @@ def _card(v: pd.DataFrame, p: pd.DataFrame, j: pd.DataFrame, r: pd.DataFrame, go
 
 def judge_cards_section(
     prefs: pd.DataFrame, verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters: dict,
-    inputs: CardInputs, item_ids: pd.Index, boot: Resampler,
+    inputs: CardInputs, item_ids: pd.Index, boot: Resampler, audit: dict[tuple[str, str], Any] | None = None,
 ) -> tuple[Callable[[], list[dict]], dict[str, GoldCard]]:
     """One card per evaluator. Returns (render, the gold scores per evaluator) so the evaluator
     leaderboard reuses them."""
@@ -122,9 +121,23 @@ def judge_cards_section(
     p_of = by_rater(prefs, evaluators, CARD_PREF_COLUMNS)
     j_of = by_rater(judgments, evaluators, [c for c in judgments.columns if c != "rater"])
     r_of = by_rater(runs, evaluators, [c for c in runs.columns if c != "rater"])
+    audit = audit or {}
     for rater in evaluators:
         model = raters[rater]["model"]
-        parts = _card(v_of[rater], p_of[rater], j_of[rater], r_of[rater], gold, model, raters[rater]["kind"], boot)
+        v, p = v_of[rater], p_of[rater]
+        parts = dict(_card(v, p, j_of[rater], r_of[rater], gold, model, raters[rater]["kind"], boot))
+        # The bias audit's figures where it computed the same ones (a judge's): one computation,
+        # one set of estimates on the shared bootstrap.
+        if ("position", rater) in audit:
+            parts["position"] = audit["position", rater]
+        else:
+            parts["position"] = position_both_orders(p, gold, boot) if p["shown_order"].nunique() == 2 else None
+        parts["length"] = audit["length", rater] if ("length", rater) in audit else length_bias(v, gold, boot)
+        own = model and model != "nan"
+        if ("self", rater) in audit:
+            parts["self"] = audit["self", rater]
+        else:
+            parts["self"] = self_preference(v, gold, model, boot) if own else None
         gold_cards[rater] = parts["gold"]
         cards.append((rater, parts))
 

@@ -6,35 +6,43 @@ w @ S about 70% of it, drawing the multiplicities w the rest), the section code 
 quarters (pandas merges and group-bys over the verdicts, the style-controlled and plain
 Bradley-Terry fits, the judge cards and evaluators' human reference).
 
-State kept (ReportState): the long annotation table, the options and inputs, and for the
+State kept (ReportState): the long annotation table, the options and inputs, for the
 bootstrap every figure's per-item sums S (items x columns, as registered with the Resampler),
 its resampled sums B = W @ S (rounds x columns) and, where it fits in WEIGHTS_MAX_BYTES, the
 multiplicities W themselves (uint8; otherwise they are drawn again from the seed, chunk by
-chunk, exactly as the full build draws them).
+chunk, exactly as the full build draws them), and the memo (reports.metrics.memo): every
+memoised computation's result and the estimates it registered, by a digest of its inputs.
 
 Absorbing new rows (absorb): the table gains them (appended, so every old item keeps its code
-and the bootstrap draws the same items), every section runs again on the union (its code is
-what a full build runs, so the figures are the full build's by construction), and the
-bootstrap reuses what did not change:
+and the bootstrap draws the same items) and the report is built again on the union, with the
+previous build's memo active, so what did not change is not computed again:
 
-- a figure whose S is unchanged keeps its B (exactly);
+- per-rater figures (consistency, position, self-preference, length, calibration, judge vs
+  gold, the judge cards, the leaderboards and style boards of each rater group, the human
+  reference, Krippendorff's alphas, the human-human checklist effect) are memoised on the
+  rater's own columns (memo.by_rater): a rater with no new rows, against an unchanged gold,
+  is not recomputed; its estimates are registered again as they were, with their samples;
+- the Bradley-Terry and style-controlled fits are memoised on their group's comparisons;
+- the rest (verdict combination and gold over the whole table, the rater-pair agreement
+  matrices, score correlations, panels, the judge-human checklist effect) runs again.
+
+The bootstrap then reuses what did not change:
+
+- a figure whose S is the previous one (a memoised figure) or equal to it keeps its B (exactly);
 - a figure whose S changed only in some items' rows, same shape: B += W[:, rows] @ dS[rows]
   (the touched items only; integer sums exactly, float sums up to rounding);
-- figures are paired with the old build's by registration order; where a section registers
-  per-rater figures in the order raters first appear in the rows, figure k may be another
-  rater's now: dS is then larger (more rows in the update), never wrong;
+- figures are paired with the old build's by registration order (each section registers in
+  the order of the raters shown, so a figure keeps its position unless raters are added);
 - a new figure (a new rater, a new rater pair), one whose width changed, or every figure when
   the item set grew: W @ S in full. METRICS.md's bootstrap resamples n items with replacement,
-  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W, and
-  the product is redone (as a full build would), only the S of unchanged figures are not.
+  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W, the
+  product is redone (as a full build would) and no memoised figure is reused (their sums have
+  n rows).
 
-Not absorbed, recomputed on the union table (their state is global, or cheaper to recompute
-than to keep): every section's own code (verdict combination, gold, merges, group-bys). The
-Bradley-Terry fits (whose bootstrap resamples comparisons) and the style-controlled fits
-(logistic regressions over all comparisons) are global too: they are refitted when their
-group's comparisons changed and reused when not (reports.metrics.memo: new ratings only, or one
-judge's run, leave the other groups' fits as they were). So an absorb costs the section code
-plus a fraction of the product; bench/reports.py prints it beside a rebuild.
+What an absorb costs therefore depends on what arrived: one judge's run on items others had
+annotated reuses every other rater's figures; rows spread over every rater (bench/reports.py's
+random rows touch a third of the items and all raters) reuse only the unchanged items' part of
+the product; new items cost a full build. bench/reports.py prints the three beside a rebuild.
 
 reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
 above the last seen when nothing else changed; an evicted or oversized state means a full

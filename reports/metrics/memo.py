@@ -1,11 +1,14 @@
-"""Reuse of a global fit whose input did not change, while reports.incremental updates a report.
+"""Reuse of a computation whose input did not change, while reports.incremental updates a report.
 
-The Bradley-Terry fits (their bootstrap resamples comparisons, not items) and the
-style-controlled fits (logistic regressions over every comparison of a rater group) have no
-per-item state to absorb. But a fit is a pure function of its input frame: when new rows leave a
-group's comparisons as they were (new ratings only; one judge's run leaves the humans' and the
-other judges' boards alone) the previous fit is the fit. Outside an incremental update (no memo
-active) a memoised function is called as it always is.
+A memoised function is a pure function of its arguments: when new rows leave its input as it
+was, the previous result is the result. The global fits (Bradley-Terry, whose bootstrap
+resamples comparisons; the style-controlled logistic regressions over a group's comparisons)
+and every per-rater figure are memoised; each per-rater figure is keyed on that rater's own
+columns only (by_rater), so one judge's new run leaves the other raters' figures, fits and
+boards as they were. A figure registered with the report's Resampler is reused by registering
+the same estimate again (Resampler.register): its per-item sums are then the previous build's
+object, so reports.incremental keeps its resampled sums, and its samples are not recomputed.
+Outside an incremental update (no memo active) a memoised function is called as it always is.
 """
 
 from __future__ import annotations
