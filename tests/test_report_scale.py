@@ -175,3 +175,24 @@ def test_column_wise_reader_gives_the_same_report_as_the_tuple_reader(project, m
     b = tuple_table.sort_values(key).reset_index(drop=True)
     for col in selectors.COLUMNS:
         assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+
+
+def test_integer_rows_is_the_row_by_row_check(monkeypatch):
+    """bootstrap._integer_rows gives, per row, what checking the row alone gives (all entries
+    integers, absolute sum within the float32 bound), across segment boundaries too."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for _ in range(300):
+        k = int(rng.integers(0, 12))
+        kind = rng.integers(0, 3)
+        values = rng.integers(-5, 6, k).astype(float) if kind == 0 else rng.random(k) * 3 if kind == 1 else \
+            np.full(k, float(2**19 // max(k, 1) + 1))  # fmt: skip
+        rows.append(values)
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    data = np.concatenate(rows) if rows else np.zeros(0)
+    want = [bool(np.array_equal(r, np.rint(r))) and np.abs(r).sum() * bootstrap._WEIGHT_BOUND < bootstrap._F32_EXACT
+            for r in rows]  # fmt: skip
+    monkeypatch.setattr(bootstrap, "_ROWS_AT_ONCE", 7)  # many segments
+    assert bootstrap._integer_rows(data, indptr).tolist() == want
+    monkeypatch.setattr(bootstrap, "_ROWS_AT_ONCE", 1 << 22)
+    assert bootstrap._integer_rows(data, indptr).tolist() == want
