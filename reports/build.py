@@ -37,6 +37,7 @@ from annotate.verdicts import (
 
 from .cards import CardInputs, evaluators_section, judge_cards_section, style_section
 from .metrics.agreement import (
+    Level,
     cohen_kappa_from_confusion,
     coincidences_per_unit,
     fleiss_from_sums,
@@ -700,11 +701,12 @@ def _alphas(df: pd.DataFrame, boot: Resampler) -> dict[str, Estimate | None]:
     nz_u, nz_c = np.nonzero(co)
     per_unit = per_unit_sums(unit_item[pairable][nz_u], nz_c, co[nz_u, nz_c], n_units=boot.n_units, width=v * v)
     # Statistics as module-level partials, not lambdas: a kept state (reports.cache) is pickled.
+    levels: tuple[Level, ...] = ("nominal", "ordinal", "interval")
     return {level: boot.estimate(per_unit, functools.partial(_alpha, domain=domain, level=level), n=int(pairable.sum()))
-            for level in ("nominal", "ordinal", "interval")}  # fmt: skip
+            for level in levels}  # fmt: skip
 
 
-def _alpha(s: np.ndarray, *, domain: np.ndarray, level: str) -> np.ndarray:
+def _alpha(s: np.ndarray, *, domain: np.ndarray, level: Level) -> np.ndarray:
     v = len(domain)
     return krippendorff_from_coincidences(s.reshape(*s.shape[:-1], v, v), domain, level)
 
