@@ -19,7 +19,8 @@ and reviewers' decisions are reloaded whole (they are not annotation rows). Anyt
 edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist added) is a full
 rebuild, and so is a state whose last full build is older than TIMEOUT_SECONDS (item and
 response edits are not in the fingerprint). A state larger than settings.CONCORDANCE["REPORT_STATE_MAX_MB"] (512 MB by default; 278 MB at 1M annotations:
-it lives in the process that built the report) is not kept,
+it lives in the process that built the report) is not kept (one that could not fit, by its
+annotation count, is not even built: the plain report is, without the state's sums and memo),
 and an evicted or expired one (LocMem keeps 300 entries per process, least recently used first
 out) means the next change is a full rebuild; the report says which it was
 (details.incremental). LocMem pickles what it keeps: a 1M-annotation state costs about
@@ -43,8 +44,8 @@ from django.db.models import Count, Max
 
 from annotate.models import Adjudication, ChecklistQuestion, Preference, Project, Rater, Rating, Standing
 
-from .build import finish_report, report_inputs, report_options, table_filters
-from .incremental import ReportState, absorb, build_state
+from .build import finish_report, report_from_table, report_inputs, report_options, table_filters
+from .incremental import ReportState, absorb, build_state, worth_keeping
 from .selectors import ReportFilters, annotations_table
 
 CACHE_ALIAS = "default"
@@ -185,12 +186,19 @@ def _updated_report(project: Project, filters: ReportFilters, options: dict[str,
             inputs, adjudicated = report_inputs(project, opts)
             state = absorb(old_state, new_rows, inputs=inputs, adjudicated=adjudicated)
             state.report = _stamped(state.report, state, old_state)
+    max_bytes = settings.CONCORDANCE["REPORT_STATE_MAX_MB"] * 2**20
     if state is None:
         table = annotations_table(project, table_filters(filters), apply_rater_group=False)
         inputs, adjudicated = report_inputs(project, opts)
+        if not worth_keeping(len(table), max_bytes):
+            # Too large to keep: the plain build, without the state's sums and memo beside it.
+            cache.delete(skey)
+            report = report_from_table(table, opts, inputs, adjudicated=adjudicated)
+            report["details"]["incremental"] = None
+            return finish_report(project, report, opts)
         state = build_state(table, opts, inputs, adjudicated)
         state.report = _stamped(state.report, state, None)
-    if state_bytes(state) <= settings.CONCORDANCE["REPORT_STATE_MAX_MB"] * 2**20:
+    if state_bytes(state) <= max_bytes:
         cache.set(skey, (marks, guard, state), timeout=TIMEOUT_SECONDS)
     else:
         cache.delete(skey)

@@ -204,3 +204,38 @@ def test_cached_report_absorbs_new_annotations_like_a_rebuild(project, settings)
     assert_same(absorbed, rebuilt)
     assert absorbed["details"]["n_annotations"] == 13 * 4 * 3 + 5 + 1
     caches[CACHE_ALIAS].clear()
+
+
+def test_a_report_too_large_to_keep_is_built_without_a_state(project, settings):
+    """Under a state cap it cannot fit, the cached report is the plain build's (no state, no
+    memo held beside it), and the next change is a full build again, not an absorb."""
+    from django.core.cache import caches
+
+    from annotate.models import Item, Pair, Preference, Rater
+    from reports.build import build_report
+    from reports.cache import CACHE_ALIAS, cached_report, state_cache_key
+    from reports.selectors import ReportFilters
+
+    settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": ROUNDS, "REPORT_STATE_MAX_MB": 0}
+    caches[CACHE_ALIAS].clear()
+    humans = [Rater.objects.create(kind="human", name=f"h{k}") for k in range(3)]
+    for i in range(6):
+        item = Item.objects.create(project=project, external_id=f"i{i}", prompt=f"p{i}")
+        ra = item.responses.create(external_id="a", text="x" * (5 + i), model="alpha")
+        rb = item.responses.create(external_id="b", text="y" * 7, model="beta")
+        pair = Pair.objects.create(item=item, response_a=ra, response_b=rb)
+        for k, r in enumerate(humans):
+            Preference.objects.create(rater=r, rater_kind="human", pair=pair, strength=(i + k) % 7 - 3, shown_order="ab")
+    first = cached_report(project, details=True)
+    assert first["details"]["incremental"] is None
+    assert caches[CACHE_ALIAS].get(state_cache_key(project, ReportFilters(), {"rounds": ROUNDS})) is None
+    late = Rater.objects.create(kind="human", name="h9")
+    Preference.objects.create(rater=late, rater_kind="human", pair=pair, strength=3, shown_order="ba")
+    second = cached_report(project, details=True)
+    assert second["details"]["incremental"] is None  # built in full again
+    rebuilt = build_report(project, rounds=ROUNDS, details=True)
+    for report in (second, rebuilt):
+        report["details"].pop("computed_at")
+        report["details"].pop("incremental", None)
+    assert_same(second, rebuilt)
+    caches[CACHE_ALIAS].clear()
