@@ -554,3 +554,21 @@ def test_a_table_of_only_too_few_rows_folds_like_an_empty_section(client, resear
     body = _login(client, researcher).get(reverse("reports:page", args=[thin.pk, "consistency"])).content.decode()
     by_strength = body[body.index("By ranking strength") - 200:body.index("By ranking strength")]
     assert '<details class="report-section" >' in by_strength or '<details class="report-section">' in by_strength
+
+
+def test_the_stamp_says_what_an_update_took_in():
+    """An update with new annotations says how many; one that only reloaded judgments or
+    reviewers' decisions (the cards read them; they are not annotation rows) says so, not
+    "0 new annotations absorbed"."""
+    from django.template.loader import render_to_string
+
+    details = {"computed_at": "2026-12-02T21:52:42+00:00", "n_annotations": 424, "n_items": 11, "bootstrap_rounds": 1000}
+    base = {"base_computed_at": "2026-12-02T21:50:00+00:00", "base_annotations": 400}
+    with_rows = render_to_string("reports/_report.html", {"page": "leaderboards", "report": {
+        "details": {**details, "incremental": {**base, "new_annotations": 24}}}})  # fmt: skip
+    assert "updated from 24 new annotations absorbed into the report computed 2026-12-02T21:50:00+00:00 from 400" in with_rows
+    without = render_to_string("reports/_report.html", {"page": "leaderboards", "report": {
+        "details": {**details, "incremental": {**base, "new_annotations": 0}}}})  # fmt: skip
+    assert "no new annotations" in without and "0 new annotation" not in without
+    full = render_to_string("reports/_report.html", {"page": "leaderboards", "report": {"details": {**details, "incremental": None}}})
+    assert "Computed 2026-12-02T21:52:42+00:00 from 424 annotations" in full and "updated" not in full
