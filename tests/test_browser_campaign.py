@@ -42,6 +42,9 @@ def _item(project: Project, ext: str, role: str = "task", gold: int | None = Non
 
 def _login(page, url: str, name: str) -> None:
     page.goto(f"{url}/accounts/login/")
+    # The username field's autofocus, not the load event, is what typing needs: typing straight
+    # after goto raced it under load (the name went nowhere, and the login page came back).
+    page.wait_for_function("() => document.activeElement && document.activeElement.name === 'username'")
     page.keyboard.type(name)
     page.keyboard.press("Tab")
     page.keyboard.type(f"pw-{name}-123")
