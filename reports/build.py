@@ -59,7 +59,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
-from .metrics.memo import by_rater, memoised
+from .metrics.memo import by_rater, memoised, relative_order
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
@@ -718,7 +718,7 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
                    source: str = "majority"):
     judges = [r for r in shown if raters[r]["kind"] == "judge"]
     v_of = by_rater(verdicts, judges, ["pair", "verdict"])
-    results = {j: _memo_score_against_gold(v_of[j], gold, boot) for j in judges}
+    results = {j: score_against_gold(v_of[j], gold, boot) for j in judges}
     results = {j: s for j, s in results.items() if s.n}
 
     def render() -> list[dict]:
@@ -815,8 +815,6 @@ def _consistency(
 POSITION_COLUMNS = ["pair", "item", "strength", "shown_order"]
 SELF_COLUMNS = ["pair", "item", "model_a", "model_b", "verdict"]
 LENGTH_COLUMNS = ["pair", "item", "len_a", "len_b", "verdict"]
-_memo_score_against_gold = memoised(score_against_gold)
-_checklist_effect = memoised(checklist_effect)
 
 
 @memoised
@@ -878,7 +876,7 @@ def _cross_consistency(
     hr = r[r["kind"] == "human"]
     hv = verdicts[verdicts["kind"] == "human"]
     if len(hr) and len(hv):
-        sources["humans"] = _humans_source(hr[["response", "value"]], _relative_order(hv[["pair", "item", "verdict", "order"]]))
+        sources["humans"] = _humans_source(hr[["response", "value"]], relative_order(hv[["pair", "item", "verdict", "order"]]))
     judges = [j for j in shown if raters[j]["kind"] == "judge"]
     r_of = by_rater(r, judges, ["response", "value"])
     v_of = by_rater(verdicts, judges, ["pair", "verdict", "strength"])
@@ -895,12 +893,6 @@ def _cross_consistency(
         if c is not None:
             out.append((x, y, c))
     return out
-
-
-def _relative_order(v: pd.DataFrame) -> pd.DataFrame:
-    """`order` as the rank within v: the same tie-breaks (gold_verdicts reads only which of two
-    annotations came first), and the same values whatever rows of other raters came between."""
-    return v.assign(order=np.argsort(np.argsort(v["order"].to_numpy(), kind="stable"), kind="stable"))
 
 
 @memoised
@@ -1143,7 +1135,7 @@ def _checklists(verdicts: pd.DataFrame, raters: dict, has_checklist: np.ndarray,
     columns = ["rater", "pair", "item", "verdict"]
     # Two humans' agreement reads the humans' verdicts only: a judge's new run leaves it as it was.
     humans = verdicts.loc[(verdicts["kind"] == "human").to_numpy(), columns]
-    effects = {c: _checklist_effect(humans if c == "human_human" else verdicts[columns], kinds, has_checklist, boot, c)
+    effects = {c: checklist_effect(humans if c == "human_human" else verdicts[columns], kinds, has_checklist, boot, c)
                for c in COMPARISONS}  # fmt: skip
 
     def render() -> dict:

@@ -29,7 +29,7 @@ from .metrics.judge_card import (
 )
 from .metrics.judges import length_bias, position_both_orders, self_preference
 from .metrics.leaderboard import comparisons, kendall_tau_between
-from .metrics.memo import by_rater, memoised
+from .metrics.memo import by_rater, memoised, relative_order
 from .metrics.style import length_controlled_win_rates, style_controlled_bt
 
 # The keys of report["judge_cards"] rows whose value is a rate with a `<key>_ci` beside it.
@@ -216,7 +216,7 @@ def _human_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The humans' combined verdicts as human_reference reads them, `order` as the rank among
     them: the same tie-breaks in their gold, whatever other raters' rows came between."""
     h = verdicts.loc[(verdicts["kind"] == "human").to_numpy(), ["rater", "kind", "pair", "item", "verdict", "order"]]
-    return h.assign(order=np.argsort(np.argsort(h["order"].to_numpy(), kind="stable"), kind="stable"))
+    return relative_order(h)
 
 
 def style_section(

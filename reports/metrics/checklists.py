@@ -22,6 +22,7 @@ import pandas as pd
 
 from .agreement import cohen_kappa_from_confusion, percent_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums
+from .memo import memoised
 
 COMPARISONS = ("human_human", "judge_human")
 
@@ -92,6 +93,7 @@ def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> 
     return pd.DataFrame({"item": item[a], "va": verdict[a], "vb": verdict[b]})
 
 
+@memoised
 def checklist_effect(
     verdicts: pd.DataFrame, kinds: dict[str, str], has_checklist: np.ndarray, boot: Resampler, comparison: str,
 ) -> ChecklistEffect:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import Estimate, Resampler, per_unit_sums
+from .memo import memoised
 from .verdicts import TIE
 
 SCORES = ("accuracy", "accuracy_no_ties", "macro_precision", "macro_recall", "macro_f1")
@@ -44,6 +45,7 @@ class GoldScores:
     confusion: np.ndarray  # 3x3, gold in rows
 
 
+@memoised
 def score_against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> GoldScores:
     """verdicts: pair, verdict (one rater); gold: pair, item, gold."""
     m = verdicts[["pair", "verdict"]].merge(gold, on="pair")

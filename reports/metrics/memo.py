@@ -166,3 +166,10 @@ def _split(frame: pd.DataFrame, columns: list[str], only: set[str] | None = None
     return {str(r): sub.iloc[order[bounds[k]:bounds[k + 1]]]
             for k, r in enumerate(labels.cat.categories)
             if bounds[k + 1] > bounds[k] and (only is None or str(r) in only)}  # fmt: skip
+
+
+def relative_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """`order` as the rank within `frame`: the same tie-breaks (gold reads only which of two
+    annotations came first), and the same values, so the same memo key, whatever rows of other
+    raters came between."""
+    return frame.assign(order=np.argsort(np.argsort(frame["order"].to_numpy(), kind="stable"), kind="stable"))
