@@ -27,8 +27,11 @@ Incremental (reports.incremental, --absorb 10000, 0 to skip): 10,000 annotations
 report computed without them, one run, beside a rebuild on the same union table, one run:
 `absorb_annotations`, `absorb_seconds`, `rebuild_seconds`, `absorb_ratio` (and
 `absorb_cpu_ratio`) for rows drawn at random from the table, and the same keys with
-`_new_items` for rows concentrated on the last items (a new batch) and `_one_judge` for one
-judge's rows on the last items (a judge run). Measured up to 2M annotations.
+`_new_items` for rows concentrated on the last items (a new batch every rater annotates),
+`_one_judge` for one judge's rows on the last items (a judge run over items the others had
+annotated), and `_judge_new_items` for one judge's rows on a new batch nobody else has annotated
+yet (a judge run ahead of the humans; the table is then the others' rows without that batch).
+Measured up to 2M annotations.
 """
 
 from __future__ import annotations
@@ -409,10 +412,11 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
 
 def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     """Absorbing k new annotations into a computed report (reports.incremental) beside a full
-    rebuild on the same union table, one run each, in two ways of arriving: k rows drawn at
-    random from the table (the generator's draw: they touch thousands of existing items), and
-    k rows concentrated on new items (the last items' rows, as a new batch), and k rows of one
-    judge on the last items (its run over items the others had annotated already)."""
+    rebuild on the same union table, one run each, in four ways of arriving: k rows drawn at
+    random from the table (the generator's draw: they touch thousands of existing items), k
+    rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
+    on the last items (its run over items the others had annotated already), and the same
+    judge's k rows on a batch only it has judged (the others' rows on those items left out)."""
     from reports.incremental import absorb, build_state
 
     rng = np.random.default_rng(1)
@@ -422,10 +426,14 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     new_items = items >= items.max() + 1 - math.ceil(k / PER_ITEM)
     judge = (table["rater"] == "judge:plain").to_numpy()
     one_judge = judge & (items >= np.sort(items[judge])[-min(k, int(judge.sum()))])
+    # A judge run ahead of the humans: of the batch's items, only that judge's rows exist.
+    ahead = ~(items >= np.sort(items[judge])[-min(k, int(judge.sum()))]) | judge
     out: dict = {}
-    for name, new in (("", random_rows), ("_new_items", new_items), ("_one_judge", one_judge)):
-        old_rows = finish_table(table[~new].reset_index(drop=True))
-        new_rows = finish_table(table[new].reset_index(drop=True))
+    for name, new, rows in (("", random_rows, None), ("_new_items", new_items, None), ("_one_judge", one_judge, None),
+                            ("_judge_new_items", one_judge[ahead], ahead)):  # fmt: skip
+        base = table if rows is None else table[rows].reset_index(drop=True)
+        old_rows = finish_table(base[~new].reset_index(drop=True))
+        new_rows = finish_table(base[new].reset_index(drop=True))
         state = build_state(old_rows, opts)
         t0, c0 = time.perf_counter(), time.process_time()
         state = absorb(state, new_rows)

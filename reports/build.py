@@ -20,7 +20,6 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from django.conf import settings
 from django.utils import timezone
 
@@ -420,47 +419,34 @@ def _kappas(flat: np.ndarray) -> np.ndarray:
 
 def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):
     v = verdicts[verdicts["rater"].isin(shown)]
-    pair_codes, pairs = pd.factorize(v["pair"])
+    # Pairs coded in id order, not in the verdicts' order (which another rater's new rows move):
+    # a kappa block's input is then the same arrays while its raters' verdicts are the same.
+    pair_codes, pairs = pd.factorize(v["pair"], sort=True)
     rater_codes = pd.Categorical(v["rater"], categories=shown).codes.astype(np.int64)
     wide = np.full((len(pairs), len(shown)), -1, dtype=np.int64)
     wide[pair_codes, rater_codes] = v["verdict"].to_numpy()
     pair_item = np.zeros(len(pairs), dtype=np.int64)
     pair_item[pair_codes] = v["item"].to_numpy()
 
-    # Every two raters of the same pair, all at once, not a loop over rater pairs (a project
-    # with many annotators has thousands of rater pairs): with the verdicts sorted by pair and
-    # rater, rows i and i + d of one pair are two of its raters, the smaller code first. Only
-    # those pairs are made (a self-join on the pair made every ordered pair: 2.3x the rows).
+    # Every two raters of the same pair, in blocks by the later rater b (pairs (a, b), a < b in
+    # the order shown): each block is one estimate, memoised on what it counts, so a judge's new
+    # run recomputes the blocks it is in, and leaves every other block (all the humans' pairs
+    # when the judges come after them) as it was.
     verdict = v["verdict"].to_numpy()
     order = np.lexsort((rater_codes, pair_codes))
     p_sorted, r_sorted, v_sorted = pair_codes[order], rater_codes[order], verdict[order]
-    ia_parts, ib_parts = [], []
-    d = 1
-    while d < len(p_sorted):
-        same = np.flatnonzero(p_sorted[d:] == p_sorted[:-d])
-        if not len(same):
-            break
-        ia_parts.append(same)
-        ib_parts.append(same + d)
-        d += 1
-    i_a = np.concatenate(ia_parts) if ia_parts else np.zeros(0, dtype=np.int64)
-    i_b = np.concatenate(ib_parts) if ib_parts else np.zeros(0, dtype=np.int64)
-    distinct = r_sorted[i_a] < r_sorted[i_b]  # one verdict per rater and pair; kept exact if not
-    i_a, i_b = i_a[distinct], i_b[distinct]
-    n_r = len(shown)
-    group = r_sorted[i_a] * n_r + r_sorted[i_b]
-    groups, group_codes, _ = _small_unique(group, n_r * n_r)
-    cells = v_sorted[i_a] * 3 + v_sorted[i_b]
-    width = len(groups) * 9
+    item_sorted = pair_item[p_sorted]
     rows = []
-    if len(groups):
-        per_unit = per_unit_sums(pair_item[p_sorted[i_a]], group_codes * 9 + cells, 1.0,
-                                 n_units=boot.n_units, width=width)  # fmt: skip
-        conf_all = np.bincount(group_codes * 9 + cells, minlength=width).reshape(-1, 9)
-        est = boot.estimate(per_unit, lambda s: _kappas(s.reshape(*s.shape[:-1], -1, 9)), n=len(i_a))
-        for g, code in enumerate(groups):
-            rows.append((shown[code // n_r], shown[code % n_r], _Slice(est, g, int(conf_all[g].sum())),
-                         conf_all[g].reshape(3, 3)))  # fmt: skip
+    for b, (units, a_codes, cells) in enumerate(_earlier_partners(p_sorted, r_sorted, v_sorted, item_sorted, len(shown))):
+        if not len(units):
+            continue
+        block = _kappa_block(units, a_codes, cells, boot)
+        for g, a in enumerate(block.raters):
+            rows.append((shown[a], shown[b], _Slice(block.estimate, g, int(block.confusion[g].sum())),
+                         block.confusion[g].reshape(3, 3)))  # fmt: skip
+    # In the order of the rater pairs, (a, b) by a then b, as the batched matrix listed them.
+    position = {r: k for k, r in enumerate(shown)}
+    rows.sort(key=lambda row: (position[row[0]], position[row[1]]))
 
     # Fleiss' kappa over the human pool, on pairs with at least two human verdicts.
     humans = [k for k, r in enumerate(shown) if raters[r]["kind"] == "human"]
@@ -539,6 +525,59 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     return _Section(render, details)
 
 
+def _earlier_partners(
+    p_sorted: np.ndarray, r_sorted: np.ndarray, v_sorted: np.ndarray, item_sorted: np.ndarray, n_r: int,
+    levels: int = 3,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per rater b (codes 0..n_r-1), every label of b beside each earlier rater's label of the same
+    unit (a pair's verdicts, a response's scores: codes 0..levels-1): (item, rater a, cell =
+    label_a * levels + label_b), in the order of b's labels, then of a. Labels sorted by unit,
+    then rater: the earlier raters of position i are the positions from its unit's first one up
+    to i. A rater's duplicate label of a unit is not paired with itself."""
+    starts = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(p_sorted)]))  # each position's pair's first
+    by_rater = np.argsort(r_sorted, kind="stable")
+    bounds = np.searchsorted(r_sorted[by_rater], np.arange(n_r + 1))
+    for b in range(n_r):
+        mine = by_rater[bounds[b]:bounds[b + 1]]
+        count = mine - first[mine]
+        total = int(count.sum())
+        if not total:
+            yield np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+            continue
+        at = np.repeat(mine, count)
+        # Partner k of position i: first[i] + k, k = 0..count[i]-1.
+        partner = np.repeat(first[mine] - np.cumsum(np.r_[0, count[:-1]]), count) + np.arange(total)
+        keep = r_sorted[partner] < b
+        at, partner = at[keep], partner[keep]
+        yield item_sorted[at], r_sorted[partner].astype(np.int64), v_sorted[partner] * levels + v_sorted[at]
+
+
+@dataclass
+class _KappaBlock:
+    raters: np.ndarray  # the earlier raters a of the block's pairs (a, b), ascending
+    confusion: np.ndarray  # per rater a, its 9 cells over every pair both judged
+    estimate: Estimate
+
+
+@memoised
+def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot: Resampler) -> _KappaBlock:
+    """Percent agreement and Cohen's kappas of one later rater with each earlier one: one batched
+    estimate over the 9 confusion cells of every rater pair of the block."""
+    raters, group, _ = _small_unique(a_codes, int(a_codes.max()) + 1)
+    column = group * 9 + cells
+    width = len(raters) * 9
+    per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=width)
+    confusion = np.bincount(column, minlength=width).reshape(-1, 9)
+    return _KappaBlock(raters, confusion, boot.estimate(per_unit, _kappas_of_cells, n=len(units)))
+
+
+def _kappas_of_cells(s: np.ndarray) -> np.ndarray:
+    """_kappas of summed cells laid out rater pair by rater pair (9 each). Module level: a kept
+    state (reports.cache) is pickled with its estimates."""
+    return _kappas(s.reshape(*s.shape[:-1], -1, 9))
+
+
 def _small_unique(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """np.unique(values, return_inverse=True, return_counts=True) for codes in [0, size) with
     size small (rater pairs, contingency cells): one bincount instead of sorting millions."""
@@ -547,59 +586,6 @@ def _small_unique(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray
     remap = np.zeros(size, dtype=np.int64)
     remap[present] = np.arange(len(present))
     return present, remap[values], counts[present]
-
-
-def _rater_pair_cells(
-    resp: np.ndarray, rater: np.ndarray, vcode: np.ndarray, item: np.ndarray, n_r: int, v: int, n_units: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csc_matrix] | None:
-    """Every two raters of a response, for _score_correlations (rows sorted by response, then
-    rater; one score per rater and response): the rater groups present (a * n_r + b) and their
-    sizes, the observed cells (group code * v * v + score code a * v + score code b), and the
-    per-item counts of each cell. None when no response has two raters.
-
-    Rows i and i + d of the same response are two of its raters (rater i's code the smaller).
-    Distance by distance, in compact pieces: at 10M annotations an attribute has 11M rater pairs,
-    and whole int64 index arrays of them and their products held 1.3 GB at once. The groups,
-    cells and triplets (in the same order) are those the whole arrays gave."""
-    firsts: list[np.ndarray] = []  # per distance d: the rows i whose row i + d is the same response
-    group_counts = np.zeros(n_r * n_r, dtype=np.int64)
-    d = 1
-    while d < len(resp):
-        same = np.flatnonzero(resp[d:] == resp[:-d])
-        if not len(same):
-            break
-        group_counts += np.bincount(rater[same] * n_r + rater[same + d], minlength=n_r * n_r)
-        firsts.append(same.astype(_index_dtype(len(resp))))
-        d += 1
-    if not firsts:
-        return None
-    groups = np.flatnonzero(group_counts)
-    sizes = group_counts[groups]
-    group_code = np.zeros(n_r * n_r, dtype=np.int64)
-    group_code[groups] = np.arange(len(groups))
-    n_cells = len(groups) * v * v
-
-    def cells_at(d: int, same: np.ndarray) -> np.ndarray:
-        return group_code[rater[same] * n_r + rater[same + d]] * (v * v) + vcode[same] * v + vcode[same + d]
-
-    # Only observed cells become bootstrap columns (a wide scale would make V*V mostly empty).
-    cell_counts = np.zeros(n_cells, dtype=np.int64)
-    for d, same in enumerate(firsts, start=1):
-        cell_counts += np.bincount(cells_at(d, same), minlength=n_cells)
-    cells = np.flatnonzero(cell_counts)
-    cell_code: np.ndarray = np.zeros(n_cells, dtype=_index_dtype(len(cells)))
-    cell_code[cells] = np.arange(len(cells))
-    n_pairs = int(sizes.sum())
-    units: np.ndarray = np.empty(n_pairs, dtype=_index_dtype(n_units))
-    columns = np.empty(n_pairs, dtype=cell_code.dtype)
-    lo = 0
-    for d, same in enumerate(firsts, start=1):
-        units[lo:lo + len(same)] = item[same]
-        columns[lo:lo + len(same)] = cell_code[cells_at(d, same)]
-        lo += len(same)
-    firsts.clear()
-    # Item by item (CSC), the form the bootstrap's product takes it in: no CSR copy to convert.
-    return groups, sizes, cells, per_unit_sums(units, columns, 1.0, n_units=n_units, width=len(cells), by_item=True)
 
 
 def _index_dtype(n: int) -> type:
@@ -617,21 +603,25 @@ def _score_correlations(
 ) -> list[tuple[str, str, str, _Slice]]:
     """Spearman's rho and Kendall's tau-b between every two raters shown, per attribute, over the
     responses both rated. Each rater pair's figure is a function of its contingency table of
-    scores (agreement.rank_correlations_from_table), so all pairs of an attribute are one batched
-    estimate on the shared bootstrap, like the kappas. Pairs with fewer than two common responses
-    are left out (no correlation is defined)."""
+    scores (agreement.rank_correlations_from_table), so the pairs of one later rater are one
+    batched estimate on the shared bootstrap, memoised like the kappas' blocks. Pairs with fewer
+    than two common responses are left out (no correlation is defined)."""
     out: list[tuple[str, str, str, _Slice]] = []
     rater_codes = pd.Categorical(ratings["rater"], categories=shown).codes
     kept = np.flatnonzero(rater_codes >= 0)
     if not len(kept):
         return out
     n_r = len(shown)
-    attr_codes, attributes = pd.factorize(ratings["attribute"].to_numpy()[kept])
+    # The attributes in the order they first appear, from the categorical's integer codes.
+    labels = ratings["attribute"].astype("category")
+    attr_codes, present = pd.factorize(labels.cat.codes.to_numpy()[kept])
+    attributes = labels.cat.categories[present]
+    responses, values, items = (ratings[c].to_numpy() for c in ("response", "value", "item"))
     for a_code, attribute in enumerate(attributes):
         # One attribute's rows at a time, not every column of every kept row at once (230 MB at 10M).
         sel = kept[attr_codes == a_code]
-        resp, value = ratings["response"].to_numpy()[sel], ratings["value"].to_numpy()[sel]
-        rater, item = rater_codes[sel].astype(np.int64), ratings["item"].to_numpy()[sel]
+        resp, value = responses[sel], values[sel]
+        rater, item = rater_codes[sel].astype(np.int64), items[sel]
         # Sorted by response then rater; one score per rater and response (of duplicates, the last row).
         order = np.lexsort((rater, resp))
         resp, rater, value, item = resp[order], rater[order], value[order], item[order]
@@ -640,24 +630,46 @@ def _score_correlations(
         resp, rater, value, item = resp[last], rater[last], value[last], item[last]
         domain, vcode = np.unique(value, return_inverse=True)
         v = len(domain)
-        found = _rater_pair_cells(resp, rater, vcode, item, n_r, v, boot.n_units)
-        if found is None:
-            continue
-        groups, sizes, cells, per_unit = found
-        n_groups, n_pairs = len(groups), int(sizes.sum())
-
-        def statistic(s: np.ndarray, cells=cells, n_groups=n_groups, v=v) -> np.ndarray:
-            table = np.zeros((*s.shape[:-1], n_groups * v * v))
-            table[..., cells] = s
-            return rank_correlations_from_table(table.reshape(*s.shape[:-1], n_groups, v, v))
-
-        est = boot.estimate(per_unit, statistic, n=n_pairs)
-        # Gone before the next attribute's are made (each is 30-90 MB at 10M annotations).
-        del per_unit, resp, rater, value, item, order, last, vcode
-        for g, code in enumerate(groups):
-            if sizes[g] >= 2:
-                out.append((shown[code // n_r], shown[code % n_r], str(attribute), _Slice(est, g, int(sizes[g]))))
+        blocks = _earlier_partners(resp, rater, vcode, item, n_r, levels=v)
+        found = []
+        for b, (units, a_codes, cells) in enumerate(blocks):
+            if len(units):
+                block = _correlation_block(units, a_codes, cells, v, boot)
+                found += [(shown[a], shown[b], str(attribute), _Slice(block.estimate, g, int(size)))
+                          for g, (a, size) in enumerate(zip(block.raters, block.sizes, strict=True)) if size >= 2]  # fmt: skip
+        del resp, rater, value, item, order, last, vcode
+        # In the order of the rater pairs, (a, b) by a then b.
+        position = {r: k for k, r in enumerate(shown)}
+        out += sorted(found, key=lambda row: (position[row[0]], position[row[1]]))
     return out
+
+
+@dataclass
+class _CorrelationBlock:
+    raters: np.ndarray  # the earlier raters a of the block's pairs (a, b), ascending
+    sizes: np.ndarray  # responses each pair both scored
+    estimate: Estimate
+
+
+@memoised
+def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, v: int, boot: Resampler) -> _CorrelationBlock:
+    """Rank correlations of one later rater with each earlier one, from the contingency table of
+    their scores (cells a * v + b per rater pair). Only observed cells become bootstrap columns
+    (a wide scale would make v * v mostly empty)."""
+    raters, group, sizes = _small_unique(a_codes, int(a_codes.max()) + 1)
+    code = group * (v * v) + cells
+    observed, column, _ = _small_unique(code, len(raters) * v * v)
+    per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=len(observed), by_item=True)
+    statistic = functools.partial(_correlations_of_cells, cells=observed, n_groups=len(raters), v=v)
+    return _CorrelationBlock(raters, sizes, boot.estimate(per_unit, statistic, n=len(units)))
+
+
+def _correlations_of_cells(s: np.ndarray, *, cells: np.ndarray, n_groups: int, v: int) -> np.ndarray:
+    """Spearman's rho and Kendall's tau-b per rater pair from the summed observed cells (module
+    level, with functools.partial: a kept state is pickled with its estimates)."""
+    table = np.zeros((*s.shape[:-1], n_groups * v * v))
+    table[..., cells] = s
+    return rank_correlations_from_table(table.reshape(*s.shape[:-1], n_groups, v, v))
 
 
 def _krippendorff(
@@ -758,6 +770,12 @@ def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
     return prefs.drop_duplicates("pair")[["pair", "item", "response_a", "response_b"]]
 
 
+def _pairs_of(pairs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table by pair (in its order) for the pairs `rows` are on: what a rater's
+    memoised figure reads of it, so pairs only others judged (a new batch) leave its key alone."""
+    return pairs[pairs["pair"].isin(rows["pair"]).to_numpy()]
+
+
 def _consistency(
     verdicts: pd.DataFrame,
     ratings: pd.DataFrame,
@@ -779,7 +797,7 @@ def _consistency(
         joined_of: dict[str, pd.DataFrame] = {}
         for rater in shown:
             if len(v_of[rater]) and len(r_of[rater]):
-                c, joined = _rater_consistency(v_of[rater], r_of[rater], pairs, boot)
+                c, joined = _rater_consistency(v_of[rater], r_of[rater], _pairs_of(pairs, v_of[rater]), boot)
                 if c is not None:
                     rows.append((rater, c))
                     joined_of[rater] = joined
@@ -889,7 +907,7 @@ def _cross_consistency(
         _, ranked = sources[y]
         if scores.empty or ranked.empty:
             continue
-        c = _cross_one(pairs, scores, ranked, boot)
+        c = _cross_one(_pairs_of(pairs, ranked), scores, ranked, boot)
         if c is not None:
             out.append((x, y, c))
     return out

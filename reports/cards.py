@@ -237,7 +237,8 @@ def style_section(
         if responses is None:
             continue
         v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["pair", "model_a", "model_b", "verdict", "len_a", "len_b"]]
-        board = _style_boards(v, responses, styles)
+        # The group's pairs only: a batch only other raters judged leaves its key alone.
+        board = _style_boards(v, responses[responses["pair"].isin(v["pair"]).to_numpy()], styles)
         if board is not None:
             boards[name] = board
 

@@ -23,8 +23,13 @@ previous build's memo active, so what did not change is not computed again:
   rater's own columns (memo.by_rater): a rater with no new rows, against an unchanged gold,
   is not recomputed; its estimates are registered again as they were, with their samples;
 - the Bradley-Terry and style-controlled fits are memoised on their group's comparisons;
-- the rest (verdict combination and gold over the whole table, the rater-pair agreement
-  matrices, score correlations, panels, the judge-human checklist effect) runs again.
+- the rater-pair kappas and score correlations in blocks by the later rater of each pair (the
+  pairs (a, b) of one b): a judge's new rows recompute the blocks it is in, not the humans';
+- a rater's figures read the pair table on its own pairs only, so a batch of new items only
+  other raters annotated (gold left as it was) leaves them alone: their sums are reused,
+  widened by the new items' empty rows (memo._widened);
+- the rest (verdict combination and gold over the whole table, Fleiss' kappa, panels, the
+  judge-human checklist effect) runs again.
 
 The bootstrap then reuses what did not change:
 
@@ -35,14 +40,16 @@ The bootstrap then reuses what did not change:
   the order of the raters shown, so a figure keeps its position unless raters are added);
 - a new figure (a new rater, a new rater pair), one whose width changed, or every figure when
   the item set grew: W @ S in full. METRICS.md's bootstrap resamples n items with replacement,
-  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W, the
-  product is redone (as a full build would) and no memoised figure is reused (their sums have
-  n rows).
+  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W and
+  the product is redone (as a full build would). The figures of raters with no rows on the new
+  items are still not computed again (above); only their resample is.
 
 What an absorb costs therefore depends on what arrived: one judge's run on items others had
 annotated reuses every other rater's figures; rows spread over every rater (bench/reports.py's
 random rows touch a third of the items and all raters) reuse only the unchanged items' part of
-the product; new items cost a full build. bench/reports.py prints the three beside a rebuild.
+the product; new items cost the product in full, and the section code of every rater with rows
+on them (all of it when every rater annotated the batch). bench/reports.py prints four cases
+beside a rebuild.
 
 reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
 above the last seen when nothing else changed; an evicted or oversized state means a full

@@ -105,6 +105,32 @@ def test_one_judges_run_reuses_the_other_raters_figures(table):
     assert after.stats["reused"] > after.stats["updated"] + after.stats["resampled"] and after.stats["updated"] > 0
 
 
+def test_a_judges_run_on_a_new_batch_reuses_the_other_raters_figures_widened(table):
+    """A judge's run over items nobody had annotated yet (a new batch, after the old items):
+    the bootstrap is drawn again over the larger item set, but every other rater's memoised
+    figures are reused with their sums widened by the new, empty items, and the report is the
+    rebuild's."""
+    judge = (table["rater"] == "judge:plain").to_numpy()
+    items = table["item"].to_numpy()
+    batch = items >= 34
+    union = table[~batch | judge].reset_index(drop=True)
+    new = (union["rater"] == "judge:plain").to_numpy() & (union["item"].to_numpy() >= 34)
+    old, arrived = _split(union, new)
+    state = incremental.build_state(old, OPTS)
+    after = incremental.absorb(state, arrived)
+    assert_same(after.report, report_from_table(finish_table(pd.concat([old, arrived], ignore_index=True)), OPTS))
+    assert after.report["details"]["n_items"] > state.report["details"]["n_items"]
+    assert after.stats["resampled"] == after.stats["figures"]  # a new draw: every figure resampled
+    assert after.stats["fits_reused"] > after.stats["fits_computed"] > 0
+    # The reused figures' sums are the previous ones, taller by the new items, which are empty.
+    assert state.boot is not None and after.boot is not None
+    widened = [s for s in after.boot.sums
+               if any(s.nnz == o.nnz and np.shares_memory(s.data, o.data) for o in state.boot.sums)]  # fmt: skip
+    assert len(widened) > len(after.boot.sums) / 2
+    assert all(s.shape[0] == after.boot.n_units > state.boot.n_units for s in widened)
+    assert all(s.tocsr()[state.boot.n_units:].nnz == 0 for s in widened)
+
+
 def test_a_chain_of_absorbs_equals_a_rebuild(table):
     """Memoised figures reused across several updates, each from the one before: after the
     third, still the rebuild's report (a reused figure from two updates back included)."""

@@ -1,7 +1,7 @@
 """reports.metrics.memo: what an incremental update reuses, and how.
 
 A memoised computation is reused only for equal inputs (frames by their rows' values, the
-Resampler by its item set, rounds and seed), and a reuse registers the very estimates it made
+Resampler by its rounds and seed; over more items, the new ones after the old, its sums widened), and a reuse registers the very estimates it made
 before, in the same order, so the shared bootstrap treats them as the previous build's figures.
 memo.by_rater is the split every per-rater figure is keyed on."""
 
@@ -50,18 +50,42 @@ def test_a_reuse_registers_the_same_estimates_again():
     assert again.kept == [] and again._width == 2  # registered: it has its columns in the product
 
 
-def test_other_rows_or_another_item_set_are_computed_afresh():
+def test_other_rows_another_seed_or_fewer_items_are_computed_afresh():
     CALLS.clear()
     first = memo.Memo()
     with memo.active(first):
         _share(_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=20, seed=1))
     for rows, boot in ((_rows([1, 0, 1, 0]), Resampler(n_units=3, rounds=20, seed=1)),
-                       (_rows([1, 0, 1, 1]), Resampler(n_units=4, rounds=20, seed=1)),
-                       (_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=20, seed=2))):  # fmt: skip
+                       (_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=30, seed=1)),
+                       (_rows([1, 0, 1, 1]), Resampler(n_units=3, rounds=20, seed=2)),
+                       # Sums over 3 items cannot stand for 2: computed again, not cut.
+                       (_rows([1, 0, 1, 1]).assign(item=[0, 1, 0, 1]), Resampler(n_units=2, rounds=20, seed=1))):  # fmt: skip
         with memo.active(memo.Memo(first.kept)) as again:
             _share(rows, boot)
         assert again.hits == 0 and again.misses == 1
-    assert CALLS == [4, 4, 4, 4]
+    assert CALLS == [4, 4, 4, 4, 4]
+
+
+def test_items_added_after_the_old_ones_reuse_the_figure_with_its_sums_widened():
+    """New rows append items after the old ones (codes in id order), so a computation whose
+    rows did not change is the same figure over more items, none of the new ones its."""
+    CALLS.clear()
+    first = memo.Memo()
+    old = Resampler(n_units=3, rounds=20, seed=1)
+    with memo.active(first):
+        made = _share(_rows([1, 0, 1, 1]), old)
+    for kind in (sp.csr_matrix, sp.csc_matrix):
+        wider = Resampler(n_units=5, rounds=20, seed=1)
+        wider.keep_sums = True
+        kept = {key: (result, [(est, kind(s)) for est, s in registered]) for key, (result, registered) in first.kept.items()}
+        with memo.active(memo.Memo(kept)) as again:
+            reused = _share(_rows([1, 0, 1, 1]), wider)
+        assert again.hits == 1 and CALLS == [4] and reused is made
+        (sums,) = wider.kept
+        assert sums.shape == (5, 2) and isinstance(sums, kind)
+        dense = sums.toarray()
+        assert dense[3:].sum() == 0 and dense[:3].tolist() == [[2, 2], [0, 1], [1, 1]]
+        assert wider._estimates == [made["estimate"]]
 
 
 def test_nested_computations_record_into_every_open_recording():

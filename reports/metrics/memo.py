@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .bootstrap import Resampler
 
@@ -81,9 +82,10 @@ def _feed(memo: Memo, h: Any, value: Any) -> None:
         h.update(repr((value.dtype.str, value.shape)).encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, Resampler):
-        # What the figures' per-item sums are shaped by and drawn with, not the object: a
-        # computation registered under another item set is not reused.
-        h.update(repr(("resampler", value.n_units, value.rounds, value.seed)).encode())
+        # What the figures are drawn with, not the object. Not the item count: new rows append
+        # items after the old ones (their codes do not move), so a computation whose inputs did
+        # not change has the same per-item sums, with the new items' rows empty (_widened).
+        h.update(repr(("resampler", value.rounds, value.seed)).encode())
     else:
         h.update(repr(value).encode())
     h.update(b"\0")
@@ -109,12 +111,15 @@ def memoised(fn: F) -> F:
             _feed(memo, h, kwargs[name])
         key = h.digest()
         boots = [v for v in (*args, *kwargs.values()) if isinstance(v, Resampler)]
-        if key in memo.kept or key in memo.previous:
-            if key in memo.kept:
-                result, registered = memo.kept[key]
-            else:
-                result, registered = memo.previous[key]
+        known = memo.kept.get(key) or memo.previous.get(key)
+        n_units = min((b.n_units for b in boots), default=0)
+        if known is not None and all(per_unit.shape[0] <= n_units for _, per_unit in known[1]):
+            if key not in memo.kept:
                 memo.hits += 1
+            result, registered = known
+            # Widened to the build's items when new ones came after (the same object otherwise,
+            # so reports.incremental sees the previous sums and keeps their resample).
+            registered = [(est, _widened(per_unit, n_units)) for est, per_unit in registered]
             for boot in boots:
                 for est, per_unit in registered:
                     boot.register(est, per_unit)
@@ -133,6 +138,19 @@ def memoised(fn: F) -> F:
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _widened(per_unit: Any, n_units: int) -> Any:
+    """Per-item sums of n_old items as sums of n_units >= n_old items, the new items' rows
+    empty: the arrays are shared, not copied (CSR gains empty rows, CSC only a taller shape)."""
+    n_old, width = per_unit.shape
+    if n_old == n_units:
+        return per_unit
+    if isinstance(per_unit, sp.csc_matrix):
+        return sp.csc_matrix((per_unit.data, per_unit.indices, per_unit.indptr), shape=(n_units, width))
+    csr = sp.csr_matrix(per_unit)
+    indptr = np.concatenate([csr.indptr, np.full(n_units - n_old, csr.indptr[-1], dtype=csr.indptr.dtype)])
+    return sp.csr_matrix((csr.data, csr.indices, indptr), shape=(n_units, width))
 
 
 def by_rater(frame: pd.DataFrame, raters: list[str], columns: list[str]) -> dict[str, pd.DataFrame]:
