@@ -550,7 +550,9 @@ def _earlier_partners(
         partner = np.repeat(first[mine] - np.cumsum(np.r_[0, count[:-1]]), count) + np.arange(total)
         keep = r_sorted[partner] < b
         at, partner = at[keep], partner[keep]
-        yield item_sorted[at], r_sorted[partner].astype(np.int64), v_sorted[partner] * levels + v_sorted[at]
+        # As small integers: what the blocks' memo keys hash (tens of MB per update at 1M).
+        yield (item_sorted[at].astype(_index_dtype(int(item_sorted.max(initial=0)) + 1)),
+               r_sorted[partner].astype(_index_dtype(n_r)), (v_sorted[partner] * levels + v_sorted[at]).astype(np.int32))
 
 
 @dataclass

@@ -237,7 +237,7 @@ def _resample(
                     new_weights = new_weights.astype(np.uint16)
                 new_weights[start:stop] = w
         if product is not None:
-            full_out[start:stop] = product.times(w)
+            product.times(w, out=full_out[start:stop])
         if d_rows is not None:
             w_touched = w[:, touched].astype(np.float64)
             change = (d_rows @ w_touched.T).T  # (rounds of the chunk, changed columns)
@@ -249,7 +249,10 @@ def _resample(
     for k in full:
         resampled[k] = full_out[:, at:at + widths[k]]
         at += widths[k]
-    out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
+    if len(full) == len(sums):
+        out = full_out  # every figure resampled in full, in order: no copy of the whole block
+    else:
+        out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
     parts = [r for r in resampled if r is not None]
     state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums),
                            resampled=parts, weights=new_weights if keep_weights else None)  # fmt: skip

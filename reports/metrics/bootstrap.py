@@ -168,7 +168,7 @@ class Resampler:
             rng = np.random.default_rng(self.seed)
             out = np.empty((self.rounds, self._width))
             for start, stop in self.chunks():
-                out[start:stop] = product.times(self.weights(stop - start, rng))
+                product.times(self.weights(stop - start, rng), out=out[start:stop])
         for est, same in zip(self._estimates, reused, strict=True):
             assert est.columns is not None
             if same and est.samples is not None:
@@ -257,8 +257,9 @@ class _Product:
         self.expand = np.asarray(self._expand, dtype=np.int64)  # output column k is distinct row expand[k]
         self._seen.clear()
 
-    def times(self, w: np.ndarray) -> np.ndarray:
-        """(rounds, items) weights -> (rounds, width) resampled sums."""
+    def times(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(rounds, items) weights -> (rounds, width) resampled sums, into `out` when given (a
+        block of the report's whole resample: written in place, not copied there)."""
         part = np.empty((w.shape[0], self.n_distinct))
         # C-ordered (items, rounds), so an item range of it is one contiguous block.
         w_t = np.ascontiguousarray(w.T)
@@ -285,7 +286,9 @@ class _Product:
             part[:, self.rows32] = total32.T
         if len(self.rows64):
             part[:, self.rows64] = done[-1].T
-        return part[:, self.expand]
+        if out is None:
+            return part[:, self.expand]
+        return np.take(part, self.expand, axis=1, out=out)
 
 
 _ROWS_AT_ONCE = 1 << 22  # entries checked at once by _integer_rows (32 MB of float64 temporaries)

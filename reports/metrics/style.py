@@ -198,7 +198,15 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     np.add.at(won, (ia, ib), np.where(v == A, 1.0, np.where(v == TIE, 0.5, 0.0)))
     np.add.at(won, (ib, ia), np.where(v == B, 1.0, np.where(v == TIE, 0.5, 0.0)))
     identifiable = mle_exists(won)
-    coef, cov = weighted_logistic(x[rows], y, w)
+    if used:
+        coef, cov = weighted_logistic(x[rows], y, w)
+    else:
+        # Model columns only: a row is one of m * (m - 1) * 2 kinds ((a, b), y), so the fit runs on
+        # the kinds with their weights summed, the same likelihood (its sums in another order)
+        # over a hundred rows instead of every comparison.
+        kind = (ia * m + ib)[rows] * 2 + y.astype(np.int64)
+        kinds, first, which = np.unique(kind, return_index=True, return_inverse=True)
+        coef, cov = weighted_logistic(x[rows][first], (kinds % 2).astype(float), np.bincount(which, weights=w))
     beta = np.concatenate([[0.0], coef[: m - 1]])
     full_cov = np.zeros((m, m))
     full_cov[1:, 1:] = cov[: m - 1, : m - 1]
