@@ -927,6 +927,22 @@ def _humans_source(hr: pd.DataFrame, hv: pd.DataFrame) -> tuple[pd.DataFrame, pd
 @memoised
 def _cross_one(pairs: pd.DataFrame, scores: pd.DataFrame, ranked: pd.DataFrame, boot: Resampler) -> Consistency | None:
     by_pair = pd.Index(ranked["pair"])
+    by_response = pd.Index(scores["response"])
+    if by_pair.is_unique and by_response.is_unique:
+        # The joins below (pairs with the verdicts on pair, then with the scores on each
+        # response), by index lookups, rows in pairs' order: 20 of them per report.
+        at = by_pair.get_indexer(pairs["pair"])
+        ia = by_response.get_indexer(pairs["response_a"].to_numpy())
+        ib = by_response.get_indexer(pairs["response_b"].to_numpy())
+        keep = np.flatnonzero((at >= 0) & (ia >= 0) & (ib >= 0))
+        score = scores["score"].to_numpy()
+        joined = pd.DataFrame({
+            "item": pairs["item"].to_numpy()[keep],
+            "implied": verdict_of(score[ib[keep]] - score[ia[keep]]),
+            "verdict": ranked["verdict"].to_numpy()[at[keep]],
+            "strength": ranked["strength"].to_numpy()[at[keep]],
+        })  # fmt: skip
+        return consistency(joined, boot) if len(joined) else None
     if by_pair.is_unique:
         # The inner join of pairs with the verdicts on pair (rows in pairs' order), by a lookup.
         at = by_pair.get_indexer(pairs["pair"])

@@ -32,10 +32,13 @@ class _PlainProduct:
     def finish(self) -> None:
         self.stats_t = sp.hstack(self.blocks, format="csr").T.tocsr()
 
-    def times(self, w: np.ndarray) -> np.ndarray:
+    def times(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if not hasattr(self, "stats_t"):
             self.finish()
-        return np.asarray(self.stats_t @ w.T).T
+        result = np.asarray(self.stats_t @ w.T).T
+        if out is not None:
+            out[...] = result
+        return result
 
 
 def _blocks(rng: np.random.Generator, n_units: int) -> list[sp.csr_matrix]:

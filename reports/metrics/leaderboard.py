@@ -71,6 +71,20 @@ def mle_exists(wins: np.ndarray) -> bool:
     return n_components == 1
 
 
+def models_compared(comps: pd.DataFrame) -> list[str]:
+    """The models of model_a and model_b, sorted. A categorical column's from its codes: a set of
+    every row's label turned 100k codes into Python strings (once per board and fit)."""
+    names: set[str] = set()
+    for col in ("model_a", "model_b"):
+        column = comps[col]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = np.unique(column.cat.codes.to_numpy())
+            names.update(str(c) for c in column.cat.categories[codes[codes >= 0]])
+        else:
+            names.update(column)
+    return sorted(names)
+
+
 def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:
     """Rows model_a, model_b, verdict of pairs between two different named models."""
     v = verdicts[["model_a", "model_b", "verdict"]]
@@ -82,7 +96,7 @@ def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:
 def bradley_terry(comps: pd.DataFrame, *, rounds: int, seed: int) -> BradleyTerry:
     """comps: model_a, model_b, verdict. Resamples comparisons: drawing n comparisons with
     replacement is a multinomial draw over the distinct (a, b, verdict) cells."""
-    models = sorted(set(comps["model_a"]).union(comps["model_b"]))
+    models = models_compared(comps)
     m = len(models)
     if m < 2 or comps.empty:
         return BradleyTerry(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .leaderboard import ELO_MEAN, ELO_SCALE, mle_exists
+from .leaderboard import ELO_MEAN, ELO_SCALE, mle_exists, models_compared
 from .memo import memoised
 from .verdicts import TIE, A, B
 
@@ -165,7 +165,7 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     """comps: model_a, model_b, verdict, response_a, response_b (one row per comparison);
     styles: response -> the STYLE_FEATURES columns. control=False fits the plain Bradley-Terry
     model the same way (the reference against which style control is read)."""
-    models = sorted(set(comps["model_a"]).union(comps["model_b"]))
+    models = models_compared(comps)
     m = len(models)
     if m < 2 or comps.empty:
         return StyleBoard(models=models, n=len(comps), elo=np.full(m, ELO_MEAN), ci=None)
@@ -237,7 +237,7 @@ def length_controlled_win_rates(comps: pd.DataFrame) -> list[LengthControlled]:
     sd = float(delta.std())
     v = comps["verdict"].to_numpy()
     out = []
-    for model in sorted(set(comps["model_a"]).union(comps["model_b"])):
+    for model in models_compared(comps):
         as_a = (comps["model_a"] == model).to_numpy()
         as_b = (comps["model_b"] == model).to_numpy()
         sel = as_a | as_b
