@@ -318,7 +318,7 @@ CONCORDANCE = {
     # The largest report state (table, per-item sums, resampled sums, memoised figures) a process
     # keeps so a report can absorb new annotations (reports/incremental.py). It lives in the cache
     # of the process that built the report, so the default bounds that memory: a state at 1M
-    # annotations pickles to 278 MB, so up to about 1.8M annotations; larger reports rebuild.
+    # annotations pickles to 292 MB, so up to about 1.75M annotations; larger reports rebuild.
     "REPORT_STATE_MAX_MB": env_int("CONCORDANCE_REPORT_STATE_MAX_MB", 512),
     # Finished export jobs (their files under VAR_DIR/exports/) are removed after this long.
     "EXPORT_KEEP_HOURS": env_int("CONCORDANCE_EXPORT_KEEP_HOURS", 24),

@@ -18,7 +18,7 @@ are the same), only the rows above the last seen ids are loaded and absorbed; ju
 and reviewers' decisions are reloaded whole (they are not annotation rows). Anything else (an
 edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist added) is a full
 rebuild, and so is a state whose last full build is older than TIMEOUT_SECONDS (item and
-response edits are not in the fingerprint). A state larger than settings.CONCORDANCE["REPORT_STATE_MAX_MB"] (512 MB by default; 278 MB at 1M annotations:
+response edits are not in the fingerprint). A state larger than settings.CONCORDANCE["REPORT_STATE_MAX_MB"] (512 MB by default; 292 MB at 1M annotations:
 it lives in the process that built the report) is not kept (one that could not fit, by its
 annotation count, is not even built: the plain report is, without the state's sums and memo),
 and an evicted or expired one (LocMem keeps 300 entries per process, least recently used first
@@ -221,5 +221,5 @@ def _stamped(report: dict, state: ReportState, previous: ReportState | None) -> 
 def state_bytes(state: ReportState) -> int:
     """What the kept state takes in the cache: its pickle's size (LocMem keeps the pickle; the
     table, sums, resampled sums, weights and memoised figures, each shared object once). About
-    0.2 s at 1M annotations (278 MB), measured here."""
+    0.2 s at 1M annotations (292 MB), measured here."""
     return len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
