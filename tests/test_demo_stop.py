@@ -50,6 +50,9 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.mark.parametrize(("how", "sig"), [
     ("demo", signal.SIGTERM), ("demo", signal.SIGINT), ("make", signal.SIGTERM),
+    # Started by a script's background job (`cmd &` without job control), a process inherits
+    # SIGINT ignored, and Python then installs no handler of its own: the demo installs one.
+    ("demo, SIGINT inherited ignored", signal.SIGINT),
 ])
 def test_ending_the_demo_ends_its_worker(tmp_path, how, sig):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
@@ -59,8 +62,10 @@ def test_ending_the_demo_ends_its_worker(tmp_path, how, sig):
         command = ["make", "-s", "-o", ".venv/.installed", "run", f"PY={sys.executable}"]
     else:
         command = [sys.executable, "manage.py", "demo", "--no-server"]
+    ignored = "ignored" in how
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
     seen: list[str] = []
@@ -83,8 +88,8 @@ def test_ending_the_demo_ends_its_worker(tmp_path, how, sig):
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            # Seen once in a full CI run (SIGINT, not reproduced in 13 runs alone or under load):
-            # say what the demo printed and where its threads were, so the next one can be read.
+            # Say what the demo printed and where its threads were (how the inherited-ignored
+            # SIGINT case was found: the demo went on judging with its main thread in waitpid).
             pytest.fail(f"the demo outlived {sig.name} by 60 s; its threads: {_threads_of(proc.pid)}\n"
                         + "".join(seen) + "".join(iter_queue(lines)))
         gone = time.monotonic() + 10

@@ -42,8 +42,11 @@ class Command(BaseCommand):
         self.started = time.monotonic()
         self.lock = threading.Lock()
         # SIGTERM (from `make`, which forwards it, or `kill`) and SIGHUP (a closed terminal) end
-        # the demo the way Ctrl-C does, so the `finally` below stops the worker.
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # the demo the way Ctrl-C does, so the `finally` below stops the worker. SIGINT too:
+        # started in the background by a shell without job control (`cmd &` in a script), a
+        # process inherits SIGINT ignored, and Python then installs no handler of its own, so
+        # `kill -INT` (what Ctrl-C sends) would leave the demo and its worker running.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _interrupt)
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         self.say(f"migrating the database ({settings.DATABASES['default']['NAME']})")
