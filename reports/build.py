@@ -58,7 +58,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
-from .metrics.memo import by_rater, memoised, relative_order
+from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
@@ -619,6 +619,7 @@ def _score_correlations(
     attr_codes, present = pd.factorize(labels.cat.codes.to_numpy()[kept])
     attributes = labels.cat.categories[present]
     responses, values, items = (ratings[c].to_numpy() for c in ("response", "value", "item"))
+    position = {r: k for k, r in enumerate(shown)}
     for a_code, attribute in enumerate(attributes):
         # One attribute's rows at a time, not every column of every kept row at once (230 MB at 10M).
         sel = kept[attr_codes == a_code]
@@ -641,7 +642,6 @@ def _score_correlations(
                           for g, (a, size) in enumerate(zip(block.raters, block.sizes, strict=True)) if size >= 2]  # fmt: skip
         del resp, rater, value, item, order, last, vcode
         # In the order of the rater pairs, (a, b) by a then b.
-        position = {r: k for k, r in enumerate(shown)}
         out += sorted(found, key=lambda row: (position[row[0]], position[row[1]]))
     return out
 
@@ -772,12 +772,6 @@ def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
     return prefs.drop_duplicates("pair")[["pair", "item", "response_a", "response_b"]]
 
 
-def _pairs_of(pairs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a table by pair (in its order) for the pairs `rows` are on: what a rater's
-    memoised figure reads of it, so pairs only others judged (a new batch) leave its key alone."""
-    return pairs[pairs["pair"].isin(rows["pair"]).to_numpy()]
-
-
 def _consistency(
     verdicts: pd.DataFrame,
     ratings: pd.DataFrame,
@@ -799,7 +793,7 @@ def _consistency(
         joined_of: dict[str, pd.DataFrame] = {}
         for rater in shown:
             if len(v_of[rater]) and len(r_of[rater]):
-                c, joined = _rater_consistency(v_of[rater], r_of[rater], _pairs_of(pairs, v_of[rater]), boot)
+                c, joined = _rater_consistency(v_of[rater], r_of[rater], on_pairs_of(pairs, v_of[rater]), boot)
                 if c is not None:
                     rows.append((rater, c))
                     joined_of[rater] = joined
@@ -867,19 +861,27 @@ def _rater_consistency(
     # What the inner joins on pair, response_a and response_b give (rows in v's order), by lookups.
     at = pd.Index(pairs["pair"]).get_indexer(v["pair"])
     has_pair = np.flatnonzero(at >= 0)
-    at = at[has_pair]
-    ia = by_response.get_indexer(pairs["response_a"].to_numpy()[at])
-    ib = by_response.get_indexer(pairs["response_b"].to_numpy()[at])
-    keep = (ia >= 0) & (ib >= 0)
-    value = scores["value"].to_numpy()
-    rows = has_pair[keep]
-    joined = pd.DataFrame({
-        "item": pairs["item"].to_numpy()[at[keep]],
-        "implied": verdict_of(value[ib[keep]] - value[ia[keep]]),
-        "verdict": v["verdict"].to_numpy()[rows],
-        "strength": v["strength"].to_numpy()[rows],
-    })  # fmt: skip
+    joined = _implied_beside(pairs, at[has_pair], v, has_pair, by_response, scores["value"].to_numpy())
     return (consistency(joined, boot) if len(joined) else None), joined
+
+
+def _implied_beside(
+    pairs: pd.DataFrame, pair_rows: np.ndarray, ranked: pd.DataFrame, ranked_rows: np.ndarray,
+    by_response: pd.Index, score: np.ndarray,
+) -> pd.DataFrame:
+    """Rows (item, implied, verdict, strength) for matched rows of the pair table and of the
+    verdicts (pair_rows[k] beside ranked_rows[k]) whose two responses both have a score: the
+    inner joins on response_a and response_b, by lookups in the scores' unique responses."""
+    ia = by_response.get_indexer(pairs["response_a"].to_numpy()[pair_rows])
+    ib = by_response.get_indexer(pairs["response_b"].to_numpy()[pair_rows])
+    keep = (ia >= 0) & (ib >= 0)
+    pair_rows, ranked_rows = pair_rows[keep], ranked_rows[keep]
+    return pd.DataFrame({
+        "item": pairs["item"].to_numpy()[pair_rows],
+        "implied": verdict_of(score[ib[keep]] - score[ia[keep]]),
+        "verdict": ranked["verdict"].to_numpy()[ranked_rows],
+        "strength": ranked["strength"].to_numpy()[ranked_rows],
+    })  # fmt: skip
 
 
 @memoised
@@ -909,7 +911,7 @@ def _cross_consistency(
         _, ranked = sources[y]
         if scores.empty or ranked.empty:
             continue
-        c = _cross_one(_pairs_of(pairs, ranked), scores, ranked, boot)
+        c = _cross_one(on_pairs_of(pairs, ranked), scores, ranked, boot)
         if c is not None:
             out.append((x, y, c))
     return out
@@ -932,16 +934,8 @@ def _cross_one(pairs: pd.DataFrame, scores: pd.DataFrame, ranked: pd.DataFrame, 
         # The joins below (pairs with the verdicts on pair, then with the scores on each
         # response), by index lookups, rows in pairs' order: 20 of them per report.
         at = by_pair.get_indexer(pairs["pair"])
-        ia = by_response.get_indexer(pairs["response_a"].to_numpy())
-        ib = by_response.get_indexer(pairs["response_b"].to_numpy())
-        keep = np.flatnonzero((at >= 0) & (ia >= 0) & (ib >= 0))
-        score = scores["score"].to_numpy()
-        joined = pd.DataFrame({
-            "item": pairs["item"].to_numpy()[keep],
-            "implied": verdict_of(score[ib[keep]] - score[ia[keep]]),
-            "verdict": ranked["verdict"].to_numpy()[at[keep]],
-            "strength": ranked["strength"].to_numpy()[at[keep]],
-        })  # fmt: skip
+        has_verdict = np.flatnonzero(at >= 0)
+        joined = _implied_beside(pairs, has_verdict, ranked, at[has_verdict], by_response, scores["score"].to_numpy())
         return consistency(joined, boot) if len(joined) else None
     if by_pair.is_unique:
         # The inner join of pairs with the verdicts on pair (rows in pairs' order), by a lookup.

@@ -197,3 +197,10 @@ def relative_order(frame: pd.DataFrame) -> pd.DataFrame:
     annotations came first), and the same values, so the same memo key, whatever rows of other
     raters came between."""
     return frame.assign(order=np.argsort(np.argsort(frame["order"].to_numpy(), kind="stable"), kind="stable"))
+
+
+def on_pairs_of(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table by pair (in its order) for the pairs `rows` are on: what a rater's or
+    a group's memoised figure reads of it, so pairs only others judged (a new batch) leave its
+    key alone."""
+    return table[table["pair"].isin(rows["pair"]).to_numpy()]
