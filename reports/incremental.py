@@ -27,7 +27,7 @@ previous build's memo active, so what did not change is not computed again:
   pairs (a, b) of one b): a judge's new rows recompute the blocks it is in, not the humans';
 - a rater's figures read the pair table on its own pairs only, so a batch of new items only
   other raters annotated (gold left as it was) leaves them alone: their sums are reused,
-  widened by the new items' empty rows (memo._widened);
+  widened by the new items' empty rows (memo.widened);
 - the rest (verdict combination and gold over the whole table, Fleiss' kappa, panels, the
   judge-human checklist effect) runs again.
 
@@ -38,18 +38,20 @@ The bootstrap then reuses what did not change:
   (the touched items only; integer sums exactly, float sums up to rounding);
 - figures are paired with the old build's by registration order (each section registers in
   the order of the raters shown, so a figure keeps its position unless raters are added);
-- a new figure (a new rater, a new rater pair), one whose width changed, or every figure when
-  the item set grew: W @ S in full. METRICS.md's bootstrap resamples n items with replacement,
-  so the draw for n + 1 items shares nothing with the draw for n: new items mean a new W and
-  the product is redone (as a full build would). The figures of raters with no rows on the new
-  items are still not computed again (above); only their resample is.
+- new items: the draw for n + k items is the nested draw (bootstrap.nested_weights), which
+  differs from the draw for n only in the new items' columns and a few dozen multiplicities a
+  round (a block count that moved by a draw or two, the partial block's share of its picks):
+  a kept figure's resample follows it, B += dW @ S0 (dW sparse, on the old items) besides its
+  own change W @ dS. Still exactly what a rebuild draws: the draw is a function of the seed,
+  the round and the item count, not of the order the items arrived in;
+- a new figure (a new rater, a new rater pair) or one whose width changed: W @ S in full.
 
 What an absorb costs therefore depends on what arrived: one judge's run on items others had
 annotated reuses every other rater's figures; rows spread over every rater (bench/reports.py's
 random rows touch a third of the items and all raters) reuse only the unchanged items' part of
-the product; new items cost the product in full, and the section code of every rater with rows
-on them (all of it when every rater annotated the batch). bench/reports.py prints four cases
-beside a rebuild.
+the product; new items cost drawing W again (its moves from the previous draw are what the
+kept figures take), and the section code of every rater with rows on them (all of it when
+every rater annotated the batch). bench/reports.py prints four cases beside a rebuild.
 
 reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
 above the last seen when nothing else changed; an evicted or oversized state means a full
@@ -170,36 +172,47 @@ def _run(
 def _resample(
     boot: Resampler, sums: list[sp.csr_matrix], previous: BootstrapState | None, stats: dict[str, int]
 ) -> tuple[BootstrapState, np.ndarray, list[bool]]:
-    """(rounds, total width) resampled sums of every figure, reusing `previous` where its item
-    set, rounds and seed are the build's (else every figure is resampled in full), and per
-    figure whether its resampled sums are the previous ones unchanged."""
-    same_draw = (
+    """(rounds, total width) resampled sums of every figure, reusing `previous` where its rounds
+    and seed are the build's and its items the first of the build's (else every figure is
+    resampled in full), and per figure whether its resampled sums are the previous ones unchanged.
+
+    With new items the draw W is the nested draw for more items (bootstrap.nested_weights), which
+    differs from the previous W0 in the new items' columns and a few dozen multiplicities per
+    round (dW = W - W0 on the old items, sparse), so B = W @ S is B0 + dW @ S0 + W @ (S - S0)."""
+    grown = (
         previous is not None
-        and (previous.n_units, previous.rounds, previous.seed) == (boot.n_units, boot.rounds, boot.seed)
+        and (previous.rounds, previous.seed) == (boot.rounds, boot.seed)
+        and previous.n_units <= boot.n_units
     )
+    same_draw = grown and previous is not None and previous.n_units == boot.n_units
     widths = [s.shape[1] for s in sums]
     resampled: list[np.ndarray | None] = [None] * len(sums)
     reused = [False] * len(sums)
     full: list[int] = []  # figures resampled in full
     delta: list[tuple[int, sp.csr_matrix]] = []  # (figure, dS) for figures changed in some rows
+    redrawn: list[tuple[int, sp.spmatrix]] = []  # (figure, S0): the kept figures, when the draw moved
     for k, s in enumerate(sums):
-        old = previous.sums[k] if same_draw and previous is not None and k < len(previous.sums) else None
-        if old is None or old.shape != s.shape:
+        old = previous.sums[k] if grown and previous is not None and k < len(previous.sums) else None
+        if old is None or old.shape[1] != s.shape[1]:
             full.append(k)
             continue
+        assert previous is not None
         if s is old:  # a memoised figure registered again (reports.metrics.memo): the same sums
-            assert previous is not None
             resampled[k], reused[k] = previous.resampled[k], True
             continue
+        old = memo.widened(old, boot.n_units)
         d = (s - old).tocsr()
         d.eliminate_zeros()
-        if d.nnz == 0:
-            assert previous is not None
-            resampled[k], reused[k] = previous.resampled[k], True
-        else:
+        if not same_draw:
+            redrawn.append((k, previous.sums[k]))
+        if d.nnz:
             delta.append((k, d))
-    stats.update(figures=len(sums), reused=len(sums) - len(full) - len(delta), updated=len(delta),
-                 resampled=len(full))  # fmt: skip
+        if d.nnz or not same_draw:
+            resampled[k] = previous.resampled[k].copy()
+        else:
+            resampled[k], reused[k] = previous.resampled[k], True
+    stats.update(figures=len(sums), reused=sum(reused), updated=len(delta), resampled=len(full),
+                 redrawn=len(redrawn))  # fmt: skip
 
     product = None
     if full:
@@ -211,27 +224,26 @@ def _resample(
         d_all = sp.hstack([d for _, d in delta], format="csr")
         touched = np.flatnonzero(np.diff(d_all.indptr))
         d_rows = d_all[touched].T.tocsr()  # (columns, touched items)
-        for k, _ in delta:
-            assert previous is not None
-            resampled[k] = previous.resampled[k].copy()
     stats["touched_items"] = len(touched)
 
     weights = previous.weights if same_draw and previous is not None else None
+    old_weights = previous.weights if grown and not same_draw and previous is not None else None
+    old_boot = Resampler(n_units=previous.n_units, rounds=boot.rounds, seed=boot.seed) if redrawn and previous else None
     keep_weights = boot.rounds * boot.n_units <= WEIGHTS_MAX_BYTES
-    need_draw = product is not None or d_rows is not None
+    need_draw = product is not None or d_rows is not None or bool(redrawn)
     new_weights = weights
     if weights is None and keep_weights and need_draw:
         new_weights = np.empty((boot.rounds, boot.n_units), dtype=np.uint8)
     full_out = np.empty((boot.rounds, sum(widths[k] for k in full)))
     offsets = np.cumsum([0] + [widths[k] for k, _ in delta])
-    rng = np.random.default_rng(boot.seed)
+    moves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # dW of each chunk on the old items, as COO
     for start, stop in boot.chunks() if need_draw else []:
         if weights is not None:
             # Only the touched items' multiplicities when no figure is resampled in full: a
             # chunk's whole block in float64 is 10 MB at 1M annotations, 20 times over.
             w = weights[start:stop] if product is None else weights[start:stop].astype(np.float64)
         else:
-            w = boot.weights(stop - start, rng)
+            w = boot.weights(start, stop)
             if new_weights is not None:
                 if w.max(initial=0) > np.iinfo(new_weights.dtype).max:
                     new_weights = new_weights.astype(np.uint16)
@@ -245,6 +257,21 @@ def _resample(
                 block = resampled[k]
                 assert block is not None
                 block[start:stop] += change[:, offsets[j]:offsets[j + 1]]
+        if old_boot is not None:
+            w0 = old_weights[start:stop] if old_weights is not None else old_boot.weights(start, stop)
+            rows, cols = np.nonzero(w[:, :old_boot.n_units] != w0)
+            moves.append((rows + start, cols, w[rows, cols] - w0[rows, cols]))
+    if moves and old_boot is not None:
+        # The old figures' resample under the draw's moves: a few dozen multiplicities a round.
+        rows, cols, values = (np.concatenate(part) for part in zip(*moves, strict=True))
+        move = sp.csr_matrix((values.astype(np.float64), (rows, cols)), shape=(boot.rounds, old_boot.n_units))
+        stats["moved_weights"] = int(move.nnz)
+        for k, s0 in redrawn:
+            block = resampled[k]
+            assert block is not None
+            # S0 x items^T read as it is stored (a CSC block's transpose is CSR: no copy of it).
+            moved = (s0.T @ move.T).T if isinstance(s0, sp.csc_matrix) else move @ s0
+            block += moved.toarray()
     at = 0
     for k in full:
         resampled[k] = full_out[:, at:at + widths[k]]

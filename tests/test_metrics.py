@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import krippendorff
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 from scipy import optimize, stats
 from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 
+from reports.metrics import bootstrap
 from reports.metrics.agreement import (
     cohen_kappa,
     coincidences_per_unit,
@@ -136,7 +139,7 @@ def test_rank_correlation_bootstrap_equals_scipy_on_the_resampled_rows():
     per_unit = per_unit_sums(items, a * 5 + b, 1.0, n_units=30, width=25)
     est = boot.estimate(per_unit, lambda s: rank_correlations_from_table(s.reshape(*s.shape[:-1], 5, 5)), n=30)
     boot.run()
-    w = boot.weights(20, np.random.default_rng(2)).astype(int)
+    w = boot.weights(0, 20).astype(int)
     for k in range(20):
         rows = np.repeat(items, w[k])
         assert est.samples[k, 0] == pytest.approx(stats.spearmanr(a[rows], b[rows]).statistic, abs=1e-12)
@@ -164,7 +167,7 @@ def test_fleiss_kappa_bootstrap_equals_fleiss_on_the_resampled_units():
     counts = np.stack([((labels == c) & present).sum(axis=1) for c in range(3)], axis=1)
     est = _fleiss_boot(counts, np.arange(40), n_units=40, rounds=30, seed=4)
     assert float(est.value) == pytest.approx(fleiss_kappa(counts))
-    w = Resampler(n_units=40, rounds=30, seed=4).weights(30, np.random.default_rng(4)).astype(int)
+    w = Resampler(n_units=40, rounds=30, seed=4).weights(0, 30).astype(int)
     for k in range(30):
         assert est.samples[k] == pytest.approx(fleiss_kappa(np.repeat(counts, w[k], axis=0)), abs=1e-12)
     lo, hi = est.ci
@@ -200,7 +203,7 @@ def test_krippendorff_bootstrap_equals_the_package_on_the_resampled_units(level)
     boot.run()
     # The point is the package's; each round is the package's alpha on the units drawn.
     assert abs(float(est.value) - krippendorff.alpha(reliability_data=data, level_of_measurement=level)) < 1e-9
-    w = boot.weights(25, np.random.default_rng(3)).astype(int)
+    w = boot.weights(0, 25).astype(int)
     for k in range(25):
         drawn = np.repeat(data, w[k], axis=1)
         expected = krippendorff.alpha(reliability_data=drawn, level_of_measurement=level, value_domain=domain)
@@ -474,10 +477,9 @@ def test_resampler_matches_naive_index_resampling():
     est = boot.estimate(per_unit, ratio, n=300)
     boot.run()
     # The same draws, resampled naively row by row.
-    draws = np.random.default_rng(11)
     naive = []
     for start in range(0, 300, 100):
-        w = boot.weights(min(100, 300 - start), draws)
+        w = boot.weights(start, min(start + 100, 300))
         for row in w:
             num = sum(row[i] * h for i, h in zip(items, hits, strict=True))
             den = sum(row[i] for i in items)
@@ -539,3 +541,63 @@ def test_both_orders_is_the_pivot_on_shown_order():
         )
         want = wide.reindex(columns=["ab", "ba"]).dropna().astype(np.int64).reset_index()
         assert got[["pair", "item", "ab", "ba"]].to_numpy().tolist() == want[["pair", "item", "ab", "ba"]].to_numpy().tolist()
+
+
+# --- The nested draw (bootstrap.nested_weights) ------------------------------------------------
+
+
+def _draws(n: int, rounds: int, seed: int, block: int) -> np.ndarray:
+    counts = bootstrap.block_counts(n, seed, rounds, block)
+    return bootstrap.nested_weights(n, seed, 0, rounds, counts, block).astype(int)
+
+
+@pytest.mark.parametrize(("n", "block"), [(5, 2), (6, 4), (4, 4), (3, 16384)])
+def test_nested_draw_is_the_multinomial_of_n_items_with_replacement(n, block):
+    # Every multiplicity vector of n draws over n items, counted over many rounds, against its
+    # multinomial probability (chi-square; blocks of 2 and 4 items make every step matter: the
+    # binomial block counts, the full blocks' picks, a partial block's picks below its size).
+    rounds = 6000
+    w = _draws(n, rounds, seed=3, block=block)
+    assert (w.sum(axis=1) == n).all() and (w >= 0).all()
+    seen = {tuple(row): 0 for row in w}
+    for row in map(tuple, w):
+        seen[row] += 1
+    outcomes = [c for c in itertools.product(range(n + 1), repeat=n) if sum(c) == n]
+    expected = np.array([stats.multinomial.pmf(c, n, [1 / n] * n) for c in outcomes]) * rounds
+    observed = np.array([seen.get(c, 0) for c in outcomes])
+    assert observed.sum() == rounds  # no vector outside the outcomes
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+def test_nested_draw_is_seeded_and_drawn_round_by_round():
+    boot = Resampler(n_units=50, rounds=40, seed=7)
+    whole = boot.weights(0, 40)
+    # Any chunk of rounds alone is those rounds of the whole draw: each round has its own stream.
+    assert np.array_equal(Resampler(n_units=50, rounds=40, seed=7).weights(13, 29), whole[13:29])
+    assert not np.array_equal(Resampler(n_units=50, rounds=40, seed=8).weights(0, 40), whole)
+
+
+def test_the_draw_for_more_items_moves_few_multiplicities_of_the_old_ones():
+    # 1,000 items in blocks of 64, then 20 more: beside the new items' columns, a round's old
+    # multiplicities change where a block count moved by a draw or two, and in the partial block
+    # where the new items take a share of its picks; a plain draw would change most of them.
+    n, k, block = 1000, 20, 64
+    before, after = _draws(n, 300, 2, block), _draws(n + k, 300, 2, block)
+    changed = (after[:, :n] != before).sum(axis=1)
+    assert np.median(changed) < 0.05 * n
+    rng = np.random.default_rng(2)
+    plain = [np.bincount(rng.integers(0, m, m), minlength=m)[:n] for m in (n, n + k)]
+    assert (plain[0] != plain[1]).sum() > 0.5 * n
+
+
+def test_a_partial_blocks_batches_read_the_stream_one_call_would():
+    # Why _picks reads a partial block in batches of even length: the values are those of one
+    # long call on the same stream (numpy makes two int16 values of a 32-bit word).
+    one = np.random.default_rng([1, 2, 1, 0]).integers(0, 64, size=1000, dtype=np.int16)
+    rng = np.random.default_rng([1, 2, 1, 0])
+    batched = np.concatenate([rng.integers(0, 64, size=m, dtype=np.int16) for m in (2, 96, 302, 600)])
+    assert np.array_equal(one, batched)
+    # So a partial block's picks are the stream's values below its size, in order, whatever the
+    # batches: the first 40 below 50 of the one long call.
+    picks = bootstrap._picks(1, 2, 0, 40, 50, 64)
+    assert np.array_equal(picks, one[one < 50][:40])

@@ -79,9 +79,14 @@ def test_absorbing_nothing_reuses_every_figure(table):
     assert after.stats["reused"] == after.stats["figures"] > 0
 
 
-def test_new_items_redraw_the_bootstrap_as_a_rebuild_would(table):
+def test_new_items_move_the_draw_and_the_old_figures_follow_it(table):
+    """New items: the draw for more items is the nested one (bootstrap.nested_weights), so a
+    figure kept from the previous build is not resampled in full but moved with the few
+    multiplicities that changed (B0 + dW @ S0 + W @ dS), and the report is the rebuild's."""
     after = _absorbed_equals_rebuilt(*_split(table, table["item"].to_numpy() >= 35), OPTS)
-    assert after.stats["resampled"] == after.stats["figures"]
+    assert after.stats["redrawn"] > after.stats["resampled"] and after.stats["reused"] == 0
+    # dW is sparse: fewer moved multiplicities than rounds x old items.
+    assert 0 < after.stats["moved_weights"] < OPTS.rounds * 35
 
 
 def test_a_new_rater_and_its_rows(table):
@@ -120,7 +125,8 @@ def test_a_judges_run_on_a_new_batch_reuses_the_other_raters_figures_widened(tab
     after = incremental.absorb(state, arrived)
     assert_same(after.report, report_from_table(finish_table(pd.concat([old, arrived], ignore_index=True)), OPTS))
     assert after.report["details"]["n_items"] > state.report["details"]["n_items"]
-    assert after.stats["resampled"] == after.stats["figures"]  # a new draw: every figure resampled
+    # A moved draw: the kept figures follow it (B0 + dW @ S0), none is resampled in full but new ones.
+    assert after.stats["redrawn"] > after.stats["resampled"]
     assert after.stats["fits_reused"] > after.stats["fits_computed"] > 0
     # The reused figures' sums are the previous ones, taller by the new items, which are empty.
     assert state.boot is not None and after.boot is not None

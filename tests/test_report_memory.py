@@ -281,7 +281,7 @@ def test_product_takes_in_blocks_as_before(monkeypatch):
     blocks.append(blocks[0].copy())
     assert (bootstrap.per_unit_sums(units.astype(np.int32), units % 3, 1.0, n_units=n, width=3)
             != old_per_unit_sums(units, units % 3, 1.0, n_units=n, width=3)).nnz == 0  # fmt: skip
-    w = Resampler(n_units=n, rounds=50).weights(50, np.random.default_rng(1))
+    w = Resampler(n_units=n, rounds=50).weights(0, 50)
     lean = bootstrap._Product([b.copy() for b in blocks])
     monkeypatch.setattr(bootstrap._Product, "add", old_add)
     old = bootstrap._Product([b.copy() for b in blocks])

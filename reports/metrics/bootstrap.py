@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs  # Y += A X, in place
+from scipy.stats import binom
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Maps summed statistics of shape (..., d) to the figure, shape (...) or (..., k)."""
@@ -69,6 +71,86 @@ def percentile_ci(samples: np.ndarray) -> np.ndarray:
     return out
 
 
+# --- The draw: n items with replacement, nested in n -------------------------------------------
+#
+# Each round resamples the n items with replacement, a multinomial(n; 1/n, ..., 1/n) vector of
+# multiplicities, drawn in two steps that together are exactly that multinomial:
+#   1. Items in code order are cut into blocks of DRAW_BLOCK (the last one partial). How many of
+#      the n draws land in each block is multinomial over the block sizes, drawn as successive
+#      binomials (block b gets Binomial(draws left, size_b / items left)), each by inverting its
+#      CDF at one uniform of the round's stream (seed, round, 0).
+#   2. A block's c draws are c picks uniform over its items, from the block's own stream
+#      (seed, round, 1, block): the first c values of that stream (a partial block of s items
+#      takes the first c of them below s).
+# Why not one stream of n picks (numpy's integers(0, n) per round): reports.incremental appends
+# items. With n + k items that draw shares nothing with the draw for n, and every figure's
+# resample would be redone. Here the same uniform inverts a nearby CDF, so most block counts stay
+# the same and the others move by a draw or two (a pick more or fewer: one multiplicity each),
+# and the partial block keeps its picks below its old size: the draw for n + k items differs
+# from the draw for n in the new items and a few dozen other multiplicities per round.
+DRAW_BLOCK = 16384  # items per block: a power of two below 2**15 (picks are int16, unbiased)
+
+
+def _block_sizes(n_units: int, block: int) -> np.ndarray:
+    full, rest = divmod(n_units, block)
+    return np.array([block] * full + ([rest] if rest else []), dtype=np.int64)
+
+
+def block_counts(n_units: int, seed: int, rounds: int, block: int = DRAW_BLOCK) -> np.ndarray:
+    """(rounds, blocks): how many of each round's n_units draws land in each block of items."""
+    sizes = _block_sizes(n_units, block)
+    counts = np.zeros((rounds, len(sizes)), dtype=np.int64)
+    if not len(sizes) or not rounds:
+        return counts
+    u = np.stack([np.random.default_rng([seed, r, 0]).random(len(sizes)) for r in range(rounds)])
+    left = np.full(rounds, n_units, dtype=np.int64)
+    items_left = n_units
+    for b in range(len(sizes) - 1):
+        with np.errstate(invalid="ignore"):
+            c = binom.ppf(u[:, b], left, sizes[b] / items_left)
+        # ppf(0) is -1 (below the support); no draws left gives NaN: both mean no draw here.
+        counts[:, b] = np.clip(np.nan_to_num(c, nan=0.0), 0, left).astype(np.int64)
+        left -= counts[:, b]
+        items_left -= int(sizes[b])
+    counts[:, -1] = left  # the last block takes the draws left: the counts add up to n_units
+    return counts
+
+
+def _picks(seed: int, r: int, b: int, count: int, size: int, block: int) -> np.ndarray:
+    """The first `count` picks of block b in round r: values of its stream below `size` (all of
+    them in a full block). A partial block reads the stream in batches of even length: numpy
+    makes two int16 values of each 32-bit word and drops a half-used word at a call's end, so
+    batches of even length read the very values one long call would (tests/test_metrics.py)."""
+    rng = np.random.default_rng([seed, r, 1, b])
+    if size == block:
+        return rng.integers(0, block, size=count, dtype=np.int16)
+    got: list[np.ndarray] = []
+    have = 0
+    while have < count:
+        # What `count` picks below `size` take on average, and a margin: one batch nearly always.
+        want = (count - have) * block // size
+        batch = rng.integers(0, block, size=2 * ((want + 4 * math.isqrt(want) + 64) // 2), dtype=np.int16)
+        batch = batch[batch < size]
+        got.append(batch)
+        have += len(batch)
+    return np.concatenate(got)[:count] if len(got) > 1 else got[0][:count]
+
+
+def nested_weights(
+    n_units: int, seed: int, start: int, stop: int, counts: np.ndarray, block: int = DRAW_BLOCK
+) -> np.ndarray:
+    """(stop - start, n_units) multiplicities of rounds start..stop-1 (float64), given the
+    rounds' block counts (block_counts with the same block)."""
+    sizes = [int(x) for x in _block_sizes(n_units, block)]
+    out = np.zeros((stop - start, n_units), dtype=np.float64)
+    for r in range(start, stop):
+        for b, size in enumerate(sizes):
+            if counts[r, b]:
+                picks = _picks(seed, r, b, int(counts[r, b]), size, block)
+                out[r - start, b * block:b * block + size] = np.bincount(picks, minlength=size)
+    return out
+
+
 @dataclass
 class Estimate:
     """A figure, its n, and (after Resampler.run) its bootstrap samples."""
@@ -112,6 +194,7 @@ class Resampler:
     # appended to it as (estimate, per-item sums), so a memoised computation can register its
     # figures again without being run again.
     recordings: list[list[tuple[Estimate, sp.spmatrix]]] = field(default_factory=list)
+    _block_counts: np.ndarray | None = field(default=None, repr=False)  # block_counts, drawn once
 
     def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
         # A CSC block (per_unit_sums(by_item=True), counts) stays as it is; anything else as CSR.
@@ -142,15 +225,16 @@ class Resampler:
                 self._product.add(per_unit)
             self._estimates.append(est)
 
-    def weights(self, rounds: int, rng: np.random.Generator) -> np.ndarray:
-        """Multiplicities of each item in `rounds` resamples of n_units items with replacement."""
-        n = self.n_units
-        draws = rng.integers(0, n, size=(rounds, n))
-        draws += (np.arange(rounds) * n)[:, None]
-        return np.bincount(draws.ravel(), minlength=rounds * n).reshape(rounds, n).astype(np.float64)
+    def weights(self, start: int, stop: int) -> np.ndarray:
+        """Multiplicities of each item in rounds start..stop-1, each a resample of n_units items
+        with replacement (nested_weights: a function of the seed, the round and the item count,
+        so any chunk of rounds is drawn alone, and a draw for more items shares most of this one's)."""
+        if self._block_counts is None:
+            self._block_counts = block_counts(self.n_units, self.seed, self.rounds)
+        return nested_weights(self.n_units, self.seed, start, stop, self._block_counts)
 
     def chunks(self) -> list[tuple[int, int]]:
-        """The rounds in the order and blocks their weights are drawn from one seeded stream."""
+        """The blocks of rounds whose weights are drawn and multiplied at once."""
         return [(a, min(a + CHUNK_ROUNDS, self.rounds)) for a in range(0, self.rounds, CHUNK_ROUNDS)]
 
     def run(self) -> None:
@@ -165,10 +249,9 @@ class Resampler:
                 return
             product, self._product = self._product, None
             product.finish()
-            rng = np.random.default_rng(self.seed)
             out = np.empty((self.rounds, self._width))
             for start, stop in self.chunks():
-                product.times(self.weights(stop - start, rng), out=out[start:stop])
+                product.times(self.weights(start, stop), out=out[start:stop])
         for est, same in zip(self._estimates, reused, strict=True):
             assert est.columns is not None
             if same and est.samples is not None:

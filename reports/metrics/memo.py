@@ -90,7 +90,7 @@ def _feed(memo: Memo, h: Any, value: Any) -> None:
     elif isinstance(value, Resampler):
         # What the figures are drawn with, not the object. Not the item count: new rows append
         # items after the old ones (their codes do not move), so a computation whose inputs did
-        # not change has the same per-item sums, with the new items' rows empty (_widened).
+        # not change has the same per-item sums, with the new items' rows empty (widened).
         h.update(repr(("resampler", value.rounds, value.seed)).encode())
     else:
         h.update(repr(value).encode())
@@ -125,7 +125,7 @@ def memoised(fn: F) -> F:
             result, registered = known
             # Widened to the build's items when new ones came after (the same object otherwise,
             # so reports.incremental sees the previous sums and keeps their resample).
-            registered = [(est, _widened(per_unit, n_units)) for est, per_unit in registered]
+            registered = [(est, widened(per_unit, n_units)) for est, per_unit in registered]
             for boot in boots:
                 for est, per_unit in registered:
                     boot.register(est, per_unit)
@@ -146,7 +146,7 @@ def memoised(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _widened(per_unit: Any, n_units: int) -> Any:
+def widened(per_unit: Any, n_units: int) -> Any:
     """Per-item sums of n_old items as sums of n_units >= n_old items, the new items' rows
     empty: the arrays are shared, not copied (CSR gains empty rows, CSC only a taller shape)."""
     n_old, width = per_unit.shape
