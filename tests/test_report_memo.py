@@ -122,3 +122,28 @@ def test_by_rater_is_each_raters_rows_in_order_with_the_columns_asked_for():
         assert split["judge:y"].empty and list(split["judge:y"].columns) == ["pair", "verdict"]
         want = labels[labels["rater"] == "human:b"][["pair", "verdict"]]
         pd.testing.assert_frame_equal(split["human:b"], want)
+
+
+def test_a_frames_digest_is_its_columns_values_not_its_index():
+    """memo._frame_digest reads each column's storage (categorical codes and categories,
+    numbers, nullable values with their mask, strings by their hashes): any changed value,
+    category, mask or row order is another digest; another index, or a copy, is the same one."""
+    frame = pd.DataFrame({
+        "rater": pd.Categorical(["a", "b", "a"]), "strength": [1, -2, 3],
+        "value": pd.array([1, None, 3], dtype="Int64"), "p_a": [0.5, np.nan, 1.0],
+        "created_at": pd.to_datetime(["2025-01-01"] * 3), "justification": ["x", "y", "z"],
+        "flag": pd.array([True, None, False], dtype="boolean"),
+    })  # fmt: skip
+    digest = memo._frame_digest(memo.Memo(), frame)
+    assert memo._frame_digest(memo.Memo(), frame.copy()) == digest
+    assert memo._frame_digest(memo.Memo(), frame.set_index(pd.Index([7, 8, 9]))) == digest
+    changed = [
+        frame.assign(strength=[1, -2, 2]), frame.assign(value=pd.array([1, 0, 3], dtype="Int64")),
+        frame.assign(p_a=[0.5, 0.0, 1.0]), frame.assign(justification=["x", "y", "w"]),
+        frame.assign(rater=pd.Categorical(["a", "b", "b"])),
+        frame.assign(rater=pd.Categorical(["a", "b", "a"], categories=["a", "b", "c"])),
+        frame.assign(flag=pd.array([True, False, False], dtype="boolean")), frame.iloc[[0, 2, 1]],
+        frame.iloc[:2], frame.rename(columns={"p_a": "p_b"}),
+    ]  # fmt: skip
+    digests = [memo._frame_digest(memo.Memo(), f) for f in changed]
+    assert digest not in digests and len(set(digests)) == len(changed)
