@@ -11,7 +11,7 @@ import pytest
 from scipy import optimize, stats
 from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 
-from reports.metrics import bootstrap
+from reports.metrics import bootstrap, leaderboard
 from reports.metrics.agreement import (
     cohen_kappa,
     coincidences_per_unit,
@@ -590,14 +590,23 @@ def test_the_draw_for_more_items_moves_few_multiplicities_of_the_old_ones():
     assert (plain[0] != plain[1]).sum() > 0.5 * n
 
 
-def test_a_partial_blocks_batches_read_the_stream_one_call_would():
-    # Why _picks reads a partial block in batches of even length: the values are those of one
-    # long call on the same stream (numpy makes two int16 values of a 32-bit word).
-    one = np.random.default_rng([1, 2, 1, 0]).integers(0, 64, size=1000, dtype=np.int16)
-    rng = np.random.default_rng([1, 2, 1, 0])
-    batched = np.concatenate([rng.integers(0, 64, size=m, dtype=np.int16) for m in (2, 96, 302, 600)])
-    assert np.array_equal(one, batched)
-    # So a partial block's picks are the stream's values below its size, in order, whatever the
-    # batches: the first 40 below 50 of the one long call.
-    picks = bootstrap._picks(1, 2, 0, 40, 50, 64)
-    assert np.array_equal(picks, one[one < 50][:40])
+def test_a_blocks_picks_are_the_low_bits_of_its_stream():
+    # A block's picks are its stream's 16-bit values cut to the block's bits, in order; a
+    # partial block takes those below its size, however many words it reads at a time.
+    words = np.random.PCG64(np.random.SeedSequence([1, 2, 1, 0])).random_raw(500)
+    values = np.asarray(words, dtype="<u8").view("<u2") % 64
+    assert np.array_equal(bootstrap._picks(1, 2, 0, 100, 64, 64), values[:100])
+    assert np.array_equal(bootstrap._picks(1, 2, 0, 40, 50, 64), values[values < 50][:40])
+    # One item in a block of 16,384 slots: about as many values read as picks need, often fewer
+    # (the stream is then read on); each pick is that one item, and there are as many as asked.
+    for seed in range(5):
+        assert np.array_equal(bootstrap._picks(seed, 0, 0, 5, 1, 16384), np.zeros(5))
+
+
+def test_kendall_rounds_take_scores_equal_up_to_rounding_as_tied():
+    # 0.1 + 0.2 and 0.3 are one score summed in two orders: a tie, as the exact sums are.
+    x = np.array([[0.1 + 0.2, 0.3, 0.5]])
+    y = np.array([[1.0, 2.0, 3.0]])
+    exact = stats.kendalltau([0.3, 0.3, 0.5], [1.0, 2.0, 3.0], variant="b").statistic
+    assert leaderboard.kendall_tau_b_rounds(x, y)[0] == pytest.approx(exact)
+    assert leaderboard.kendall_tau_b_rounds(np.array([[0.3, 0.3 + 1e-9, 0.5]]), y)[0] == pytest.approx(1.0)

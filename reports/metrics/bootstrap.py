@@ -88,7 +88,7 @@ def percentile_ci(samples: np.ndarray) -> np.ndarray:
 # the same and the others move by a draw or two (a pick more or fewer: one multiplicity each),
 # and the partial block keeps its picks below its old size: the draw for n + k items differs
 # from the draw for n in the new items and a few dozen other multiplicities per round.
-DRAW_BLOCK = 16384  # items per block: a power of two below 2**15 (picks are int16, unbiased)
+DRAW_BLOCK = 16384  # items per block: a power of two up to 2**16 (picks are 16-bit values' low bits)
 
 
 def _block_sizes(n_units: int, block: int) -> np.ndarray:
@@ -118,21 +118,22 @@ def block_counts(n_units: int, seed: int, rounds: int, block: int = DRAW_BLOCK) 
 
 def _picks(seed: int, r: int, b: int, count: int, size: int, block: int) -> np.ndarray:
     """The first `count` picks of block b in round r: values of its stream below `size` (all of
-    them in a full block). A partial block reads the stream in batches of even length: numpy
-    makes two int16 values of each 32-bit word and drops a half-used word at a call's end, so
-    batches of even length read the very values one long call would (tests/test_metrics.py)."""
-    rng = np.random.default_rng([seed, r, 1, b])
-    if size == block:
-        return rng.integers(0, block, size=count, dtype=np.int16)
+    them in a full block). The stream is PCG64's raw 64-bit words read as four 16-bit values
+    each (little-endian, on any machine) and cut to their low bits (block is a power of two, so
+    each is uniform over the block): 5x faster than Generator.integers' bounded int16 values,
+    and the stream does not depend on how many values are read at a time."""
+    words = np.random.PCG64(np.random.SeedSequence([seed, r, 1, b]))
     got: list[np.ndarray] = []
     have = 0
     while have < count:
-        # What `count` picks below `size` take on average, and a margin: one batch nearly always.
-        want = (count - have) * block // size
-        batch = rng.integers(0, block, size=2 * ((want + 4 * math.isqrt(want) + 64) // 2), dtype=np.int16)
-        batch = batch[batch < size]
-        got.append(batch)
-        have += len(batch)
+        # What `count` picks below `size` take on average, and a margin: one read nearly always.
+        want = (count - have) * block // size if size < block else count - have
+        more = want + 4 * math.isqrt(want) + 64 if size < block else want
+        values = np.asarray(words.random_raw(-(-more // 4)), dtype="<u8").view("<u2") & np.uint16(block - 1)
+        if size < block:
+            values = values[values < size]
+        got.append(values)
+        have += len(values)
     return np.concatenate(got)[:count] if len(got) > 1 else got[0][:count]
 
 

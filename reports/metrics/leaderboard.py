@@ -176,13 +176,27 @@ def kendall_tau_b_rounds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x = np.atleast_2d(np.asarray(x, dtype=float))
     y = np.atleast_2d(np.asarray(y, dtype=float))
     i, j = np.triu_indices(x.shape[-1], k=1)
-    with np.errstate(invalid="ignore"):
-        sx = np.sign(x[:, i] - x[:, j])
-        sy = np.sign(y[:, i] - y[:, j])
+    sx, sy = _signs(x, i, j), _signs(y, i, j)
     valid = ~(np.isnan(sx) | np.isnan(sy))
     sx, sy = np.where(valid, sx, 0.0), np.where(valid, sy, 0.0)
     with np.errstate(all="ignore"):
         return (sx * sy).sum(axis=-1) / np.sqrt((sx**2).sum(axis=-1) * (sy**2).sum(axis=-1))
+
+
+# Two scores this close (relative) are a tie. A resampled mean is a float sum over thousands of
+# items whose last bits depend on the order of its additions (a rebuild's product, an absorb's
+# B0 + dW @ S0 + W @ dS), so a tie the arithmetic broke would flip a pair of models in one round
+# and not in the other. 1e-13 is above that rounding (about sqrt(items) ulps) and far below any
+# difference between two models' scores that could mean something.
+_TIE_RELATIVE = 1e-13
+
+
+def _signs(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """sign(x_i - x_j) per round and model pair, 0 within _TIE_RELATIVE (NaN kept)."""
+    with np.errstate(invalid="ignore"):
+        d = x[:, i] - x[:, j]
+        scale = np.maximum(np.abs(x[:, i]), np.abs(x[:, j]))
+        return np.where(np.abs(d) <= _TIE_RELATIVE * scale, 0.0, np.sign(d))
 
 
 def kendall_tau_ci(
