@@ -29,8 +29,9 @@ report computed without them, one run, beside a rebuild on the same union table,
 `absorb_cpu_ratio`) for rows drawn at random from the table, and the same keys with
 `_new_items` for rows concentrated on the last items (a new batch every rater annotates),
 `_one_judge` for one judge's rows on the last items (a judge run over items the others had
-annotated), and `_judge_new_items` for one judge's rows on a new batch nobody else has annotated
-yet (a judge run ahead of the humans; the table is then the others' rows without that batch).
+annotated), `_judge_new_items` for one judge's rows on a new batch nobody else has annotated
+yet (a judge run ahead of the humans; the table is then the others' rows without that batch),
+and `_humans` for the humans' rows drawn at random (humans annotating items judges had judged).
 Measured up to 2M annotations.
 """
 
@@ -412,11 +413,12 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
 
 def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     """Absorbing k new annotations into a computed report (reports.incremental) beside a full
-    rebuild on the same union table, one run each, in four ways of arriving: k rows drawn at
+    rebuild on the same union table, one run each, in five ways of arriving: k rows drawn at
     random from the table (the generator's draw: they touch thousands of existing items), k
     rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
-    on the last items (its run over items the others had annotated already), and the same
-    judge's k rows on a batch only it has judged (the others' rows on those items left out)."""
+    on the last items (its run over items the others had annotated already), the same judge's
+    k rows on a batch only it has judged (the others' rows on those items left out), and k of
+    the humans' rows drawn at random (humans annotating items the judges had judged)."""
     from reports.incremental import absorb, build_state
 
     rng = np.random.default_rng(1)
@@ -428,9 +430,13 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     one_judge = judge & (items >= np.sort(items[judge])[-min(k, int(judge.sum()))])
     # A judge run ahead of the humans: of the batch's items, only that judge's rows exist.
     ahead = ~(items >= np.sort(items[judge])[-min(k, int(judge.sum()))]) | judge
+    # The humans annotating items the judges had judged: k of the humans' rows at random.
+    human = np.flatnonzero((table["kind"] == "human").to_numpy())
+    humans = np.zeros(len(table), dtype=bool)
+    humans[rng.choice(human, min(k, len(human)), replace=False)] = True
     out: dict = {}
     for name, new, rows in (("", random_rows, None), ("_new_items", new_items, None), ("_one_judge", one_judge, None),
-                            ("_judge_new_items", one_judge[ahead], ahead)):  # fmt: skip
+                            ("_judge_new_items", one_judge[ahead], ahead), ("_humans", humans, None)):  # fmt: skip
         base = table if rows is None else table[rows].reset_index(drop=True)
         old_rows = finish_table(base[~new].reset_index(drop=True))
         new_rows = finish_table(base[new].reset_index(drop=True))
