@@ -186,6 +186,14 @@ def test_weights_drawn_again_from_the_seed_when_not_kept(table, monkeypatch):
     assert after.boot is not None and after.boot.weights is None
 
 
+def test_new_items_move_the_draw_when_the_old_weights_were_not_kept(table, monkeypatch):
+    # The previous draw W0 is drawn again from the seed for the old item count, so dW is the same.
+    monkeypatch.setattr(incremental, "WEIGHTS_MAX_BYTES", 0)
+    after = _absorbed_equals_rebuilt(*_split(table, table["item"].to_numpy() >= 35), OPTS)
+    assert after.boot is not None and after.boot.weights is None
+    assert after.stats["redrawn"] > after.stats["resampled"] and after.stats["moved_weights"] > 0
+
+
 # --- through the cache, on PostgreSQL --------------------------------------------------------
 
 
