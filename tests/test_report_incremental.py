@@ -154,6 +154,23 @@ def test_a_chain_of_absorbs_equals_a_rebuild(table):
     assert state.stats["fits_reused"] > 0
 
 
+def test_a_chain_of_new_batches_equals_a_rebuild(table):
+    """Two new batches, then a judge's rows on old items: each absorb moves the draw kept by the
+    one before (its W for the item count then), and the report is the rebuild's each time."""
+    items = table["item"].to_numpy()
+    raters = table["rater"].astype(str).to_numpy()
+    steps = [(items >= 34) & (items < 37), items >= 37, (raters == "judge:plain") & (items < 5)]
+    arrived = np.zeros(len(table), dtype=bool)
+    for step in steps:
+        arrived |= step
+    state = incremental.build_state(finish_table(table[~arrived].reset_index(drop=True)), OPTS)
+    for k, step in enumerate(steps):
+        state = incremental.absorb(state, finish_table(table[step & arrived].reset_index(drop=True)))
+        arrived &= ~step
+        assert_same(state.report, report_from_table(state.table, OPTS))
+        assert (state.stats.get("moved_weights", 0) > 0) == (k < 2)  # the draw moved for new items only
+
+
 def test_a_new_pair_on_an_existing_item(table):
     old = finish_table(table.copy())
     rows = old[(old["item"] == 7) & (old["protocol"] == "ranking")].copy()
