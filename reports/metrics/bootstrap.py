@@ -81,13 +81,14 @@ def percentile_ci(samples: np.ndarray) -> np.ndarray:
 #      CDF at one uniform of the round's stream (seed, round, 0).
 #   2. A block's c draws are c picks uniform over its items, from the block's own stream
 #      (seed, round, 1, block): the first c values of that stream (a partial block of s items
-#      takes the first c of them below s).
+#      takes the first c of them below s, read over a smaller range while it is small: _span).
 # Why not one stream of n picks (numpy's integers(0, n) per round): reports.incremental appends
 # items. With n + k items that draw shares nothing with the draw for n, and every figure's
 # resample would be redone. Here the same uniform inverts a nearby CDF, so most block counts stay
 # the same and the others move by a draw or two (a pick more or fewer: one multiplicity each),
-# and the partial block keeps its picks below its old size: the draw for n + k items differs
-# from the draw for n in the new items and a few dozen other multiplicities per round.
+# and the partial block keeps its picks below its old size (unless it grew into a wider span):
+# the draw for n + k items differs from the draw for n in the new items and a few dozen other
+# multiplicities per round.
 DRAW_BLOCK = 16384  # items per block: a power of two up to 2**16 (picks are 16-bit values' low bits)
 
 
@@ -101,6 +102,9 @@ def block_counts(n_units: int, seed: int, rounds: int, block: int = DRAW_BLOCK) 
     sizes = _block_sizes(n_units, block)
     counts = np.zeros((rounds, len(sizes)), dtype=np.int64)
     if not len(sizes) or not rounds:
+        return counts
+    if len(sizes) == 1:
+        counts[:, 0] = n_units  # one block takes every draw: no binomial to draw
         return counts
     u = np.stack([np.random.default_rng([seed, r, 0]).random(len(sizes)) for r in range(rounds)])
     left = np.full(rounds, n_units, dtype=np.int64)
@@ -116,21 +120,35 @@ def block_counts(n_units: int, seed: int, rounds: int, block: int = DRAW_BLOCK) 
     return counts
 
 
+def _span(size: int, block: int) -> int:
+    """The range a partial block of `size` items reads its picks from: the least of 2**10,
+    2**12, 2**14, ... that covers it, up to the block. At least a quarter of the values are
+    picks, and the picks stay nested in the size while it grows within one span (a size that
+    crosses into the next draws the block's picks anew: a few times as a block fills)."""
+    span = 1 << 10
+    while span < size:
+        span <<= 2
+    return min(span, block)
+
+
 def _picks(seed: int, r: int, b: int, count: int, size: int, block: int) -> np.ndarray:
     """The first `count` picks of block b in round r: values of its stream below `size` (all of
     them in a full block). The stream is PCG64's raw 64-bit words read as four 16-bit values
-    each (little-endian, on any machine) and cut to their low bits (block is a power of two, so
-    each is uniform over the block): 5x faster than Generator.integers' bounded int16 values,
-    and the stream does not depend on how many values are read at a time."""
+    each (little-endian, on any machine) cut to their low bits: the block's bits, or in a
+    partial block the bits of _span(size), so a small block does not read a full block's
+    values for each of its few picks. Each value is uniform over its bits' range: 5x faster
+    than Generator.integers' bounded int16 values, and the stream does not depend on how many
+    values are read at a time."""
     words = np.random.PCG64(np.random.SeedSequence([seed, r, 1, b]))
+    span = _span(size, block)
     got: list[np.ndarray] = []
     have = 0
     while have < count:
         # What `count` picks below `size` take on average, and a margin: one read nearly always.
-        want = (count - have) * block // size if size < block else count - have
-        more = want + 4 * math.isqrt(want) + 64 if size < block else want
-        values = np.asarray(words.random_raw(-(-more // 4)), dtype="<u8").view("<u2") & np.uint16(block - 1)
-        if size < block:
+        want = (count - have) * span // size if size < span else count - have
+        more = want + 4 * math.isqrt(want) + 64 if size < span else want
+        values = np.asarray(words.random_raw(-(-more // 4)), dtype="<u8").view("<u2") & np.uint16(span - 1)
+        if size < span:
             values = values[values < size]
         got.append(values)
         have += len(values)
