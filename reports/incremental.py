@@ -226,8 +226,10 @@ def _resample(
         d_rows = d_all[touched].T.tocsr()  # (columns, touched items)
     stats["touched_items"] = len(touched)
 
-    weights = previous.weights if same_draw and previous is not None else None
-    old_weights = previous.weights if grown and not same_draw and previous is not None else None
+    # The previous draw, when kept: this build's W when the items are the same, else W0.
+    kept = previous.weights if grown and previous is not None else None
+    weights = kept if same_draw else None
+    # W0 when the draw moved (from what was kept, or drawn again for the old item count).
     old_boot = Resampler(n_units=previous.n_units, rounds=boot.rounds, seed=boot.seed) if redrawn and previous else None
     keep_weights = boot.rounds * boot.n_units <= WEIGHTS_MAX_BYTES
     need_draw = product is not None or d_rows is not None or bool(redrawn)
@@ -258,10 +260,10 @@ def _resample(
                 assert block is not None
                 block[start:stop] += change[:, offsets[j]:offsets[j + 1]]
         if old_boot is not None:
-            w0 = old_weights[start:stop] if old_weights is not None else old_boot.weights(start, stop)
+            w0 = kept[start:stop] if kept is not None else old_boot.weights(start, stop)
             rows, cols = np.nonzero(w[:, :old_boot.n_units] != w0)
             moves.append((rows + start, cols, w[rows, cols] - w0[rows, cols]))
-    if moves and old_boot is not None:
+    if old_boot is not None and moves:
         # The old figures' resample under the draw's moves: a few dozen multiplicities a round.
         rows, cols, values = (np.concatenate(part) for part in zip(*moves, strict=True))
         move = sp.csr_matrix((values.astype(np.float64), (rows, cols)), shape=(boot.rounds, old_boot.n_units))

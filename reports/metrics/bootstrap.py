@@ -144,10 +144,11 @@ def _picks(seed: int, r: int, b: int, count: int, size: int, block: int) -> np.n
     got: list[np.ndarray] = []
     have = 0
     while have < count:
-        # What `count` picks below `size` take on average, and a margin: one read nearly always.
-        want = (count - have) * span // size if size < span else count - have
-        more = want + 4 * math.isqrt(want) + 64 if size < span else want
-        values = np.asarray(words.random_raw(-(-more // 4)), dtype="<u8").view("<u2") & np.uint16(span - 1)
+        want = count - have
+        if size < span:  # what `want` picks below `size` take on average, and a margin: one read nearly always
+            want = want * span // size
+            want += 4 * math.isqrt(want) + 64
+        values = np.asarray(words.random_raw(-(-want // 4)), dtype="<u8").view("<u2") & np.uint16(span - 1)
         if size < span:
             values = values[values < size]
         got.append(values)
