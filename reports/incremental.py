@@ -218,12 +218,13 @@ def _resample(
     if full:
         product = _Product([sums[k] for k in full])
     touched = np.zeros(0, dtype=np.int64)
-    d_rows = None
+    d_product = None
     if delta:
-        # All changed figures side by side, cut to the items whose sums moved.
+        # All changed figures side by side, cut to the items whose sums moved, multiplied as the
+        # full product is (_Product: integer changes through exact float32, over the cores).
         d_all = sp.hstack([d for _, d in delta], format="csr")
         touched = np.flatnonzero(np.diff(d_all.indptr))
-        d_rows = d_all[touched].T.tocsr()  # (columns, touched items)
+        d_product = _Product([d_all[touched]])
     stats["touched_items"] = len(touched)
 
     # The previous draw, when kept: this build's W when the items are the same, else W0.
@@ -232,7 +233,7 @@ def _resample(
     # W0 when the draw moved (from what was kept, or drawn again for the old item count).
     old_boot = Resampler(n_units=previous.n_units, rounds=boot.rounds, seed=boot.seed) if redrawn and previous else None
     keep_weights = boot.rounds * boot.n_units <= WEIGHTS_MAX_BYTES
-    need_draw = product is not None or d_rows is not None or bool(redrawn)
+    need_draw = product is not None or d_product is not None or bool(redrawn)
     new_weights = weights
     if weights is None and keep_weights and need_draw:
         new_weights = np.empty((boot.rounds, boot.n_units), dtype=np.uint8)
@@ -252,9 +253,8 @@ def _resample(
                 new_weights[start:stop] = w
         if product is not None:
             product.times(w, out=full_out[start:stop])
-        if d_rows is not None:
-            w_touched = w[:, touched].astype(np.float64)
-            change = (d_rows @ w_touched.T).T  # (rounds of the chunk, changed columns)
+        if d_product is not None:
+            change = d_product.times(w[:, touched])  # (rounds of the chunk, changed columns)
             for j, (k, _) in enumerate(delta):
                 block = resampled[k]
                 assert block is not None

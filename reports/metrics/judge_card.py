@@ -108,7 +108,9 @@ def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCa
     others_gold = leave_one_out_gold(pair_codes, humans["verdict"].to_numpy(), humans["order"].to_numpy(), len(pairs))
     with_gold = humans[["rater", "pair", "item", "verdict"]].assign(gold=others_gold)
     with_gold = with_gold[others_gold >= 0]
-    raters = [str(r) for r in humans["rater"].drop_duplicates()]
+    # In name order, not the rows': new rows reorder the verdicts, and reports.incremental pairs
+    # each figure with the previous build's by the order they register in.
+    raters = sorted({str(r) for r in humans["rater"].unique()})
     for rater, mine in by_rater(with_gold, raters, ["pair", "verdict", "item", "gold"]).items():
         # One row per pair of this rater with the others' gold of it: against_gold's matched rows.
         card = gold_card(mine["item"].to_numpy(), mine["gold"].to_numpy(dtype=np.int64),

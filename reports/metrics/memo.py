@@ -14,7 +14,6 @@ Outside an incremental update (no memo active) a memoised function is called as 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import xxhash
 
 from .bootstrap import Resampler
 
@@ -59,9 +59,11 @@ def active(memo: Memo) -> Iterator[Memo]:
 
 
 def _hasher(data: bytes = b"") -> Any:
-    """SHA-256 (its first 128 bits are the keys): twice BLAKE2b's speed on this machine's CPUs
-    (1.7 against 0.84 GB/s, their SHA extensions), and the memo hashes tens of MB per update."""
-    return hashlib.sha256(data)
+    """XXH3-128: the memo hashes tens of MB per update (every rater's columns), and XXH3 reads
+    12.5 GB/s on this machine against SHA-256's 1.35 (its SHA extensions) and BLAKE2b's 1.05.
+    Its keys need no resistance to a crafted collision: they tell a report's own inputs apart,
+    and a key is taken for another only if all 128 bits agree (p ~ 2**-128 by chance)."""
+    return xxhash.xxh3_128(data)
 
 
 def _frame_digest(memo: Memo, frame: pd.DataFrame) -> bytes:
