@@ -440,7 +440,7 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     for b, (units, a_codes, cells) in enumerate(_earlier_partners(p_sorted, r_sorted, v_sorted, item_sorted, len(shown))):
         if not len(units):
             continue
-        block = _kappa_block(units, a_codes, cells, boot)
+        block = _kappa_block(units, a_codes, cells, boot, shown[b])
         for g, a in enumerate(block.raters):
             rows.append((shown[a], shown[b], _Slice(block.estimate, g, int(block.confusion[g].sum())),
                          block.confusion[g].reshape(3, 3)))  # fmt: skip
@@ -563,15 +563,16 @@ class _KappaBlock:
 
 
 @memoised
-def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot: Resampler) -> _KappaBlock:
+def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot: Resampler, rater: str) -> _KappaBlock:
     """Percent agreement and Cohen's kappas of one later rater with each earlier one: one batched
-    estimate over the 9 confusion cells of every rater pair of the block."""
+    estimate over the 9 confusion cells of every rater pair of the block (keyed by the later
+    rater: a block appears when a rater's first partner does)."""
     raters, group, _ = _small_unique(a_codes, int(a_codes.max()) + 1)
     column = group * 9 + cells
     width = len(raters) * 9
     per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=width)
     confusion = np.bincount(column, minlength=width).reshape(-1, 9)
-    return _KappaBlock(raters, confusion, boot.estimate(per_unit, _kappas_of_cells, n=len(units)))
+    return _KappaBlock(raters, confusion, boot.estimate(per_unit, _kappas_of_cells, n=len(units), key=("kappas", rater)))
 
 
 def _kappas_of_cells(s: np.ndarray) -> np.ndarray:
@@ -637,7 +638,7 @@ def _score_correlations(
         found = []
         for b, (units, a_codes, cells) in enumerate(blocks):
             if len(units):
-                block = _correlation_block(units, a_codes, cells, v, boot)
+                block = _correlation_block(units, a_codes, cells, v, boot, (str(attribute), shown[b]))
                 found += [(shown[a], shown[b], str(attribute), _Slice(block.estimate, g, int(size)))
                           for g, (a, size) in enumerate(zip(block.raters, block.sizes, strict=True)) if size >= 2]  # fmt: skip
         del resp, rater, value, item, order, last, vcode
@@ -654,7 +655,8 @@ class _CorrelationBlock:
 
 
 @memoised
-def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, v: int, boot: Resampler) -> _CorrelationBlock:
+def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, v: int, boot: Resampler,
+                       key: tuple[str, str]) -> _CorrelationBlock:  # fmt: skip
     """Rank correlations of one later rater with each earlier one, from the contingency table of
     their scores (cells a * v + b per rater pair). Only observed cells become bootstrap columns
     (a wide scale would make v * v mostly empty)."""
@@ -663,7 +665,7 @@ def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray
     observed, column, _ = _small_unique(code, len(raters) * v * v)
     per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=len(observed), by_item=True)
     statistic = functools.partial(_correlations_of_cells, cells=observed, n_groups=len(raters), v=v)
-    return _CorrelationBlock(raters, sizes, boot.estimate(per_unit, statistic, n=len(units)))
+    return _CorrelationBlock(raters, sizes, boot.estimate(per_unit, statistic, n=len(units), key=("correlations", *key)))
 
 
 def _correlations_of_cells(s: np.ndarray, *, cells: np.ndarray, n_groups: int, v: int) -> np.ndarray:
@@ -732,7 +734,10 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
                    source: str = "majority"):
     judges = [r for r in shown if raters[r]["kind"] == "judge"]
     v_of = by_rater(verdicts, judges, ["pair", "verdict"])
-    results = {j: score_against_gold(v_of[j], gold, boot) for j in judges}
+    results = {}
+    for j in judges:
+        with boot.scope(j):
+            results[j] = score_against_gold(v_of[j], gold, boot)
     results = {j: s for j, s in results.items() if s.n}
 
     def render() -> list[dict]:
@@ -793,7 +798,8 @@ def _consistency(
         joined_of: dict[str, pd.DataFrame] = {}
         for rater in shown:
             if len(v_of[rater]) and len(r_of[rater]):
-                c, joined = _rater_consistency(v_of[rater], r_of[rater], on_pairs_of(pairs, v_of[rater]), boot)
+                with boot.scope(rater):
+                    c, joined = _rater_consistency(v_of[rater], r_of[rater], on_pairs_of(pairs, v_of[rater]), boot)
                 if c is not None:
                     rows.append((rater, c))
                     joined_of[rater] = joined
@@ -911,7 +917,8 @@ def _cross_consistency(
         _, ranked = sources[y]
         if scores.empty or ranked.empty:
             continue
-        c = _cross_one(on_pairs_of(pairs, ranked), scores, ranked, boot)
+        with boot.scope(x, y):
+            c = _cross_one(on_pairs_of(pairs, ranked), scores, ranked, boot)
         if c is not None:
             out.append((x, y, c))
     return out
@@ -961,7 +968,8 @@ def _position(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], raters:
             continue
         grp = p_of[rater]
         both = raters[rater]["kind"] == "judge" and grp["shown_order"].nunique() == 2
-        pos = position_both_orders(grp, gold, boot) if both else first_shown_win_rate(grp, boot)
+        with boot.scope(rater):
+            pos = position_both_orders(grp, gold, boot) if both else first_shown_win_rate(grp, boot)
         results.append((rater, pos))
         if both:
             audit["position", rater] = pos
@@ -1006,7 +1014,8 @@ def _self_preference(
     r_of = by_rater(ratings, judges, rating_columns)
     for j in judges:
         model = raters[j]["model"]
-        sp = self_preference(v_of[j], gold, model, boot) if model else None
+        with boot.scope(j):
+            sp = self_preference(v_of[j], gold, model, boot) if model else None
         if sp is not None and model != "nan":
             audit["self", j] = sp
         rating_form = rating_self_preference(human_ratings, r_of[j], model) if model and len(ratings) else {}
@@ -1059,7 +1068,8 @@ def _length(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], boot: 
     results = []
     v_of = by_rater(verdicts, shown, LENGTH_COLUMNS)
     for rater in shown:
-        lb = audit["length", rater] = length_bias(v_of[rater], gold, boot)
+        with boot.scope(rater):
+            lb = audit["length", rater] = length_bias(v_of[rater], gold, boot)
         if lb.n:
             results.append((rater, lb))
 
@@ -1083,7 +1093,8 @@ def _calibration(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], rate
     for j in judges:
         grp = p_of[j]
         if grp["p_a"].notna().any():
-            cal = calibration(grp, gold, boot)
+            with boot.scope(j):
+                cal = calibration(grp, gold, boot)
             if cal.n:
                 results.append((j, cal))
 
@@ -1117,7 +1128,8 @@ def _leaderboard(
     for k, (name, members) in enumerate(groups.items()):
         v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["model_a", "model_b", "verdict"]]
         gr = r.loc[r["rater"].isin(members).to_numpy(), ["item", "response", "model", "value"]]
-        bt, rb = _group_boards(v, gr, opts.rounds, opts.seed + 1 + k, boot)
+        with boot.scope(name):
+            bt, rb = _group_boards(v, gr, opts.rounds, opts.seed + 1 + k, boot)
         if bt.n or rb.models:
             boards[name] = (bt, rb)
 
@@ -1203,8 +1215,11 @@ def _panels(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str], panels
             source: str = "majority"):  # fmt: skip
     """Per panel shown: its accuracy and kappa against gold beside each member's, on the pairs all
     of them judged, and the paired difference panel - best member (reports.metrics.panels)."""
-    results = [(p, info, panel_vs_members(verdicts, gold, p, list(info["members"]), boot))
-               for p, info in panels.items() if p in shown]  # fmt: skip
+    results = []
+    for p, info in panels.items():
+        if p in shown:
+            with boot.scope(p):
+                results.append((p, info, panel_vs_members(verdicts, gold, p, list(info["members"]), boot)))
     n_figures = len(PANEL_FIGURES)
 
     def render() -> list[dict]:

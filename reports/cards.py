@@ -123,23 +123,24 @@ def judge_cards_section(
     r_of = by_rater(runs, evaluators, [c for c in runs.columns if c != "rater"])
     audit = audit or {}
     for rater in evaluators:
-        model = raters[rater]["model"]
-        v, p = v_of[rater], p_of[rater]
-        parts = dict(_card(v, p, j_of[rater], r_of[rater], gold, model, raters[rater]["kind"], boot))
-        # The bias audit's figures where it computed the same ones (a judge's): one computation,
-        # one set of estimates on the shared bootstrap.
-        if ("position", rater) in audit:
-            parts["position"] = audit["position", rater]
-        else:
-            parts["position"] = position_both_orders(p, gold, boot) if p["shown_order"].nunique() == 2 else None
-        parts["length"] = audit["length", rater] if ("length", rater) in audit else length_bias(v, gold, boot)
-        own = model and model != "nan"
-        if ("self", rater) in audit:
-            parts["self"] = audit["self", rater]
-        else:
-            parts["self"] = self_preference(v, gold, model, boot) if own else None
-        gold_cards[rater] = parts["gold"]
-        cards.append((rater, parts))
+        with boot.scope(rater):
+            model = raters[rater]["model"]
+            v, p = v_of[rater], p_of[rater]
+            parts = dict(_card(v, p, j_of[rater], r_of[rater], gold, model, raters[rater]["kind"], boot))
+            # The bias audit's figures where it computed the same ones (a judge's): one computation,
+            # one set of estimates on the shared bootstrap.
+            if ("position", rater) in audit:
+                parts["position"] = audit["position", rater]
+            else:
+                parts["position"] = position_both_orders(p, gold, boot) if p["shown_order"].nunique() == 2 else None
+            parts["length"] = audit["length", rater] if ("length", rater) in audit else length_bias(v, gold, boot)
+            own = model and model != "nan"
+            if ("self", rater) in audit:
+                parts["self"] = audit["self", rater]
+            else:
+                parts["self"] = self_preference(v, gold, model, boot) if own else None
+            gold_cards[rater] = parts["gold"]
+            cards.append((rater, parts))
 
     def render() -> list[dict]:
         _val, _ci, _num = _fmt()

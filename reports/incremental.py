@@ -61,6 +61,7 @@ rebuild next time.
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,7 +72,7 @@ import scipy.sparse as sp
 from .build import ReportOptions, report_from_table
 from .cards import CardInputs
 from .metrics import memo
-from .metrics.bootstrap import Resampler, _Product
+from .metrics.bootstrap import Estimate, Resampler, _Product
 from .selectors import append_rows
 
 WEIGHTS_MAX_BYTES = 64 * 2**20  # the multiplicities kept beside the sums when they fit
@@ -88,6 +89,30 @@ class BootstrapState:
     sums: list[sp.csr_matrix]  # per figure, in registration order: S (items x columns)
     resampled: list[np.ndarray]  # per figure: W @ S (rounds x columns)
     weights: np.ndarray | None  # W (rounds x items), uint8/uint16, or None: redrawn from the seed
+    keys: list[Hashable] = field(default_factory=list)  # per figure: figure_keys, what pairs it with the next build's
+
+
+def figure_keys(estimates: list[Estimate], scopes: list[tuple]) -> list[Hashable]:
+    """What pairs a figure with the same figure of the previous build: its key where the section
+    gave one (Estimate.key: a rater-pair block, a human's reference card), else the scope it was
+    registered in (Resampler.scope: the rater, group or panel of the section's loop), its
+    statistic and width, and how many such figures registered before it there. Not the plain
+    position: a figure added in one section (a new judge, a rater's first verdict) would shift
+    every later one onto another figure's sums, whose difference is every item's. Any pairing
+    of equal widths gives the same resample (B0 + W @ (S - S0) is W @ S); a good one changes
+    only the items that new rows are on."""
+    seen: dict[tuple, int] = {}
+    keys: list[Hashable] = []
+    for est, scope in zip(estimates, scopes, strict=True):
+        if est.key is not None:
+            keys.append(("key", est.key))
+            continue
+        fn = getattr(est.statistic, "func", est.statistic)
+        kind = (scope, getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)),
+                est.columns.stop - est.columns.start if est.columns is not None else 0)  # fmt: skip
+        seen[kind] = seen.get(kind, -1) + 1
+        keys.append((*kind, seen[kind]))
+    return keys
 
 
 @dataclass
@@ -191,26 +216,29 @@ def _resample(
     full: list[int] = []  # figures resampled in full
     delta: list[tuple[int, sp.csr_matrix]] = []  # (figure, dS) for figures changed in some rows
     redrawn: list[tuple[int, sp.spmatrix]] = []  # (figure, S0): the kept figures, when the draw moved
+    keys = figure_keys(boot._estimates, boot.scopes)
+    earlier = {key: j for j, key in enumerate(previous.keys)} if grown and previous is not None else {}
     for k, s in enumerate(sums):
-        old = previous.sums[k] if grown and previous is not None and k < len(previous.sums) else None
+        j = earlier.get(keys[k])
+        old = previous.sums[j] if previous is not None and j is not None else None
         if old is None or old.shape[1] != s.shape[1]:
             full.append(k)
             continue
-        assert previous is not None
+        assert previous is not None and j is not None
         if s is old:  # a memoised figure registered again (reports.metrics.memo): the same sums
-            resampled[k], reused[k] = previous.resampled[k], True
+            resampled[k], reused[k] = previous.resampled[j], True
             continue
-        old = memo.widened(old, boot.n_units)
-        d = (s - old).tocsr()
+        widened = memo.widened(old, boot.n_units)
+        d = (s - widened).tocsr()
         d.eliminate_zeros()
         if not same_draw:
-            redrawn.append((k, previous.sums[k]))
+            redrawn.append((k, old))
         if d.nnz:
             delta.append((k, d))
         if d.nnz or not same_draw:
-            resampled[k] = previous.resampled[k].copy()
+            resampled[k] = previous.resampled[j].copy()
         else:
-            resampled[k], reused[k] = previous.resampled[k], True
+            resampled[k], reused[k] = previous.resampled[j], True
     stats.update(figures=len(sums), reused=sum(reused), updated=len(delta), resampled=len(full),
                  redrawn=len(redrawn))  # fmt: skip
 
@@ -283,7 +311,7 @@ def _resample(
     else:
         out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
     parts = [r for r in resampled if r is not None]
-    state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums),
+    state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums), keys=keys,
                            resampled=parts, weights=new_weights if keep_weights else None)  # fmt: skip
     return state, out, reused
 

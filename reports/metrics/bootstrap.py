@@ -9,12 +9,13 @@ sums. All figures of a report register their S first and share one draw of w, wh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +181,9 @@ class Estimate:
     statistic: Statistic
     columns: slice | None = None
     samples: np.ndarray | None = None
+    # What the figure is of, where a section registers one per rater in an order the rows
+    # decide (reports.incremental pairs each figure with the previous build's by it).
+    key: Any = None
 
     _ci: np.ndarray | None = None
 
@@ -215,13 +219,27 @@ class Resampler:
     # figures again without being run again.
     recordings: list[list[tuple[Estimate, sp.spmatrix]]] = field(default_factory=list)
     _block_counts: np.ndarray | None = field(default=None, repr=False)  # block_counts, drawn once
+    # Per registered figure, the scope it was registered in (scope(): the rater or group a
+    # section's loop is at), so reports.incremental pairs it with the same rater's figure of
+    # the previous build, whoever was added before it.
+    scopes: list[tuple] = field(default_factory=list)
+    _scope: tuple = ()
 
-    def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int) -> Estimate:
+    @contextlib.contextmanager
+    def scope(self, *label: Any) -> Iterator[None]:
+        outer = self._scope
+        self._scope = (*outer, *label)
+        try:
+            yield
+        finally:
+            self._scope = outer
+
+    def estimate(self, per_unit: sp.spmatrix | np.ndarray, statistic: Statistic, *, n: int, key: Any = None) -> Estimate:
         # A CSC block (per_unit_sums(by_item=True), counts) stays as it is; anything else as CSR.
         if not isinstance(per_unit, sp.csc_matrix):
             per_unit = sp.csr_matrix(per_unit)
         totals = np.asarray(per_unit.sum(axis=0)).ravel()
-        est = Estimate(value=statistic(totals), n=n, statistic=statistic)
+        est = Estimate(value=statistic(totals), n=n, statistic=statistic, key=key)
         self.register(est, per_unit)
         return est
 
@@ -244,6 +262,7 @@ class Resampler:
                     self._product = _Product([])
                 self._product.add(per_unit)
             self._estimates.append(est)
+            self.scopes.append(self._scope)
 
     def weights(self, start: int, stop: int) -> np.ndarray:
         """Multiplicities of each item in rounds start..stop-1, each a resample of n_units items

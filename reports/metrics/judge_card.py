@@ -45,6 +45,7 @@ one human with the others): each human scored against the gold of the *other* hu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,20 +76,22 @@ class GoldCard:
     confusion: np.ndarray
 
 
-def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> GoldCard:
+def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler, key: Any = None) -> GoldCard:
     """verdicts: one rater's combined verdicts (pair, verdict); gold: pair, item, gold."""
     m = verdicts[["pair", "verdict"]].merge(gold[gold["gold"] >= 0], on="pair")
-    return gold_card(m["item"].to_numpy(), m["gold"].to_numpy(dtype=np.int64), m["verdict"].to_numpy(dtype=np.int64), boot)
+    return gold_card(m["item"].to_numpy(), m["gold"].to_numpy(dtype=np.int64), m["verdict"].to_numpy(dtype=np.int64), boot,
+                     key)  # fmt: skip
 
 
-def gold_card(item: np.ndarray, gold: np.ndarray, verdict: np.ndarray, boot: Resampler) -> GoldCard:
-    """The card's gold scores from matched rows: one per verdict that has a gold (A/tie/B)."""
+def gold_card(item: np.ndarray, gold: np.ndarray, verdict: np.ndarray, boot: Resampler, key: Any = None) -> GoldCard:
+    """The card's gold scores from matched rows: one per verdict that has a gold (A/tie/B).
+    `key`: what the card is of (Estimate.key)."""
     cells = gold * 3 + verdict
     conf = np.bincount(cells, minlength=9).reshape(3, 3)
     if not len(cells):
         return GoldCard(n=0, estimate=None, confusion=conf)
     per_unit = per_unit_sums(item, cells, 1.0, n_units=boot.n_units, width=9)
-    return GoldCard(n=len(cells), estimate=boot.estimate(per_unit, _card_scores, n=len(cells)), confusion=conf)
+    return GoldCard(n=len(cells), estimate=boot.estimate(per_unit, _card_scores, n=len(cells), key=key), confusion=conf)
 
 
 POOLED_HUMANS = "humans (each vs the others)"
@@ -108,13 +111,14 @@ def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCa
     others_gold = leave_one_out_gold(pair_codes, humans["verdict"].to_numpy(), humans["order"].to_numpy(), len(pairs))
     with_gold = humans[["rater", "pair", "item", "verdict"]].assign(gold=others_gold)
     with_gold = with_gold[others_gold >= 0]
-    # In name order, not the rows': new rows reorder the verdicts, and reports.incremental pairs
-    # each figure with the previous build's by the order they register in.
+    # In name order, not the rows' (which new rows move), each card keyed by its rater: a human's
+    # first verdict adds a card among the others, and the rest keep their pairing with the
+    # previous build's (reports.incremental).
     raters = sorted({str(r) for r in humans["rater"].unique()})
     for rater, mine in by_rater(with_gold, raters, ["pair", "verdict", "item", "gold"]).items():
         # One row per pair of this rater with the others' gold of it: against_gold's matched rows.
         card = gold_card(mine["item"].to_numpy(), mine["gold"].to_numpy(dtype=np.int64),
-                         mine["verdict"].to_numpy(dtype=np.int64), boot)  # fmt: skip
+                         mine["verdict"].to_numpy(dtype=np.int64), boot, ("human_reference", rater))  # fmt: skip
         if card.n:
             out[rater] = card
             matched.append(mine)
@@ -122,7 +126,8 @@ def human_reference(verdicts: pd.DataFrame, boot: Resampler) -> dict[str, GoldCa
         m = pd.concat(matched, ignore_index=True)
         # One row per (human, pair): a key of its own so the join inside against_gold is 1:1.
         m = m.assign(pair=np.arange(len(m)))
-        out[POOLED_HUMANS] = against_gold(m[["pair", "verdict"]], m[["pair", "item", "gold"]], boot)
+        out[POOLED_HUMANS] = against_gold(m[["pair", "verdict"]], m[["pair", "item", "gold"]], boot,
+                                          ("human_reference", POOLED_HUMANS))  # fmt: skip
     return out
 
 
