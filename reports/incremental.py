@@ -36,8 +36,11 @@ The bootstrap then reuses what did not change:
 - a figure whose S is the previous one (a memoised figure) or equal to it keeps its B (exactly);
 - a figure whose S changed only in some items' rows, same shape: B += W[:, rows] @ dS[rows]
   (the touched items only; integer sums exactly, float sums up to rounding);
-- figures are paired with the old build's by registration order (each section registers in
-  the order of the raters shown, so a figure keeps its position unless raters are added);
+- figures are paired with the old build's by figure_keys: the scope a section registered it
+  in (Resampler.scope: the rater, group or panel) or its own key (a rater-pair block, a
+  human's reference card), its statistic, width and rank among such figures there. Not by
+  position: a new judge, or a human's first verdict, shifted every later figure onto another
+  rater's sums, whose difference is every item's;
 - new items: the draw for n + k items is the nested draw (bootstrap.nested_weights), which
   differs from the draw for n only in the new items' columns and a few dozen multiplicities a
   round (a block count that moved by a draw or two, the partial block's share of its picks):
