@@ -13,6 +13,7 @@ import functools
 import gc
 import itertools
 import math
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1107,6 +1108,13 @@ def _calibration(prefs: pd.DataFrame, gold: pd.DataFrame, shown: list[str], rate
 # --- leaderboards ----------------------------------------------------------------------------
 
 
+def _group_seed(seed: int, group: str) -> int:
+    """The seed of a group's Bradley-Terry bootstrap (it resamples the group's comparisons, not
+    the report's items): from the group's name, not its place among the groups, so a judge
+    added to the project leaves every other group's interval as it was (and its fit memoised)."""
+    return seed + 1 + zlib.crc32(group.encode())
+
+
 def _leaderboard(
     verdicts: pd.DataFrame,
     ratings: pd.DataFrame,
@@ -1125,11 +1133,11 @@ def _leaderboard(
             groups[j] = [j]
     r = ratings[ratings["attribute"] == attribute] if attribute else ratings.iloc[:0]
     boards = {}
-    for k, (name, members) in enumerate(groups.items()):
+    for name, members in groups.items():
         v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["model_a", "model_b", "verdict"]]
         gr = r.loc[r["rater"].isin(members).to_numpy(), ["item", "response", "model", "value"]]
         with boot.scope(name):
-            bt, rb = _group_boards(v, gr, opts.rounds, opts.seed + 1 + k, boot)
+            bt, rb = _group_boards(v, gr, opts.rounds, _group_seed(opts.seed, name), boot)
         if bt.n or rb.models:
             boards[name] = (bt, rb)
 

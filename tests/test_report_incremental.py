@@ -310,3 +310,15 @@ def test_a_report_too_large_to_keep_is_built_without_a_state(project, settings):
         report["details"].pop("incremental", None)
     assert_same(second, rebuilt)
     caches[CACHE_ALIAS].clear()
+
+
+def test_a_new_judge_leaves_the_other_groups_leaderboards_as_they_were(table):
+    """Each group's Bradley-Terry bootstrap is seeded by the group's name, not its place among
+    the groups: a judge added before another (in the order shown) does not move that one's
+    intervals. The other raters' figures are the same data, so the same numbers."""
+    without = finish_table(table[(table["rater"] != "judge:m0-judge").to_numpy()].reset_index(drop=True))
+    before = report_from_table(without, OPTS)["leaderboard"]
+    after = report_from_table(finish_table(table.copy()), OPTS)["leaderboard"]
+    assert "judge:m0-judge" in after and "judge:m0-judge" not in before
+    for group in ("humans", "judge:plain", "judge:verbose"):
+        assert_same(after[group]["bradley_terry"], before[group]["bradley_terry"])
