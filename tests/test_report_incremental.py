@@ -106,8 +106,10 @@ def test_a_new_rater_and_its_rows(table):
     # key, not position, which the new rater's shifted): they are reused as they were. (Paired
     # by position, 24 of 182 were, and 131 were resampled in full.)
     assert after.stats["reused"] > after.stats["figures"] * 3 // 4
-    # The humans' and the other judges' comparisons did not change: their fits are reused.
-    assert after.stats["fits_reused"] > 0 and after.stats["fits_computed"] > 0
+    # The humans' and the other judges' inputs did not change, though the new name renumbers
+    # every label column's codes (memo digests read labels): their computations are reused.
+    # (On codes, 77 were reused and 73 computed again.)
+    assert after.stats["fits_reused"] > 4 * after.stats["fits_computed"] > 0
 
 
 def test_one_judges_run_reuses_the_other_raters_figures(table):

@@ -125,9 +125,10 @@ def test_by_rater_is_each_raters_rows_in_order_with_the_columns_asked_for():
 
 
 def test_a_frames_digest_is_its_columns_values_not_its_index():
-    """memo._frame_digest reads each column's storage (categorical codes and categories,
-    numbers, nullable values with their mask, strings by their hashes): any changed value,
-    category, mask or row order is another digest; another index, or a copy, is the same one."""
+    """memo._frame_digest reads each column's storage (categorical labels, numbers, nullable
+    values with their mask, strings by their hashes): any changed value, label, mask or row
+    order is another digest; another index, or a copy, is the same one, and so is a categorical
+    whose vocabulary gained labels (a new rater's name renumbers every label column's codes)."""
     frame = pd.DataFrame({
         "rater": pd.Categorical(["a", "b", "a"]), "strength": [1, -2, 3],
         "value": pd.array([1, None, 3], dtype="Int64"), "p_a": [0.5, np.nan, 1.0],
@@ -137,11 +138,13 @@ def test_a_frames_digest_is_its_columns_values_not_its_index():
     digest = memo._frame_digest(memo.Memo(), frame)
     assert memo._frame_digest(memo.Memo(), frame.copy()) == digest
     assert memo._frame_digest(memo.Memo(), frame.set_index(pd.Index([7, 8, 9]))) == digest
+    renumbered = frame.assign(rater=pd.Categorical(["a", "b", "a"], categories=["0", "a", "ab", "b"]))
+    assert memo._frame_digest(memo.Memo(), renumbered) == digest
     changed = [
         frame.assign(strength=[1, -2, 2]), frame.assign(value=pd.array([1, 0, 3], dtype="Int64")),
         frame.assign(p_a=[0.5, 0.0, 1.0]), frame.assign(justification=["x", "y", "w"]),
         frame.assign(rater=pd.Categorical(["a", "b", "b"])),
-        frame.assign(rater=pd.Categorical(["a", "b", "a"], categories=["a", "b", "c"])),
+        frame.assign(rater=pd.Categorical(["a", "c", "a"])), frame.assign(rater=pd.Categorical(["a", None, "a"])),
         frame.assign(flag=pd.array([True, False, False], dtype="boolean")), frame.iloc[[0, 2, 1]],
         frame.iloc[:2], frame.rename(columns={"p_a": "p_b"}),
     ]  # fmt: skip

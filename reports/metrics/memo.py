@@ -42,7 +42,7 @@ class Memo:
         # every judge's figures, and is hashed once. The frame is held with its digest, so its
         # id cannot be reused for another frame while the memo is active.
         self.digests: dict[int, tuple[pd.DataFrame, bytes]] = {}
-        self.category_digests: dict[int, tuple[pd.Index, bytes]] = {}  # a split's frames share their categories
+        self.category_digests: dict[int, tuple[pd.Index, np.ndarray]] = {}  # labels' hashes; a split's frames share their categories
         self.splits: dict[tuple, tuple[pd.DataFrame, dict[str, pd.DataFrame]]] = {}  # by_rater's, by frame
 
 
@@ -85,13 +85,18 @@ def _frame_digest(memo: Memo, frame: pd.DataFrame) -> bytes:
 def _feed_column(memo: Memo, h: Any, column: pd.Series) -> None:
     values = column.array
     if isinstance(column.dtype, pd.CategoricalDtype):
+        # The labels, not their codes: every label column shares one vocabulary (raters, models,
+        # kinds: reports.build._labels), so a new rater's name renumbers the codes of every
+        # column after it, and each rater's figures would miss. Each code is read as its label's
+        # 64-bit hash (missing: a value no label hashes to), so a frame's digest is the same
+        # while its values are. (A memoised result reads labels and their sorted order, which a
+        # new label does not change; never the codes themselves.)
         categories = column.cat.categories
         known = memo.category_digests.get(id(categories))
         if known is None or known[0] is not categories:
-            digest = _hasher(pd.util.hash_pandas_object(categories, index=False).to_numpy().tobytes()).digest()[:16]
-            known = memo.category_digests[id(categories)] = (categories, digest)
-        h.update(known[1])
-        h.update(np.ascontiguousarray(column.cat.codes.to_numpy()))
+            ids = pd.util.hash_pandas_object(categories, index=False).to_numpy()
+            known = memo.category_digests[id(categories)] = (categories, np.append(ids, np.uint64(0x9E3779B97F4A7C15)))
+        h.update(known[1][column.cat.codes.to_numpy()])  # code -1 (missing) reads the last entry
     elif isinstance(column.dtype, np.dtype) and column.dtype.kind in "biufmM":  # numpy storage, no copy
         h.update(np.ascontiguousarray(column.to_numpy()))
     elif isinstance(values, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
