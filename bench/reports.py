@@ -31,7 +31,9 @@ report computed without them, one run, beside a rebuild on the same union table,
 `_one_judge` for one judge's rows on the last items (a judge run over items the others had
 annotated), `_judge_new_items` for one judge's rows on a new batch nobody else has annotated
 yet (a judge run ahead of the humans; the table is then the others' rows without that batch),
-and `_humans` for the humans' rows drawn at random (humans annotating items judges had judged).
+`_humans` for the humans' rows drawn at random (humans annotating items judges had judged), and
+`_new_judge` for one judge's first run (a judge added to the project: the table had none of its
+rows).
 Measured up to 2M annotations.
 """
 
@@ -418,7 +420,8 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
     on the last items (its run over items the others had annotated already), the same judge's
     k rows on a batch only it has judged (the others' rows on those items left out), and k of
-    the humans' rows drawn at random (humans annotating items the judges had judged)."""
+    the humans' rows drawn at random (humans annotating items the judges had judged), and the
+    judge's k rows as its first run (a judge added to the project: no rows of it before)."""
     from reports.incremental import absorb, build_state
 
     rng = np.random.default_rng(1)
@@ -434,9 +437,12 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     human = np.flatnonzero((table["kind"] == "human").to_numpy())
     humans = np.zeros(len(table), dtype=bool)
     humans[rng.choice(human, min(k, len(human)), replace=False)] = True
+    # A new judge's first run: the same judge's rows on the last items, and none of its rows before.
+    first_run = ~judge | one_judge
     out: dict = {}
     for name, new, rows in (("", random_rows, None), ("_new_items", new_items, None), ("_one_judge", one_judge, None),
-                            ("_judge_new_items", one_judge[ahead], ahead), ("_humans", humans, None)):  # fmt: skip
+                            ("_judge_new_items", one_judge[ahead], ahead), ("_humans", humans, None),
+                            ("_new_judge", one_judge[first_run], first_run)):  # fmt: skip
         base = table if rows is None else table[rows].reset_index(drop=True)
         old_rows = finish_table(base[~new].reset_index(drop=True))
         new_rows = finish_table(base[new].reset_index(drop=True))
