@@ -441,7 +441,8 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     for b, (units, a_codes, cells) in enumerate(_earlier_partners(p_sorted, r_sorted, v_sorted, item_sorted, len(shown))):
         if not len(units):
             continue
-        block = _kappa_block(units, a_codes, cells, boot, shown[b])
+        with boot.scope(shown[b]):  # the block of b's pairs: one appears when b's first partner does
+            block = _kappa_block(units, a_codes, cells, boot)
         for g, a in enumerate(block.raters):
             rows.append((shown[a], shown[b], _Slice(block.estimate, g, int(block.confusion[g].sum())),
                          block.confusion[g].reshape(3, 3)))  # fmt: skip
@@ -564,16 +565,15 @@ class _KappaBlock:
 
 
 @memoised
-def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot: Resampler, rater: str) -> _KappaBlock:
+def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot: Resampler) -> _KappaBlock:
     """Percent agreement and Cohen's kappas of one later rater with each earlier one: one batched
-    estimate over the 9 confusion cells of every rater pair of the block (keyed by the later
-    rater: a block appears when a rater's first partner does)."""
+    estimate over the 9 confusion cells of every rater pair of the block."""
     raters, group, _ = _small_unique(a_codes, int(a_codes.max()) + 1)
     column = group * 9 + cells
     width = len(raters) * 9
     per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=width)
     confusion = np.bincount(column, minlength=width).reshape(-1, 9)
-    return _KappaBlock(raters, confusion, boot.estimate(per_unit, _kappas_of_cells, n=len(units), key=("kappas", rater)))
+    return _KappaBlock(raters, confusion, boot.estimate(per_unit, _kappas_of_cells, n=len(units)))
 
 
 def _kappas_of_cells(s: np.ndarray) -> np.ndarray:
@@ -639,7 +639,8 @@ def _score_correlations(
         found = []
         for b, (units, a_codes, cells) in enumerate(blocks):
             if len(units):
-                block = _correlation_block(units, a_codes, cells, v, boot, (str(attribute), shown[b]))
+                with boot.scope(str(attribute), shown[b]):
+                    block = _correlation_block(units, a_codes, cells, v, boot)
                 found += [(shown[a], shown[b], str(attribute), _Slice(block.estimate, g, int(size)))
                           for g, (a, size) in enumerate(zip(block.raters, block.sizes, strict=True)) if size >= 2]  # fmt: skip
         del resp, rater, value, item, order, last, vcode
@@ -656,8 +657,7 @@ class _CorrelationBlock:
 
 
 @memoised
-def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, v: int, boot: Resampler,
-                       key: tuple[str, str]) -> _CorrelationBlock:  # fmt: skip
+def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, v: int, boot: Resampler) -> _CorrelationBlock:
     """Rank correlations of one later rater with each earlier one, from the contingency table of
     their scores (cells a * v + b per rater pair). Only observed cells become bootstrap columns
     (a wide scale would make v * v mostly empty)."""
@@ -666,7 +666,7 @@ def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray
     observed, column, _ = _small_unique(code, len(raters) * v * v)
     per_unit = per_unit_sums(units, column, 1.0, n_units=boot.n_units, width=len(observed), by_item=True)
     statistic = functools.partial(_correlations_of_cells, cells=observed, n_groups=len(raters), v=v)
-    return _CorrelationBlock(raters, sizes, boot.estimate(per_unit, statistic, n=len(units), key=("correlations", *key)))
+    return _CorrelationBlock(raters, sizes, boot.estimate(per_unit, statistic, n=len(units)))
 
 
 def _correlations_of_cells(s: np.ndarray, *, cells: np.ndarray, n_groups: int, v: int) -> np.ndarray:

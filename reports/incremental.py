@@ -37,7 +37,7 @@ The bootstrap then reuses what did not change:
 - a figure whose S changed only in some items' rows, same shape: B += W[:, rows] @ dS[rows]
   (the touched items only; integer sums exactly, float sums up to rounding);
 - figures are paired with the old build's by figure_keys: the scope a section registered it
-  in (Resampler.scope: the rater, group or panel) or its own key (a rater-pair block, a
+  in (Resampler.scope: the rater, group, panel or rater-pair block) or its own key (a
   human's reference card), its statistic, width and rank among such figures there. Not by
   position: a new judge, or a human's first verdict, shifted every later figure onto another
   rater's sums, whose difference is every item's;
@@ -97,8 +97,8 @@ class BootstrapState:
 
 def figure_keys(estimates: list[Estimate], scopes: list[tuple]) -> list[Hashable]:
     """What pairs a figure with the same figure of the previous build: its key where the section
-    gave one (Estimate.key: a rater-pair block, a human's reference card), else the scope it was
-    registered in (Resampler.scope: the rater, group or panel of the section's loop), its
+    gave one (Estimate.key: a human's reference card), else the scope it was registered in
+    (Resampler.scope: the rater, group, panel or rater-pair block of the section's loop), its
     statistic and width, and how many such figures registered before it there. Not the plain
     position: a figure added in one section (a new judge, a rater's first verdict) would shift
     every later one onto another figure's sums, whose difference is every item's. Any pairing
@@ -231,8 +231,7 @@ def _resample(
         if s is old:  # a memoised figure registered again (reports.metrics.memo): the same sums
             resampled[k], reused[k] = previous.resampled[j], True
             continue
-        widened = memo.widened(old, boot.n_units)
-        d = (s - widened).tocsr()
+        d = (s - memo.widened(old, boot.n_units)).tocsr()
         d.eliminate_zeros()
         if not same_draw:
             redrawn.append((k, old))

@@ -181,8 +181,9 @@ class Estimate:
     statistic: Statistic
     columns: slice | None = None
     samples: np.ndarray | None = None
-    # What the figure is of, where a section registers one per rater in an order the rows
-    # decide (reports.incremental pairs each figure with the previous build's by it).
+    # What the figure is of, for figures a memoised computation registers one per rater in an
+    # order the rows decide (a scope there would not be replayed: Resampler.scope);
+    # reports.incremental pairs each figure with the previous build's by it.
     key: Any = None
 
     _ci: np.ndarray | None = None
@@ -227,6 +228,10 @@ class Resampler:
 
     @contextlib.contextmanager
     def scope(self, *label: Any) -> Iterator[None]:
+        """Figures registered inside are of `label` (a rater, group, panel). Used around a call
+        of a memoised computation, never inside one: a reuse registers the recorded figures in
+        the caller's scope (reports.metrics.memo). Inside one, Estimate.key says what a figure
+        is of (the human reference's cards)."""
         outer = self._scope
         self._scope = (*outer, *label)
         try:
