@@ -43,7 +43,7 @@ class Memo:
         # id cannot be reused for another frame while the memo is active.
         self.digests: dict[int, tuple[pd.DataFrame, bytes]] = {}
         self.category_digests: dict[int, tuple[pd.Index, np.ndarray]] = {}  # labels' hashes; a split's frames share their categories
-        self.splits: dict[tuple, tuple[pd.DataFrame, dict[str, pd.DataFrame]]] = {}  # by_rater's, by frame
+        self.splits: dict[int, tuple[pd.DataFrame, pd.DataFrame, dict[str, tuple[int, int]]]] = {}  # by_rater's, by frame
 
 
 _active: ContextVar[Memo | None] = ContextVar("reports_memo", default=None)
@@ -196,31 +196,40 @@ def by_rater(frame: pd.DataFrame, raters: list[str], columns: list[str]) -> dict
     keyed on, not the rows' global order, which other raters' new rows shift. Only the columns
     asked for are taken."""
     memo = _active.get()
-    if memo is None:
-        every = _split(frame, columns, set(raters))
-    else:
-        # The same split asked for again in this update (one section's verdicts and another's)
-        # is the same frames, so they are hashed once, by object (Memo.digests).
-        key = (id(frame), tuple(columns))
-        known = memo.splits.get(key)
-        if known is None or known[0] is not frame:
-            known = memo.splits[key] = (frame, _split(frame, columns))
-        every = known[1]
     empty = frame.iloc[:0][columns]
-    return {r: every.get(r, empty) for r in raters}
+    if memo is None:
+        ordered, bounds = _by_rater_order(frame, set(raters))
+        sub = ordered[columns]
+    else:
+        # One section's verdicts split again by another (with other columns) is the same sort
+        # and the same taken rows: kept by frame while the memo is active (and so hashed once,
+        # by object: Memo.digests).
+        known = memo.splits.get(id(frame))
+        if known is None or known[0] is not frame:
+            known = memo.splits[id(frame)] = (frame, *_by_rater_order(frame))
+        _, ordered, bounds = known
+        sub = ordered[columns]
+    return {r: sub.iloc[bounds[r][0]:bounds[r][1]] if r in bounds else empty for r in raters}
 
 
-def _split(frame: pd.DataFrame, columns: list[str], only: set[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Every rater's rows (or those of `only`; raters with none left out): one stable sort of
-    the rater codes."""
+def _by_rater_order(frame: pd.DataFrame, only: set[str] | None = None) -> tuple[pd.DataFrame, dict[str, tuple[int, int]]]:
+    """The frame's rows rater by rater (of `only`, when given), each rater's in the frame's order
+    (one stable sort of the rater codes and one take), and where each rater's rows are in it.
+    A rater's rows are then a slice, not a take of their own: a take per rater and column cost
+    pandas' overhead 1,255 times in a judge's absorb at 1M annotations (0.16 s)."""
     labels = frame["rater"] if isinstance(frame["rater"].dtype, pd.CategoricalDtype) else frame["rater"].astype("category")
     codes = labels.cat.codes.to_numpy()
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(labels.cat.categories) + 1))
-    sub = frame[columns]
-    return {str(r): sub.iloc[order[bounds[k]:bounds[k + 1]]]
-            for k, r in enumerate(labels.cat.categories)
-            if bounds[k + 1] > bounds[k] and (only is None or str(r) in only)}  # fmt: skip
+    at = np.searchsorted(codes[order], np.arange(len(labels.cat.categories) + 1))
+    names = [str(r) for r in labels.cat.categories]
+    wanted = [k for k, r in enumerate(names) if at[k + 1] > at[k] and (only is None or r in only)]
+    if len(wanted) == len(names):
+        picks = order  # every rater's rows
+    else:
+        picks = np.concatenate([order[at[k]:at[k + 1]] for k in wanted] or [np.zeros(0, dtype=np.int64)])
+    starts = np.cumsum([0] + [int(at[k + 1] - at[k]) for k in wanted])
+    bounds = {names[k]: (int(starts[i]), int(starts[i + 1])) for i, k in enumerate(wanted)}
+    return frame.take(picks), bounds
 
 
 def relative_order(frame: pd.DataFrame) -> pd.DataFrame:
