@@ -247,6 +247,36 @@ def test_co_rated_gives_the_rows_of_the_merge(table, comparison):
         checklists.co_rated(plain, plain_kinds, "judge_judge")
 
 
+def _counted(cells: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, int, int]]:
+    from collections import Counter
+
+    item, cell, count = cells
+    totals: Counter = Counter()
+    for i, c, k in zip(item.tolist(), cell.tolist(), count.tolist(), strict=True):
+        totals[(i, c // 3, c % 3)] += k
+    return sorted(totals.items())
+
+
+def test_judge_human_cells_count_the_rows_of_co_rated(table):
+    """judge_human_cells counts what co_rated lists for judge-human: every (item, va, vb) as often,
+    on the report's categorical raters and on plain names with a rater of no known kind."""
+    from collections import Counter
+
+    opts = ReportOptions()
+    verdicts = build.combine_orders(build._preferences(table, opts))
+    verdicts = verdicts.assign(item=pd.factorize(verdicts["item"])[0])
+    kinds = {str(r): str(k) for r, k in zip(verdicts["rater"], verdicts["kind"], strict=True)}
+    rng = np.random.default_rng(1)
+    plain = pd.DataFrame({"rater": rng.choice(["h10", "h9", "h2", "j1", "j20", "x"], 300), "pair": rng.integers(0, 40, 300)})
+    plain = plain.drop_duplicates(["rater", "pair"]).assign(verdict=lambda d: rng.integers(0, 3, len(d)))
+    plain = plain.assign(item=plain["pair"] // 2)
+    plain_kinds = {"h10": "human", "h9": "human", "h2": "human", "j1": "judge", "j20": "judge"}
+    for frame, known in ((verdicts, kinds), (plain, plain_kinds)):
+        rows = checklists.co_rated(frame, known, "judge_human")
+        listed = sorted(Counter(_sorted_rows(rows)).items())
+        assert len(rows) > 20 and _counted(checklists.judge_human_cells(frame, known)) == listed
+
+
 def test_score_correlations_identical(table):
     """Spearman and Kendall between every two raters, per attribute, on a wide scale too (many
     empty cells) and with a repeated score (the last one counts)."""

@@ -93,19 +93,47 @@ def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> 
     return pd.DataFrame({"item": item[a], "va": verdict[a], "vb": verdict[b]})
 
 
+def judge_human_cells(verdicts: pd.DataFrame, kinds: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """co_rated's judge-human rows counted, not listed: (item, cell va * 3 + vb, count) of every
+    judge verdict va with the humans' verdicts vb on the same pair and item. Each judge row
+    meets its pair's human verdict counts, so this reads every row once (co_rated's rows of
+    judge-human were a pass per rater position over the whole table, every absorb)."""
+    rater = verdicts["rater"]
+    if isinstance(rater.dtype, pd.CategoricalDtype):
+        name_codes, names = rater.cat.codes.to_numpy(), rater.cat.categories
+    else:
+        name_codes, names = pd.factorize(rater.to_numpy())
+    kind_of = np.array([kinds.get(str(n)) for n in names] + [None], dtype=object)  # code -1 (missing): no kind
+    human = (kind_of == "human")[name_codes]
+    judge = (kind_of == "judge")[name_codes]
+    pair, item = verdicts["pair"].to_numpy(dtype=np.int64), verdicts["item"].to_numpy(dtype=np.int64)
+    verdict = verdicts["verdict"].to_numpy(dtype=np.int64)
+    on, _ = pd.factorize(pair * (int(item.max(initial=0)) + 1) + item)  # (pair, item): what co_rated matches on
+    humans = np.bincount(on[human] * 3 + verdict[human], minlength=3 * (int(on.max(initial=-1)) + 1)).reshape(-1, 3)
+    rows = np.flatnonzero(judge)
+    counts = humans[on[rows]]  # (judge rows, 3): the humans' verdicts beside each judge verdict
+    cells = verdict[rows, None] * 3 + np.arange(3)[None, :]
+    nonzero = counts > 0
+    return np.broadcast_to(item[rows, None], counts.shape)[nonzero], cells[nonzero], counts[nonzero]
+
+
 @memoised
 def checklist_effect(
     verdicts: pd.DataFrame, kinds: dict[str, str], has_checklist: np.ndarray, boot: Resampler, comparison: str,
 ) -> ChecklistEffect:
     """verdicts: combined per (rater, pair) with item codes 0..n_units-1 (the report's);
     has_checklist: one bool per item code."""
-    co = co_rated(verdicts, kinds, comparison)
-    if co.empty:
+    if comparison == "judge_human":
+        item, cell, count = judge_human_cells(verdicts, kinds)
+    else:
+        co = co_rated(verdicts, kinds, comparison)
+        item = co["item"].to_numpy(dtype=np.int64)
+        cell = co["va"].to_numpy(dtype=np.int64) * 3 + co["vb"].to_numpy(dtype=np.int64)
+        count = np.ones(len(co), dtype=np.int64)
+    if not len(item):
         return ChecklistEffect(None, 0, 0, 0, 0)
-    item = co["item"].to_numpy(dtype=np.int64)
     group = np.asarray(has_checklist, dtype=bool)[item].astype(np.int64)
-    cols = group * 9 + co["va"].to_numpy(dtype=np.int64) * 3 + co["vb"].to_numpy(dtype=np.int64)
-    per_unit = per_unit_sums(item, cols, 1.0, n_units=boot.n_units, width=18)
-    est = boot.estimate(per_unit, _effect, n=len(co))
-    return ChecklistEffect(est, int(group.sum()), int((group == 0).sum()),
+    per_unit = per_unit_sums(item, group * 9 + cell, count, n_units=boot.n_units, width=18)
+    est = boot.estimate(per_unit, _effect, n=int(count.sum()))
+    return ChecklistEffect(est, int(count[group == 1].sum()), int(count[group == 0].sum()),
                            int(np.unique(item[group == 1]).size), int(np.unique(item[group == 0]).size))
