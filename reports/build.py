@@ -38,7 +38,7 @@ from annotate.verdicts import (
 from .cards import CardInputs, evaluators_section, judge_cards_section, style_section
 from .metrics.agreement import (
     Level,
-    cohen_kappa_from_confusion,
+    cohen_kappas_from_confusion,
     coincidences_per_unit,
     fleiss_from_sums,
     fleiss_unit_stats,
@@ -406,16 +406,10 @@ def _empty_verdicts() -> pd.DataFrame:
 
 
 def _kappas(flat: np.ndarray) -> np.ndarray:
-    conf = flat.reshape(*flat.shape[:-1], 3, 3)
-    return np.stack(
-        [
-            percent_from_confusion(conf),
-            cohen_kappa_from_confusion(conf),
-            cohen_kappa_from_confusion(conf, "quadratic"),
-            cohen_kappa_from_confusion(conf, "linear"),
-        ],
-        axis=-1,
-    )
+    # Contiguous once: a column slice of the resampled sums would be copied by every reshape.
+    conf = np.ascontiguousarray(flat).reshape(*flat.shape[:-1], 3, 3)
+    kappas = cohen_kappas_from_confusion(conf, [None, "quadratic", "linear"])
+    return np.concatenate([percent_from_confusion(conf)[..., None], kappas], axis=-1)
 
 
 def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], raters: dict, boot: Resampler):

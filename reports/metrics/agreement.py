@@ -8,6 +8,7 @@ are what the tests compare with scikit-learn and the `krippendorff` package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -39,18 +40,36 @@ def kappa_weights(k: int, weights: KappaWeights) -> np.ndarray:
 
 
 def percent_from_confusion(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf)
+    k = conf.shape[-1]
     with np.errstate(all="ignore"):
-        return np.trace(conf, axis1=-2, axis2=-1) / conf.sum(axis=(-2, -1))
+        return np.trace(conf, axis1=-2, axis2=-1) / conf.reshape(*conf.shape[:-2], k * k).sum(axis=-1)
 
 
 def cohen_kappa_from_confusion(conf: np.ndarray, weights: KappaWeights = None) -> np.ndarray:
     """Cohen (1960); weighted form of Cohen (1968): 1 - sum(w O) / sum(w E). Batched over (..., k, k)."""
+    return cohen_kappas_from_confusion(conf, [weights])[..., 0]
+
+
+def cohen_kappas_from_confusion(conf: np.ndarray, weights: Sequence[KappaWeights]) -> np.ndarray:
+    """cohen_kappa_from_confusion under each of `weights`, (..., len(weights)), the margins summed once.
+
+    sum(w O) is the flattened cells times the flattened weights, and sum(w E), E = row x col / N,
+    is (row^T w) . col / N: products over the batch instead of elementwise (..., k, k)
+    temporaries summed over two small axes (over 1,000 bootstrap rounds of a block of rater
+    pairs, a third of the time)."""
+    conf = np.asarray(conf)
     k = conf.shape[-1]
-    w = kappa_weights(k, weights)
-    n = conf.sum(axis=(-2, -1), keepdims=True)
+    flat = conf.reshape(*conf.shape[:-2], k * k)
+    n = flat.sum(axis=-1)
+    rows, cols = conf.sum(axis=-1), conf.sum(axis=-2)
+    out = []
     with np.errstate(all="ignore"):
-        expected = conf.sum(axis=-1, keepdims=True) * conf.sum(axis=-2, keepdims=True) / n
-        return 1.0 - (w * conf).sum(axis=(-2, -1)) / (w * expected).sum(axis=(-2, -1))
+        for weighting in weights:
+            w = kappa_weights(k, weighting)
+            expected = ((rows @ w) * cols).sum(axis=-1) / n
+            out.append(1.0 - (flat @ w.ravel()) / expected)
+    return np.stack(out, axis=-1)
 
 
 def _codes(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
