@@ -252,9 +252,11 @@ def _resample(
     if delta:
         # All changed figures side by side, cut to the items whose sums moved, multiplied as the
         # full product is (_Product: integer changes through exact float32, over the cores).
-        d_all = sp.hstack([d for _, d in delta], format="csr")
-        touched = np.flatnonzero(np.diff(d_all.indptr))
-        d_product = _Product([d_all[touched]])
+        # Each change cut to the touched items before they are put side by side: stacking the
+        # whole-height changes walked every item's row once per figure (0.13 s at 1M for a new
+        # batch's 182 figures, whose changes are on 257 items).
+        touched = np.unique(np.concatenate([np.flatnonzero(np.diff(d.indptr)) for _, d in delta]))
+        d_product = _Product([sp.hstack([d[touched] for _, d in delta], format="csr")])
     stats["touched_items"] = len(touched)
 
     # The previous draw, when kept: this build's W when the items are the same, else W0.
