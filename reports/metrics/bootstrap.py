@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import itertools
 import math
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import xxhash
 from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs  # Y += A X, in place
 from scipy.stats import binom
 
@@ -328,8 +328,9 @@ class _Product:
     """
 
     def __init__(self, blocks: list[Any]) -> None:
-        # Rows are matched on a 128-bit BLAKE2 digest of their indices and values (a collision,
-        # p ~ 2**-128, is the only way two different rows could be taken for one): keeping
+        # Rows are matched on a 128-bit XXH3 digest of their indices and values (a collision by
+        # chance, p ~ 2**-128, is the only way two different rows could be taken for one; the
+        # rows are the report's own sums, not crafted input, as with the memo's keys): keeping
         # every distinct row's bytes to compare would hold the whole matrix a second time.
         self._seen: dict[bytes, int] = {}
         self._keep32: list[sp.csr_matrix] = []
@@ -355,7 +356,9 @@ class _Product:
         new64: list[int] = []
         for r in range(piece.shape[0]):
             lo, hi = indptr[r], indptr[r + 1]
-            key = hashlib.blake2b(indices[lo:hi].tobytes() + data[lo:hi].tobytes(), digest_size=16).digest()
+            h = xxhash.xxh3_128(indices[lo:hi])
+            h.update(data[lo:hi])  # streamed: the digest of both, without joining their bytes
+            key = h.digest()
             match = self._seen.get(key)
             if match is None:
                 match = self._seen[key] = len(self._is32)
