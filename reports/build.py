@@ -59,7 +59,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
-from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order
+from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order, rows_of
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
@@ -1128,7 +1128,7 @@ def _leaderboard(
     r = ratings[ratings["attribute"] == attribute] if attribute else ratings.iloc[:0]
     boards = {}
     for name, members in groups.items():
-        v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["model_a", "model_b", "verdict"]]
+        v = rows_of(verdicts, members, ["model_a", "model_b", "verdict"])
         gr = r.loc[r["rater"].isin(members).to_numpy(), ["item", "response", "model", "value"]]
         with boot.scope(name):
             bt, rb = _group_boards(v, gr, opts.rounds, _group_seed(opts.seed, name), boot)

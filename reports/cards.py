@@ -29,7 +29,7 @@ from .metrics.judge_card import (
 )
 from .metrics.judges import length_bias, position_both_orders, self_preference
 from .metrics.leaderboard import comparisons, kendall_tau_between
-from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order
+from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order, rows_of
 from .metrics.style import length_controlled_win_rates, style_controlled_bt
 
 # The keys of report["judge_cards"] rows whose value is a rate with a `<key>_ci` beside it.
@@ -237,7 +237,7 @@ def style_section(
     for name, members in groups.items():
         if responses is None:
             continue
-        v = verdicts.loc[verdicts["rater"].isin(members).to_numpy(), ["pair", "model_a", "model_b", "verdict", "len_a", "len_b"]]
+        v = rows_of(verdicts, members, ["pair", "model_a", "model_b", "verdict", "len_a", "len_b"])
         board = _style_boards(v, on_pairs_of(responses, v), styles)
         if board is not None:
             boards[name] = board

@@ -7,8 +7,11 @@ memo.by_rater is the split every per-rater figure is keyed on."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from reports.metrics import memo
@@ -110,18 +113,28 @@ def test_without_an_active_memo_a_memoised_function_is_called_as_it_is():
     assert CALLS == [2, 2] and a["estimate"] is not b["estimate"] and len(boot._estimates) == 2
 
 
-def test_by_rater_is_each_raters_rows_in_order_with_the_columns_asked_for():
+@pytest.mark.parametrize("active", [False, True])
+def test_by_rater_is_each_raters_rows_in_order_with_the_columns_asked_for(active):
+    """Split afresh (no memo), or once per frame for every column list asked (a memo active):
+    the same frames either way."""
     raters = ["human:b", "judge:x", "human:a", "human:b", "judge:x", "human:b"]
     frame = pd.DataFrame({"rater": pd.Categorical(raters, categories=["human:a", "human:b", "judge:x", "judge:y"]),
                           "pair": [10, 11, 12, 13, 14, 15], "verdict": [0, 1, 2, 0, 1, 2]})  # fmt: skip
-    for labels in (frame, frame.assign(rater=frame["rater"].astype(str))):  # categorical or plain labels
-        split = memo.by_rater(labels, ["human:b", "judge:y", "judge:x"], ["pair", "verdict"])
-        assert list(split) == ["human:b", "judge:y", "judge:x"]
-        assert split["human:b"]["pair"].tolist() == [10, 13, 15]
-        assert split["judge:x"].to_numpy().tolist() == [[11, 1], [14, 1]]
-        assert split["judge:y"].empty and list(split["judge:y"].columns) == ["pair", "verdict"]
-        want = labels[labels["rater"] == "human:b"][["pair", "verdict"]]
-        pd.testing.assert_frame_equal(split["human:b"], want)
+    with memo.active(memo.Memo()) if active else contextlib.nullcontext():
+        for labels in (frame, frame.assign(rater=frame["rater"].astype(str))):  # categorical or plain labels
+            split = memo.by_rater(labels, ["human:b", "judge:y", "judge:x"], ["pair", "verdict"])
+            assert list(split) == ["human:b", "judge:y", "judge:x"]
+            assert split["human:b"]["pair"].tolist() == [10, 13, 15]
+            assert split["judge:x"].to_numpy().tolist() == [[11, 1], [14, 1]]
+            assert split["judge:y"].empty and list(split["judge:y"].columns) == ["pair", "verdict"]
+            want = labels[labels["rater"] == "human:b"][["pair", "verdict"]]
+            pd.testing.assert_frame_equal(split["human:b"], want)
+            # Another section's columns of the same frame: the same rows.
+            assert memo.by_rater(labels, ["judge:x"], ["verdict"])["judge:x"]["verdict"].tolist() == [1, 1]
+            # A rater group's rows: one member's or several, the frame's rows in its order.
+            for members in (["judge:x"], ["human:b", "judge:x"], ["judge:y"]):
+                want = labels.loc[labels["rater"].isin(members).to_numpy(), ["pair", "verdict"]]
+                pd.testing.assert_frame_equal(memo.rows_of(labels, members, ["pair", "verdict"]), want)
 
 
 def test_a_frames_digest_is_its_columns_values_not_its_index():

@@ -211,6 +211,16 @@ def by_rater(frame: pd.DataFrame, raters: list[str], columns: list[str]) -> dict
     return {r: sub.iloc[bounds[r][0]:bounds[r][1]] if r in bounds else empty for r in raters}
 
 
+def rows_of(frame: pd.DataFrame, members: list[str], columns: list[str]) -> pd.DataFrame:
+    """The rows of a rater group's `members` (their `columns`), in the frame's order. A group of
+    one is its rater's by_rater slice while a memo is active (the frame is split once per
+    update; a filter of the whole frame per group and section was most of what a judge's
+    unchanged boards cost an absorb), else a filter: the same rows in the same order."""
+    if len(members) == 1 and _active.get() is not None:
+        return by_rater(frame, members, columns)[members[0]]
+    return frame.loc[frame["rater"].isin(members).to_numpy(), columns]
+
+
 def _by_rater_order(
     frame: pd.DataFrame, columns: list[str], only: set[str] | None = None
 ) -> tuple[pd.DataFrame, dict[str, tuple[int, int]]]:
