@@ -428,7 +428,7 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     # run recomputes the blocks it is in, and leaves every other block (all the humans' pairs
     # when the judges come after them) as it was.
     verdict = v["verdict"].to_numpy()
-    order = np.lexsort((rater_codes, pair_codes))
+    order = _lexsort(rater_codes, pair_codes)
     p_sorted, r_sorted, v_sorted = pair_codes[order], rater_codes[order], verdict[order]
     item_sorted = pair_item[p_sorted]
     rows = []
@@ -532,7 +532,7 @@ def _earlier_partners(
     to i. A rater's duplicate label of a unit is not paired with itself."""
     starts = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, len(p_sorted)]))  # each position's pair's first
-    by_rater = np.argsort(r_sorted, kind="stable")
+    by_rater = np.argsort(_narrow(r_sorted), kind="stable")
     bounds = np.searchsorted(r_sorted[by_rater], np.arange(n_r + 1))
     for b in range(n_r):
         mine = by_rater[bounds[b]:bounds[b + 1]]
@@ -586,6 +586,36 @@ def _small_unique(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray
     return present, remap[values], counts[present]
 
 
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True) for integer scores: a bincount over their range
+    when it is small (a rating scale), not a sort of every score."""
+    if not len(values) or values.dtype.kind not in "iu" or int(values.max()) - int(values.min()) >= 4096:
+        domain, inverse = np.unique(values, return_inverse=True)
+        return domain, inverse.reshape(-1)
+    low = int(values.min())
+    present, inverse, _ = _small_unique(values - low, int(values.max()) - low + 1)
+    return (present + low).astype(values.dtype), inverse
+
+
+def _narrow(codes: np.ndarray) -> np.ndarray:
+    """Codes as 16-bit integers where they fit: numpy's stable sort of those is a radix sort,
+    5x its merge sort of the same codes as int64 (360k rater codes: 4 ms against 24)."""
+    if not len(codes):
+        return codes
+    lo, hi = int(codes.min()), int(codes.max())
+    if 0 <= lo and hi < 2**16:
+        return codes.astype(np.uint16)
+    return codes.astype(np.int16) if -(2**15) <= lo and hi < 2**15 else codes
+
+
+def _lexsort(minor: np.ndarray, major: np.ndarray) -> np.ndarray:
+    """np.lexsort((minor, major)): by major, then minor, ties in place. Two stable sorts, minor
+    first (least significant key first gives the same order), each a radix sort where its codes
+    fit in 16 bits: 360k (response, rater) keys in about 30 ms, where lexsort took 71."""
+    by_minor = np.argsort(_narrow(minor), kind="stable")
+    return by_minor[np.argsort(_narrow(major[by_minor]), kind="stable")]
+
+
 def _index_dtype(n: int) -> type:
     """The smallest index type for positions below n: int32 halves what 10M-row index arrays hold."""
     return np.int32 if n < 2**31 else np.int64
@@ -622,12 +652,12 @@ def _score_correlations(
         resp, value = responses[sel], values[sel]
         rater, item = rater_codes[sel].astype(np.int64), items[sel]
         # Sorted by response then rater; one score per rater and response (of duplicates, the last row).
-        order = np.lexsort((rater, resp))
+        order = _lexsort(rater, resp)
         resp, rater, value, item = resp[order], rater[order], value[order], item[order]
         last = np.ones(len(resp), dtype=bool)
         last[:-1] = (resp[1:] != resp[:-1]) | (rater[1:] != rater[:-1])
         resp, rater, value, item = resp[last], rater[last], value[last], item[last]
-        domain, vcode = np.unique(value, return_inverse=True)
+        domain, vcode = _sorted_codes(value)
         v = len(domain)
         blocks = _earlier_partners(resp, rater, vcode, item, n_r, levels=v)
         found = []

@@ -199,3 +199,17 @@ def test_integer_rows_is_the_row_by_row_check(monkeypatch):
     assert bootstrap._integer_rows(data, indptr).tolist() == want
     monkeypatch.setattr(bootstrap, "_ROWS_AT_ONCE", 1 << 22)
     assert bootstrap._integer_rows(data, indptr).tolist() == want
+
+
+@pytest.mark.parametrize(("minor_range", "major_range"), [((0, 27), (0, 51_000)), ((0, 27), (0, 5_000_000)),
+                                                          ((-5, 5), (-100_000, 100_000)), ((0, 70_000), (0, 2**40))])  # fmt: skip
+def test_lexsort_by_two_stable_sorts_is_numpys(minor_range, major_range):
+    """build._lexsort (radix sorts where the codes fit in 16 bits) orders as np.lexsort does,
+    ties included: rows of equal keys keep their order, which the score correlations' last
+    duplicate and the kappas' pairs read."""
+    from reports.build import _lexsort
+
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 2_000, 100_000):
+        minor, major = rng.integers(*minor_range, n), rng.integers(*major_range, n)
+        assert np.array_equal(_lexsort(minor, major), np.lexsort((minor, major)))
