@@ -100,10 +100,11 @@ def judge_human_cells(verdicts: pd.DataFrame, kinds: dict[str, str]) -> tuple[np
     judge-human were a pass per rater position over the whole table, every absorb)."""
     rater = verdicts["rater"]
     if isinstance(rater.dtype, pd.CategoricalDtype):
-        name_codes, names = rater.cat.codes.to_numpy(), rater.cat.categories
+        name_codes, names = rater.cat.codes.to_numpy(), [str(n) for n in rater.cat.categories]
     else:
-        name_codes, names = pd.factorize(rater.to_numpy())
-    kind_of = np.array([kinds.get(str(n)) for n in names] + [None], dtype=object)  # code -1 (missing): no kind
+        name_codes, uniques = pd.factorize(rater.to_numpy())
+        names = [str(n) for n in uniques]
+    kind_of = np.array([kinds.get(n) for n in names] + [None], dtype=object)  # code -1 (missing): no kind
     human = (kind_of == "human")[name_codes]
     judge = (kind_of == "judge")[name_codes]
     pair, item = verdicts["pair"].to_numpy(dtype=np.int64), verdicts["item"].to_numpy(dtype=np.int64)
