@@ -415,7 +415,7 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
 
 def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
     """Absorbing k new annotations into a computed report (reports.incremental) beside a full
-    rebuild on the same union table, one run each, in five ways of arriving: k rows drawn at
+    rebuild on the same union table, one run each, in six ways of arriving: k rows drawn at
     random from the table (the generator's draw: they touch thousands of existing items), k
     rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
     on the last items (its run over items the others had annotated already), the same judge's

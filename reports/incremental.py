@@ -54,7 +54,7 @@ annotated reuses every other rater's figures; rows spread over every rater (benc
 random rows touch a third of the items and all raters) reuse only the unchanged items' part of
 the product; new items cost drawing W again (its moves from the previous draw are what the
 kept figures take), and the section code of every rater with rows on them (all of it when
-every rater annotated the batch). bench/reports.py prints five cases beside a rebuild.
+every rater annotated the batch). bench/reports.py prints six cases beside a rebuild.
 
 reports.cache keeps a ReportState per project, filters and options and absorbs rows whose id is
 above the last seen when nothing else changed; an evicted or oversized state means a full
