@@ -46,6 +46,18 @@ class ChecklistEffect:
     items_without: int
 
 
+def _kinds(rater: pd.Series, kinds: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, whether its rater is a human and whether a judge (a rater of no known kind is
+    neither): one lookup per label, from a categorical's codes or the factorized names."""
+    if isinstance(rater.dtype, pd.CategoricalDtype):
+        codes, names = rater.cat.codes.to_numpy(), [str(n) for n in rater.cat.categories]
+    else:
+        codes, uniques = pd.factorize(rater.to_numpy())
+        names = [str(n) for n in uniques]
+    kind_of = np.array([kinds.get(n) for n in names] + [None], dtype=object)  # code -1 (missing): no kind
+    return (kind_of == "human")[codes], (kind_of == "judge")[codes]
+
+
 def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> pd.DataFrame:
     """Every two raters' verdicts on the same pair (columns item, va, vb): two humans once per
     pair of them, or a judge (va) with a human (vb).
@@ -64,10 +76,7 @@ def co_rated(verdicts: pd.DataFrame, kinds: dict[str, str], comparison: str) -> 
     text_rank = np.empty(len(keys), dtype=np.int64)
     text_rank[sorted(range(len(keys)), key=as_text.__getitem__)] = np.arange(len(keys))
     rank = text_rank[key_codes]
-    name_codes, names = pd.factorize(rater.astype(object).to_numpy())
-    kind_of = np.array([kinds.get(n) for n in names], dtype=object)
-    human = (kind_of == "human")[name_codes]
-    judge = (kind_of == "judge")[name_codes]
+    human, judge = _kinds(rater, kinds)
     pair, item = verdicts["pair"].to_numpy(), verdicts["item"].to_numpy()
     verdict = verdicts["verdict"].to_numpy()
     sort = np.lexsort((item, pair))
@@ -98,15 +107,7 @@ def judge_human_cells(verdicts: pd.DataFrame, kinds: dict[str, str]) -> tuple[np
     judge verdict va with the humans' verdicts vb on the same pair and item. Each judge row
     meets its pair's human verdict counts, so this reads every row once (co_rated's rows of
     judge-human were a pass per rater position over the whole table, every absorb)."""
-    rater = verdicts["rater"]
-    if isinstance(rater.dtype, pd.CategoricalDtype):
-        name_codes, names = rater.cat.codes.to_numpy(), [str(n) for n in rater.cat.categories]
-    else:
-        name_codes, uniques = pd.factorize(rater.to_numpy())
-        names = [str(n) for n in uniques]
-    kind_of = np.array([kinds.get(n) for n in names] + [None], dtype=object)  # code -1 (missing): no kind
-    human = (kind_of == "human")[name_codes]
-    judge = (kind_of == "judge")[name_codes]
+    human, judge = _kinds(verdicts["rater"], kinds)
     pair, item = verdicts["pair"].to_numpy(dtype=np.int64), verdicts["item"].to_numpy(dtype=np.int64)
     verdict = verdicts["verdict"].to_numpy(dtype=np.int64)
     on, _ = pd.factorize(pair * (int(item.max(initial=0)) + 1) + item)  # (pair, item): what co_rated matches on

@@ -225,22 +225,17 @@ def _by_rater_order(
     frame: pd.DataFrame, columns: list[str], only: set[str] | None = None
 ) -> tuple[pd.DataFrame, dict[str, tuple[int, int]]]:
     """The frame's rows (`columns` of them) rater by rater (of `only`, when given), each rater's
-    in the frame's order (one stable sort of the rater codes and one take), and where each
-    rater's rows are in it.
-    A rater's rows are then a slice, not a take of their own: a take per rater and column cost
-    pandas' overhead 1,255 times in a judge's absorb at 1M annotations (0.16 s)."""
+    in the frame's order, and where each rater's rows are in it: one stable sort of the rater
+    codes and one take. A rater's rows are then a slice, not a take of their own (a take per
+    rater and column cost pandas' overhead 1,255 times in a judge's absorb at 1M annotations)."""
     labels = frame["rater"] if isinstance(frame["rater"].dtype, pd.CategoricalDtype) else frame["rater"].astype("category")
+    names = [str(r) for r in labels.cat.categories]
+    wanted = np.array([only is None or r in only for r in names] + [False])  # code -1 (missing): none
     codes = labels.cat.codes.to_numpy()
     order = np.argsort(codes, kind="stable")
-    at = np.searchsorted(codes[order], np.arange(len(labels.cat.categories) + 1))
-    names = [str(r) for r in labels.cat.categories]
-    wanted = [k for k, r in enumerate(names) if at[k + 1] > at[k] and (only is None or r in only)]
-    if len(wanted) == len(names):
-        picks = order  # every rater's rows
-    else:
-        picks = np.concatenate([order[at[k]:at[k + 1]] for k in wanted] or [np.zeros(0, dtype=np.int64)])
-    starts = np.cumsum([0] + [int(at[k + 1] - at[k]) for k in wanted])
-    bounds = {names[k]: (int(starts[i]), int(starts[i + 1])) for i, k in enumerate(wanted)}
+    picks = order[wanted[codes[order]]]
+    at = np.searchsorted(codes[picks], np.arange(len(names) + 1))
+    bounds = {r: (int(at[k]), int(at[k + 1])) for k, r in enumerate(names) if at[k + 1] > at[k]}
     return frame[columns].take(picks), bounds
 
 
