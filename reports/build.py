@@ -252,8 +252,12 @@ def report_from_table(
     pending: dict[str, Any] = {}
     pending["agreement"] = _agreement(verdicts, ratings, shown, raters, boot)
     release_freed_memory()  # the agreement section's temporaries are the largest (rater pairs)
+    # Each flush starts multiplying the figures registered so far while the next sections run
+    # (Resampler.flush): the agreement section's are half the product's entries.
+    boot.flush()
     pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
     pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
+    boot.flush()
     # The judge bias audit's per-rater figures, by (figure, rater), which the judge cards reuse.
     audit: dict[tuple[str, str], Any] = {}
     pending["position"] = _position(prefs, gold, shown, raters, boot, audit)
@@ -261,6 +265,7 @@ def report_from_table(
     pending["length"] = _length(verdicts, gold, shown, boot, audit)
     pending["calibration"] = _calibration(prefs, gold, shown, raters, boot)
     pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
+    boot.flush()
     # Issue 14 (reports/cards.py): judge report cards, the evaluator leaderboard, style control.
     inputs = inputs or CardInputs()
     pending["judge_cards"], gold_cards = judge_cards_section(prefs, verdicts, gold, shown, raters, inputs,

@@ -23,16 +23,19 @@ from tests.bench_helpers import bench_reports
 class _PlainProduct:
     """The product as it was before issue 15: one float64 sparse matrix, all columns."""
 
-    def __init__(self, blocks: list[sp.csr_matrix]) -> None:
+    def __init__(self, blocks: list[sp.csr_matrix], *, seen: dict | None = None, offset: int = 0) -> None:
         self.blocks = list(blocks)
+        self.offset = offset  # where a flushed part's columns go (Resampler.flush); it copies nothing
+        self.copies: list[tuple[int, int]] = []
 
     def add(self, block: sp.csr_matrix) -> None:
         self.blocks.append(block)
 
     def finish(self) -> None:
         self.stats_t = sp.hstack(self.blocks, format="csr").T.tocsr()
+        self.width = self.stats_t.shape[0]
 
-    def times(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def times(self, w: np.ndarray, out: np.ndarray | None = None, *, parallel: bool = True) -> np.ndarray:
         if not hasattr(self, "stats_t"):
             self.finish()
         result = np.asarray(self.stats_t @ w.T).T
@@ -88,6 +91,40 @@ def test_resampler_results_unchanged_by_the_fast_product(monkeypatch):
     plain = samples()
     assert rng is not None
     for a, b in zip(fast, plain, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_flushed_parts_give_the_one_products_samples(monkeypatch):
+    # Figures multiplied in parts while the sections go on (Resampler.flush): a part's row that
+    # an earlier part has is copied from it, and a part of copies only multiplies nothing. The
+    # samples are the one product's, bit for bit, and so the plain product's.
+    n_units = 60
+
+    def samples(flushes: bool, product: type = bootstrap._Product) -> tuple[list[np.ndarray], list[list]]:
+        monkeypatch.setattr(bootstrap, "_Product", product)
+        boot = bootstrap.Resampler(n_units=n_units, rounds=150, seed=5)
+        blocks = _blocks(np.random.default_rng(3), n_units)
+        ests = []
+        # Parts: counts and two rate blocks; fractional, large and a rate block again; a rate block.
+        for k, block in enumerate([*blocks, blocks[1], blocks[2]]):
+            ests.append(boot.estimate(block, lambda s: s, n=1))
+            if flushes and k in (2, 5):
+                boot.flush()
+        parts = list(boot._parts)
+        boot.run()
+        copies = [part.result()[0].copies for part in parts]
+        return [e.samples for e in ests], copies
+
+    flushed, copies = samples(True)
+    assert len(copies) == 2 and copies[0] == []
+    assert copies[1] == [(17, 9), (18, 10)]  # the first part's rate columns, registered again
+    one, _ = samples(False)
+    plain, _ = samples(False, _PlainProduct)
+    for a, b, c in zip(flushed, one, plain, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    # Not flushed where the shared multiplicities would not fit: the same samples still.
+    monkeypatch.setattr(bootstrap, "EARLY_MAX_BYTES", 0)
+    for a, b in zip(samples(True)[0], one, strict=True):
         assert np.array_equal(a, b)
 
 

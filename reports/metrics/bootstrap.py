@@ -15,7 +15,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ from scipy.stats import binom
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Maps summed statistics of shape (..., d) to the figure, shape (...) or (..., k)."""
 
-CHUNK_ROUNDS = 50  # rounds per product: at 50 the weight block stays cache-friendly (~1.5x faster than 100)
+CHUNK_ROUNDS = 64  # rounds per product: a multiple of 8 (the kernel's SIMD width in float32; 50 left a
+# scalar tail per entry, 25% slower on this project's AMD machines) whose weight block stays cache-friendly
 
 
 def per_unit_sums(
@@ -158,12 +159,14 @@ def _picks(seed: int, r: int, b: int, count: int, size: int, block: int) -> np.n
 
 
 def nested_weights(
-    n_units: int, seed: int, start: int, stop: int, counts: np.ndarray, block: int = DRAW_BLOCK
+    n_units: int, seed: int, start: int, stop: int, counts: np.ndarray, block: int = DRAW_BLOCK,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """(stop - start, n_units) multiplicities of rounds start..stop-1 (float64), given the
-    rounds' block counts (block_counts with the same block)."""
+    """(stop - start, n_units) multiplicities of rounds start..stop-1, given the rounds' block
+    counts (block_counts with the same block). Any dtype holds them exactly (counts of draws,
+    far below 2**24)."""
     sizes = [int(x) for x in _block_sizes(n_units, block)]
-    out = np.zeros((stop - start, n_units), dtype=np.float64)
+    out: np.ndarray = np.zeros((stop - start, n_units), dtype=dtype)
     for r in range(start, stop):
         for b, size in enumerate(sizes):
             if counts[r, b]:
@@ -225,6 +228,12 @@ class Resampler:
     # the previous build, whoever was added before it.
     scopes: list[tuple] = field(default_factory=list)
     _scope: tuple = ()
+    # The products of figures registered before a flush(), multiplied in the background while
+    # the sections go on, in the order flushed: (product, its resampled sums) when done.
+    _parts: list[Future] = field(default_factory=list, repr=False)
+    _seen: dict[bytes, int] = field(default_factory=dict, repr=False)  # row digest -> first column (_Product)
+    _drawn: np.ndarray | None = field(default=None, repr=False)  # W as drawn for the parts (uint8), rounds x items
+    _drawn_to: int = field(default=0, repr=False)  # rounds of it drawn so far
 
     @contextlib.contextmanager
     def scope(self, *label: Any) -> Iterator[None]:
@@ -256,16 +265,16 @@ class Resampler:
             recording.append((est, per_unit))
         if self.rounds > 0 and self.n_units > 0 and est.n > 0:
             width = per_unit.shape[1]
-            est.columns = slice(self._width, self._width + width)
-            self._width += width
             if self.keep_sums:
                 self.kept.append(per_unit)
             else:
                 # Taken in now, in the product's compact form (float32 where exact, duplicates
                 # dropped), so the report never holds every figure's float64 sums at once.
                 if self._product is None:
-                    self._product = _Product([])
+                    self._product = _Product([], seen=self._seen, offset=self._width)
                 self._product.add(per_unit)
+            est.columns = slice(self._width, self._width + width)
+            self._width += width
             self._estimates.append(est)
             self.scopes.append(self._scope)
 
@@ -275,11 +284,48 @@ class Resampler:
         so any chunk of rounds is drawn alone, and a draw for more items shares most of this one's)."""
         if self._block_counts is None:
             self._block_counts = block_counts(self.n_units, self.seed, self.rounds)
-        return nested_weights(self.n_units, self.seed, start, stop, self._block_counts)
+        # float32: the product reads them so (half the bytes of float64 to write and transpose).
+        return nested_weights(self.n_units, self.seed, start, stop, self._block_counts, dtype=np.float32)
 
     def chunks(self) -> list[tuple[int, int]]:
         """The blocks of rounds whose weights are drawn and multiplied at once."""
         return [(a, min(a + CHUNK_ROUNDS, self.rounds)) for a in range(0, self.rounds, CHUNK_ROUNDS)]
+
+    def flush(self) -> None:
+        """Start multiplying the figures registered so far in the background, while the report's
+        sections go on: the product's kernel releases the GIL and the sections' pandas code
+        mostly holds it, so on two cores the product's time hides behind theirs. The result is
+        the one product's: each output column is the same kernel's sum over the same items in
+        the same order, and a row equal to an earlier part's is copied from it. Not while
+        reports.incremental keeps the sums (runner), on one core, or where the multiplicities,
+        which the parts share (drawn once, one byte each), would not fit EARLY_MAX_BYTES."""
+        if (self.runner is not None or self._product is None or _threads() < 2
+                or self.rounds * self.n_units > EARLY_MAX_BYTES):  # fmt: skip
+            return
+        product, self._product = self._product, None
+        self._parts.append(_background().submit(self._multiply, product, False))
+
+    def _multiply(self, product: _Product, parallel: bool) -> tuple[_Product, np.ndarray]:
+        """A part's resampled sums, every round: (rounds, the part's width)."""
+        product.finish()
+        out = np.empty((self.rounds, product.width))
+        for start, stop in self.chunks():
+            product.times(self._kept_weights(start, stop), out=out[start:stop], parallel=parallel)
+        return product, out
+
+    def _kept_weights(self, start: int, stop: int) -> np.ndarray:
+        """Rounds start..stop-1 of W, drawn by the first part that asks (the parts run one after
+        another, on one thread, and the last after every other has finished)."""
+        if self._drawn is None:
+            self._drawn = np.zeros((self.rounds, self.n_units), dtype=np.uint8)
+        if stop > self._drawn_to:
+            w = self.weights(start, stop)
+            if w.max(initial=0) > np.iinfo(self._drawn.dtype).max:
+                self._drawn = self._drawn.astype(np.uint16)
+            self._drawn[start:stop] = w
+            self._drawn_to = stop
+            return w
+        return self._drawn[start:stop]
 
     def run(self) -> None:
         reused = [False] * len(self._estimates)
@@ -289,13 +335,26 @@ class Resampler:
             out, reused = self.runner(self, self.kept)
             self.kept = []
         else:
-            if self._product is None:
+            if self._product is None and not self._parts:
                 return
             product, self._product = self._product, None
-            product.finish()
             out = np.empty((self.rounds, self._width))
-            for start, stop in self.chunks():
-                product.times(self.weights(start, stop), out=out[start:stop])
+            done = [part.result() for part in self._parts]
+            self._parts = []
+            if product is not None and done:
+                # The rest, on every core now, with the parts' multiplicities.
+                done.append(self._multiply(product, True))
+            elif product is not None:
+                # One product (nothing flushed): each chunk's multiplicities drawn, used, dropped.
+                product.finish()
+                for start, stop in self.chunks():
+                    product.times(self.weights(start, stop), out=out[start:stop])
+            for part, block in done:
+                out[:, part.offset:part.offset + part.width] = block
+            for part, _ in done:  # (one product, starting at column 0, copies nothing)
+                for column, first in part.copies:
+                    out[:, column] = out[:, first]
+            self._drawn = None
         for est, same in zip(self._estimates, reused, strict=True):
             assert est.columns is not None
             if same and est.samples is not None:
@@ -311,6 +370,10 @@ _F32_EXACT = float(2**24)
 # Multiplicities are checked per chunk: a chunk whose largest weight exceeds this bound (with
 # 50 rounds of Poisson(1)-like multiplicities, never seen in practice) runs wholly in float64.
 _WEIGHT_BOUND = 32.0
+# Flushed parts share the multiplicities, kept at one byte each: at most this many (rounds x
+# items; 1M annotations: 26 MB). Above it (10M: 256 MB) the figures are multiplied at the end
+# in one product, each chunk's multiplicities drawn and dropped, as before.
+EARLY_MAX_BYTES = 64 * 2**20
 
 
 class _Product:
@@ -327,12 +390,18 @@ class _Product:
     Rows of the transposed matrix are statistic columns; its columns are items.
     """
 
-    def __init__(self, blocks: list[Any]) -> None:
+    def __init__(self, blocks: list[Any], *, seen: dict[bytes, int] | None = None, offset: int = 0) -> None:
         # Rows are matched on a 128-bit XXH3 digest of their indices and values (a collision by
         # chance, p ~ 2**-128, is the only way two different rows could be taken for one; the
         # rows are the report's own sums, not crafted input, as with the memo's keys): keeping
         # every distinct row's bytes to compare would hold the whole matrix a second time.
-        self._seen: dict[bytes, int] = {}
+        self._seen: dict[bytes, int] = {}  # digest -> distinct row of this product
+        # Output columns start at `offset` of the report's; `seen` (digest -> the report's
+        # column) is shared with the products before this one (Resampler.flush): a row one of
+        # them has is not multiplied again, but copied from its column (copies: (column, first)).
+        self._earlier = seen if seen is not None else {}
+        self.offset = offset
+        self.copies: list[tuple[int, int]] = []
         self._keep32: list[sp.csr_matrix] = []
         self._keep64: list[sp.csr_matrix] = []
         self._expand: list[int] = []
@@ -359,8 +428,15 @@ class _Product:
             h = xxhash.xxh3_128(indices[lo:hi])
             h.update(data[lo:hi])  # streamed: the digest of both, without joining their bytes
             key = h.digest()
+            column = self.offset + len(self._expand)
             match = self._seen.get(key)
             if match is None:
+                first = self._earlier.get(key)
+                if first is not None and first < self.offset:  # an earlier product's row
+                    self.copies.append((column, first))
+                    self._expand.append(0)  # a placeholder: the copy overwrites it
+                    continue
+                self._earlier[key] = column
                 match = self._seen[key] = len(self._is32)
                 self._is32.append(bool(exact[r]))
                 (new32 if exact[r] else new64).append(r)
@@ -386,11 +462,16 @@ class _Product:
         self.m64 = _by_item(self._keep64, n, np.float64)
         self.expand = np.asarray(self._expand, dtype=np.int64)  # output column k is distinct row expand[k]
         self._seen.clear()
+        self._earlier = {}  # the shared digests stay with the resampler
 
-    def times(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def times(self, w: np.ndarray, out: np.ndarray | None = None, *, parallel: bool = True) -> np.ndarray:
         """(rounds, items) weights -> (rounds, width) resampled sums, into `out` when given (a
-        block of the report's whole resample: written in place, not copied there)."""
-        part = np.empty((w.shape[0], self.n_distinct))
+        block of the report's whole resample: written in place, not copied there). Columns of
+        copies (rows an earlier product has) are left for the caller. `parallel`: the integer
+        rows split over the cores (not while a flushed part runs beside the sections)."""
+        part = np.empty((w.shape[0], max(self.n_distinct, 1)))
+        if not self.n_distinct:
+            part[:] = 0
         # C-ordered (items, rounds), so an item range of it is one contiguous block.
         w_t = np.ascontiguousarray(w.T)
         tasks: list[Callable[[], np.ndarray]] = []
@@ -398,16 +479,17 @@ class _Product:
             # Outside the bound float32 might round: this chunk's integer rows in float64 (the
             # float32 values are the original integers, so the cast back is exact).
             wide = bool(w.size and w.max() > _WEIGHT_BOUND)
-            dtype, w32 = (np.float64, w_t) if wide else (np.float32, w_t.astype(np.float32))
+            dtype, w32 = (np.float64, w_t.astype(np.float64, copy=False)) if wide else (np.float32, w_t.astype(np.float32, copy=False))
             # The integer rows split by item ranges over the cores, each range summed apart and
             # the parts added: integer sums, exact in any order (the float64 rows are not split,
             # so theirs keep the order of the plain product to the last bit).
-            share = (self.m32.nnz + self.m64.nnz) / _threads()
-            ranges = _item_ranges(self.m32.indptr, [share * k for k in range(1, _threads())])
+            threads = _threads() if parallel else 1
+            share = (self.m32.nnz + self.m64.nnz) / threads
+            ranges = _item_ranges(self.m32.indptr, [share * k for k in range(1, threads)])
             tasks += [functools.partial(_product_by_item, self.m32, w32, dtype, a, b) for a, b in ranges]
         if len(self.rows64):
-            tasks.append(functools.partial(_product_by_item, self.m64, w_t, np.float64))
-        done = _in_parallel(tasks)
+            tasks.append(functools.partial(_product_by_item, self.m64, w_t.astype(np.float64, copy=False), np.float64))
+        done = _in_parallel(tasks) if parallel else [task() for task in tasks]
         if len(self.rows32):
             n32 = len(tasks) - (1 if len(self.rows64) else 0)
             total32 = done[0]
@@ -464,6 +546,16 @@ def _item_ranges(indptr: np.ndarray, cuts: list[float]) -> list[tuple[int, int]]
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
+_flushed: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """The one thread flushed parts are multiplied on, in order (Resampler.flush); made again
+    after a fork, as the pool is."""
+    global _flushed
+    if _flushed is None or _flushed[0] != os.getpid():
+        _flushed = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="bootstrap-flushed"))
+    return _flushed[1]
 
 
 def _in_parallel(tasks: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
