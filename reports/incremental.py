@@ -8,9 +8,9 @@ Bradley-Terry fits, the judge cards and evaluators' human reference).
 
 State kept (ReportState): the long annotation table, the options and inputs, for the
 bootstrap every figure's per-item sums S (items x columns, as registered with the Resampler),
-its resampled sums B = W @ S (rounds x columns) and, where it fits in WEIGHTS_MAX_BYTES, the
-multiplicities W themselves (uint8; otherwise they are drawn again from the seed, chunk by
-chunk, exactly as the full build draws them), and the memo (reports.metrics.memo): every
+its resampled sums B = W @ S (rounds x columns) and, where it fits in
+bootstrap.WEIGHTS_MAX_BYTES, the multiplicities W themselves (uint8; otherwise they are drawn
+again from the seed, chunk by chunk, exactly as the full build draws them), and the memo (reports.metrics.memo): every
 memoised computation's result and the estimates it registered, by a digest of its inputs.
 
 Absorbing new rows (absorb): the table gains them (appended, so every old item keeps its code
@@ -49,6 +49,11 @@ The bootstrap then reuses what did not change:
   the round and the item count, not of the order the items arrived in;
 - a new figure (a new rater, a new rater pair) or one whose width changed: W @ S in full.
 
+This runs in parts, as the full build's product does (Resampler.flush): the figures registered
+before each flush are resampled on the background thread while the later sections run, the
+rest after them; the parts share one draw (_Draw: W, and its moves from W0, made by the first
+part that needs them).
+
 What an absorb costs therefore depends on what arrived: one judge's run on items others had
 annotated reuses every other rater's figures; rows spread over every rater (bench/reports.py's
 random rows touch a third of the items and all raters) reuse only the unchanged items' part of
@@ -74,11 +79,10 @@ import scipy.sparse as sp
 
 from .build import ReportOptions, report_from_table
 from .cards import CardInputs
-from .metrics import memo
+from .metrics import bootstrap, memo
 from .metrics.bootstrap import Estimate, Resampler, _Product
 from .selectors import append_rows
 
-WEIGHTS_MAX_BYTES = 64 * 2**20  # the multiplicities kept beside the sums when they fit
 # What a kept state takes per annotation (a 1M-annotation state pickles to 292 MB, measured here):
 # how reports.cache tells, before building, whether a state could be kept at all.
 STATE_BYTES_PER_ANNOTATION = 292
@@ -176,13 +180,19 @@ def _run(
     fits: dict,
     absorbed: int,
 ) -> ReportState:
-    kept: dict[str, BootstrapState] = {}
     stats: dict[str, int] = {}
+    draws: list[_Draw] = []
+    parts: dict[int, _Part] = {}  # by the index of its first figure
 
-    def runner(boot: Resampler, sums: list[sp.csr_matrix]) -> tuple[np.ndarray, list[bool]]:
-        state, out, reused = _resample(boot, sums, previous, stats)
-        kept["boot"] = state
-        return out, reused
+    def runner(boot: Resampler, lo: int, sums: list[sp.csr_matrix], parallel: bool) -> tuple[np.ndarray, list[bool]]:
+        # The parts run one after another (flushed ones on the background thread, the last
+        # after every other has finished), so the one draw is made by the first and shared.
+        if not draws:
+            draws.append(_Draw(boot, previous))
+        part = _resample(boot, lo, sums, draws[0], stats, parallel=parallel)
+        stats["parts"] = stats.get("parts", 0) + 1
+        parts[lo] = part
+        return part.out, part.reused
 
     def prepare(boot: Resampler) -> None:
         boot.keep_sums = True
@@ -191,38 +201,118 @@ def _run(
     with memo.active(memo.Memo(fits)) as fitted:
         report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
     stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
+    boot = None
+    if parts:
+        draw, order = draws[0], [parts[lo] for lo in sorted(parts)]
+        if draw.moved is not None:
+            stats["moved_weights"] = int(draw.moved.nnz)
+        boot = BootstrapState(n_units=draw.boot.n_units, rounds=draw.boot.rounds, seed=draw.boot.seed,
+                              sums=[s for part in order for s in part.sums],
+                              keys=[key for part in order for key in part.keys],
+                              resampled=[r for part in order for r in part.resampled],
+                              weights=draw.weights if draw.keep else None)  # fmt: skip
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=kept.get("boot"),
+    return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=boot,
                        report=report, computed_at=computed_at, absorbed=absorbed, stats=stats,
                        fits=fitted.kept)  # fmt: skip
 
 
+class _Draw:
+    """This build's multiplicities W, chunk by chunk, shared by the parts the figures are
+    resampled in (Resampler.flush): the previous build's when the items are the same and it was
+    kept, else drawn from the seed (and kept, where it fits WEIGHTS_MAX_BYTES), and when the
+    items grew, its moves from the previous draw W0 on the old items (moved: dW, sparse)."""
+
+    def __init__(self, boot: Resampler, previous: BootstrapState | None) -> None:
+        self.boot = boot
+        self.grown = (
+            previous is not None
+            and (previous.rounds, previous.seed) == (boot.rounds, boot.seed)
+            and previous.n_units <= boot.n_units
+        )
+        self.previous = previous if self.grown else None
+        same_draw = self.previous is not None and self.previous.n_units == boot.n_units
+        self.same_draw = same_draw
+        # figure_keys of the previous build -> its figure
+        self.earlier = {key: j for j, key in enumerate(self.previous.keys)} if self.previous is not None else {}
+        self.keep = boot.rounds * boot.n_units <= bootstrap.WEIGHTS_MAX_BYTES
+        kept = self.previous.weights if self.previous is not None else None
+        self.weights: np.ndarray | None = kept if same_draw else None  # W as kept (uint8/uint16)
+        self._drawn_to = boot.rounds if self.weights is not None else 0  # rounds of W kept so far
+        self._old_weights = kept  # W0 when the draw moves (None: drawn again from the seed)
+        self._old = (Resampler(n_units=self.previous.n_units, rounds=boot.rounds, seed=boot.seed)
+                     if self.previous is not None and not same_draw else None)  # fmt: skip
+        self._moves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # dW of each chunk, as COO
+        self._moved_to = 0
+        self.moved: sp.csr_matrix | None = None
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        """W's rounds start..stop-1 (asked for in order, chunk by chunk, by every part)."""
+        if self.weights is not None and stop <= self._drawn_to:
+            return self.weights[start:stop]
+        w = self.boot.weights(start, stop)
+        if self.keep:
+            if self.weights is None:
+                self.weights = np.zeros((self.boot.rounds, self.boot.n_units), dtype=np.uint8)
+            if w.max(initial=0) > np.iinfo(self.weights.dtype).max:
+                self.weights = self.weights.astype(np.uint16)
+            self.weights[start:stop] = w
+            self._drawn_to = stop
+        if self._old is not None and start >= self._moved_to:
+            n_old = self._old.n_units
+            w0 = self._old_weights[start:stop] if self._old_weights is not None else self._old.weights(start, stop)
+            rows, cols = np.nonzero(w[:, :n_old] != w0)
+            self._moves.append((rows + start, cols, w[rows, cols].astype(np.float64) - w0[rows, cols]))
+            self._moved_to = stop
+        return w
+
+    def move(self) -> sp.csr_matrix:
+        """dW = W - W0 on the old items (rounds x old items): a few dozen multiplicities a round."""
+        assert self._old is not None
+        if self.moved is None:
+            for start, stop in self.boot.chunks():
+                if start >= self._moved_to:
+                    self.chunk(start, stop)
+            rows, cols, values = (np.concatenate(part) for part in zip(*self._moves, strict=True)) if self._moves else (
+                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))  # fmt: skip
+            self.moved = sp.csr_matrix((values, (rows, cols)), shape=(self.boot.rounds, self._old.n_units))
+            self._moves = []
+        return self.moved
+
+
+@dataclass
+class _Part:
+    """Some consecutive figures' resample (one flushed part, or the figures after the last)."""
+
+    out: np.ndarray  # (rounds, their width)
+    reused: list[bool]  # per figure: its resampled sums are the previous build's unchanged
+    sums: list[sp.csr_matrix]
+    keys: list[Hashable]
+    resampled: list[np.ndarray]  # per figure: (rounds, its width)
+
+
 def _resample(
-    boot: Resampler, sums: list[sp.csr_matrix], previous: BootstrapState | None, stats: dict[str, int]
-) -> tuple[BootstrapState, np.ndarray, list[bool]]:
-    """(rounds, total width) resampled sums of every figure, reusing `previous` where its rounds
-    and seed are the build's and its items the first of the build's (else every figure is
-    resampled in full), and per figure whether its resampled sums are the previous ones unchanged.
+    boot: Resampler, lo: int, sums: list[sp.csr_matrix], draw: _Draw, stats: dict[str, int], *, parallel: bool
+) -> _Part:
+    """The resampled sums of figures lo.. (as many as `sums`), reusing the previous build's
+    where its rounds and seed are the build's and its items the first of the build's (else every
+    figure is resampled in full), and per figure whether they are the previous ones unchanged.
 
     With new items the draw W is the nested draw for more items (bootstrap.nested_weights), which
     differs from the previous W0 in the new items' columns and a few dozen multiplicities per
     round (dW = W - W0 on the old items, sparse), so B = W @ S is B0 + dW @ S0 + W @ (S - S0)."""
-    grown = (
-        previous is not None
-        and (previous.rounds, previous.seed) == (boot.rounds, boot.seed)
-        and previous.n_units <= boot.n_units
-    )
-    same_draw = grown and previous is not None and previous.n_units == boot.n_units
+    previous = draw.previous
     widths = [s.shape[1] for s in sums]
     resampled: list[np.ndarray | None] = [None] * len(sums)
     reused = [False] * len(sums)
     full: list[int] = []  # figures resampled in full
     delta: list[tuple[int, sp.csr_matrix]] = []  # (figure, dS) for figures changed in some rows
     redrawn: list[tuple[int, sp.spmatrix]] = []  # (figure, S0): the kept figures, when the draw moved
-    keys = figure_keys(boot._estimates, boot.scopes)
-    earlier = {key: j for j, key in enumerate(previous.keys)} if grown and previous is not None else {}
+    # A prefix's keys are the whole list's first ones (figure_keys counts what came before).
+    hi = lo + len(sums)
+    keys = figure_keys(boot._estimates[:hi], boot.scopes[:hi])[lo:]
     for k, s in enumerate(sums):
-        j = earlier.get(keys[k])
+        j = draw.earlier.get(keys[k])
         old = previous.sums[j] if previous is not None and j is not None else None
         if old is None or old.shape[1] != s.shape[1]:
             full.append(k)
@@ -233,20 +323,19 @@ def _resample(
             continue
         d = (s - memo.widened(old, boot.n_units)).tocsr()
         d.eliminate_zeros()
-        if not same_draw:
+        if not draw.same_draw:
             redrawn.append((k, old))
         if d.nnz:
             delta.append((k, d))
-        if d.nnz or not same_draw:
+        if d.nnz or not draw.same_draw:
             resampled[k] = previous.resampled[j].copy()
         else:
             resampled[k], reused[k] = previous.resampled[j], True
-    stats.update(figures=len(sums), reused=sum(reused), updated=len(delta), resampled=len(full),
-                 redrawn=len(redrawn))  # fmt: skip
+    counts = dict(figures=len(sums), reused=sum(reused), updated=len(delta), resampled=len(full), redrawn=len(redrawn))
+    for name, count in counts.items():
+        stats[name] = stats.get(name, 0) + count
 
-    product = None
-    if full:
-        product = _Product([sums[k] for k in full])
+    product = _Product([sums[k] for k in full]) if full else None
     touched = np.zeros(0, dtype=np.int64)
     d_product = None
     if delta:
@@ -257,49 +346,23 @@ def _resample(
         # batch's 182 figures, whose changes are on 257 items).
         touched = np.unique(np.concatenate([np.flatnonzero(np.diff(d.indptr)) for _, d in delta]))
         d_product = _Product([sp.hstack([d[touched] for _, d in delta], format="csr")])
-    stats["touched_items"] = len(touched)
+    stats["touched_items"] = max(stats.get("touched_items", 0), len(touched))  # the most of one part
 
-    # The previous draw, when kept: this build's W when the items are the same, else W0.
-    kept = previous.weights if grown and previous is not None else None
-    weights = kept if same_draw else None
-    # W0 when the draw moved (from what was kept, or drawn again for the old item count).
-    old_boot = Resampler(n_units=previous.n_units, rounds=boot.rounds, seed=boot.seed) if redrawn and previous else None
-    keep_weights = boot.rounds * boot.n_units <= WEIGHTS_MAX_BYTES
-    need_draw = product is not None or d_product is not None or bool(redrawn)
-    new_weights = weights
-    if weights is None and keep_weights and need_draw:
-        new_weights = np.empty((boot.rounds, boot.n_units), dtype=np.uint8)
     full_out = np.empty((boot.rounds, sum(widths[k] for k in full)))
     offsets = np.cumsum([0] + [widths[k] for k, _ in delta])
-    moves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # dW of each chunk on the old items, as COO
-    for start, stop in boot.chunks() if need_draw else []:
-        if weights is not None:
-            # Only the touched items' multiplicities when no figure is resampled in full: a
-            # chunk's whole block in float64 is 10 MB at 1M annotations, 20 times over.
-            w = weights[start:stop] if product is None else weights[start:stop].astype(np.float64)
-        else:
-            w = boot.weights(start, stop)
-            if new_weights is not None:
-                if w.max(initial=0) > np.iinfo(new_weights.dtype).max:
-                    new_weights = new_weights.astype(np.uint16)
-                new_weights[start:stop] = w
+    for start, stop in boot.chunks() if product is not None or d_product is not None else []:
+        w = draw.chunk(start, stop)
         if product is not None:
-            product.times(w, out=full_out[start:stop])
+            product.times(w, out=full_out[start:stop], parallel=parallel)
         if d_product is not None:
-            change = d_product.times(w[:, touched])  # (rounds of the chunk, changed columns)
+            change = d_product.times(w[:, touched], parallel=parallel)  # (rounds of the chunk, changed columns)
             for j, (k, _) in enumerate(delta):
                 block = resampled[k]
                 assert block is not None
                 block[start:stop] += change[:, offsets[j]:offsets[j + 1]]
-        if old_boot is not None:
-            w0 = kept[start:stop] if kept is not None else old_boot.weights(start, stop)
-            rows, cols = np.nonzero(w[:, :old_boot.n_units] != w0)
-            moves.append((rows + start, cols, w[rows, cols] - w0[rows, cols]))
-    if old_boot is not None and moves:
-        # The old figures' resample under the draw's moves: a few dozen multiplicities a round.
-        rows, cols, values = (np.concatenate(part) for part in zip(*moves, strict=True))
-        move = sp.csr_matrix((values.astype(np.float64), (rows, cols)), shape=(boot.rounds, old_boot.n_units))
-        stats["moved_weights"] = int(move.nnz)
+    if redrawn:
+        # The old figures' resample under the draw's moves.
+        move = draw.move()
         for k, s0 in redrawn:
             block = resampled[k]
             assert block is not None
@@ -314,10 +377,8 @@ def _resample(
         out = full_out  # every figure resampled in full, in order: no copy of the whole block
     else:
         out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
-    parts = [r for r in resampled if r is not None]
-    state = BootstrapState(n_units=boot.n_units, rounds=boot.rounds, seed=boot.seed, sums=list(sums), keys=keys,
-                           resampled=parts, weights=new_weights if keep_weights else None)  # fmt: skip
-    return state, out, reused
+    done = [r for r in resampled if r is not None]
+    return _Part(out=out, reused=reused, sums=list(sums), keys=keys, resampled=done)
 
 
 def worth_keeping(n_annotations: int, max_bytes: int) -> bool:

@@ -14,6 +14,7 @@ import pytest
 
 from reports import incremental
 from reports.build import ReportOptions, report_from_table
+from reports.metrics import bootstrap
 from reports.selectors import finish_table
 from tests.bench_helpers import bench_reports
 
@@ -97,6 +98,14 @@ def test_new_items_move_the_draw_and_the_old_figures_follow_it(table):
     assert after.stats["redrawn"] > after.stats["resampled"] and after.stats["reused"] == 0
     # dW is sparse: fewer moved multiplicities than rounds x old items.
     assert 0 < after.stats["moved_weights"] < OPTS.rounds * 35
+    # Resampled in parts beside the sections (Resampler.flush), sharing the one draw and its moves.
+    assert after.stats["parts"] > 1 or bootstrap._threads() < 2
+
+
+def test_absorb_on_one_core_resamples_in_one_part(table, monkeypatch):
+    monkeypatch.setattr(bootstrap, "_threads", lambda: 1)
+    after = _absorbed_equals_rebuilt(*_split(table, table["item"].to_numpy() >= 35), OPTS)
+    assert after.stats["parts"] == 1 and after.stats["moved_weights"] > 0
 
 
 def test_a_new_rater_and_its_rows(table):
@@ -211,7 +220,7 @@ def test_new_human_verdicts_that_change_a_gold(table):
 
 
 def test_weights_drawn_again_from_the_seed_when_not_kept(table, monkeypatch):
-    monkeypatch.setattr(incremental, "WEIGHTS_MAX_BYTES", 0)
+    monkeypatch.setattr(bootstrap, "WEIGHTS_MAX_BYTES", 0)
     rng = np.random.default_rng(1)
     new = np.zeros(len(table), dtype=bool)
     new[rng.choice(len(table), 40, replace=False)] = True
@@ -221,7 +230,7 @@ def test_weights_drawn_again_from_the_seed_when_not_kept(table, monkeypatch):
 
 def test_new_items_move_the_draw_when_the_old_weights_were_not_kept(table, monkeypatch):
     # The previous draw W0 is drawn again from the seed for the old item count, so dW is the same.
-    monkeypatch.setattr(incremental, "WEIGHTS_MAX_BYTES", 0)
+    monkeypatch.setattr(bootstrap, "WEIGHTS_MAX_BYTES", 0)
     after = _absorbed_equals_rebuilt(*_split(table, table["item"].to_numpy() >= 35), OPTS)
     assert after.boot is not None and after.boot.weights is None
     assert after.stats["redrawn"] > after.stats["resampled"] and after.stats["moved_weights"] > 0

@@ -123,7 +123,7 @@ def test_flushed_parts_give_the_one_products_samples(monkeypatch):
     for a, b, c in zip(flushed, one, plain, strict=True):
         assert np.array_equal(a, b) and np.array_equal(a, c)
     # Not flushed where the shared multiplicities would not fit: the same samples still.
-    monkeypatch.setattr(bootstrap, "EARLY_MAX_BYTES", 0)
+    monkeypatch.setattr(bootstrap, "WEIGHTS_MAX_BYTES", 0)
     for a, b in zip(samples(True)[0], one, strict=True):
         assert np.array_equal(a, b)
 

@@ -214,10 +214,12 @@ class Resampler:
     # product) so a later build can reuse the resampled sums of what did not change.
     keep_sums: bool = False
     kept: list[sp.csr_matrix] = field(default_factory=list)
-    # Replaces run()'s product when set: (resampler, kept sums) -> (rounds, width) resampled
-    # sums, and per figure whether its resampled sums are the previous build's (its samples,
-    # when it has them already, are then kept as they are).
-    runner: Callable[[Resampler, list[sp.csr_matrix]], tuple[np.ndarray, list[bool]]] | None = None
+    # Replaces run()'s product when set: (resampler, index of the first figure, those figures'
+    # kept sums, whether it may use every core) -> (rounds, their width) resampled sums, and per
+    # figure whether its resampled sums are the previous build's (its samples, when it has them
+    # already, are then kept as they are). Called per flushed part on the background thread
+    # (flush), and for the figures after the last flush in run().
+    runner: Callable[[Resampler, int, list[sp.csr_matrix], bool], tuple[np.ndarray, list[bool]]] | None = None
     # Open recordings (reports.metrics.memo): every figure registered while one is open is
     # appended to it as (estimate, per-item sums), so a memoised computation can register its
     # figures again without being run again.
@@ -234,6 +236,7 @@ class Resampler:
     _seen: dict[bytes, int] = field(default_factory=dict, repr=False)  # row digest -> first column (_Product)
     _drawn: np.ndarray | None = field(default=None, repr=False)  # W as drawn for the parts (uint8), rounds x items
     _drawn_to: int = field(default=0, repr=False)  # rounds of it drawn so far
+    _flushed_to: int = field(default=0, repr=False)  # figures handed to the runner so far (flush)
 
     @contextlib.contextmanager
     def scope(self, *label: Any) -> Iterator[None]:
@@ -296,11 +299,19 @@ class Resampler:
         sections go on: the product's kernel releases the GIL and the sections' pandas code
         mostly holds it, so on two cores the product's time hides behind theirs. The result is
         the one product's: each output column is the same kernel's sum over the same items in
-        the same order, and a row equal to an earlier part's is copied from it. Not while
-        reports.incremental keeps the sums (runner), on one core, or where the multiplicities,
-        which the parts share (drawn once, one byte each), would not fit EARLY_MAX_BYTES."""
-        if (self.runner is not None or self._product is None or _threads() < 2
-                or self.rounds * self.n_units > EARLY_MAX_BYTES):  # fmt: skip
+        the same order, and a row equal to an earlier part's is copied from it. With a runner
+        (reports.incremental) the figures registered since the last flush go to it, on the same
+        thread. Not on one core, or where the multiplicities, which the parts share (drawn once,
+        one byte each), would not fit WEIGHTS_MAX_BYTES."""
+        if _threads() < 2 or self.rounds * self.n_units > WEIGHTS_MAX_BYTES:
+            return
+        if self.runner is not None:
+            lo, hi = self._flushed_to, len(self._estimates)
+            if hi > lo:
+                self._parts.append(_background().submit(self.runner, self, lo, self.kept[lo:hi], False))
+                self._flushed_to = hi
+            return
+        if self._product is None:
             return
         product, self._product = self._product, None
         self._parts.append(_background().submit(self._multiply, product, False))
@@ -332,8 +343,13 @@ class Resampler:
         if self.runner is not None:
             if not self._estimates:
                 return
-            out, reused = self.runner(self, self.kept)
-            self.kept = []
+            done = [part.result() for part in self._parts]
+            lo = self._flushed_to
+            if lo < len(self._estimates):
+                done.append(self.runner(self, lo, self.kept[lo:], True))
+            out = done[0][0] if len(done) == 1 else np.concatenate([block for block, _ in done], axis=1)
+            reused = [same for _, part in done for same in part]
+            self._parts, self.kept, self._flushed_to = [], [], 0
         else:
             if self._product is None and not self._parts:
                 return
@@ -370,10 +386,11 @@ _F32_EXACT = float(2**24)
 # Multiplicities are checked per chunk: a chunk whose largest weight exceeds this bound (with
 # 50 rounds of Poisson(1)-like multiplicities, never seen in practice) runs wholly in float64.
 _WEIGHT_BOUND = 32.0
-# Flushed parts share the multiplicities, kept at one byte each: at most this many (rounds x
-# items; 1M annotations: 26 MB). Above it (10M: 256 MB) the figures are multiplied at the end
-# in one product, each chunk's multiplicities drawn and dropped, as before.
-EARLY_MAX_BYTES = 64 * 2**20
+# Flushed parts share the multiplicities, kept at one byte each, and reports.incremental keeps
+# them beside the sums: at most this many (rounds x items; 1M annotations: 26 MB). Above it
+# (10M: 256 MB) the figures are multiplied at the end in one product, each chunk's
+# multiplicities drawn and dropped, and an absorb draws them again from the seed.
+WEIGHTS_MAX_BYTES = 64 * 2**20
 
 
 class _Product:
