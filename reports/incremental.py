@@ -184,7 +184,7 @@ def _run(
     draws: list[_Draw] = []
     parts: dict[int, _Part] = {}  # by the index of its first figure
 
-    def runner(boot: Resampler, lo: int, sums: list[sp.csr_matrix], parallel: bool) -> tuple[np.ndarray, list[bool]]:
+    def runner(boot: Resampler, lo: int, sums: list[sp.csr_matrix], parallel: bool) -> tuple[list[np.ndarray], list[bool]]:
         # The parts run one after another (flushed ones on the background thread, the last
         # after every other has finished), so the one draw is made by the first and shared.
         if not draws:
@@ -192,7 +192,7 @@ def _run(
         part = _resample(boot, lo, sums, draws[0], stats, parallel=parallel)
         stats["parts"] = stats.get("parts", 0) + 1
         parts[lo] = part
-        return part.out, part.reused
+        return part.resampled, part.reused
 
     def prepare(boot: Resampler) -> None:
         boot.keep_sums = True
@@ -284,11 +284,10 @@ class _Draw:
 class _Part:
     """Some consecutive figures' resample (one flushed part, or the figures after the last)."""
 
-    out: np.ndarray  # (rounds, their width)
     reused: list[bool]  # per figure: its resampled sums are the previous build's unchanged
     sums: list[sp.csr_matrix]
     keys: list[Hashable]
-    resampled: list[np.ndarray]  # per figure: (rounds, its width)
+    resampled: list[np.ndarray]  # per figure: W @ S (rounds, its width)
 
 
 def _resample(
@@ -373,12 +372,9 @@ def _resample(
     for k in full:
         resampled[k] = full_out[:, at:at + widths[k]]
         at += widths[k]
-    if len(full) == len(sums):
-        out = full_out  # every figure resampled in full, in order: no copy of the whole block
-    else:
-        out = np.concatenate(resampled, axis=1) if resampled else np.empty((boot.rounds, 0))  # type: ignore[arg-type]
     done = [r for r in resampled if r is not None]
-    return _Part(out=out, reused=reused, sums=list(sums), keys=keys, resampled=done)
+    assert len(done) == len(sums)
+    return _Part(reused=reused, sums=list(sums), keys=keys, resampled=done)
 
 
 def worth_keeping(n_annotations: int, max_bytes: int) -> bool:
