@@ -256,7 +256,10 @@ def report_from_table(
     # (Resampler.flush): the agreement section's are half the product's entries.
     boot.flush()
     pending["judge_vs_gold"] = _judge_vs_gold(verdicts, gold, shown, raters, boot, opts.gold)
-    pending["consistency"] = _consistency(verdicts, ratings, prefs, shown, raters, attribute, boot)
+    # The ratings of the report's attribute, one frame for the two sections that read them: split
+    # by rater once (memo.by_rater keeps a frame's split while an update runs) and hashed once.
+    rated = ratings[(ratings["attribute"] == attribute).to_numpy()] if attribute else ratings.iloc[:0]
+    pending["consistency"] = _consistency(verdicts, rated, prefs, shown, raters, attribute, boot)
     boot.flush()
     # The judge bias audit's per-rater figures, by (figure, rater), which the judge cards reuse.
     audit: dict[tuple[str, str], Any] = {}
@@ -264,7 +267,7 @@ def report_from_table(
     pending["self_preference"] = _self_preference(verdicts, gold, ratings, shown, raters, boot, audit)
     pending["length"] = _length(verdicts, gold, shown, boot, audit)
     pending["calibration"] = _calibration(prefs, gold, shown, raters, boot)
-    pending["leaderboard"] = _leaderboard(verdicts, ratings, shown, raters, attribute, opts, boot)
+    pending["leaderboard"] = _leaderboard(verdicts, rated, shown, raters, opts, boot)
     boot.flush()
     # Issue 14 (reports/cards.py): judge report cards, the evaluator leaderboard, style control.
     inputs = inputs or CardInputs()
@@ -809,7 +812,7 @@ def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
 
 def _consistency(
     verdicts: pd.DataFrame,
-    ratings: pd.DataFrame,
+    rated: pd.DataFrame,
     prefs: pd.DataFrame,
     shown: list[str],
     raters: dict,
@@ -818,8 +821,8 @@ def _consistency(
 ):
     rows: list[tuple[str, Any]] = []
     cross: list[tuple[str, str, Any]] = []
-    if attribute is not None and len(verdicts) and len(ratings):
-        r = ratings[ratings["attribute"] == attribute]
+    if attribute is not None and len(verdicts) and len(rated):
+        r = rated  # the attribute's ratings
         pairs = _pair_table(prefs)
         # Each rater's ratings meet its own rankings, pair by pair; rater by rater, so an update
         # that leaves a rater's rows alone reuses its figures (reports.metrics.memo).
@@ -1146,13 +1149,13 @@ def _group_seed(seed: int, group: str) -> int:
 
 def _leaderboard(
     verdicts: pd.DataFrame,
-    ratings: pd.DataFrame,
+    rated: pd.DataFrame,
     shown: list[str],
     raters: dict,
-    attribute: str | None,
     opts: ReportOptions,
     boot: Resampler,
 ):
+    """rated: the ratings of the report's attribute (none without one)."""
     groups: dict[str, list[str]] = {}
     humans = [r for r in shown if raters[r]["kind"] == "human"]
     if humans:
@@ -1160,11 +1163,10 @@ def _leaderboard(
     for j in shown:
         if raters[j]["kind"] == "judge":
             groups[j] = [j]
-    r = ratings[ratings["attribute"] == attribute] if attribute else ratings.iloc[:0]
     boards = {}
     for name, members in groups.items():
         v = rows_of(verdicts, members, ["model_a", "model_b", "verdict"])
-        gr = r.loc[r["rater"].isin(members).to_numpy(), ["item", "response", "model", "value"]]
+        gr = rows_of(rated, members, ["item", "response", "model", "value"])
         with boot.scope(name):
             bt, rb = _group_boards(v, gr, opts.rounds, _group_seed(opts.seed, name), boot)
         if bt.n or rb.models:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .bootstrap import Estimate, Resampler, per_unit_sums
 from .memo import memoised
-from .verdicts import TIE
+from .verdicts import TIE, gold_at
 
 SCORES = ("accuracy", "accuracy_no_ties", "macro_precision", "macro_recall", "macro_f1")
 
@@ -48,9 +48,11 @@ class GoldScores:
 @memoised
 def score_against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> GoldScores:
     """verdicts: pair, verdict (one rater); gold: pair, item, gold."""
-    m = verdicts[["pair", "verdict"]].merge(gold, on="pair")
-    cells = m["gold"].to_numpy() * 3 + m["verdict"].to_numpy()
-    per_unit = per_unit_sums(m["item"].to_numpy(), cells, 1.0, n_units=boot.n_units, width=9)
-    est = boot.estimate(per_unit, scores_from_confusion, n=len(m))
+    at, g = gold_at(verdicts["pair"], gold)
+    keep = at >= 0  # the pairs with gold (an inner join on pair)
+    cells = g[keep] * 3 + verdicts["verdict"].to_numpy(dtype=np.int64)[keep]
+    item = gold["item"].to_numpy(dtype=np.int64)[at[keep]]
+    per_unit = per_unit_sums(item, cells, 1.0, n_units=boot.n_units, width=9)
+    est = boot.estimate(per_unit, scores_from_confusion, n=len(cells))
     conf = np.bincount(cells, minlength=9).reshape(3, 3)
-    return GoldScores(n=len(m), estimate=est, confusion=conf)
+    return GoldScores(n=len(cells), estimate=est, confusion=conf)

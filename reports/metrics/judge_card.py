@@ -56,7 +56,7 @@ from .agreement import cohen_kappa_from_confusion
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .classification import SCORES, scores_from_confusion
 from .memo import by_rater, memoised
-from .verdicts import A, B, both_orders
+from .verdicts import A, B, both_orders, gold_at
 
 CARD_SCORES = ("accuracy", "kappa", "macro_f1")
 _F1 = SCORES.index("macro_f1")
@@ -78,9 +78,10 @@ class GoldCard:
 
 def against_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler, key: Any = None) -> GoldCard:
     """verdicts: one rater's combined verdicts (pair, verdict); gold: pair, item, gold."""
-    m = verdicts[["pair", "verdict"]].merge(gold[gold["gold"] >= 0], on="pair")
-    return gold_card(m["item"].to_numpy(), m["gold"].to_numpy(dtype=np.int64), m["verdict"].to_numpy(dtype=np.int64), boot,
-                     key)  # fmt: skip
+    at, g = gold_at(verdicts["pair"], gold)
+    keep = (at >= 0) & (g >= 0)  # the pairs with a gold verdict (an inner join on pair)
+    return gold_card(gold["item"].to_numpy(dtype=np.int64)[at[keep]], g[keep],
+                     verdicts["verdict"].to_numpy(dtype=np.int64)[keep], boot, key)  # fmt: skip
 
 
 def gold_card(item: np.ndarray, gold: np.ndarray, verdict: np.ndarray, boot: Resampler, key: Any = None) -> GoldCard:

@@ -15,7 +15,7 @@ from judges.calibration import bin_index
 
 from .bootstrap import Estimate, Resampler, per_unit_sums, ratio
 from .memo import memoised
-from .verdicts import TIE, A, B, both_orders, verdict_of, win_score
+from .verdicts import TIE, A, B, both_orders, gold_at, verdict_of, win_score
 
 
 def _ratios(sums: np.ndarray) -> np.ndarray:
@@ -51,13 +51,12 @@ def position_both_orders(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resample
     wide = both_orders(prefs)
     if wide.empty:
         return Position(n=0, estimate=None)
-    wide = wide.merge(gold[["pair", "gold"]], on="pair", how="left")
+    at, g = gold_at(wide["pair"], gold)  # g: -1 where the pair has no gold
     ab, ba = wide["ab"].to_numpy(), wide["ba"].to_numpy()
     agree = ab == ba
     # Shown first: A in the ab order, B in the ba order (verdicts are mapped to stored order).
     first_both = (ab == A) & (ba == B)
-    has_gold = wide["gold"].notna().to_numpy()
-    g = wide["gold"].fillna(-1).to_numpy()
+    has_gold = at >= 0
     both_gold = has_gold & (ab == g) & (ba == g)
     cols = np.column_stack([agree, np.ones(len(wide)), first_both, ~agree, both_gold, has_gold]).astype(float)
     est = _register(boot, wide["item"].to_numpy(), cols, _ratios, n=len(wide))
@@ -103,14 +102,15 @@ def self_preference(verdicts: pd.DataFrame, gold: pd.DataFrame, model: str, boot
     """verdicts: the judge's combined verdicts with model_a, model_b; model: the model it is."""
     own_a = (verdicts["model_a"] == model) & (verdicts["model_b"] != model)
     own_b = (verdicts["model_b"] == model) & (verdicts["model_a"] != model)
-    v = verdicts.loc[own_a | own_b].merge(gold[["pair", "gold"]], on="pair", how="left")
+    v = verdicts.loc[(own_a | own_b).to_numpy()]
     if v.empty:
         return SelfPreference(n=0, n_gold=0, estimate=None)
     own = np.where(v["model_a"].to_numpy() == model, A, B)
     other = 2 - own
     j = v["verdict"].to_numpy()
-    has_gold = v["gold"].notna().to_numpy()
-    g = v["gold"].fillna(TIE).to_numpy().astype(np.int64)
+    at, g = gold_at(v["pair"], gold)
+    has_gold = at >= 0
+    g = np.where(has_gold, g, TIE)
     wj = win_score(j, own)
     gold_own = has_gold & (g == own)
     gold_other = has_gold & (g == other)
@@ -176,8 +176,9 @@ def calibration(prefs: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> Cal
     with np.errstate(all="ignore"):
         p = p.assign(p_b_norm=p["p_b"] / (p["p_a"] + p["p_b"]))
     per_pair = p.groupby(["pair", "item"], observed=True)["p_b_norm"].mean().dropna().reset_index()
-    m = per_pair.merge(gold[["pair", "gold"]], on="pair")
-    m = m[m["gold"] != TIE]
+    at, g = gold_at(per_pair["pair"], gold)
+    keep = (at >= 0) & (g != TIE)
+    m = per_pair[keep].assign(gold=g[keep])
     if m.empty:
         return Calibration(n=0, ece=None, bins=[])
     pb = m["p_b_norm"].to_numpy()
@@ -220,10 +221,11 @@ class LengthBias:
 def length_bias(verdicts: pd.DataFrame, gold: pd.DataFrame, boot: Resampler) -> LengthBias:
     """Among a rater's non-tied verdicts on pairs of unequal length, the share the longer
     response won; beside it, gold's share on the same pairs (its non-tied verdicts)."""
-    v = verdicts[verdicts["len_a"] != verdicts["len_b"]].merge(gold[["pair", "gold"]], on="pair", how="left")
+    v = verdicts[(verdicts["len_a"] != verdicts["len_b"]).to_numpy()]
     longer = np.where(v["len_a"].to_numpy() > v["len_b"].to_numpy(), A, B)
     j = v["verdict"].to_numpy()
-    g = v["gold"].fillna(TIE).to_numpy().astype(np.int64)
+    at, g = gold_at(v["pair"], gold)
+    g = np.where(at >= 0, g, TIE)
     decided, gold_decided = j != TIE, g != TIE
     if not decided.any():
         return LengthBias(n=0, n_gold=0, estimate=None)

@@ -10,9 +10,28 @@ import pandas as pd
 from annotate.verdicts import TIE, VERDICT_LABELS, A, B, combine_orders, gold_verdicts, verdict_of
 
 __all__ = [
-    "A", "B", "TIE", "VERDICT_LABELS", "apply_wildbench_rule", "both_orders", "combine_orders", "gold_verdicts",
-    "verdict_of", "win_score",
+    "A", "B", "TIE", "VERDICT_LABELS", "apply_wildbench_rule", "both_orders", "combine_orders", "gold_at",
+    "gold_verdicts", "verdict_of", "win_score",
 ]
+
+
+def gold_at(pairs: np.ndarray | pd.Series, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Gold beside each of `pairs`: (gold's row for the pair, -1 where gold has none; gold's
+    verdict code there, -1 where none). What a left merge of the pairs with gold on "pair"
+    gives, row for row, without the merge: a rater's figures against gold (position,
+    self-preference, length, calibration, the gold scores and cards) each merged once per rater,
+    2 ms of a figure's 3 at 1M annotations. Gold has one row per pair (gold_verdicts,
+    with_adjudicated)."""
+    keys = np.asarray(pairs, dtype=np.int64)
+    if not len(gold):
+        none = np.full(len(keys), -1, dtype=np.int64)
+        return none, none.copy()
+    index = pd.Index(gold["pair"].to_numpy(dtype=np.int64))
+    if not index.is_unique:
+        raise ValueError("gold has more than one row for a pair")
+    at = index.get_indexer(keys)
+    code = gold["gold"].to_numpy(dtype=np.int64)[np.maximum(at, 0)]
+    return at, np.where(at >= 0, code, -1)
 
 
 def apply_wildbench_rule(prefs: pd.DataFrame, k: int) -> pd.DataFrame:
