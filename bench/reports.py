@@ -33,7 +33,9 @@ annotated), `_judge_new_items` for one judge's rows on a new batch nobody else h
 yet (a judge run ahead of the humans; the table is then the others' rows without that batch),
 `_humans` for the humans' rows drawn at random (humans annotating items judges had judged), and
 `_new_judge` for one judge's first run (a judge added to the project: the table had none of its
-rows).
+rows). Beside them, what keeping the state between two page views costs (`state_mb`,
+`state_live_seconds`: reports.cache keeps it live; `state_file_cache_store_seconds` and
+`state_file_cache_read_seconds`: the shipped file cache, where it was kept before session 16).
 Measured up to 2M annotations.
 """
 
@@ -447,6 +449,8 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
         old_rows = finish_table(base[~new].reset_index(drop=True))
         new_rows = finish_table(base[new].reset_index(drop=True))
         state = build_state(old_rows, opts)
+        if not out:
+            out.update(_keeping_figures(state))
         t0, c0 = time.perf_counter(), time.process_time()
         state = absorb(state, new_rows)
         json.dumps(state.report)
@@ -464,6 +468,34 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
                     f"absorb{name}_ratio": round(t_absorb / t_rebuild, 3),
                     f"absorb{name}_cpu_ratio": round(c_absorb / c_rebuild, 3)})  # fmt: skip
     return out
+
+
+def _keeping_figures(state) -> dict:
+    """What keeping a computed state between two page views costs: live in the process
+    (reports.cache.KeptStates: only state_bytes, its size) against the shipped file cache,
+    which pickles and compresses it on every store and reads it back on every absorb (what
+    reports.cache did before session 16)."""
+    import tempfile
+
+    from django.core.cache.backends.filebased import FileBasedCache
+
+    from reports.cache import state_bytes
+
+    t0 = time.perf_counter()
+    size = state_bytes(state)
+    t_live = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as where:
+        files = FileBasedCache(where, {})
+        t0 = time.perf_counter()
+        files.set("state", state, timeout=3600)
+        t_store = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        files.get("state")
+        t_read = time.perf_counter() - t0
+    print(f"keeping the state ({size / 2**20:.0f} MiB): live {t_live:.3f} s (its size); the file cache "
+          f"{t_store:.2f} s to store, {t_read:.2f} s to read back", flush=True)  # fmt: skip
+    return {"state_mb": round(size / 2**20, 1), "state_live_seconds": round(t_live, 3),
+            "state_file_cache_store_seconds": round(t_store, 3), "state_file_cache_read_seconds": round(t_read, 3)}  # fmt: skip
 
 
 def main() -> None:

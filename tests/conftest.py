@@ -35,7 +35,10 @@ def _fast_password_hasher(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
     from django.core.cache import cache
 
+    from reports.cache import KEPT_STATES
+
     cache.clear()
+    KEPT_STATES.clear()  # the report states this process keeps live (reports/cache.py)
 
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

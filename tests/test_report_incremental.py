@@ -295,7 +295,7 @@ def test_a_report_too_large_to_keep_is_built_without_a_state(project, settings):
 
     from annotate.models import Item, Pair, Preference, Rater
     from reports.build import build_report
-    from reports.cache import CACHE_ALIAS, cached_report, state_cache_key
+    from reports.cache import CACHE_ALIAS, KEPT_STATES, cached_report, state_cache_key
     from reports.selectors import ReportFilters
 
     settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": ROUNDS, "REPORT_STATE_MAX_MB": 0}
@@ -310,7 +310,7 @@ def test_a_report_too_large_to_keep_is_built_without_a_state(project, settings):
             Preference.objects.create(rater=r, rater_kind="human", pair=pair, strength=(i + k) % 7 - 3, shown_order="ab")
     first = cached_report(project, details=True)
     assert first["details"]["incremental"] is None
-    assert caches[CACHE_ALIAS].get(state_cache_key(project, ReportFilters(), {"rounds": ROUNDS})) is None
+    assert state_cache_key(project, ReportFilters(), {"rounds": ROUNDS}) not in KEPT_STATES
     late = Rater.objects.create(kind="human", name="h9")
     Preference.objects.create(rater=late, rater_kind="human", pair=pair, strength=3, shown_order="ba")
     second = cached_report(project, details=True)
@@ -333,3 +333,74 @@ def test_a_new_judge_leaves_the_other_groups_leaderboards_as_they_were(table):
     assert "judge:m0-judge" in after and "judge:m0-judge" not in before
     for group in ("humans", "judge:plain", "judge:verbose"):
         assert_same(after[group]["bradley_terry"], before[group]["bradley_terry"])
+
+
+def test_kept_states_keep_the_least_recently_used_out_first_and_under_the_budget():
+    from reports.cache import KeptStates
+
+    kept = KeptStates()
+    kept.put("a", "state a", 40, max_bytes=100)
+    kept.put("b", "state b", 40, max_bytes=100)
+    assert kept.get("a") == "state a"  # a is now the most recently used
+    kept.put("c", "state c", 40, max_bytes=100)  # 120 > 100: b goes
+    assert "b" not in kept and kept.get("a") == "state a" and kept.get("c") == "state c"
+    kept.put("a", "state a2", 101, max_bytes=100)  # alone over the budget: not kept, and the old one is stale
+    assert "a" not in kept and kept.get("c") == "state c"
+
+
+def test_a_kept_state_expires_with_the_cache_timeout(monkeypatch):
+    from reports import cache as report_cache
+
+    kept = report_cache.KeptStates()
+    kept.put("a", "state a", 1, max_bytes=10)
+    now = report_cache.time.time()
+    monkeypatch.setattr(report_cache.time, "time", lambda: now + report_cache.TIMEOUT_SECONDS + 1)
+    assert kept.get("a") is None and "a" not in kept
+
+
+def test_state_bytes_is_about_the_pickle_size(table):
+    import pickle
+
+    from reports.cache import state_bytes
+
+    state = incremental.build_state(finish_table(table.copy()), OPTS)
+    pickled = len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    assert 0.75 * pickled < state_bytes(state) < 1.25 * pickled, (state_bytes(state), pickled)
+
+
+@pytest.mark.django_db
+def test_with_the_shipped_file_cache_the_state_stays_in_the_process(project, settings, tmp_path):
+    """The default cache (config/settings.py) is a file cache, which pickles and compresses what
+    it stores (seconds for a large state): the report goes there, the state stays live here and
+    the next report absorbs into it."""
+    from django.core.cache import caches
+
+    from annotate.models import Item, Pair, Preference, Rater
+    from reports.cache import CACHE_ALIAS, KEPT_STATES, cached_report, state_cache_key
+    from reports.selectors import ReportFilters
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                   "LOCATION": str(tmp_path / "cache")}}  # fmt: skip
+    settings.CONCORDANCE = {**settings.CONCORDANCE, "BOOTSTRAP_ROUNDS": ROUNDS}
+    humans = [Rater.objects.create(kind="human", name=f"h{k}") for k in range(3)]
+    pairs = []
+    for i in range(6):
+        item = Item.objects.create(project=project, external_id=f"i{i}", prompt=f"p{i}")
+        ra = item.responses.create(external_id="a", text="x" * (5 + i), model="alpha")
+        rb = item.responses.create(external_id="b", text="y" * 7, model="beta")
+        pairs.append(Pair.objects.create(item=item, response_a=ra, response_b=rb))
+        for k, r in enumerate(humans):
+            Preference.objects.create(rater=r, rater_kind="human", pair=pairs[-1], strength=(i + k) % 7 - 3,
+                                      shown_order="ab")  # fmt: skip
+    assert cached_report(project, details=True)["details"]["incremental"] is None
+    skey = state_cache_key(project, ReportFilters(), {"rounds": ROUNDS})
+    assert skey in KEPT_STATES and caches[CACHE_ALIAS].get(skey) is None
+    _, _, before = KEPT_STATES.get(skey)
+    judge = Rater.objects.create(kind="judge", name="j", model="alpha")
+    for pair in pairs:
+        Preference.objects.create(rater=judge, rater_kind="judge", pair=pair, strength=1, shown_order="ba")
+    absorbed = cached_report(project, details=True)
+    assert absorbed["details"]["incremental"]["new_annotations"] == len(pairs)
+    _, _, after = KEPT_STATES.get(skey)
+    assert after is not before and len(after.table) == len(before.table) + len(pairs)
+    caches[CACHE_ALIAS].clear()
