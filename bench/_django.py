@@ -33,3 +33,13 @@ def setup(db_name: str, *, fresh: bool = True) -> None:
 
     call_command("migrate", interactive=False, verbosity=0)
     print(f"using PostgreSQL database {db_name} at {base}", flush=True)
+
+
+def drop(db_name: str) -> None:
+    """Drop a bench's database (its connections first)."""
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._django import setup  # noqa: E402
+from bench._django import drop, setup  # noqa: E402
 
 ROWS_PER_ITEM = 1 + 2 + 1 + 3  # item, two responses, pair, three preferences
 
@@ -86,17 +86,6 @@ def _reset_peak() -> None:
         print("could not reset the peak RSS: peak_mb includes what ran before the import", flush=True)
 
 
-def _drop(db_name: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    from bench._django import PG_ADMIN_URL
-
-    connections.close_all()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=100_000)
@@ -142,7 +131,7 @@ def main() -> None:
         print(f"baseline (row-by-row ORM saves on {args.baseline_pairs} pairs, rows/s extrapolated to any size): "
               f"{base:,.0f} rows/s", flush=True)
     finally:
-        _drop(args.db)
+        drop(args.db)
         print(f"dropped database {args.db}", flush=True)
     print(json.dumps({"rows": rows, "rows_per_s": round(rows / seconds, 1), "baseline_rows_per_s": round(base, 1),
                       "ratio": round(rows / seconds / base, 2), "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
