@@ -132,7 +132,10 @@ def annotations_table(
         r = _records_frame(rating_rows, rating_cols)
     p["protocol"] = RANKING
     r["protocol"] = RATING
-    return finish_table(pd.concat([p, r], ignore_index=True))
+    # An empty side (no new ratings after a judge's preference run) has untyped columns; beside
+    # it the other side's ids and times would become Python objects.
+    frames = [f for f in (p, r) if len(f)] or [p, r]
+    return finish_table(pd.concat(frames, ignore_index=True))
 
 
 # Columns the COPY reader parses straight into categories (labels repeat on every row).
@@ -239,6 +242,16 @@ def append_rows(table: pd.DataFrame, new_rows: pd.DataFrame) -> pd.DataFrame:
         if not (a.equals(both) and b.equals(both)):
             old = old.assign(**{col: old[col].cat.set_categories(both)})
             new = new.assign(**{col: new[col].cat.set_categories(both)})
+    # The new rows in the table's dtypes first (they are few): a column of another dtype on either
+    # side (a nullable Int64 where no new row has a value, Python objects from an untyped empty
+    # frame) makes pandas concatenate every old row as objects too, and turning 1M of them back
+    # cost 1.9 s of an absorb behind the report page (measured here, bench/report_page.py).
+    # (Not where the new rows have a missing value the old dtype cannot hold: then the old rows
+    # must change dtype anyway.)
+    casts = {c: old[c].dtype for c in COLUMNS if c not in CATEGORICAL and new[c].dtype != old[c].dtype
+             and not (isinstance(old[c].dtype, np.dtype) and old[c].dtype.kind in "iub" and new[c].isna().any())}  # fmt: skip
+    if casts:
+        new = new.astype(casts)
     df = pd.concat([old, new], ignore_index=True)
     _finish_numbers(df)
     return df[COLUMNS]

@@ -89,3 +89,26 @@ def test_effort_page_marks_unqualified_judges_with_reliability_before_and_after(
     section = html[html.index('id="effort-judges"'):]
     assert "weak-judge" in section and "not qualified" in section
     assert "before calibration" in section and "after calibration" in section
+
+
+def test_a_replayed_curve_is_reused_while_its_inputs_are_the_same(monkeypatch):
+    """The report recomputes the human-effort section whenever annotations arrive (a judge's
+    run); its replay is kept by a digest of what it reads, so an unchanged one is not replayed."""
+    from reports import effort
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return effort_curve(*args, **kwargs)
+
+    monkeypatch.setattr(effort, "effort_curve", counted)
+    monkeypatch.setattr(effort, "_CURVES", type(effort._CURVES)())
+    votes = {1: [A, A, B], 2: [B, B, B], 3: [A, TIE, A]}
+    policies = [("adaptive k=2", Policy("adaptive", overlap=3, k=2))]
+    first = effort._curve(votes, overlap=3, policies=policies, signals={}, rounds=20, seed=0)
+    again = effort._curve(dict(votes), overlap=3, policies=policies, signals={}, rounds=20, seed=0)
+    assert again == first == effort_curve(votes, overlap=3, policies=policies, signals={}, rounds=20, seed=0)
+    assert len(calls) == 1
+    effort._curve({**votes, 4: [B, A, B]}, overlap=3, policies=policies, signals={}, rounds=20, seed=0)
+    assert len(calls) == 2  # a new fully labelled pair: replayed again

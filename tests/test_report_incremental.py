@@ -404,3 +404,20 @@ def test_with_the_shipped_file_cache_the_state_stays_in_the_process(project, set
     _, _, after = KEPT_STATES.get(skey)
     assert after is not before and len(after.table) == len(before.table) + len(pairs)
     caches[CACHE_ALIAS].clear()
+
+
+@pytest.mark.parametrize("new_protocol", ["ranking", "rating"])
+def test_new_rows_of_one_protocol_keep_the_tables_dtypes(table, new_protocol):
+    """New rows of one protocol only (a judge's preference run has no ratings) have columns the
+    other protocol fills (nullable or untyped); appending them must not turn the old rows into
+    Python objects (seconds at 1M), and gives what finishing the concatenation gives."""
+    from reports.selectors import COLUMNS, append_rows
+
+    full = finish_table(table.copy())
+    new = (full["protocol"] == new_protocol).to_numpy() & (full["item"] >= full["item"].max() - 2).to_numpy()
+    old_rows, new_rows = _split(full, new)
+    out = append_rows(old_rows, new_rows)
+    ref = finish_table(pd.concat([old_rows, new_rows], ignore_index=True))
+    assert {c: str(out[c].dtype) for c in COLUMNS} == {c: str(ref[c].dtype) for c in COLUMNS}
+    assert not any(out[c].dtype == object for c in COLUMNS)
+    pd.testing.assert_frame_equal(out, ref)
