@@ -238,7 +238,9 @@ def _nbytes(obj: Any, seen: set[int]) -> int:
     if isinstance(obj, np.ndarray):
         # A view holds its base's memory: counted once, by the base.
         return _nbytes(obj.base, seen) if isinstance(obj.base, np.ndarray) else int(obj.nbytes)
-    if isinstance(obj, pd.DataFrame | pd.Series | pd.Index):
+    if isinstance(obj, pd.Index):
+        return int(obj.memory_usage(deep=False))
+    if isinstance(obj, pd.DataFrame | pd.Series):
         return int(np.sum(obj.memory_usage(index=True, deep=False)))
     if sp.issparse(obj):
         return sum(_nbytes(getattr(obj, name), seen) for name in ("data", "indices", "indptr", "row", "col")
