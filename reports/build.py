@@ -580,7 +580,7 @@ def _kappa_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray, boot
 
 def _kappas_of_cells(s: np.ndarray) -> np.ndarray:
     """_kappas of summed cells laid out rater pair by rater pair (9 each). Module level: a kept
-    state (reports.cache) is pickled with its estimates."""
+    state stays picklable with its estimates (a shared cache, the tests)."""
     return _kappas(s.reshape(*s.shape[:-1], -1, 9))
 
 
@@ -703,7 +703,7 @@ def _correlation_block(units: np.ndarray, a_codes: np.ndarray, cells: np.ndarray
 
 def _correlations_of_cells(s: np.ndarray, *, cells: np.ndarray, n_groups: int, v: int) -> np.ndarray:
     """Spearman's rho and Kendall's tau-b per rater pair from the summed observed cells (module
-    level, with functools.partial: a kept state is pickled with its estimates)."""
+    level, with functools.partial: a kept state stays picklable with its estimates)."""
     table = np.zeros((*s.shape[:-1], n_groups * v * v))
     table[..., cells] = s
     return rank_correlations_from_table(table.reshape(*s.shape[:-1], n_groups, v, v))
@@ -749,7 +749,7 @@ def _alphas(df: pd.DataFrame, boot: Resampler) -> dict[str, Estimate | None]:
     co = coincidences_per_unit(counts[pairable])
     nz_u, nz_c = np.nonzero(co)
     per_unit = per_unit_sums(unit_item[pairable][nz_u], nz_c, co[nz_u, nz_c], n_units=boot.n_units, width=v * v)
-    # Statistics as module-level partials, not lambdas: a kept state (reports.cache) is pickled.
+    # Statistics as module-level partials, not lambdas: a kept state (reports.cache) stays picklable.
     levels: tuple[Level, ...] = ("nominal", "ordinal", "interval")
     return {level: boot.estimate(per_unit, functools.partial(_alpha, domain=domain, level=level), n=int(pairable.sum()))
             for level in levels}  # fmt: skip
