@@ -17,10 +17,14 @@ CURVE_THRESHOLDS = (0.5, 0.7, 0.9)
 
 
 def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
-    ids = list(Pair.objects.filter(item__project=project, item__role=Item.Role.TASK).values_list("pk", flat=True))
+    tasks = Pair.objects.filter(item__project=project, item__role=Item.Role.TASK).values_list("pk", flat=True)
+    ids = list(tasks)
+    # The routing decisions by a subquery of the task pairs, not 25,641 parameters (0.32 s
+    # against 0.05 at 1M annotations). Not the human labels: PostgreSQL's plan for those with
+    # the subquery took 19.7 s (measured here), the list 0.4.
     votes = human_verdicts(ids)
     closed: dict[int, int] = {}
-    for pid, humans in RoutingDecision.objects.filter(pair_id__in=ids, need_more=False).order_by("at", "id").values_list(
+    for pid, humans in RoutingDecision.objects.filter(pair_id__in=tasks, need_more=False).order_by("at", "id").values_list(
         "pair_id", "humans"
     ):
         closed.setdefault(pid, humans)  # the first close: what the policy settled on
