@@ -17,59 +17,33 @@ rendered every time rather than evicting everything else.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import wraps
 
 from django.utils.safestring import SafeString
 
+from .lru import BoundedLRU
+
 # About 4 MB of HTML per worker process: tens of thousands of typical responses.
 MAX_CHARS = 4_000_000
 
 
-class RenderCache:
-    """Thread-safe LRU of HTML by key, bounded by total characters (gunicorn's gthread workers
-    serve several requests in one process at once)."""
+class RenderCache(BoundedLRU[bytes, SafeString]):
+    """LRU of HTML by key, bounded by total characters (annotate.lru); a text longer than a tenth
+    of the budget is not kept."""
 
     def __init__(self, max_chars: int = MAX_CHARS) -> None:
+        super().__init__(max_chars)
         self.max_chars = max_chars
-        self._entries: OrderedDict[bytes, SafeString] = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
-    def get(self, key: bytes) -> SafeString | None:
-        with self._lock:
-            html = self._entries.get(key)
-            if html is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return html
-
-    def put(self, key: bytes, html: SafeString) -> None:
-        if len(html) > self.max_chars // 10:
+    def put(self, key: bytes, html: SafeString, size: int | None = None) -> None:
+        if len(html) > self.max_chars // 10 or key in self:
             return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = html
-            self._chars += len(html)
-            while self._chars > self.max_chars:
-                _, dropped = self._entries.popitem(last=False)
-                self._chars -= len(dropped)
+        super().put(key, html, len(html))
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._chars = 0
-            self.hits = self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
+    @property
+    def _chars(self) -> int:
+        return self.size
 
 
 def cached_render(version: str) -> Callable[[Callable[[str], SafeString]], Callable[[str], SafeString]]:

@@ -472,7 +472,7 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
 
 def _keeping_figures(state) -> dict:
     """What keeping a computed state between two page views costs: live in the process
-    (reports.cache.KeptStates: only state_bytes, its size) against the shipped file cache,
+    (reports.cache.KEPT_STATES: only state_bytes, its size) against the shipped file cache,
     which pickles and compresses it on every store and reads it back on every absorb (what
     reports.cache did before session 16)."""
     import tempfile

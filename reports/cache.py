@@ -20,7 +20,7 @@ edit, an upsert, a rater renamed or excluded (a new rater is fine), a checklist 
 rebuild, and so is a state whose last full build is older than TIMEOUT_SECONDS (item and
 response edits are not in the fingerprint).
 
-The states are kept live in the process (KeptStates), not in the report cache: the default
+The states are kept live in the process (KEPT_STATES), not in the report cache: the default
 cache is a file cache shared by the web workers, which pickles and zlib-compresses what it
 stores, and a 1M-annotation state (278 MB pickled) took 10.5 s to store there and 1.1 s to read
 back (measured here), where absorbing 10,000 annotations into it takes under 1 s: every absorb
@@ -40,9 +40,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -52,6 +50,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Count, Max
 
+from annotate.lru import BoundedLRU
 from annotate.models import Adjudication, ChecklistQuestion, Preference, Project, Rater, Rating, Standing
 
 from .build import finish_report, report_from_table, report_inputs, report_options, table_filters
@@ -195,7 +194,7 @@ def _updated_report(project: Project, filters: ReportFilters, options: dict[str,
             inputs, adjudicated = report_inputs(project, opts)
             state = absorb(old_state, new_rows, inputs=inputs, adjudicated=adjudicated)
             state.report = _stamped(state.report, state, old_state)
-    max_bytes = settings.CONCORDANCE["REPORT_STATE_MAX_MB"] * 2**20
+    max_bytes = KEPT_STATES.budget
     if state is None:
         table = annotations_table(project, table_filters(filters), apply_rater_group=False)
         inputs, adjudicated = report_inputs(project, opts)
@@ -207,7 +206,7 @@ def _updated_report(project: Project, filters: ReportFilters, options: dict[str,
             return finish_report(project, report, opts)
         state = build_state(table, opts, inputs, adjudicated)
         state.report = _stamped(state.report, state, None)
-    KEPT_STATES.put(skey, (marks, guard, state), state_bytes(state), max_bytes)
+    KEPT_STATES.put(skey, (marks, guard, state), state_bytes(state))
     report = dict(state.report)
     report["details"] = dict(report["details"])  # finish_report adds to it; the state's stays as it was
     return finish_report(project, report, opts)
@@ -256,49 +255,9 @@ def _nbytes(obj: Any, seen: set[int]) -> int:
     return 16
 
 
-class KeptStates:
-    """Report states by state_cache_key, live in this process (no pickling: see the module's
-    docstring), least recently used out first while they take more than the budget. Thread-safe:
-    a threaded web worker serves several reports at once. A state is never changed once kept
-    (absorb returns a new one), so a reader may use it while another request replaces it."""
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[str, tuple[float, int, Any]] = OrderedDict()  # key -> (kept at, bytes, entry)
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Any:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            if time.time() - found[0] > TIMEOUT_SECONDS:
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return found[2]
-
-    def put(self, key: str, entry: Any, nbytes: int, max_bytes: int) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-            if nbytes > max_bytes:
-                return
-            self._entries[key] = (time.time(), nbytes, entry)
-            total = sum(size for _, size, _ in self._entries.values())
-            while total > max_bytes:
-                _, (_, size, _) = self._entries.popitem(last=False)
-                total -= size
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._entries
-
-
-KEPT_STATES = KeptStates()
+# Report states by state_cache_key, live in this process (no pickling: see the module's docstring),
+# under REPORT_STATE_MAX_MB in all and the cache's timeout (annotate.lru). A state is never
+# changed once kept (absorb returns a new one), so a reader may use it while another request
+# replaces it.
+KEPT_STATES: BoundedLRU[str, tuple[Any, Any, ReportState]] = BoundedLRU(
+    lambda: settings.CONCORDANCE["REPORT_STATE_MAX_MB"] * 2**20, max_age=TIMEOUT_SECONDS)

@@ -4,9 +4,8 @@ computes on (human labels per pair, routing decisions, a qualified judge's signa
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 
+from annotate.lru import BoundedLRU
 from annotate.models import Item, Pair, Project, RoutingDecision, RoutingPolicy
 from annotate.routing import Policy
 from annotate.routing_services import as_policy, human_verdicts, judge_signals, latest_qualifications
@@ -60,22 +59,14 @@ def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
 # fully labelled pair through each policy in Python (1.9 s at 25,641 pairs, measured behind the
 # report page), and a report recomputed because a judge's run or other annotations arrived leaves
 # the human labels, the policy and the judge's signals as they were.
-_CURVES: OrderedDict[str, list[dict]] = OrderedDict()
-_CURVES_KEPT = 32
-_curves_lock = threading.Lock()
+_CURVES: BoundedLRU[str, list[dict]] = BoundedLRU(32)  # 32 curves (each counts 1)
 
 
 def _curve(votes: dict, *, overlap: int, policies: list, signals: dict, rounds: int, seed: int) -> list[dict]:
     digest = hashlib.blake2b(repr((sorted(votes.items()), overlap, policies, sorted(signals.items()), rounds, seed))
                              .encode(), digest_size=16).hexdigest()  # fmt: skip
-    with _curves_lock:
-        known = _CURVES.get(digest)
-        if known is not None:
-            _CURVES.move_to_end(digest)
-            return [dict(point) for point in known]
-    curve = effort_curve(votes, overlap=overlap, policies=policies, signals=signals, rounds=rounds, seed=seed)
-    with _curves_lock:
-        _CURVES[digest] = curve
-        while len(_CURVES) > _CURVES_KEPT:
-            _CURVES.popitem(last=False)
+    curve = _CURVES.get(digest)
+    if curve is None:
+        curve = effort_curve(votes, overlap=overlap, policies=policies, signals=signals, rounds=rounds, seed=seed)
+        _CURVES.put(digest, curve, 1)
     return [dict(point) for point in curve]

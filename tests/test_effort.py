@@ -103,7 +103,7 @@ def test_a_replayed_curve_is_reused_while_its_inputs_are_the_same(monkeypatch):
         return effort_curve(*args, **kwargs)
 
     monkeypatch.setattr(effort, "effort_curve", counted)
-    monkeypatch.setattr(effort, "_CURVES", type(effort._CURVES)())
+    monkeypatch.setattr(effort, "_CURVES", type(effort._CURVES)(32))
     votes = {1: [A, A, B], 2: [B, B, B], 3: [A, TIE, A]}
     policies = [("adaptive k=2", Policy("adaptive", overlap=3, k=2))]
     first = effort._curve(votes, overlap=3, policies=policies, signals={}, rounds=20, seed=0)

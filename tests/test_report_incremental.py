@@ -336,25 +336,26 @@ def test_a_new_judge_leaves_the_other_groups_leaderboards_as_they_were(table):
 
 
 def test_kept_states_keep_the_least_recently_used_out_first_and_under_the_budget():
-    from reports.cache import KeptStates
+    from annotate.lru import BoundedLRU
 
-    kept = KeptStates()
-    kept.put("a", "state a", 40, max_bytes=100)
-    kept.put("b", "state b", 40, max_bytes=100)
+    kept: BoundedLRU[str, str] = BoundedLRU(100)  # reports.cache.KEPT_STATES' kind
+    kept.put("a", "state a", 40)
+    kept.put("b", "state b", 40)
     assert kept.get("a") == "state a"  # a is now the most recently used
-    kept.put("c", "state c", 40, max_bytes=100)  # 120 > 100: b goes
+    kept.put("c", "state c", 40)  # 120 > 100: b goes
     assert "b" not in kept and kept.get("a") == "state a" and kept.get("c") == "state c"
-    kept.put("a", "state a2", 101, max_bytes=100)  # alone over the budget: not kept, and the old one is stale
+    kept.put("a", "state a2", 101)  # alone over the budget: not kept, and the old one is stale
     assert "a" not in kept and kept.get("c") == "state c"
 
 
 def test_a_kept_state_expires_with_the_cache_timeout(monkeypatch):
+    from annotate import lru
     from reports import cache as report_cache
 
-    kept = report_cache.KeptStates()
-    kept.put("a", "state a", 1, max_bytes=10)
-    now = report_cache.time.time()
-    monkeypatch.setattr(report_cache.time, "time", lambda: now + report_cache.TIMEOUT_SECONDS + 1)
+    kept: lru.BoundedLRU[str, str] = lru.BoundedLRU(10, max_age=report_cache.TIMEOUT_SECONDS)
+    kept.put("a", "state a", 1)
+    now = lru.time.time()
+    monkeypatch.setattr(lru.time, "time", lambda: now + report_cache.TIMEOUT_SECONDS + 1)
     assert kept.get("a") is None and "a" not in kept
 
 
