@@ -71,11 +71,14 @@ def as_policy(row: RoutingPolicy, *, overlap: int) -> routing.Policy:
     )
 
 
-def human_verdicts(pair_ids: Iterable[int]) -> dict[int, list[int]]:
-    """Per pair, the verdict of each human preference, earliest first (a human has one per pair)."""
+def human_verdicts(pair_ids: Iterable[int] | QuerySet) -> dict[int, list[int]]:
+    """Per pair, the verdict of each human preference, earliest first (a human has one per pair).
+    A queryset of pair ids is read as a subquery: one statement, where a list of a large
+    project's 25,641 ids cost 0.4 s in Django and psycopg before PostgreSQL saw it."""
     out: dict[int, list[int]] = defaultdict(list)
+    ids = pair_ids if isinstance(pair_ids, QuerySet) else list(pair_ids)
     rows = (
-        Preference.objects.filter(pair_id__in=list(pair_ids), rater_kind=Rater.Kind.HUMAN)
+        Preference.objects.filter(pair_id__in=ids, rater_kind=Rater.Kind.HUMAN)
         .order_by("created_at", "id")
         .values_list("pair_id", "strength")
     )

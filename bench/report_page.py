@@ -10,7 +10,7 @@ reading it back before each absorb; bench/reports.py's keeping figures).
 Each cycle starts cold (the report cache and the kept states emptied) and ends by deleting the
 judge's new rows, so every cycle is the same two views. Seconds are medians over the cycles.
 
-Run: python bench/report_page.py [--items 25641] [--judge-rows 10000] [--cycles 3]
+Run: python bench/report_page.py [--items 25641] [--judge-rows 10000] [--cycles 3] [--profile FILE]
 (25,641 items of 39 annotations: 1,000,000 annotations, bench/reports.py's shape.) The last
 line is one JSON object.
 """
@@ -18,9 +18,11 @@ line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib.util
 import json
 import os
+import pstats
 import random
 import statistics
 import sys
@@ -97,6 +99,8 @@ def main() -> None:
     parser.add_argument("--judge-rows", type=int, default=10_000)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--db", default="concordance_bench_report_page")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile the first cycle's second view into FILE (pstats), and print its top entries")  # fmt: skip
     args = parser.parse_args()
     setup(args.db)
     from django.conf import settings
@@ -145,9 +149,16 @@ def main() -> None:
                 assert skey in KEPT_STATES, "the first view kept no state"
                 added = import_files(project_name="bench-report-page", fmt="jsonl", paths=[run], user=user)
                 k = added.counts.get("preferences", 0)
+                profiler = cProfile.Profile() if args.profile and cycle == 0 else None
                 t0 = time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
                 response = client.get(page)
                 t_second = time.perf_counter() - t0
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(args.profile)
+                    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
                 assert response.status_code == 200, response.status_code
                 _, _, state = KEPT_STATES.get(skey)
                 absorbed = state.absorbed

@@ -129,9 +129,13 @@ def table_filters(filters: ReportFilters) -> ReportFilters:
     return ReportFilters(since=filters.since, until=filters.until, exclude_gold=filters.exclude_gold)
 
 
-def report_inputs(project: Project, opts: ReportOptions) -> tuple[CardInputs, pd.DataFrame | None]:
+def report_inputs(
+    project: Project, opts: ReportOptions, known: CardInputs | None = None
+) -> tuple[CardInputs, pd.DataFrame | None]:
+    """What the report reads besides annotation rows. `known`: a kept state's inputs, whose
+    response styles are extended by the responses added since, not counted again."""
     inputs = CardInputs(judgments=judgments_table(project), runs=judge_runs_table(project),
-                        styles=response_styles(project))  # fmt: skip
+                        styles=response_styles(project, known.styles if known is not None else None))  # fmt: skip
     adjudicated = adjudicated_verdicts(project) if opts.gold == "adjudicated" else None
     return inputs, adjudicated
 
