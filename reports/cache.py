@@ -76,17 +76,15 @@ def fingerprint_since(project: Project, seen: list[Any] | None) -> tuple[list[An
     absorbed page view at 1M annotations, measured here)."""
     out: list[Any] = []
     unchanged = seen is not None
-    for k, qs in enumerate(_annotation_tables(project)):
-        top_seen = seen[k][1] if seen is not None else None
+    for qs, (n, top, last) in zip(_annotation_tables(project), seen or [(None, None, None)] * 2, strict=True):
         aggregates: dict[str, Any] = dict(n=Count("id"), top=Max("id"), last=Max("updated_at"))
-        if top_seen is not None:
-            upto = Q(id__lte=top_seen)
+        if top is not None:  # nothing seen in a table: every row of it is new
+            upto = Q(id__lte=top)
             aggregates.update(n_seen=Count("id", filter=upto), last_seen=Max("updated_at", filter=upto))
         agg = qs.order_by().aggregate(**aggregates)
         out.append([agg["n"], agg["top"], _iso(agg["last"])])
-        if top_seen is not None:  # nothing seen in a table: every row of it is new
-            assert seen is not None
-            unchanged = unchanged and [agg["n_seen"], _iso(agg["last_seen"])] == [seen[k][0], seen[k][2]]
+        if top is not None:
+            unchanged = unchanged and [agg["n_seen"], _iso(agg["last_seen"])] == [n, last]
     # The judge cards read judgments too (valid mass, repetition, throughput): an unparseable
     # answer writes no annotation but changes them.
     from judges.models import Judgment

@@ -19,9 +19,10 @@ def human_effort(project: Project, *, rounds: int, seed: int = 0) -> dict:
     tasks = Pair.objects.filter(item__project=project, item__role=Item.Role.TASK).values_list("pk", flat=True)
     ids = list(tasks)
     # The human labels and routing decisions by a subquery of the task pairs, not 25,641
-    # parameters (0.32 s against 0.05 at 1M annotations for the decisions). The subquery's plan
-    # for the labels took 19.7 s on a freshly imported project before the importer refreshed the
-    # tables' statistics (annotate.importers.writer: ANALYZE), 0.11 s after.
+    # parameters (1M annotations: the decisions 0.32 s -> 0.05, the labels 1.0 s -> 0.25). The
+    # labels' 19.7 s plan seen once was a freshly imported project's stale statistics (the same
+    # rows by a join: 21.3 s, 0.11 s once analyzed), which the importer now refreshes
+    # (annotate.importers.writer: ANALYZE).
     votes = human_verdicts(tasks)
     closed: dict[int, int] = {}
     for pid, humans in RoutingDecision.objects.filter(pair_id__in=tasks, need_more=False).order_by("at", "id").values_list(

@@ -235,7 +235,8 @@ def _gold(
 # Tables a bulk import fills, by _counts' keys.
 _TABLES = {"items": Item, "responses": Response, "pairs": Pair, "ratings": Rating, "preferences": Preference}
 # Rows written to a table, and its share of the table's rows before, from which its statistics are
-# refreshed at once: autovacuum's default analyze threshold (50 rows + 10%), without its wait.
+# refreshed at once: autovacuum's 10% (its default analyze scale factor), without its wait, and
+# not for the small imports it would pick up soon anyway (its floor is 50 rows; ours 1,000).
 ANALYZE_MIN_ROWS = 1_000
 ANALYZE_SHARE = 0.1
 
