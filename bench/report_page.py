@@ -1,6 +1,8 @@
 """The report page as a researcher meets it at scale: a project of about N annotations in
 PostgreSQL, its report page opened (the selector's load, a full build, the state kept), a
-judge's run of K new annotations imported, and the page opened again (the new rows loaded and
+judge's run of K new annotations imported (or, with --arrival human, K preferences of a new
+annotator spread over K items drawn at random: the rows touch K items' gold, every judge's
+figures against it and the humans' boards), and the page opened again (the new rows loaded and
 absorbed into the kept state), through the real view (`/reports/projects/<id>/`, a signed-in
 researcher, the shipped file cache). Beside them, in the same cycle: a rebuild of the same
 report from the database (build_report: no cache, no state), and what the second view cost
@@ -10,7 +12,8 @@ reading it back before each absorb; bench/reports.py's keeping figures).
 Each cycle starts cold (the report cache and the kept states emptied) and ends by deleting the
 judge's new rows, so every cycle is the same two views. Seconds are medians over the cycles.
 
-Run: python bench/report_page.py [--items 25641] [--judge-rows 10000] [--cycles 3] [--profile FILE]
+Run: python bench/report_page.py [--items 25641] [--judge-rows 10000] [--arrival judge|human] [--cycles 3]
+[--profile FILE]
 (25,641 items of 39 annotations: 1,000,000 annotations, bench/reports.py's shape.) The last
 line is one JSON object.
 """
@@ -37,6 +40,7 @@ MODELS = [f"m{k}" for k in range(8)]
 HUMANS = [f"h{k}" for k in range(3)]
 JUDGES = ["m0-judge", "positional", "verbose", "plain"]
 LATE = "plain"  # the judge whose last run arrives between the two views
+NEWCOMER = "h3"  # --arrival human: the annotator whose first preferences arrive between them
 ATTRIBUTES = ["helpfulness", "correctness"]
 PER_ITEM = len(HUMANS) + 2 * len(JUDGES) + 2 * (len(HUMANS) + len(JUDGES)) * len(ATTRIBUTES)  # 39
 
@@ -64,9 +68,11 @@ def _item(i: int, rng: random.Random, *, late_only: bool, late_too: bool) -> dic
     return row
 
 
-def write_files(where: Path, items: int, judge_rows: int) -> tuple[Path, Path]:
-    """The project's file (every annotation but the late judge's last run) and the run's file."""
-    late_items = max(1, judge_rows // 2)  # two shown orders an item
+def write_files(where: Path, items: int, judge_rows: int, arrival: str = "judge") -> tuple[Path, Path]:
+    """The project's file (every annotation but what arrives between the two views) and the
+    arriving rows' file: the late judge's last run (its rows on the last items), or a new
+    annotator's preferences on judge_rows items drawn at random (arrival "human")."""
+    late_items = max(1, judge_rows // 2) if arrival == "judge" else 0  # two shown orders an item
     first, run = where / "project.jsonl", where / "run.jsonl"
     raters = [{"name": h, "kind": "human"} for h in HUMANS]
     raters += [{"name": j, "kind": "judge", **({"model": "m0"} if j == "m0-judge" else {})} for j in JUDGES]
@@ -76,12 +82,19 @@ def write_files(where: Path, items: int, judge_rows: int) -> tuple[Path, Path]:
         for i in range(items):
             fh.write(json.dumps(_item(i, rng, late_only=False, late_too=i < items - late_items)) + "\n")
     with run.open("w") as fh:
+        if arrival == "human":
+            fh.write(json.dumps({"raters": [{"name": NEWCOMER, "kind": "human"}]}) + "\n")
+        chosen = set(random.Random(1).sample(range(items), min(judge_rows, items))) if arrival == "human" else set()
         rng = random.Random(0)
         for i in range(items):
             row = _item(i, rng, late_only=False, late_too=False)  # the same draws, so the same responses
-            if i >= items - late_items:
+            if arrival == "judge" and i >= items - late_items:
                 fh.write(json.dumps({**_item(i, random.Random(i), late_only=True, late_too=True),
                                      "responses": row["responses"]}) + "\n")  # fmt: skip
+            elif i in chosen:
+                vote = {"rater": f"human:{NEWCOMER}", "pair": ["a", "b"], "strength": random.Random(i).randint(-3, 3)}
+                fh.write(json.dumps({"id": row["id"], "prompt": row["prompt"], "responses": row["responses"],
+                                     "preferences": [vote]}) + "\n")  # fmt: skip
     return first, run
 
 
@@ -97,6 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=25_641)
     parser.add_argument("--judge-rows", type=int, default=10_000)
+    parser.add_argument("--arrival", choices=("judge", "human"), default="judge",
+                        help="what arrives between the two views: a judge's run, or a new annotator's spread-out rows")
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--db", default="concordance_bench_report_page")
     parser.add_argument("--profile", metavar="FILE",
@@ -112,7 +127,7 @@ def main() -> None:
     from django.test import Client
 
     from annotate.importers import import_files
-    from annotate.models import Preference, Project, Rater
+    from annotate.models import Preference, Project
     from annotate.roles import user_set_role
     from reports.build import build_report
     from reports.cache import KEPT_STATES, state_cache_key
@@ -126,7 +141,7 @@ def main() -> None:
     cycles: list[dict] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            first, run = write_files(Path(tmp), args.items, args.judge_rows)
+            first, run = write_files(Path(tmp), args.items, args.judge_rows, args.arrival)
             t0 = time.perf_counter()
             result = import_files(project_name="bench-report-page", fmt="jsonl", paths=[first], user=user)
             n = result.counts.get("ratings", 0) + result.counts.get("preferences", 0)
@@ -134,7 +149,7 @@ def main() -> None:
                   flush=True)  # fmt: skip
             project = Project.objects.get(name="bench-report-page")
             page = f"/reports/projects/{project.pk}/"
-            late = Rater.objects.get(kind="judge", name=LATE)
+            who = f"judge:{LATE}" if args.arrival == "judge" else f"human:{NEWCOMER}"
             skey = state_cache_key(project, ReportFilters(), {"rounds": settings.CONCORDANCE["BOOTSTRAP_ROUNDS"]})
             for cycle in range(args.cycles):
                 top = Preference.objects.filter(pair__item__project=project).order_by("-id").values_list("id", flat=True)[0]
@@ -168,14 +183,14 @@ def main() -> None:
                 keeping = _keeping(state)
                 before = t_second + keeping["state_file_cache_store_seconds"] + keeping["state_file_cache_read_seconds"]
                 load = os.getloadavg()[0]
-                print(f"cycle {cycle + 1}: first view {t_first:.2f} s (full build); {k:,} rows of judge:{LATE} "
+                print(f"cycle {cycle + 1}: first view {t_first:.2f} s (full build); {k:,} rows of {who} "
                       f"imported; second view {t_second:.2f} s ({absorbed:,} absorbed); a rebuild {t_rebuild:.2f} s; "
                       f"with the state in the file cache the second view would take {before:.2f} s; load {load:.2f}",
                       flush=True)  # fmt: skip
                 cycles.append({"first": t_first, "second": t_second, "rebuild": t_rebuild, "before": before,
                                "absorbed": absorbed, "load": load})  # fmt: skip
-                # The run's rows out again: the next cycle's first view is a full build.
-                Preference.objects.filter(pair__item__project=project, rater=late, id__gt=top).delete()
+                # The arrived rows out again: the next cycle's first view is a full build.
+                Preference.objects.filter(pair__item__project=project, id__gt=top).delete()
     finally:
         drop(args.db)
         print(f"dropped database {args.db}", flush=True)
@@ -183,7 +198,7 @@ def main() -> None:
     def median(key: str) -> float:
         return round(statistics.median(c[key] for c in cycles), 3)
 
-    print(json.dumps({"annotations": n, "absorbed": cycles[-1]["absorbed"], "first_view_seconds": median("first"),
+    print(json.dumps({"annotations": n, "arrival": args.arrival, "absorbed": cycles[-1]["absorbed"], "first_view_seconds": median("first"),
                       "second_view_seconds": median("second"), "rebuild_seconds": median("rebuild"),
                       "second_view_ratio": round(median("second") / median("rebuild"), 3),
                       "second_view_with_file_cache_seconds": median("before"),
