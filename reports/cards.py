@@ -28,7 +28,7 @@ from .metrics.judge_card import (
     throughput,
 )
 from .metrics.judges import length_bias, position_both_orders, self_preference
-from .metrics.leaderboard import comparisons, kendall_tau_between
+from .metrics.leaderboard import comparisons, kendall_tau_between, models_compared
 from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order, rows_of
 from .metrics.style import length_controlled_win_rates, style_controlled_bt
 
@@ -279,7 +279,7 @@ def _style_boards(verdicts: pd.DataFrame, responses: pd.DataFrame, styles: pd.Da
     if comps.empty:
         return None
     comps = verdicts.loc[comps.index].merge(responses, on="pair", how="left")
-    if comps[["model_a", "model_b"]].stack().nunique() < 2:
+    if len(models_compared(comps)) < 2:
         return None
     styled = style_controlled_bt(comps, styles, control=True)
     plain = style_controlled_bt(comps, styles, control=False)

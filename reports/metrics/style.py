@@ -113,6 +113,19 @@ def weighted_logistic(
     return beta, np.linalg.pinv(hessian)
 
 
+def _features_of(styles: pd.DataFrame, responses: np.ndarray) -> np.ndarray:
+    """STYLE_FEATURES of each response (rows in `responses`' order), 0 for a response without
+    a style row: what a reindex of the styles by response and fillna(0) gives, by one lookup."""
+    at = pd.Index(styles["response"].to_numpy()).get_indexer(responses) if len(styles) else np.full(len(responses), -1)
+    values = styles[list(STYLE_FEATURES)].to_numpy(dtype=float)
+    # Column-major, as a frame's block reads out: the sums over comparisons below then add in
+    # the same order as before, to the last bit.
+    out = np.zeros((len(responses), len(STYLE_FEATURES)), order="F")
+    found = at >= 0
+    out[found] = values[at[found]]
+    return out
+
+
 def _mu(eta: np.ndarray) -> np.ndarray:
     # Clipped so exp never overflows while a separated fit walks off towards infinity.
     return 1.0 / (1.0 + np.exp(-np.clip(eta, -35.0, 35.0)))
@@ -179,9 +192,7 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
     design[np.arange(len(comps)), ib] -= 1.0
     used: list[str] = []
     if control:
-        s = styles.set_index("response")[list(STYLE_FEATURES)]
-        fa = s.reindex(comps["response_a"].to_numpy()).fillna(0).to_numpy()
-        fb = s.reindex(comps["response_b"].to_numpy()).fillna(0).to_numpy()
+        fa, fb = _features_of(styles, comps["response_a"].to_numpy()), _features_of(styles, comps["response_b"].to_numpy())
         z, keep = standardise(style_differences(fa, fb))
         used = [f for f, k in zip(STYLE_FEATURES, keep, strict=True) if k]
         design = np.column_stack([design, z])
@@ -194,9 +205,10 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
         x = x[:, independent]
     v = comps["verdict"].to_numpy()
     rows, y, w = _outcome_rows(v)
-    won = np.zeros((m, m))
-    np.add.at(won, (ia, ib), np.where(v == A, 1.0, np.where(v == TIE, 0.5, 0.0)))
-    np.add.at(won, (ib, ia), np.where(v == B, 1.0, np.where(v == TIE, 0.5, 0.0)))
+    # Wins of row over column, a tie half each way (bincount sums in the order np.add.at did).
+    half = np.where(v == TIE, 0.5, 0.0)
+    won = (np.bincount(ia * m + ib, weights=np.where(v == A, 1.0, half), minlength=m * m)
+           + np.bincount(ib * m + ia, weights=np.where(v == B, 1.0, half), minlength=m * m)).reshape(m, m)  # fmt: skip
     identifiable = mle_exists(won)
     if used:
         coef, cov = weighted_logistic(x[rows], y, w)
@@ -236,10 +248,15 @@ def length_controlled_win_rates(comps: pd.DataFrame) -> list[LengthControlled]:
     delta = (comps["len_a"].to_numpy(dtype=float) - comps["len_b"].to_numpy(dtype=float))
     sd = float(delta.std())
     v = comps["verdict"].to_numpy()
+    models = models_compared(comps)
+    # Each comparison's two models as positions in the sorted list (one recode per side, not a
+    # string comparison of every row per model).
+    code_a = pd.Categorical(comps["model_a"], categories=models).codes
+    code_b = pd.Categorical(comps["model_b"], categories=models).codes
     out = []
-    for model in models_compared(comps):
-        as_a = (comps["model_a"] == model).to_numpy()
-        as_b = (comps["model_b"] == model).to_numpy()
+    for k, model in enumerate(models):
+        as_a = code_a == k
+        as_b = code_b == k
         sel = as_a | as_b
         if not sel.any():
             continue
