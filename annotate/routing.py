@@ -163,6 +163,15 @@ def judge_decision(verdicts: Sequence[int], signal: JudgeSignal | None, *, polic
                     f"a human disagrees with the judge; {d.detail}")
 
 
+LABELS_ONLY = ("uniform", "adaptive")  # policy kinds whose decision reads the human verdicts alone
+
+
+def reads_labels_only(policy: Policy) -> bool:
+    """Whether decide() under this policy reads only the pair's human verdicts (not its judge
+    signal, key or seed): then two pairs with the same verdicts get the same decisions."""
+    return policy.kind in LABELS_ONLY
+
+
 def decide(policy: Policy, verdicts: Sequence[int], signal: JudgeSignal | None = None, *,
            pair_key: int = 0, seed: int = 0) -> Decision:
     """The decision for one pair under a policy, from its human verdicts (earliest first)."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from annotate.models import Pair
-from annotate.routing import Policy
+from annotate.routing import JudgeSignal, Policy, decide, routed_gold
 from annotate.routing_services import routing_policy_save
 from annotate.services import preference_submit, rater_for_user
 from annotate.verdicts import TIE, A, B
-from reports.metrics.effort import effort_curve, effort_summary
+from reports.metrics.bootstrap import percentile_ci
+from reports.metrics.effort import effort_curve, effort_summary, gold_of
 from tests.conftest import _user
 
 
@@ -40,6 +42,53 @@ def test_effort_curve_by_hand():
     # Adaptive: 2 + 3 + 3 labels, every gold right.
     assert by["adaptive"]["labels"] == 8 and by["adaptive"]["agreement"] == 1.0
     assert all(p["n"] == 3 for p in points)
+
+
+def _replayed_pair_by_pair(votes, *, overlap, policies, signals, rounds, seed):
+    """The curve the naive way: every pair replayed under every point, each round's agreement
+    from resampling every pair's hit (what effort_curve did before it replayed each label
+    sequence once)."""
+    full = {pid: list(v[:overlap]) for pid, v in votes.items() if len(v) >= overlap}
+    ids = sorted(full)
+    gold = [gold_of(full[p]) for p in ids]
+    draws = np.random.default_rng(seed).integers(0, len(ids), size=(rounds, len(ids)))
+    named = [(f"first {m} human{'s' if m > 1 else ''}", m, None) for m in range(1, overlap + 1)]
+    named += [(name, None, policy) for name, policy in policies]
+    points = []
+    for name, m, policy in named:
+        used, hits = 0, np.zeros(len(ids), dtype=bool)
+        for i, pid in enumerate(ids):
+            if policy is None:
+                asked = full[pid][:m]
+                hits[i] = gold_of(asked) == gold[i]
+            else:
+                asked = []
+                while True:
+                    d = decide(policy, asked, signals.get(pid), pair_key=pid, seed=seed)
+                    if not d.need_more or len(asked) == overlap:
+                        break
+                    asked.append(full[pid][len(asked)])
+                hits[i] = routed_gold(asked, signals.get(pid), d) == gold[i]
+            used += len(asked)
+        lo, hi = percentile_ci(hits[draws].mean(axis=1)[:, None])[:, 0]
+        points.append({"policy": name, "labels": used, "full_labels": len(ids) * overlap,
+                       "saved_fraction": 1.0 - used / (len(ids) * overlap), "agreement": float(hits.mean()),
+                       "agreement_ci": [float(lo), float(hi)], "n": len(ids)})  # fmt: skip
+    return points
+
+
+def test_effort_curve_replaying_each_label_sequence_once_equals_replaying_every_pair():
+    rng = np.random.default_rng(7)
+    votes = {int(pid): [int(v) for v in rng.integers(0, 3, int(rng.integers(1, 5)))] for pid in rng.permutation(600)[:400]}
+    signals = {pid: JudgeSignal(verdict=int(rng.integers(0, 3)), confidence=float(rng.random()),
+                                orders_agree=bool(rng.random() < 0.8))
+               for pid in votes if rng.random() < 0.7}  # fmt: skip
+    policies = [("uniform", Policy("uniform", overlap=3)), ("adaptive k=2", Policy("adaptive", overlap=3, k=2)),
+                ("judge t=0.7", Policy("judge", overlap=3, k=2, threshold=0.7, spot_check_rate=0.2)),
+                ("judge alone", Policy("judge", overlap=3, k=2, threshold=0.5, min_humans=0, unsure="adaptive"))]  # fmt: skip
+    got = effort_curve(votes, overlap=3, policies=policies, signals=signals, rounds=200, seed=3)
+    assert got == _replayed_pair_by_pair(votes, overlap=3, policies=policies, signals=signals, rounds=200, seed=3)
+    assert len(got) == 7 and len({p["labels"] for p in got}) > 3  # the points differ: the check compares something
 
 
 @pytest.mark.django_db
