@@ -8,7 +8,7 @@ policies are annotate.routing's and gold is annotate.verdicts' gold_label.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,15 +70,14 @@ def effort_curve(votes: Mapping[int, Sequence[int]], *, overlap: int, policies: 
     kind = np.array([sequences.setdefault(full[p], len(sequences)) for p in ids], dtype=np.int64)
     distinct = list(sequences)
     gold = np.array([gold_of(seq) for seq in distinct], dtype=object)[kind]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ids), size=(rounds, len(ids))) if rounds > 0 else None
     # Per round, how many of its draws are of each label sequence (rounds x sequences).
     per_kind = None
-    if draws is not None:
-        per_kind = np.zeros((rounds, len(distinct)), dtype=np.int64)
-        for start in range(0, rounds, 64):  # 64 rounds at a time: the codes of every draw at once were 200 MB at 25,641 pairs
-            block = kind[draws[start:start + 64]] + len(distinct) * np.arange(len(draws[start:start + 64]))[:, None]
-            per_kind[start:start + 64] = np.bincount(block.ravel(), minlength=block.shape[0] * len(distinct)).reshape(-1, len(distinct))
+    if rounds > 0:
+        per_kind = np.concatenate([
+            np.bincount((kind[block] + len(distinct) * np.arange(len(block))[:, None]).ravel(),
+                        minlength=len(block) * len(distinct)).reshape(-1, len(distinct))
+            for block in _draws(len(ids), rounds, seed)
+        ])  # fmt: skip
     points = []
     named: list[tuple[str, int | None, Policy | None]] = [(f"first {m} human{'s' if m > 1 else ''}", m, None) for m in range(1, overlap + 1)]
     named += [(name, None, policy) for name, policy in policies]
@@ -100,8 +99,8 @@ def effort_curve(votes: Mapping[int, Sequence[int]], *, overlap: int, policies: 
                 asked, reached_gold = _replay(full[pid], m, policy, (signals or {}).get(pid), pid, seed)
                 hits[i] = reached_gold == gold[i]
                 used += len(asked)
-            if draws is not None:
-                means = hits[draws].mean(axis=1)
+            if rounds > 0:
+                means = np.concatenate([hits[block].mean(axis=1) for block in _draws(len(ids), rounds, seed)])
         ci = None
         if means is not None:
             lo, hi = percentile_ci(means[:, None])[:, 0]
@@ -110,6 +109,15 @@ def effort_curve(votes: Mapping[int, Sequence[int]], *, overlap: int, policies: 
                        "saved_fraction": 1.0 - used / (len(ids) * overlap), "agreement": float(hits.mean()),
                        "agreement_ci": ci, "n": len(ids)})  # fmt: skip
     return points
+
+
+def _draws(n: int, rounds: int, seed: int, chunk: int = 64) -> Iterator[np.ndarray]:
+    """The bootstrap's resamples of n pairs, `chunk` rounds at a time: the rows of one
+    integers(0, n, size=(rounds, n)) draw of the seeded generator (its stream is read in the
+    same order), without holding all of them (205 MB at 25,641 pairs)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, rounds, chunk):
+        yield rng.integers(0, n, size=(min(chunk, rounds - start), n))
 
 
 def _replay(labels: Sequence[int], m: int | None, policy: Policy | None, signal: JudgeSignal | None, pair_key: int,
