@@ -429,6 +429,10 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     # Pairs coded in id order, not in the verdicts' order (which another rater's new rows move):
     # a kappa block's input is then the same arrays while its raters' verdicts are the same.
     pair_codes, pairs = pd.factorize(v["pair"], sort=True)
+    # Raters coded among those with verdicts (in the order shown): a rater who only rates (or a
+    # new one with no verdicts yet) moves no other rater's code, so no block's memo key.
+    all_shown = shown
+    shown = _present(shown, v["rater"])
     rater_codes = pd.Categorical(v["rater"], categories=shown).codes.astype(np.int64)
     wide = np.full((len(pairs), len(shown)), -1, dtype=np.int64)
     wide[pair_codes, rater_codes] = v["verdict"].to_numpy()
@@ -470,8 +474,8 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
             per_unit = per_unit_sums(units, cols, stats.ravel(), n_units=boot.n_units, width=stats.shape[1])
             fleiss = boot.estimate(per_unit, fleiss_from_sums, n=int(keep.sum()))
 
-    alphas = _krippendorff(ratings, verdicts, shown, raters, boot)
-    scores = _score_correlations(ratings, shown, boot)
+    alphas = _krippendorff(ratings, verdicts, all_shown, raters, boot)
+    scores = _score_correlations(ratings, all_shown, boot)
 
     def render() -> dict:
         return {
@@ -531,6 +535,14 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
         }
 
     return _Section(render, details)
+
+
+def _present(shown: list[str], labels: pd.Series) -> list[str]:
+    """The raters of `shown` that occur in `labels` (a frame's rater column), in shown order."""
+    column = labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")
+    codes = np.unique(column.cat.codes.to_numpy())
+    occurring = {str(column.cat.categories[c]) for c in codes if c >= 0}
+    return [r for r in shown if r in occurring]
 
 
 def _earlier_partners(
@@ -669,15 +681,20 @@ def _score_correlations(
         last = np.ones(len(resp), dtype=bool)
         last[:-1] = (resp[1:] != resp[:-1]) | (rater[1:] != rater[:-1])
         resp, rater, value, item = resp[last], rater[last], value[last], item[last]
+        # Raters coded among those who scored this attribute (in the order shown): one who did
+        # not (a new annotator with preferences only) moves no other rater's code, so no
+        # block's memo key.
+        scored, rater = _small_unique(rater, n_r)[:2]
+        names = [shown[k] for k in scored]
         domain, vcode = _sorted_codes(value)
         v = len(domain)
-        blocks = _earlier_partners(resp, rater, vcode, item, n_r, levels=v)
+        blocks = _earlier_partners(resp, rater, vcode, item, len(names), levels=v)
         found = []
         for b, (units, a_codes, cells) in enumerate(blocks):
             if len(units):
-                with boot.scope(str(attribute), shown[b]):
+                with boot.scope(str(attribute), names[b]):
                     block = _correlation_block(units, a_codes, cells, v, boot)
-                found += [(shown[a], shown[b], str(attribute), _Slice(block.estimate, g, int(size)))
+                found += [(names[a], names[b], str(attribute), _Slice(block.estimate, g, int(size)))
                           for g, (a, size) in enumerate(zip(block.raters, block.sizes, strict=True)) if size >= 2]  # fmt: skip
         del resp, rater, value, item, order, last, vcode
         # In the order of the rater pairs, (a, b) by a then b.

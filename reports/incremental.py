@@ -200,7 +200,7 @@ def _run(
 
     with memo.active(memo.Memo(fits)) as fitted:
         report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
-    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
+    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses, computed_by=dict(sorted(fitted.computed.items())))
     boot = None
     if parts:
         draw, order = draws[0], [parts[lo] for lo in sorted(parts)]

@@ -121,6 +121,15 @@ def test_a_new_rater_and_its_rows(table):
     assert after.stats["fits_reused"] > 4 * after.stats["fits_computed"] > 0
 
 
+def test_a_new_annotator_with_preferences_only_leaves_the_rating_correlations_as_they_were(table):
+    """Raters are coded among those with rows of each kind: a newcomer's verdicts move no code
+    of the score correlations' blocks (nor of the kappa blocks before it)."""
+    newcomer = (table["rater"] == "human:h5").to_numpy()
+    after = _absorbed_equals_rebuilt(*_split(table, newcomer), OPTS)
+    assert "_correlation_block" not in after.stats["computed_by"]
+    assert after.stats["computed_by"].get("_kappa_block", 0) > 0  # its own verdicts' blocks are new
+
+
 def test_one_judges_run_reuses_the_other_raters_figures(table):
     """A judge's new verdicts and ratings on items the others had annotated: the other raters'
     per-rater figures are reused from the previous build (memoised, registrations replayed,

@@ -38,6 +38,7 @@ class Memo:
         self.kept: dict[bytes, Any] = {}
         self.hits = 0
         self.misses = 0
+        self.computed: dict[str, int] = {}  # misses by function (qualname): what an update recomputed
         # Digests of the frames hashed in this update, by object: one gold table is an input of
         # every judge's figures, and is hashed once. The frame is held with its digest, so its
         # id cannot be reused for another frame while the memo is active.
@@ -171,6 +172,7 @@ def memoised(fn: F) -> F:
                     assert boot.recordings[-1] is registered  # recordings nest with the calls
                     boot.recordings.pop()
             memo.misses += 1
+            memo.computed[fn.__qualname__] = memo.computed.get(fn.__qualname__, 0) + 1
         memo.kept[key] = (result, registered)
         return result
 
