@@ -59,7 +59,7 @@ from .metrics.judges import (
     self_preference,
 )
 from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
-from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order, rows_of
+from .metrics.memo import by_rater, memoised, on_pairs_of, pair_rows, relative_order, rows_of
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
 from .metrics.verdicts import apply_wildbench_rule
@@ -828,7 +828,10 @@ def _judge_vs_gold(verdicts: pd.DataFrame, gold: pd.DataFrame, shown: list[str],
 
 
 def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
-    return prefs.drop_duplicates("pair")[["pair", "item", "response_a", "response_b"]]
+    """One row per pair, in pair id order (not the order rows came: another rater's earlier
+    rows would reorder it, and so every rater's memo keys on it)."""
+    return pair_rows(prefs, ["pair", "item", "response_a", "response_b"])
+
 
 
 def _consistency(

@@ -29,7 +29,7 @@ from .metrics.judge_card import (
 )
 from .metrics.judges import length_bias, position_both_orders, self_preference
 from .metrics.leaderboard import comparisons, kendall_tau_between, models_compared
-from .metrics.memo import by_rater, memoised, on_pairs_of, relative_order, rows_of
+from .metrics.memo import by_rater, memoised, on_pairs_of, pair_rows, relative_order, rows_of
 from .metrics.style import length_controlled_win_rates, style_controlled_bt
 
 # The keys of report["judge_cards"] rows whose value is a rate with a `<key>_ci` beside it.
@@ -232,7 +232,7 @@ def style_section(
         groups["humans"] = humans
     for r in _evaluators(shown, raters):
         groups[r] = [r]
-    responses = prefs.drop_duplicates("pair")[["pair", "response_a", "response_b"]] if len(prefs) else None
+    responses = pair_rows(prefs, ["pair", "response_a", "response_b"]) if len(prefs) else None
     boards = {}
     for name, members in groups.items():
         if responses is None:

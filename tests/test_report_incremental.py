@@ -123,11 +123,16 @@ def test_a_new_rater_and_its_rows(table):
 
 def test_a_new_annotator_with_preferences_only_leaves_the_rating_correlations_as_they_were(table):
     """Raters are coded among those with rows of each kind: a newcomer's verdicts move no code
-    of the score correlations' blocks (nor of the kappa blocks before it)."""
+    of the score correlations' blocks (nor of the kappa blocks before it), and the pair tables
+    are in pair order, whoever's rows came first."""
     newcomer = (table["rater"] == "human:h5").to_numpy()
     after = _absorbed_equals_rebuilt(*_split(table, newcomer), OPTS)
-    assert "_correlation_block" not in after.stats["computed_by"]
-    assert after.stats["computed_by"].get("_kappa_block", 0) > 0  # its own verdicts' blocks are new
+    computed = after.stats["computed_by"]
+    assert "_correlation_block" not in computed
+    assert computed.get("_kappa_block", 0) > 0  # its own verdicts' blocks are new
+    # Its rows dated among the others' reorder no pair table (memo.pair_rows): each rater's own
+    # consistency and every judge's style boards are as they were; the humans' group's are new.
+    assert "_rater_consistency" not in computed and computed["_style_boards"] == 1
 
 
 def test_one_judges_run_reuses_the_other_raters_figures(table):

@@ -283,3 +283,11 @@ def on_pairs_of(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     a group's memoised figure reads of it, so pairs only others judged (a new batch) leave its
     key alone."""
     return table[table["pair"].isin(rows["pair"]).to_numpy()]
+
+
+def pair_rows(prefs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`columns` of each pair's first row, one row per pair, sorted by pair: what the raters'
+    memoised figures read of the pairs (their items and responses, through on_pairs_of). In
+    pair order, not the order the rows came: a rater's rows dated earlier than others' (an
+    import of old annotations) would reorder the pairs, and with them every rater's memo key."""
+    return prefs.drop_duplicates("pair")[columns].sort_values("pair", kind="stable")
