@@ -131,6 +131,7 @@ def main() -> None:
     from annotate.roles import user_set_role
     from reports.build import build_report
     from reports.cache import KEPT_STATES, state_cache_key
+    from reports.effort import _CURVES
     from reports.selectors import ReportFilters
 
 
@@ -154,9 +155,11 @@ def main() -> None:
             for cycle in range(args.cycles):
                 top = Preference.objects.filter(pair__item__project=project).order_by("-id").values_list("id", flat=True)[0]
                 # A cold start: nothing cached, nothing kept (else the first view of a later cycle
-                # would be the first cycle's cached report: the same rows).
+                # would be the first cycle's cached report: the same rows; and its second view
+                # the first cycle's replayed effort curve, when the same human rows arrive).
                 caches["default"].clear()
                 KEPT_STATES.clear()
+                _CURVES.clear()  # the human-effort section's replayed curves too
                 t0 = time.perf_counter()
                 response = client.get(page)
                 t_first = time.perf_counter() - t0
