@@ -200,7 +200,7 @@ def _run(
 
     with memo.active(memo.Memo(fits)) as fitted:
         report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
-    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses, computed_by=dict(sorted(fitted.computed.items())))
+    stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
     boot = None
     if parts:
         draw, order = draws[0], [parts[lo] for lo in sorted(parts)]
@@ -213,7 +213,8 @@ def _run(
                               weights=draw.weights if draw.keep else None)  # fmt: skip
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
     return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=boot,
-                       report=report, computed_at=computed_at, absorbed=absorbed, stats=stats,
+                       report=report, computed_at=computed_at, absorbed=absorbed,
+                       stats={**stats, "computed_by": dict(sorted(fitted.computed.items()))},
                        fits=fitted.kept)  # fmt: skip
 
 
