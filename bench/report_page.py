@@ -9,8 +9,9 @@ report from the database (build_report: no cache, no state), and what the second
 before session 16, when the state was kept in the file cache (storing it after each view and
 reading it back before each absorb; bench/reports.py's keeping figures).
 
-Each cycle starts cold (the report cache and the kept states emptied) and ends by deleting the
-judge's new rows, so every cycle is the same two views. Seconds are medians over the cycles.
+Each cycle starts cold (the report cache, the kept states and the replayed effort curves emptied)
+and ends by deleting the rows that arrived, so every cycle is the same two views. Seconds are
+medians over the cycles.
 
 Run: python bench/report_page.py [--items 25641] [--judge-rows 10000] [--arrival judge|human] [--cycles 3]
 [--profile FILE]
