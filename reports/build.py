@@ -58,7 +58,14 @@ from .metrics.judges import (
     rating_self_preference,
     self_preference,
 )
-from .metrics.leaderboard import bradley_terry, comparisons, kendall_tau_between, kendall_tau_ci, rating_board
+from .metrics.leaderboard import (
+    bradley_terry,
+    comparisons,
+    kendall_tau_between,
+    kendall_tau_ci,
+    labels_in,
+    rating_board,
+)
 from .metrics.memo import by_rater, memoised, on_pairs_of, pair_rows, relative_order, rows_of
 from .metrics.panels import FIGURES as PANEL_FIGURES
 from .metrics.panels import panel_vs_members
@@ -431,10 +438,10 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     pair_codes, pairs = pd.factorize(v["pair"], sort=True)
     # Raters coded among those with verdicts (in the order shown): a rater who only rates (or a
     # new one with no verdicts yet) moves no other rater's code, so no block's memo key.
-    all_shown = shown
-    shown = _present(shown, v["rater"])
-    rater_codes = pd.Categorical(v["rater"], categories=shown).codes.astype(np.int64)
-    wide = np.full((len(pairs), len(shown)), -1, dtype=np.int64)
+    ranking = labels_in(v["rater"])
+    judged = [r for r in shown if r in ranking]
+    rater_codes = pd.Categorical(v["rater"], categories=judged).codes.astype(np.int64)
+    wide = np.full((len(pairs), len(judged)), -1, dtype=np.int64)
     wide[pair_codes, rater_codes] = v["verdict"].to_numpy()
     pair_item = np.zeros(len(pairs), dtype=np.int64)
     pair_item[pair_codes] = v["item"].to_numpy()
@@ -448,20 +455,20 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
     p_sorted, r_sorted, v_sorted = pair_codes[order], rater_codes[order], verdict[order]
     item_sorted = pair_item[p_sorted]
     rows = []
-    for b, (units, a_codes, cells) in enumerate(_earlier_partners(p_sorted, r_sorted, v_sorted, item_sorted, len(shown))):
+    for b, (units, a_codes, cells) in enumerate(_earlier_partners(p_sorted, r_sorted, v_sorted, item_sorted, len(judged))):
         if not len(units):
             continue
-        with boot.scope(shown[b]):  # the block of b's pairs: one appears when b's first partner does
+        with boot.scope(judged[b]):  # the block of b's pairs: one appears when b's first partner does
             block = _kappa_block(units, a_codes, cells, boot)
         for g, a in enumerate(block.raters):
-            rows.append((shown[a], shown[b], _Slice(block.estimate, g, int(block.confusion[g].sum())),
+            rows.append((judged[a], judged[b], _Slice(block.estimate, g, int(block.confusion[g].sum())),
                          block.confusion[g].reshape(3, 3)))  # fmt: skip
     # In the order of the rater pairs, (a, b) by a then b, as the batched matrix listed them.
-    position = {r: k for k, r in enumerate(shown)}
+    position = {r: k for k, r in enumerate(judged)}
     rows.sort(key=lambda row: (position[row[0]], position[row[1]]))
 
     # Fleiss' kappa over the human pool, on pairs with at least two human verdicts.
-    humans = [k for k, r in enumerate(shown) if raters[r]["kind"] == "human"]
+    humans = [k for k, r in enumerate(judged) if raters[r]["kind"] == "human"]
     fleiss = None
     if len(humans) >= 2:
         hw = wide[:, humans]
@@ -474,8 +481,8 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
             per_unit = per_unit_sums(units, cols, stats.ravel(), n_units=boot.n_units, width=stats.shape[1])
             fleiss = boot.estimate(per_unit, fleiss_from_sums, n=int(keep.sum()))
 
-    alphas = _krippendorff(ratings, verdicts, all_shown, raters, boot)
-    scores = _score_correlations(ratings, all_shown, boot)
+    alphas = _krippendorff(ratings, verdicts, shown, raters, boot)
+    scores = _score_correlations(ratings, shown, boot)
 
     def render() -> dict:
         return {
@@ -535,14 +542,6 @@ def _agreement(verdicts: pd.DataFrame, ratings: pd.DataFrame, shown: list[str], 
         }
 
     return _Section(render, details)
-
-
-def _present(shown: list[str], labels: pd.Series) -> list[str]:
-    """The raters of `shown` that occur in `labels` (a frame's rater column), in shown order."""
-    column = labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")
-    codes = np.unique(column.cat.codes.to_numpy())
-    occurring = {str(column.cat.categories[c]) for c in codes if c >= 0}
-    return [r for r in shown if r in occurring]
 
 
 def _earlier_partners(
@@ -831,7 +830,6 @@ def _pair_table(prefs: pd.DataFrame) -> pd.DataFrame:
     """One row per pair, in pair id order (not the order rows came: another rater's earlier
     rows would reorder it, and so every rater's memo keys on it)."""
     return pair_rows(prefs, ["pair", "item", "response_a", "response_b"])
-
 
 
 def _consistency(

@@ -69,7 +69,8 @@ def effort_curve(votes: Mapping[int, Sequence[int]], *, overlap: int, policies: 
     sequences: dict[tuple[int, ...], int] = {}
     kind = np.array([sequences.setdefault(full[p], len(sequences)) for p in ids], dtype=np.int64)
     distinct = list(sequences)
-    gold = np.array([gold_of(seq) for seq in distinct], dtype=object)[kind]
+    gold_of_kind = np.array([gold_of(seq) for seq in distinct], dtype=object)  # each sequence's full gold
+    gold = gold_of_kind[kind]
     # Per round, how many of its draws are of each label sequence (rounds x sequences).
     per_kind = None
     if rounds > 0:
@@ -89,7 +90,7 @@ def effort_curve(votes: Mapping[int, Sequence[int]], *, overlap: int, policies: 
             asked_of = np.array([len(asked) for asked, _ in outcome], dtype=np.int64)
             reached = np.array([g for _, g in outcome], dtype=object)
             used = int(asked_of[kind].sum())
-            hit_of = reached == np.array([gold_of(seq) for seq in distinct], dtype=object)
+            hit_of = reached == gold_of_kind
             hits = hit_of[kind].astype(bool)
             if per_kind is not None:
                 means = (per_kind @ hit_of.astype(np.float64)) / len(ids)

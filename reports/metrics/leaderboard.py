@@ -134,18 +134,18 @@ def mle_exists(wins: np.ndarray) -> bool:
     return n_components == 1
 
 
+def labels_in(column: pd.Series) -> set[str]:
+    """The labels a column holds. A categorical column's from its codes: a set of every row's
+    label turned 100k codes into Python strings (once per board and fit)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = np.unique(column.cat.codes.to_numpy())
+        return {str(c) for c in column.cat.categories[codes[codes >= 0]]}
+    return set(column)
+
+
 def models_compared(comps: pd.DataFrame) -> list[str]:
-    """The models of model_a and model_b, sorted. A categorical column's from its codes: a set of
-    every row's label turned 100k codes into Python strings (once per board and fit)."""
-    names: set[str] = set()
-    for col in ("model_a", "model_b"):
-        column = comps[col]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            codes = np.unique(column.cat.codes.to_numpy())
-            names.update(str(c) for c in column.cat.categories[codes[codes >= 0]])
-        else:
-            names.update(column)
-    return sorted(names)
+    """The models of model_a and model_b, sorted."""
+    return sorted(labels_in(comps["model_a"]) | labels_in(comps["model_b"]))
 
 
 def comparisons(verdicts: pd.DataFrame) -> pd.DataFrame:

@@ -205,7 +205,7 @@ def style_controlled_bt(comps: pd.DataFrame, styles: pd.DataFrame, *, control: b
         x = x[:, independent]
     v = comps["verdict"].to_numpy()
     rows, y, w = _outcome_rows(v)
-    # Wins of row over column, a tie half each way (bincount sums in the order np.add.at did).
+    # Wins of row over column, a tie half each way (halves and ones: their sums are exact).
     half = np.where(v == TIE, 0.5, 0.0)
     won = (np.bincount(ia * m + ib, weights=np.where(v == A, 1.0, half), minlength=m * m)
            + np.bincount(ib * m + ia, weights=np.where(v == B, 1.0, half), minlength=m * m)).reshape(m, m)  # fmt: skip
