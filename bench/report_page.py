@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._django import drop, setup  # noqa: E402
+from bench._machine import describe  # noqa: E402
 
 MODELS = [f"m{k}" for k in range(8)]
 HUMANS = [f"h{k}" for k in range(3)]
@@ -118,6 +119,9 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile the first cycle's second view into FILE (pstats), and print its top entries")  # fmt: skip
     args = parser.parse_args()
+    machine = describe()  # before the database and the import: the machine quiet
+    print(f"machine: {machine['cores']} cores ({machine['cpu_model']}), load average {os.getloadavg()[0]:.2f}, "
+          f"reference workload {machine['reference_seconds']:.3f} s (bench/_machine.py)", flush=True)  # fmt: skip
     setup(args.db)
     from django.conf import settings
 
@@ -207,7 +211,7 @@ def main() -> None:
                       "second_view_ratio": round(median("second") / median("rebuild"), 3),
                       "second_view_with_file_cache_seconds": median("before"),
                       "runs": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in cycles],
-                      "load_average": median("load")}))  # fmt: skip
+                      "load_average": median("load"), **machine}))  # fmt: skip
 
 
 if __name__ == "__main__":

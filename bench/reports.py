@@ -24,7 +24,8 @@ for a core), `max_rss_mb` (the whole process, table included), the load average 
 --no-trace. The baseline runs on the first 512 items at every size and is extrapolated.
 
 Incremental (reports.incremental, --absorb 10000, 0 to skip): 10,000 annotations absorbed into a
-report computed without them, one run, beside a rebuild on the same union table, one run:
+report computed without them, beside a rebuild on the same union table, alternating, --repeats
+runs of each (medians quoted; each absorb from the same computed state):
 `absorb_annotations`, `absorb_seconds`, `rebuild_seconds`, `absorb_ratio` (and
 `absorb_cpu_ratio`) for rows drawn at random from the table, and the same keys with
 `_new_items` for rows concentrated on the last items (a new batch every rater annotates),
@@ -65,6 +66,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench._machine import describe, reference_seconds  # noqa: E402
 from reports.build import ReportOptions, release_freed_memory, report_from_table  # noqa: E402
 from reports.selectors import CATEGORICAL, COLUMNS, finish_table  # noqa: E402
 
@@ -405,7 +407,7 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
           f"= {baseline:,.0f} s")  # fmt: skip
     # Three more builds per case: left out above 2M annotations (minutes at 10M, and the time
     # to absorb is quoted at 1M).
-    absorb_keys = _absorb_figures(table, opts, args.absorb) if args.absorb and len(table) <= 2_000_000 else {}
+    absorb_keys = _absorb_figures(table, opts, args.absorb, max(1, args.repeats)) if args.absorb and len(table) <= 2_000_000 else {}
     out = {"annotations": len(table), "seconds": round(seconds, 3),
            "peak_mb": round(peak_mb, 1) if peak_mb is not None else round(rss1, 1),
            "baseline_seconds": round(baseline, 1), "ratio": round(baseline / seconds, 1),
@@ -415,10 +417,10 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
     return out
 
 
-def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
+def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int, repeats: int = 1) -> dict:
     """Absorbing k new annotations into a computed report (reports.incremental) beside a full
-    rebuild on the same union table, one run each, in six ways of arriving: k rows drawn at
-    random from the table (the generator's draw: they touch thousands of existing items), k
+    rebuild on the same union table (`repeats` runs of each, alternating; medians), in six ways
+    of arriving: k rows drawn at random from the table (the generator's draw: they touch thousands of existing items), k
     rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
     on the last items (its run over items the others had annotated already), the same judge's
     k rows on a batch only it has judged (the others' rows on those items left out), and k of
@@ -451,22 +453,33 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int) -> dict:
         state = build_state(old_rows, opts)
         if not out:
             out.update(_keeping_figures(state))
-        t0, c0 = time.perf_counter(), time.process_time()
-        state = absorb(state, new_rows)
-        json.dumps(state.report)
-        t_absorb, c_absorb = time.perf_counter() - t0, time.process_time() - c0
-        union = state.table
+        # Each absorb starts from the same computed state (absorb returns a new one), and the
+        # absorbs and rebuilds alternate, so a slow minute of the machine falls on both.
+        absorbs, rebuilds = [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            after = absorb(state, new_rows)
+            json.dumps(after.report)
+            absorbs.append((time.perf_counter() - t0, time.process_time() - c0))
+            union = after.table
+            del after
+            t0, c0 = time.perf_counter(), time.process_time()
+            json.dumps(report_from_table(union, opts))
+            rebuilds.append((time.perf_counter() - t0, time.process_time() - c0))
         del state
-        t0, c0 = time.perf_counter(), time.process_time()
-        json.dumps(report_from_table(union, opts))
-        t_rebuild, c_rebuild = time.perf_counter() - t0, time.process_time() - c0
+        t_absorb, c_absorb = (statistics.median(t[i] for t in absorbs) for i in (0, 1))
+        t_rebuild, c_rebuild = (statistics.median(t[i] for t in rebuilds) for i in (0, 1))
         print(f"absorb{name or ' (random rows)'}: {int(new.sum()):,} new annotations absorbed in {t_absorb:.2f} s "
               f"(CPU {c_absorb:.2f} s) vs a rebuild of the same {len(union):,} in {t_rebuild:.2f} s "
-              f"(CPU {c_rebuild:.2f} s), load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+              f"(CPU {c_rebuild:.2f} s), medians of {repeats} "
+              f"(absorbs {[round(t[0], 2) for t in absorbs]}, rebuilds {[round(t[0], 2) for t in rebuilds]}), "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
         out.update({f"absorb{name}_annotations": int(new.sum()), f"absorb{name}_seconds": round(t_absorb, 3),
                     f"rebuild{name}_seconds": round(t_rebuild, 3),
                     f"absorb{name}_ratio": round(t_absorb / t_rebuild, 3),
-                    f"absorb{name}_cpu_ratio": round(c_absorb / c_rebuild, 3)})  # fmt: skip
+                    f"absorb{name}_cpu_ratio": round(c_absorb / c_rebuild, 3),
+                    f"absorb{name}_runs": [round(t[0], 3) for t in absorbs],
+                    f"rebuild{name}_runs": [round(t[0], 3) for t in rebuilds]})  # fmt: skip
     return out
 
 
@@ -520,7 +533,9 @@ def main() -> None:
         sizes = [args.items]
     else:
         sizes = [math.ceil(n / PER_ITEM) for n in (args.annotations or [1_000_000])]
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
+    machine = describe()  # before the sizes: the machine quiet, no table in memory
+    print(f"machine: {machine['cores']} cores ({machine['cpu_model']}), load average {os.getloadavg()}, "
+          f"reference workload {machine['reference_seconds']:.3f} s (bench/_machine.py)", flush=True)  # fmt: skip
     results = []
     for items in sizes:
         # Each size in its own process: its max RSS is its own, and memory is returned between sizes.
@@ -531,6 +546,14 @@ def main() -> None:
                 results.append(json.loads(line[len("RESULT "):]))
             else:
                 print(line)
+        # The report's seconds in units of this machine's reference workload: comparable
+        # across machines where the seconds are not (bench/_machine.py).
+        # Timed again after each size: the two readings' spread is how much the machine's
+        # own speed moved during the run (it moved by a fifth between minutes in session 19).
+        after = reference_seconds()
+        results[-1].update(cpu_model=machine["cpu_model"], reference_seconds=machine["reference_seconds"],
+                           reference_seconds_after=after,
+                           seconds_per_reference=round(results[-1]["seconds"] / machine["reference_seconds"], 1))
         print(json.dumps(results[-1]), flush=True)
 
 
