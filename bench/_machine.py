@@ -8,7 +8,7 @@ product against small integer weights), on one thread, the median of five runs. 
 divided by it (`seconds_per_reference`) compares across machines better than the seconds do;
 the ratios a script prints against a baseline in the same run remain the figures that hold.
 The machine's own speed moves too: on session 19's, idle (vmstat: no steal), the workload read
-0.25 to 0.37 s within a few minutes, so bench/reports.py times it before and after a size.
+0.24 to 0.37 s within a few minutes, so bench/reports.py times it before and after a size.
 """
 
 from __future__ import annotations
@@ -59,3 +59,9 @@ def reference_seconds(runs: int = 5) -> float:
 def describe() -> dict:
     """cpu_model, cores and reference_seconds, for a benchmark's JSON line."""
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "reference_seconds": reference_seconds()}
+
+
+def summary(machine: dict) -> str:
+    """describe()'s result and the load average, as a benchmark's first line."""
+    return (f"machine: {machine['cores']} cores ({machine['cpu_model']}), load average {os.getloadavg()[0]:.2f}, "
+            f"reference workload {machine['reference_seconds']:.3f} s (bench/_machine.py)")  # fmt: skip

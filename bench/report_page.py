@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._django import drop, setup  # noqa: E402
-from bench._machine import describe  # noqa: E402
+from bench._machine import describe, summary  # noqa: E402
 
 MODELS = [f"m{k}" for k in range(8)]
 HUMANS = [f"h{k}" for k in range(3)]
@@ -120,8 +120,7 @@ def main() -> None:
                         help="cProfile the first cycle's second view into FILE (pstats), and print its top entries")  # fmt: skip
     args = parser.parse_args()
     machine = describe()  # before the database and the import: the machine quiet
-    print(f"machine: {machine['cores']} cores ({machine['cpu_model']}), load average {os.getloadavg()[0]:.2f}, "
-          f"reference workload {machine['reference_seconds']:.3f} s (bench/_machine.py)", flush=True)  # fmt: skip
+    print(summary(machine), flush=True)
     setup(args.db)
     from django.conf import settings
 

@@ -66,7 +66,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench._machine import describe, reference_seconds  # noqa: E402
+from bench._machine import describe, reference_seconds, summary  # noqa: E402
 from reports.build import ReportOptions, release_freed_memory, report_from_table  # noqa: E402
 from reports.selectors import CATEGORICAL, COLUMNS, finish_table  # noqa: E402
 
@@ -405,8 +405,8 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
     print(f"baseline (per-row Python): {len(sub):,} annotations: {t_point:.2f} s for the figures, "
           f"{t_round:.2f} s per bootstrap round; extrapolated x{scale:.1f} rows and {args.rounds} rounds "
           f"= {baseline:,.0f} s")  # fmt: skip
-    # Three more builds per case: left out above 2M annotations (minutes at 10M, and the time
-    # to absorb is quoted at 1M).
+    # 1 + 2 x repeats more builds per case: left out above 2M annotations (minutes at 10M, and
+    # the time to absorb is quoted at 1M).
     absorb_keys = _absorb_figures(table, opts, args.absorb, max(1, args.repeats)) if args.absorb and len(table) <= 2_000_000 else {}
     out = {"annotations": len(table), "seconds": round(seconds, 3),
            "peak_mb": round(peak_mb, 1) if peak_mb is not None else round(rss1, 1),
@@ -420,8 +420,8 @@ def _measure(items: int, args: argparse.Namespace) -> dict:
 def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int, repeats: int = 1) -> dict:
     """Absorbing k new annotations into a computed report (reports.incremental) beside a full
     rebuild on the same union table (`repeats` runs of each, alternating; medians), in six ways
-    of arriving: k rows drawn at random from the table (the generator's draw: they touch thousands of existing items), k
-    rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
+    of arriving: k rows drawn at random from the table (the generator's draw: they touch
+    thousands of existing items), k rows concentrated on new items (the last items' rows, as a new batch), k rows of one judge
     on the last items (its run over items the others had annotated already), the same judge's
     k rows on a batch only it has judged (the others' rows on those items left out), and k of
     the humans' rows drawn at random (humans annotating items the judges had judged), and the
@@ -534,8 +534,7 @@ def main() -> None:
     else:
         sizes = [math.ceil(n / PER_ITEM) for n in (args.annotations or [1_000_000])]
     machine = describe()  # before the sizes: the machine quiet, no table in memory
-    print(f"machine: {machine['cores']} cores ({machine['cpu_model']}), load average {os.getloadavg()}, "
-          f"reference workload {machine['reference_seconds']:.3f} s (bench/_machine.py)", flush=True)  # fmt: skip
+    print(summary(machine), flush=True)
     results = []
     for items in sizes:
         # Each size in its own process: its max RSS is its own, and memory is returned between sizes.
@@ -546,10 +545,9 @@ def main() -> None:
                 results.append(json.loads(line[len("RESULT "):]))
             else:
                 print(line)
-        # The report's seconds in units of this machine's reference workload: comparable
-        # across machines where the seconds are not (bench/_machine.py).
-        # Timed again after each size: the two readings' spread is how much the machine's
-        # own speed moved during the run (it moved by a fifth between minutes in session 19).
+        # The seconds in units of the reference workload, comparable across machines where
+        # the seconds are not; the workload timed again after each size says how much the
+        # machine's own speed moved meanwhile (bench/_machine.py).
         after = reference_seconds()
         results[-1].update(cpu_model=machine["cpu_model"], reference_seconds=machine["reference_seconds"],
                            reference_seconds_after=after,
