@@ -455,12 +455,13 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int, repeats: i
             out.update(_keeping_figures(state))
         # Each absorb starts from the same computed state (absorb returns a new one), and the
         # absorbs and rebuilds alternate, so a slow minute of the machine falls on both.
-        absorbs, rebuilds = [], []
+        absorbs, rebuilds, spent = [], [], []
         for _ in range(repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             after = absorb(state, new_rows)
             json.dumps(after.report)
             absorbs.append((time.perf_counter() - t0, time.process_time() - c0))
+            spent.append(after.stats)
             union = after.table
             del after
             t0, c0 = time.perf_counter(), time.process_time()
@@ -474,6 +475,9 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int, repeats: i
               f"(CPU {c_rebuild:.2f} s), medians of {repeats} "
               f"(absorbs {[round(t[0], 2) for t in absorbs]}, rebuilds {[round(t[0], 2) for t in rebuilds]}), "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+        where = _where_absorb_went(spent[sorted(range(repeats), key=lambda i: absorbs[i][0])[repeats // 2]])
+        print(f"  where the median absorb went: {where['line']}", flush=True)
+        out.update({f"absorb{name}_{k}": v for k, v in where.items() if k != "line"})
         out.update({f"absorb{name}_annotations": int(new.sum()), f"absorb{name}_seconds": round(t_absorb, 3),
                     f"rebuild{name}_seconds": round(t_rebuild, 3),
                     f"absorb{name}_ratio": round(t_absorb / t_rebuild, 3),
@@ -481,6 +485,24 @@ def _absorb_figures(table: pd.DataFrame, opts: ReportOptions, k: int, repeats: i
                     f"absorb{name}_runs": [round(t[0], 3) for t in absorbs],
                     f"rebuild{name}_runs": [round(t[0], 3) for t in rebuilds]})  # fmt: skip
     return out
+
+
+def _where_absorb_went(stats: dict) -> dict:
+    """An absorb's build by where its time went (reports.metrics.memo's seconds by function):
+    the memoised computations it ran again (their own time, most costly first), hashing their
+    inputs to look them up, and the rest (the whole-table steps every build runs, and waiting
+    for the bootstrap's product)."""
+    by = dict(stats.get("seconds_by", {}))
+    keys = by.pop("(keys)", 0.0)
+    memoised = sum(by.values())
+    rest = stats.get("build_seconds", 0.0) - memoised - keys
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:6]
+    computed = stats.get("computed_by", {})
+    line = (f"memoised computations run again {memoised:.2f} s ({sum(computed.values())} calls; "
+            + ", ".join(f"{k} {v:.2f} s x{computed.get(k, 0)}" for k, v in top)
+            + f"), their keys {keys:.2f} s, the rest {rest:.2f} s (whole-table steps, the product)")  # fmt: skip
+    return {"line": line, "memoised_seconds": round(memoised, 3), "keys_seconds": round(keys, 3),
+            "rest_seconds": round(rest, 3), "top_memoised": {k: round(v, 3) for k, v in top}}  # fmt: skip
 
 
 def _keeping_figures(state) -> dict:

@@ -198,8 +198,10 @@ def _run(
         boot.keep_sums = True
         boot.runner = runner
 
+    t0 = time.perf_counter()
     with memo.active(memo.Memo(fits)) as fitted:
         report = report_from_table(table, opts, inputs, adjudicated=adjudicated, prepare=prepare)
+    build_seconds = time.perf_counter() - t0
     stats.update(fits_reused=fitted.hits, fits_computed=fitted.misses)
     boot = None
     if parts:
@@ -214,7 +216,9 @@ def _run(
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
     return ReportState(table=table, opts=opts, inputs=inputs, adjudicated=adjudicated, boot=boot,
                        report=report, computed_at=computed_at, absorbed=absorbed,
-                       stats={**stats, "computed_by": dict(sorted(fitted.computed.items()))},
+                       stats={**stats, "computed_by": dict(sorted(fitted.computed.items())),
+                              "build_seconds": build_seconds,
+                              "seconds_by": dict(sorted(fitted.seconds.items(), key=lambda kv: -kv[1]))},
                        fits=fitted.kept)  # fmt: skip
 
 

@@ -8,6 +8,7 @@ memo.by_rater is the split every per-rater figure is keyed on."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import pandas as pd
@@ -163,3 +164,25 @@ def test_a_frames_digest_is_its_columns_values_not_its_index():
     ]  # fmt: skip
     digests = [memo._frame_digest(memo.Memo(), f) for f in changed]
     assert digest not in digests and len(set(digests)) == len(changed)
+
+
+@memo.memoised
+def _inner(x: int) -> int:
+    time.sleep(0.05)
+    return x + 1
+
+
+@memo.memoised
+def _outer(x: int) -> int:
+    return _inner(x) * 2
+
+
+def test_seconds_by_function_count_each_computations_own_time_and_reuses_none():
+    with memo.active(memo.Memo()) as first:
+        assert _outer(1) == 4
+    # The inner sleep counts to _inner only: _outer's own time leaves its memoised callee out.
+    assert first.seconds["_inner"] >= 0.05 > first.seconds["_outer"]
+    assert first.computed == {"_outer": 1, "_inner": 1} and "(keys)" in first.seconds
+    with memo.active(memo.Memo(first.kept)) as again:
+        assert _outer(1) == 4
+    assert set(again.seconds) == {"(keys)"} and again.hits == 1  # a reuse runs nothing

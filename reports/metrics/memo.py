@@ -14,6 +14,7 @@ Outside an incremental update (no memo active) a memoised function is called as 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,6 +40,11 @@ class Memo:
         self.hits = 0
         self.misses = 0
         self.computed: dict[str, int] = {}  # misses by function (qualname): what an update recomputed
+        # Seconds by function (qualname) of its misses, its own time only (a memoised call inside
+        # another counts to the inner function), and "(keys)" for hashing the inputs: where an
+        # update's time goes, which bench/reports.py prints.
+        self.seconds: dict[str, float] = {}
+        self.inner: list[float] = []  # per memoised call in progress: its memoised callees' seconds
         # Digests of the frames hashed in this update, by object: one gold table is an input of
         # every judge's figures, and is hashed once. The frame is held with its digest, so its
         # id cannot be reused for another frame while the memo is active.
@@ -141,6 +147,7 @@ def memoised(fn: F) -> F:
         memo = _active.get()
         if memo is None:
             return fn(*args, **kwargs)
+        t0 = time.perf_counter()
         h = _hasher(fn.__module__.encode() + fn.__qualname__.encode())
         for value in args:
             _feed(memo, h, value)
@@ -148,6 +155,7 @@ def memoised(fn: F) -> F:
             _feed(memo, h, name)
             _feed(memo, h, kwargs[name])
         key = h.digest()[:16]
+        _add_seconds(memo, "(keys)", time.perf_counter() - t0)
         boots = [v for v in (*args, *kwargs.values()) if isinstance(v, Resampler)]
         known = memo.kept.get(key) or memo.previous.get(key)
         n_units = min((b.n_units for b in boots), default=0)
@@ -165,18 +173,27 @@ def memoised(fn: F) -> F:
             registered = []
             for boot in boots:
                 boot.recordings.append(registered)
+            memo.inner.append(0.0)
+            t1 = time.perf_counter()
             try:
                 result = fn(*args, **kwargs)
             finally:
                 for boot in boots:
                     assert boot.recordings[-1] is registered  # recordings nest with the calls
                     boot.recordings.pop()
+                _add_seconds(memo, fn.__qualname__, time.perf_counter() - t1 - memo.inner.pop())
             memo.misses += 1
             memo.computed[fn.__qualname__] = memo.computed.get(fn.__qualname__, 0) + 1
         memo.kept[key] = (result, registered)
+        if memo.inner:  # a memoised caller's own time leaves this call out, keys and reuse included
+            memo.inner[-1] += time.perf_counter() - t0
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _add_seconds(memo: Memo, name: str, seconds: float) -> None:
+    memo.seconds[name] = memo.seconds.get(name, 0.0) + seconds
 
 
 def widened(per_unit: Any, n_units: int) -> Any:
