@@ -147,6 +147,11 @@ def test_one_judges_run_reuses_the_other_raters_figures(table):
     # Most figures' resamples reused; in full only those whose width changed (a rater pair or
     # a cell the judge's new rows made for the first time).
     assert after.stats["reused"] > after.stats["updated"] + after.stats["resampled"] and after.stats["updated"] > 0
+    # Where its time went: only what it computed again has seconds (each its own, so together
+    # with the keys they are within the build's), the judge's own figures among them.
+    spent = after.stats["seconds_by"]
+    assert set(spent) - {"(keys)"} == set(after.stats["computed_by"]) and "length_bias" in spent
+    assert 0 < sum(spent.values()) <= after.stats["build_seconds"]
 
 
 def test_a_judges_run_on_a_new_batch_reuses_the_other_raters_figures_widened(table):
