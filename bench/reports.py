@@ -492,12 +492,12 @@ def _where_absorb_went(stats: dict) -> dict:
     the memoised computations it ran again (their own time, most costly first), hashing their
     inputs to look them up, and the rest (the whole-table steps every build runs, and waiting
     for the bootstrap's product)."""
-    by = dict(stats.get("seconds_by", {}))
+    by = dict(stats["seconds_by"])  # most costly first (reports.incremental sorts it)
     keys = by.pop("(keys)", 0.0)
     memoised = sum(by.values())
-    rest = stats.get("build_seconds", 0.0) - memoised - keys
-    top = sorted(by.items(), key=lambda kv: -kv[1])[:6]
-    computed = stats.get("computed_by", {})
+    rest = stats["build_seconds"] - memoised - keys
+    top = list(by.items())[:6]
+    computed = stats["computed_by"]
     line = (f"memoised computations run again {memoised:.2f} s ({sum(computed.values())} calls; "
             + ", ".join(f"{k} {v:.2f} s x{computed.get(k, 0)}" for k, v in top)
             + f"), their keys {keys:.2f} s, the rest {rest:.2f} s (whole-table steps, the product)")  # fmt: skip
